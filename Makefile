@@ -1,0 +1,32 @@
+# Two commands matter to a new user: `make run` (one broker node) and `make test` (every test).
+# Everything else here is a step of those two, or a developer convenience.
+SHELL := /bin/bash
+NODE_STAMP := node_modules/.package-lock.json
+
+.PHONY: run test build install services services-stop cluster cluster-stop bench clean
+
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $(NODE_STAMP)
+
+install: $(NODE_STAMP)
+
+build: install
+	npx tsc -p .
+
+# One node on the in-memory bus: TCP 127.0.0.1:61613, WebSocket 127.0.0.1:15674/ws.
+run: build
+	node dist/bin/stompede.js $(ARGS)
+
+# Starts Redis, Kafka and the MongoDB-protocol server once for the whole run, runs every spec, stops them.
+test: build
+	infra/with-services.sh npx mocha
+
+services: build
+	infra/services.sh start
+
+services-stop:
+	infra/services.sh stop
+
+clean:
+	rm -rf dist

@@ -1,0 +1,100 @@
+#!/usr/bin/env node
+/**
+ * The CLI only: parse flags, load config, create the broker, listen, close on SIGTERM/SIGINT.
+ * Every config key has a flag named after it (`wsPort` → `--ws-port`), so flags, config-file keys and
+ * STOMPEDE_* variables always cover the same settings.
+ */
+import { Command, Option } from 'commander';
+import { pino } from 'pino';
+import { createInterface } from 'node:readline';
+import { addUser } from '../broker/auth.js';
+import { createBroker, SERVER_VERSION } from '../broker/broker.js';
+import { ConfigError, DEFAULT_CONFIG, envName, flagName, loadConfig, type ConfigInput } from '../broker/config.js';
+import type { Logger } from '../broker/logger.js';
+
+const SECRET_KEYS = new Set(['redis', 'kafka', 'mongo']);
+
+/** Connection strings may carry passwords (`redis://user:pass@host`): shown masked. */
+function mask(key: string, value: unknown): unknown {
+  if (!SECRET_KEYS.has(key) || typeof value !== 'string') return value;
+  return value.replace(/\/\/([^:/@]+):([^@]+)@/, '//$1:***@');
+}
+
+async function readPassword(): Promise<string> {
+  const rl = createInterface({ input: process.stdin, terminal: false });
+  for await (const line of rl) {
+    rl.close();
+    return line;
+  }
+  throw new Error('no password on standard input');
+}
+
+function serveCommand(program: Command): void {
+  program.option('--config <file>', 'JSON config file (its keys are the long option names in camelCase)');
+  program.option('--print-config', 'print the effective configuration (secrets masked) and exit');
+  for (const [key, value] of Object.entries(DEFAULT_CONFIG)) {
+    const flag = flagName(key);
+    const arg = typeof value === 'number' ? `<number>` : Array.isArray(value) ? '<list>' : '<value>';
+    const option = new Option(`--${flag} ${arg}`, `${key} (env ${envName(key)}, default ${JSON.stringify(value)})`);
+    program.addOption(option);
+  }
+  program.action(async (opts: Record<string, unknown>) => {
+    const overrides: Record<string, unknown> = {};
+    for (const key of Object.keys(DEFAULT_CONFIG)) if (opts[key] !== undefined) overrides[key] = opts[key];
+    const config = loadConfig({ file: opts.config as string | undefined, env: process.env, overrides: overrides as ConfigInput });
+    if (opts.printConfig === true) {
+      const shown = Object.fromEntries(Object.entries(config).map(([k, v]) => [k, mask(k, v)]));
+      process.stdout.write(JSON.stringify(shown, null, 2) + '\n');
+      return;
+    }
+    const logger = pino({ level: config.logLevel, base: { node: config.nodeId || undefined } }) as unknown as Logger;
+    const broker = await createBroker({ config, logger });
+    const a = await broker.listen();
+    const where = [`stomp tcp://${a.tcp.host}:${a.tcp.port}`];
+    if (a.ws) where.push(`websocket ${a.ws.url}`);
+    if (a.tls) where.push(`stomp+ssl://${a.tls.host}:${a.tls.port}`);
+    if (a.wss) where.push(`websocket ${a.wss.url}`);
+    logger.info({ node: broker.nodeId, tcp: a.tcp, ws: a.ws, tls: a.tls, wss: a.wss }, `stompede ${SERVER_VERSION} node ${broker.nodeId} listening: ${where.join(', ')}`);
+    let stopping = false;
+    const stop = (signal: string): void => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ signal }, 'shutting down');
+      broker.close().then(() => {
+        logger.info('stopped');
+        process.exit(0);
+      }, (error: unknown) => {
+        logger.error({ err: error }, 'shutdown failed');
+        process.exit(1);
+      });
+    };
+    process.on('SIGTERM', () => stop('SIGTERM'));
+    process.on('SIGINT', () => stop('SIGINT'));
+  });
+}
+
+const program = new Command('stompede')
+  .description('A STOMP 1.0/1.1/1.2 broker over TCP and WebSocket')
+  .version(SERVER_VERSION)
+  .showHelpAfterError();
+serveCommand(program);
+
+program.command('add-user')
+  .description('add or replace a user in a users file (password read from standard input unless --password)')
+  .argument('<login>', 'the login clients send in CONNECT')
+  .requiredOption('--users-file <file>', 'the JSON users file (created when missing)')
+  .option('--password <password>', 'the password (prefer standard input: a flag shows in the process list)')
+  .action(async (login: string, opts: { usersFile: string; password?: string }) => {
+    const password = opts.password ?? (await readPassword());
+    await addUser(opts.usersFile, login, password);
+    process.stdout.write(`user "${login}" saved in ${opts.usersFile}\n`);
+  });
+
+program.parseAsync(process.argv).catch((error: unknown) => {
+  if (error instanceof ConfigError) {
+    process.stderr.write(`stompede: ${error.message}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`stompede: ${error instanceof Error ? error.message : String(error)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,167 @@
+import { readFileSync } from 'node:fs';
+import { DEFAULT_FRAME_LIMITS } from '../frames/index.js';
+
+/**
+ * Every setting of a node, with units in the names. Each key also has a flag (`--ws-port`) and an environment
+ * variable (`STOMPEDE_WS_PORT`), both derived from the key, so the three can never drift apart.
+ */
+export const DEFAULT_CONFIG = {
+  /** Interface every listener binds to. */
+  host: '127.0.0.1',
+  /** STOMP over TCP (0 picks a free port). */
+  port: 61613,
+  /** STOMP over WebSocket (0 picks a free port; -1 disables). */
+  wsPort: 15674,
+  wsPath: '/ws',
+  /** TLS and WSS listen only when both a certificate and a key are configured. */
+  tlsPort: 61614,
+  wssPort: 15673,
+  tlsCertFile: '',
+  tlsKeyFile: '',
+  /** Names this node in logs, message ids and the cluster; random when empty. */
+  nodeId: '',
+  /** JSON users file with scrypt password hashes; empty lets anyone connect. */
+  usersFile: '',
+  logLevel: 'info',
+  /**
+   * Virtual hosts a client may name in CONNECT `host`. Empty: every host value is its own namespace, and the
+   * names of this machine (localhost, 127.0.0.1, ::1, the configured host, no header at all) are the default `/`.
+   */
+  virtualHosts: [] as string[],
+  /** What we offer in CONNECTED `heart-beat`: how often we can send, how often we want to hear from the client. */
+  heartbeatSendMs: 10_000,
+  heartbeatReceiveMs: 10_000,
+  /** A client silent for its negotiated interval times this factor is disconnected (Artemis uses 2). */
+  heartbeatGrace: 2,
+  /** A connection that has not sent CONNECT by then is closed (RabbitMQ's login_timeout is 10 s). */
+  connectTimeoutMs: 10_000,
+  maxFrameBytes: DEFAULT_FRAME_LIMITS.maxFrameBytes,
+  maxBodyBytes: DEFAULT_FRAME_LIMITS.maxBodyBytes,
+  maxHeaders: DEFAULT_FRAME_LIMITS.maxHeaders,
+  maxHeaderLineBytes: DEFAULT_FRAME_LIMITS.maxHeaderLineBytes,
+  /** Frame limit before a client has authenticated (RabbitMQ uses 64 KiB too). */
+  maxFrameBytesUnauthenticated: 64 * 1024,
+  /** A session whose unsent bytes pass this is a slow consumer and is disconnected. */
+  maxOutboundBytes: 16 * 1024 * 1024,
+  /** Queue deliveries pause for a session once this many bytes wait on its socket. */
+  outboundHighWaterBytes: 1024 * 1024,
+  /** Bounds on what a queue holds while nobody consumes it; a SEND past either gets an ERROR. */
+  maxQueueMessages: 100_000,
+  maxQueueBytes: 256 * 1024 * 1024,
+  /** Deliveries of one queue message before it moves to `<queue>.dlq` (0 never dead-letters). */
+  maxDeliveries: 5,
+  /** After ERROR or on shutdown, how long a peer gets to read what we sent before the socket is destroyed. */
+  closeTimeoutMs: 2_000,
+  /** Cluster engines (empty: not used). */
+  redis: '',
+  kafka: '',
+  mongo: '',
+};
+
+export type BrokerConfig = typeof DEFAULT_CONFIG;
+export type ConfigInput = { -readonly [K in keyof BrokerConfig]?: BrokerConfig[K] | undefined };
+
+export class ConfigError extends Error {
+  readonly problems: readonly string[];
+  constructor(problems: readonly string[]) {
+    super(`invalid configuration:\n  - ${problems.join('\n  - ')}`);
+    this.name = 'ConfigError';
+    this.problems = problems;
+  }
+}
+
+const KEYS = Object.keys(DEFAULT_CONFIG) as (keyof BrokerConfig)[];
+
+/** `wsPort` → `STOMPEDE_WS_PORT`. */
+export function envName(key: string): string {
+  return 'STOMPEDE_' + key.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();
+}
+
+/** `wsPort` → `ws-port`. */
+export function flagName(key: string): string {
+  return key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
+}
+
+/** Converts text (from the environment or a flag) to the type of the key's default. */
+function fromText(key: keyof BrokerConfig, text: string, problems: string[]): unknown {
+  const sample = DEFAULT_CONFIG[key];
+  if (typeof sample === 'number') {
+    const n = Number(text);
+    if (text.trim() === '' || !Number.isFinite(n)) problems.push(`${key}: "${text}" is not a number`);
+    return n;
+  }
+  if (Array.isArray(sample)) return text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  return text;
+}
+
+export interface ConfigSources {
+  file?: string | undefined;
+  env?: NodeJS.ProcessEnv;
+  /** Already-typed overrides, as commander or a test passes them. */
+  overrides?: ConfigInput;
+}
+
+/** Layers defaults, the JSON file, `STOMPEDE_*` variables and overrides; validates once; freezes. */
+export function loadConfig(sources: ConfigSources = {}): Readonly<BrokerConfig> {
+  const problems: string[] = [];
+  const merged: Record<string, unknown> = { ...DEFAULT_CONFIG };
+  if (sources.file !== undefined && sources.file !== '') {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(readFileSync(sources.file, 'utf8'));
+    } catch (error) {
+      throw new ConfigError([`config file ${sources.file}: ${(error as Error).message}`]);
+    }
+    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+      throw new ConfigError([`config file ${sources.file}: expected a JSON object`]);
+    }
+    for (const [key, value] of Object.entries(parsed)) {
+      if (!(key in DEFAULT_CONFIG)) problems.push(`config file: unknown key "${key}"`);
+      else merged[key] = value;
+    }
+  }
+  const env = sources.env ?? {};
+  for (const key of KEYS) {
+    const text = env[envName(key)];
+    if (text !== undefined) merged[key] = fromText(key, text, problems);
+  }
+  for (const [key, value] of Object.entries(sources.overrides ?? {})) {
+    if (value === undefined) continue;
+    if (!(key in DEFAULT_CONFIG)) problems.push(`unknown setting "${key}"`);
+    else merged[key] = typeof value === 'string' && typeof DEFAULT_CONFIG[key as keyof BrokerConfig] !== 'string'
+      ? fromText(key as keyof BrokerConfig, value, problems)
+      : value;
+  }
+  problems.push(...validate(merged));
+  if (problems.length > 0) throw new ConfigError(problems);
+  return Object.freeze(merged) as Readonly<BrokerConfig>;
+}
+
+function validate(c: Record<string, unknown>): string[] {
+  const problems: string[] = [];
+  for (const key of KEYS) {
+    const expected = Array.isArray(DEFAULT_CONFIG[key]) ? 'array' : typeof DEFAULT_CONFIG[key];
+    const actual = Array.isArray(c[key]) ? 'array' : typeof c[key];
+    if (expected !== actual) problems.push(`${key}: expected a ${expected}, got ${actual}`);
+  }
+  if (problems.length > 0) return problems;
+  const port = (key: string, min: number) => {
+    const v = c[key] as number;
+    if (!Number.isInteger(v) || v < min || v > 65535) problems.push(`${key}: ${v} is not a port (${min}..65535)`);
+  };
+  port('port', 0);
+  port('wsPort', -1);
+  port('tlsPort', 0);
+  port('wssPort', -1);
+  const positive = ['heartbeatGrace', 'maxFrameBytes', 'maxBodyBytes', 'maxHeaders', 'maxHeaderLineBytes',
+    'maxFrameBytesUnauthenticated', 'maxOutboundBytes', 'outboundHighWaterBytes', 'maxQueueMessages', 'maxQueueBytes'];
+  for (const key of positive) if (!((c[key] as number) > 0)) problems.push(`${key}: must be greater than 0`);
+  const nonNegative = ['heartbeatSendMs', 'heartbeatReceiveMs', 'connectTimeoutMs', 'maxDeliveries', 'closeTimeoutMs'];
+  for (const key of nonNegative) if (!((c[key] as number) >= 0)) problems.push(`${key}: must be 0 or more`);
+  if (typeof c.wsPath === 'string' && !c.wsPath.startsWith('/')) problems.push(`wsPath: "${c.wsPath}" must start with /`);
+  if ((c.tlsCertFile === '') !== (c.tlsKeyFile === '')) problems.push('tlsCertFile and tlsKeyFile must be given together');
+  if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(c.logLevel as string)) {
+    problems.push(`logLevel: "${String(c.logLevel)}" is not one of trace, debug, info, warn, error, fatal, silent`);
+  }
+  return problems;
+}

@@ -1,0 +1,141 @@
+import { MessageTemplate } from '../frames/index.js';
+import { BROKER_ERRORS, ProtocolError } from './errors.js';
+import type { QueuedMessage, Subscription } from './subscription.js';
+
+export interface QueueLimits {
+  readonly maxMessages: number;
+  readonly maxBytes: number;
+  /** Deliveries before a message is dead-lettered; 0 never dead-letters. */
+  readonly maxDeliveries: number;
+}
+
+/** Where a message goes once it has been delivered `maxDeliveries` times without being acknowledged. */
+export type DeadLetter = (message: QueuedMessage, from: Queue) => void;
+
+export const DEAD_LETTER_SUFFIX = '.dlq';
+
+/** Each message to exactly one consumer, round-robin over consumers that have room (prefetch and socket). */
+export class Queue {
+  readonly name: string;
+  #limits: QueueLimits;
+  #deadLetter: DeadLetter;
+  /** Waiting messages from `#head` on; the slots before it are spent and reclaimed in batches. */
+  #items: (QueuedMessage | undefined)[] = [];
+  #head = 0;
+  #bytes = 0;
+  #seq = 0;
+  #consumers: Subscription[] = [];
+  #next = 0;
+  #dispatching = false;
+
+  constructor(name: string, limits: QueueLimits, deadLetter: DeadLetter) {
+    this.name = name;
+    this.#limits = limits;
+    this.#deadLetter = deadLetter;
+  }
+
+  get depth(): number {
+    return this.#items.length - this.#head;
+  }
+
+  get consumerCount(): number {
+    return this.#consumers.length;
+  }
+
+  /** Throws ERR_QUEUE_FULL (the sender gets an ERROR) rather than let a queue nobody reads grow without bound. */
+  enqueue(template: MessageTemplate): void {
+    const bytes = template.body.length + 256;
+    if (this.depth >= this.#limits.maxMessages || this.#bytes + bytes > this.#limits.maxBytes) {
+      throw new ProtocolError(
+        BROKER_ERRORS.ERR_QUEUE_FULL,
+        `queue ${template.destination} is full`,
+        `The queue holds ${this.depth} messages (${this.#bytes} bytes); the limits are ${this.#limits.maxMessages} messages and ${this.#limits.maxBytes} bytes. Consume from it or raise maxQueueMessages / maxQueueBytes.`,
+      );
+    }
+    this.#items.push({ template, queue: this.name, bytes, seq: this.#seq++, deliveries: 0 });
+    this.#bytes += bytes;
+    this.dispatch();
+  }
+
+  addConsumer(sub: Subscription): void {
+    this.#consumers.push(sub);
+    this.dispatch();
+  }
+
+  removeConsumer(sub: Subscription): void {
+    const at = this.#consumers.indexOf(sub);
+    if (at === -1) return;
+    this.#consumers.splice(at, 1);
+    if (this.#next > at) this.#next--;
+  }
+
+  /** A delivery came back unacknowledged (NACK, UNSUBSCRIBE, disconnect): redeliver it, or dead-letter it. */
+  returnMessage(message: QueuedMessage): void {
+    const max = this.#limits.maxDeliveries;
+    if (max > 0 && message.deliveries >= max && !this.name.endsWith(DEAD_LETTER_SUFFIX)) {
+      this.#deadLetter(message, this);
+      return;
+    }
+    // Back into arrival order, so a redelivered message is not overtaken by ones that came after it.
+    let lo = this.#head;
+    let hi = this.#items.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if ((this.#items[mid] as QueuedMessage).seq < message.seq) lo = mid + 1;
+      else hi = mid;
+    }
+    if (lo === this.#head && this.#head > 0) this.#items[--this.#head] = message;
+    else this.#items.splice(lo, 0, message);
+    this.#bytes += message.bytes;
+    this.dispatch();
+  }
+
+  /** Hands waiting messages to ready consumers; called on every event that can make progress possible. */
+  dispatch(): void {
+    if (this.#dispatching) return; // a delivery that closes a session returns messages here; the loop picks them up
+    this.#dispatching = true;
+    try {
+      while (this.#head < this.#items.length) {
+        const sub = this.#pick();
+        if (sub === undefined) break;
+        const message = this.#items[this.#head] as QueuedMessage;
+        this.#items[this.#head++] = undefined;
+        this.#bytes -= message.bytes;
+        message.deliveries++;
+        sub.consumer.deliver(sub, message.template, message);
+      }
+    } finally {
+      this.#dispatching = false;
+      this.#compact();
+    }
+  }
+
+  #pick(): Subscription | undefined {
+    const n = this.#consumers.length;
+    for (let tried = 0; tried < n; tried++) {
+      if (this.#next >= n) this.#next = 0;
+      const sub = this.#consumers[this.#next++] as Subscription;
+      if (sub.ready) return sub;
+    }
+    return undefined;
+  }
+
+  #compact(): void {
+    // Reclaim spent slots once they are most of the array, so a long-lived queue's array stays proportional.
+    if (this.#head > 1024 && this.#head * 2 > this.#items.length) {
+      this.#items = this.#items.slice(this.#head);
+      this.#head = 0;
+    } else if (this.#head === this.#items.length && this.#head > 0) {
+      this.#items = [];
+      this.#head = 0;
+    }
+  }
+}
+
+/** The copy of a message sent on redelivery: same id and body, plus `redelivered` and the return count. */
+export function redeliveryTemplate(message: QueuedMessage): MessageTemplate {
+  const t = message.template;
+  const headers = t.headers.filter(([name]) => name !== 'redelivered' && name !== 'x-delivery-count');
+  headers.push(['redelivered', 'true'], ['x-delivery-count', String(message.deliveries - 1)]);
+  return new MessageTemplate(t.destination, t.messageId, headers, t.body);
+}

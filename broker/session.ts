@@ -1,0 +1,626 @@
+import {
+  EMPTY_BODY, FrameError, FrameParser, HEARTBEAT, ackLine, encodeFrame,
+  type Frame, type FrameLimits, type FrameSink, type MessageTemplate, type StompVersion,
+} from '../frames/index.js';
+import type { Broker } from './broker.js';
+import type { Connection } from './connection.js';
+import { parseDestination, isPattern, type Destination } from './destinations.js';
+import { BROKER_ERRORS, ProtocolError } from './errors.js';
+import type { Logger } from './logger.js';
+import { redeliveryTemplate } from './queue.js';
+import { ACK_MODES, Subscription, type AckMode, type Consumer, type Delivery, type QueuedMessage } from './subscription.js';
+import type { VirtualHost } from './vhost.js';
+
+const AWAITING_CONNECT = 0;
+const CONNECTING = 1;
+const CONNECTED = 2;
+const CLOSED = 3;
+type State = typeof AWAITING_CONNECT | typeof CONNECTING | typeof CONNECTED | typeof CLOSED;
+
+/** Highest first: STOMP 1.2 §Protocol Negotiation picks the highest version both sides support. */
+const SUPPORTED: readonly StompVersion[] = ['1.2', '1.1', '1.0'];
+const SUPPORTED_HEADER = '1.0,1.1,1.2';
+
+/** Frames a client may send that we handle; anything else is an ERROR (STOMP 1.2 §Client Frames). */
+const BODY_ALLOWED = new Set(['SEND']);
+
+/**
+ * Frames a client pipelines while its CONNECT is being authenticated wait here. Bounded so that a client
+ * cannot make us buffer without limit before we know who it is.
+ */
+const MAX_BACKLOG_FRAMES = 1000;
+
+/** Headers of a SEND that describe the frame itself, not the message: MESSAGE sets its own. */
+const NOT_COPIED = new Set(['destination', 'transaction', 'receipt', 'content-length', 'message-id', 'subscription', 'ack']);
+
+type TxAction = { readonly kind: 'SEND' | 'ACK' | 'NACK'; readonly frame: Frame };
+
+/** One client connection: its protocol state machine, subscriptions, unacknowledged deliveries and transactions. */
+export class Session implements FrameSink, Consumer {
+  readonly id: string;
+  readonly connection: Connection;
+  #broker: Broker;
+  #log: Logger;
+  #parser: FrameParser;
+  #state: State = AWAITING_CONNECT;
+  version: StompVersion = '1.2';
+  vhost: VirtualHost | undefined;
+  user: string | undefined;
+
+  readonly subscriptions = new Map<string, Subscription>();
+  /** Client-ack deliveries by ack id, across subscriptions. */
+  #acks = new Map<string, Delivery>();
+  #ackSeq = 0;
+  #transactions = new Map<string, TxAction[]>();
+
+  #backlog: Frame[] = [];
+  #busy = false;
+  /** Frames whose outcome (RECEIPT or ERROR) waits on asynchronous work, and the chain that keeps them in order. */
+  #inflight = 0;
+  #tail: Promise<void> = Promise.resolve();
+
+  #lastRead = Date.now();
+  #lastWrite = Date.now();
+  #timers: NodeJS.Timeout[] = [];
+  #closeTimer: NodeJS.Timeout | undefined;
+  #closing = false;
+
+  constructor(broker: Broker, connection: Connection, id: string, log: Logger) {
+    this.#broker = broker;
+    this.connection = connection;
+    this.id = id;
+    this.#log = log;
+    const c = broker.config;
+    this.#parser = new FrameParser(this, limitsOf(c, c.maxFrameBytesUnauthenticated));
+    if (c.connectTimeoutMs > 0) {
+      this.#timers.push(setTimeout(() => {
+        if (this.#state === AWAITING_CONNECT || this.#state === CONNECTING) {
+          this.#fail(new ProtocolError(BROKER_ERRORS.ERR_CONNECT_TIMEOUT, 'no CONNECT frame received in time', `A connection must send CONNECT within ${c.connectTimeoutMs} ms.`));
+        }
+      }, c.connectTimeoutMs));
+    }
+  }
+
+  get connected(): boolean {
+    return this.#state === CONNECTED;
+  }
+
+  get closed(): boolean {
+    return this.#state === CLOSED;
+  }
+
+  /** Bytes from the transport, in any split. */
+  receive(chunk: Buffer): void {
+    // STOMP 1.2 §Heart-beating: any data counts as a sign of life, not only heart-beat EOLs.
+    this.#lastRead = Date.now();
+    if (this.#state !== CLOSED) this.#parser.push(chunk);
+  }
+
+  /** The socket drained below the high-water mark: queues may hand us more. */
+  drained(): void {
+    if (this.#state !== CONNECTED) return;
+    for (const sub of this.subscriptions.values()) {
+      if (sub.destination.kind === 'queue') this.vhost?.queue(sub.destination.name).dispatch();
+    }
+  }
+
+  /** The transport closed (peer went away, or we closed it). */
+  transportClosed(): void {
+    this.#teardown();
+  }
+
+  /** Broker shutdown: let in-flight work finish and its receipts go out, then close. */
+  shutdown(): Promise<void> {
+    return this.#tail.then(() => {
+      if (this.#state === CLOSED) return;
+      this.#fail(new ProtocolError(BROKER_ERRORS.ERR_SHUTDOWN, 'server shutting down', 'The broker is stopping; reconnect to another node.'));
+    });
+  }
+
+  // ---- FrameSink ------------------------------------------------------------------------------------------
+
+  frame(frame: Frame): void {
+    if (this.#busy) {
+      if (this.#backlog.length >= MAX_BACKLOG_FRAMES) {
+        this.#fail(new ProtocolError(BROKER_ERRORS.ERR_NOT_CONNECTED, 'too many frames before CONNECTED', `At most ${MAX_BACKLOG_FRAMES} frames may be sent before the CONNECTED frame arrives.`));
+        return;
+      }
+      this.#backlog.push(frame);
+      return;
+    }
+    this.#handle(frame);
+  }
+
+  heartbeat(): void {}
+
+  error(error: FrameError): void {
+    this.#fail(new ProtocolError(error.code, error.message, `The frame could not be parsed: ${error.message}.`, [], { cause: error }));
+  }
+
+  // ---- Consumer -------------------------------------------------------------------------------------------
+
+  get writable(): boolean {
+    return this.#state === CONNECTED && this.connection.bufferedBytes < this.#broker.config.outboundHighWaterBytes;
+  }
+
+  deliver(sub: Subscription, template: MessageTemplate, queued?: QueuedMessage): void {
+    const t = queued !== undefined && queued.deliveries > 1 ? redeliveryTemplate(queued) : template;
+    const tail = t.tail(this.version);
+    if (sub.ackMode === 'auto') {
+      this.#write([sub.prefix, tail], t.utf8Body);
+    } else {
+      const ackId = (++this.#ackSeq).toString(36);
+      const delivery: Delivery = { ackId, messageId: t.messageId, subscription: sub, queued };
+      sub.pending.set(ackId, delivery);
+      this.#acks.set(ackId, delivery);
+      // STOMP 1.2 §SUBSCRIBE ack Header: client-ack MESSAGEs carry `ack`, whose value ACK/NACK must echo as `id`.
+      this.#write([sub.prefix, ackLine(ackId), tail], t.utf8Body);
+    }
+    if (this.connection.bufferedBytes > this.#broker.config.maxOutboundBytes) this.#slowConsumer();
+  }
+
+  // ---- dispatch -------------------------------------------------------------------------------------------
+
+  #handle(frame: Frame): void {
+    let outcome: void | Promise<void>;
+    try {
+      outcome = this.#dispatch(frame);
+    } catch (error) {
+      this.#fail(error, frame);
+      return;
+    }
+    if (outcome instanceof Promise) {
+      this.#busy = true;
+      outcome.then(() => {
+        this.#busy = false;
+        while (!this.#busy && this.#backlog.length > 0 && this.#state !== CLOSED) this.#handle(this.#backlog.shift() as Frame);
+      }, (error: unknown) => this.#fail(error, frame));
+    }
+  }
+
+  /** Returns a Promise only when later frames must wait for this one (CONNECT while authenticating). */
+  #dispatch(frame: Frame): void | Promise<void> {
+    const command = frame.command;
+    if (this.#state === CLOSED) return;
+    if (command === 'CONNECT' || command === 'STOMP') return this.#onConnect(frame);
+    if (this.#state !== CONNECTED) {
+      throw new ProtocolError(BROKER_ERRORS.ERR_NOT_CONNECTED, `${command} before CONNECT`, 'The first frame on a connection must be CONNECT or STOMP.');
+    }
+    // STOMP 1.2 §STOMP Frames: only SEND, MESSAGE and ERROR frames may have a body.
+    if (frame.body.length > 0 && !BODY_ALLOWED.has(command)) {
+      throw new ProtocolError(BROKER_ERRORS.ERR_BODY_NOT_ALLOWED, `${command} frame must not have a body`, 'Only SEND frames may carry a body.');
+    }
+    switch (command) {
+      case 'SEND': return this.#finish(frame, this.#onSend(frame));
+      case 'SUBSCRIBE': return this.#finish(frame, this.#onSubscribe(frame));
+      case 'UNSUBSCRIBE': return this.#finish(frame, this.#onUnsubscribe(frame));
+      case 'ACK':
+      case 'NACK': return this.#finish(frame, this.#onAck(frame, command));
+      case 'BEGIN': return this.#finish(frame, this.#onBegin(frame));
+      case 'COMMIT': return this.#finish(frame, this.#onCommit(frame));
+      case 'ABORT': return this.#finish(frame, this.#onAbort(frame));
+      case 'DISCONNECT': return this.#onDisconnect(frame);
+      default:
+        throw new ProtocolError(BROKER_ERRORS.ERR_UNKNOWN_COMMAND, `unknown command "${command}"`,
+          'Client frames are CONNECT, STOMP, SEND, SUBSCRIBE, UNSUBSCRIBE, ACK, NACK, BEGIN, COMMIT, ABORT and DISCONNECT.');
+    }
+  }
+
+  /**
+   * Sends the frame's RECEIPT once it has been processed (STOMP 1.2 §RECEIPT). Work that finishes later (a
+   * durable bus) is chained, so RECEIPTs and ERRORs leave in the order their frames arrived.
+   */
+  #finish(frame: Frame, work: void | Promise<void>): void {
+    const receipt = frame.headers.get('receipt');
+    if (!(work instanceof Promise) && this.#inflight === 0) {
+      if (receipt !== undefined) this.#sendReceipt(receipt);
+      return;
+    }
+    this.#inflight++;
+    const previous = this.#tail;
+    this.#tail = (async () => {
+      let failure: unknown;
+      try {
+        await work;
+      } catch (error) {
+        failure = error ?? new Error('unknown failure');
+      }
+      await previous;
+      this.#inflight--;
+      if (this.#state === CLOSED) return;
+      if (failure !== undefined) this.#fail(failure, frame);
+      else if (receipt !== undefined) this.#sendReceipt(receipt);
+    })();
+  }
+
+  // ---- CONNECT --------------------------------------------------------------------------------------------
+
+  #onConnect(frame: Frame): Promise<void> {
+    if (this.#state !== AWAITING_CONNECT) {
+      throw new ProtocolError(BROKER_ERRORS.ERR_ALREADY_CONNECTED, 'already connected', 'CONNECT may be sent only once per connection.');
+    }
+    const h = frame.headers;
+    // STOMP 1.2 §Protocol Negotiation: no accept-version means the client speaks 1.0 only.
+    const offered = h.get('accept-version');
+    const accepted = offered === undefined ? ['1.0'] : offered.split(',').map((v) => v.trim());
+    const version = SUPPORTED.find((v) => accepted.includes(v));
+    if (version === undefined) {
+      throw new ProtocolError(BROKER_ERRORS.ERR_UNSUPPORTED_VERSION, 'Supported protocol versions are 1.0, 1.1 and 1.2',
+        `The client offered accept-version "${offered ?? ''}"; this server speaks ${SUPPORTED_HEADER}.`, [['version', SUPPORTED_HEADER]]);
+    }
+    this.version = version;
+    // Set before any pipelined frame is parsed: escaping follows the negotiated version (STOMP 1.2 §Value Encoding).
+    this.#parser.version = version;
+
+    let heartbeat: [number, number] = [0, 0];
+    const hb = h.get('heart-beat');
+    if (version !== '1.0' && hb !== undefined) {
+      const m = /^(\d{1,9}),(\d{1,9})$/.exec(hb);
+      if (m === null) {
+        throw new ProtocolError(BROKER_ERRORS.ERR_BAD_HEADER_VALUE, `invalid heart-beat header "${hb}"`, 'heart-beat must be two non-negative integers separated by a comma, e.g. 10000,10000.');
+      }
+      heartbeat = [Number(m[1]), Number(m[2])];
+    }
+    const vhost = this.#broker.resolveVhost(h.get('host'));
+    this.#state = CONNECTING;
+    return this.#broker.authenticator.authenticate({
+      login: h.get('login'),
+      passcode: h.get('passcode'),
+      host: vhost.name,
+      remoteAddress: this.connection.remoteAddress,
+    }).then((result) => {
+      if (this.#state !== CONNECTING) return;
+      if (!result.ok) {
+        throw new ProtocolError(BROKER_ERRORS.ERR_BAD_CREDENTIALS, 'Access refused', `Authentication failed: ${result.reason}.`);
+      }
+      this.user = result.user;
+      this.vhost = vhost;
+      this.#state = CONNECTED;
+      this.#parser.setLimits(limitsOf(this.#broker.config, this.#broker.config.maxFrameBytes));
+      this.#log = this.#log.child({ user: result.user, vhost: vhost.name, version });
+      const headers: [string, string][] = [['version', version], ['session', this.id], ['server', this.#broker.serverHeader]];
+      const c = this.#broker.config;
+      if (version !== '1.0') headers.push(['heart-beat', `${c.heartbeatSendMs},${c.heartbeatReceiveMs}`]);
+      if (result.user !== 'anonymous') headers.push(['user-name', result.user]);
+      this.#writeFrame('CONNECTED', headers);
+      // STOMP 1.0 has no heart-beating: such sessions get none (STOMP 1.1 §Heart-beating).
+      if (version !== '1.0') this.#startHeartbeats(heartbeat[0], heartbeat[1]);
+      this.#broker.sessionConnected(this);
+    });
+  }
+
+  #startHeartbeats(clientSends: number, clientWants: number): void {
+    const c = this.#broker.config;
+    // STOMP 1.2 §Heart-beating: each direction beats at the larger of what one side offers and the other wants,
+    // and not at all when either says 0.
+    const outbound = c.heartbeatSendMs === 0 || clientWants === 0 ? 0 : Math.max(c.heartbeatSendMs, clientWants);
+    const inbound = clientSends === 0 || c.heartbeatReceiveMs === 0 ? 0 : Math.max(clientSends, c.heartbeatReceiveMs);
+    if (outbound > 0) {
+      // Checked every half interval and sent when a quarter has passed silently: the gap never reaches the
+      // interval, because some clients (stompit) allow only 100 ms of lateness.
+      const tick = Math.max(1, Math.floor(outbound / 2));
+      this.#timers.push(setInterval(() => {
+        if (Date.now() - this.#lastWrite >= outbound / 4) this.#write([HEARTBEAT], true);
+      }, tick));
+    }
+    if (inbound > 0) {
+      const limit = inbound * c.heartbeatGrace;
+      this.#timers.push(setInterval(() => {
+        if (Date.now() - this.#lastRead > limit) {
+          this.#fail(new ProtocolError(BROKER_ERRORS.ERR_HEARTBEAT_TIMEOUT, 'heart-beat timeout',
+            `Nothing was received for more than ${limit} ms (negotiated interval ${inbound} ms × grace ${c.heartbeatGrace}).`));
+        }
+      }, Math.max(1, Math.floor(inbound / 2))));
+    }
+  }
+
+  // ---- SEND -----------------------------------------------------------------------------------------------
+
+  #onSend(frame: Frame): void | Promise<void> {
+    const destination = this.#destination(frame);
+    const tx = frame.headers.get('transaction');
+    if (tx !== undefined) {
+      this.#transaction(tx).push({ kind: 'SEND', frame });
+      return;
+    }
+    return this.#publish(destination, frame);
+  }
+
+  #publish(destination: Destination, frame: Frame): void | Promise<void> {
+    const headers: [string, string][] = [];
+    for (const entry of frame.headers) if (!NOT_COPIED.has(entry[0])) headers.push(entry);
+    return this.#broker.publish(this.#vhost(), destination, headers, frame.body);
+  }
+
+  // ---- SUBSCRIBE / UNSUBSCRIBE ----------------------------------------------------------------------------
+
+  #onSubscribe(frame: Frame): void | Promise<void> {
+    const h = frame.headers;
+    const destination = this.#destination(frame);
+    // STOMP 1.2 §SUBSCRIBE id Header: required since 1.1; a 1.0 subscription without one is named by its destination.
+    const id = this.version === '1.0' ? h.get('id') ?? destination.full : this.#required(frame, 'id');
+    if (this.subscriptions.has(id)) {
+      throw new ProtocolError(BROKER_ERRORS.ERR_DUPLICATE_SUBSCRIPTION, `subscription id "${id}" is already in use`,
+        'Each subscription on a connection needs a different id (STOMP 1.2 §SUBSCRIBE).');
+    }
+    const ackText = h.get('ack') ?? 'auto';
+    if (!(ACK_MODES as readonly string[]).includes(ackText)) {
+      throw new ProtocolError(BROKER_ERRORS.ERR_BAD_HEADER_VALUE, `invalid ack mode "${ackText}"`, 'ack must be auto, client or client-individual.');
+    }
+    const prefetchText = h.get('prefetch-count');
+    let prefetch = 0;
+    if (prefetchText !== undefined) {
+      if (!/^\d{1,9}$/.test(prefetchText)) {
+        throw new ProtocolError(BROKER_ERRORS.ERR_BAD_HEADER_VALUE, `invalid prefetch-count "${prefetchText}"`, 'prefetch-count must be a non-negative integer (0 means unlimited).');
+      }
+      prefetch = Number(prefetchText);
+    }
+    const wildcard = destination.kind === 'topic' && isPattern(destination.name);
+    const sub = new Subscription({
+      id,
+      consumer: this,
+      destination,
+      ackMode: ackText as AckMode,
+      prefetch,
+      pattern: wildcard ? destination.name.split('.') : undefined,
+      version: this.version,
+    });
+    this.subscriptions.set(id, sub);
+    return this.#broker.subscribe(this.#vhost(), sub, h);
+  }
+
+  #onUnsubscribe(frame: Frame): void {
+    // STOMP 1.0 lets UNSUBSCRIBE name the destination instead of the id; 1.1 and 1.2 require the id.
+    const id = this.version === '1.0' ? frame.headers.get('id') ?? frame.headers.get('destination') : frame.headers.get('id');
+    if (id === undefined) throw this.#missing(frame, 'id');
+    const sub = this.subscriptions.get(id);
+    // STOMP 1.2 §UNSUBSCRIBE: the id MUST match an existing subscription.
+    if (sub === undefined) {
+      throw new ProtocolError(BROKER_ERRORS.ERR_UNKNOWN_SUBSCRIPTION, `no subscription with id "${id}"`, 'UNSUBSCRIBE must name the id of an existing subscription.');
+    }
+    this.#removeSubscription(sub);
+  }
+
+  #removeSubscription(sub: Subscription): void {
+    this.subscriptions.delete(sub.id);
+    const vhost = this.#vhost();
+    this.#broker.unsubscribe(vhost, sub);
+    // Unacknowledged queue messages go back for redelivery to someone else (STOMP 1.2 §SUBSCRIBE ack Header).
+    for (const delivery of sub.pending.values()) {
+      this.#acks.delete(delivery.ackId);
+      if (delivery.queued !== undefined) this.#broker.returnMessage(vhost, delivery.queued);
+    }
+    sub.pending.clear();
+  }
+
+  // ---- ACK / NACK -----------------------------------------------------------------------------------------
+
+  #onAck(frame: Frame, kind: 'ACK' | 'NACK'): void {
+    const targets = this.#ackTargets(frame, kind);
+    const tx = frame.headers.get('transaction');
+    if (tx !== undefined) {
+      // STOMP 1.2 §ACK: an ACK in a transaction takes effect at COMMIT; until then the message stays unacked.
+      this.#transaction(tx).push({ kind, frame });
+      return;
+    }
+    this.#settle(targets, kind);
+  }
+
+  /** The deliveries an ACK/NACK covers: one in client-individual mode, it and all earlier ones in client mode. */
+  #ackTargets(frame: Frame, kind: 'ACK' | 'NACK'): Delivery[] {
+    const h = frame.headers;
+    const id = h.get('id');
+    let delivery = id === undefined ? undefined : this.#acks.get(id);
+    if (delivery === undefined) {
+      // STOMP 1.0/1.1 name the message by message-id (+ subscription in 1.1); Spring's 1.1 client sends
+      // message-id alone, and some 1.2 clients put the message-id in `id`, so both are looked up.
+      const messageId = h.get('message-id') ?? id;
+      const subId = h.get('subscription');
+      if (messageId !== undefined) delivery = this.#findByMessageId(messageId, subId);
+    }
+    if (delivery === undefined) {
+      if (id === undefined && h.get('message-id') === undefined) throw this.#missing(frame, this.version === '1.2' ? 'id' : 'message-id');
+      throw new ProtocolError(BROKER_ERRORS.ERR_UNKNOWN_ACK, `${kind} for an unknown or already acknowledged message`,
+        `No unacknowledged message matches ${id !== undefined ? `id "${id}"` : `message-id "${h.get('message-id') ?? ''}"`}.`);
+    }
+    const sub = delivery.subscription;
+    if (sub.ackMode !== 'client') return [delivery];
+    // STOMP 1.2 §SUBSCRIBE ack Header: in client mode an ACK (and a NACK) covers every earlier message of the subscription.
+    const covered: Delivery[] = [];
+    for (const d of sub.pending.values()) {
+      covered.push(d);
+      if (d === delivery) break;
+    }
+    return covered;
+  }
+
+  #findByMessageId(messageId: string, subId: string | undefined): Delivery | undefined {
+    const subs = subId !== undefined ? [this.subscriptions.get(subId)] : this.subscriptions.values();
+    for (const sub of subs) {
+      if (sub === undefined) continue;
+      for (const d of sub.pending.values()) if (d.messageId === messageId) return d;
+    }
+    return undefined;
+  }
+
+  #settle(targets: readonly Delivery[], kind: 'ACK' | 'NACK'): void {
+    const vhost = this.#vhost();
+    for (const d of targets) {
+      if (!this.#acks.delete(d.ackId)) continue; // settled meanwhile (e.g. by an earlier cumulative ACK)
+      d.subscription.pending.delete(d.ackId);
+      if (kind === 'NACK' && d.queued !== undefined) this.#broker.returnMessage(vhost, d.queued);
+    }
+    // Room under prefetch-count: the queues of the settled subscriptions may deliver again.
+    const first = targets[0];
+    if (first !== undefined && first.subscription.destination.kind === 'queue') vhost.queue(first.subscription.destination.name).dispatch();
+  }
+
+  // ---- transactions ---------------------------------------------------------------------------------------
+
+  #onBegin(frame: Frame): void {
+    const tx = this.#required(frame, 'transaction');
+    // STOMP 1.2 §BEGIN: transaction identifiers are unique within a connection.
+    if (this.#transactions.has(tx)) {
+      throw new ProtocolError(BROKER_ERRORS.ERR_DUPLICATE_TRANSACTION, `transaction "${tx}" is already open`, 'BEGIN must name a transaction that is not open.');
+    }
+    this.#transactions.set(tx, []);
+  }
+
+  #onCommit(frame: Frame): void | Promise<void> {
+    const tx = this.#required(frame, 'transaction');
+    const actions = this.#transaction(tx);
+    this.#transactions.delete(tx);
+    // STOMP 1.2 §COMMIT: everything in the transaction takes effect now, in the order it was sent.
+    const pending: Promise<void>[] = [];
+    for (const action of actions) {
+      if (action.kind === 'SEND') {
+        const outcome = this.#publish(this.#destination(action.frame), action.frame);
+        if (outcome instanceof Promise) pending.push(outcome);
+      } else {
+        const live = this.#liveTargets(action.frame, action.kind);
+        this.#settle(live, action.kind);
+      }
+    }
+    if (pending.length > 0) return Promise.all(pending).then(() => undefined);
+  }
+
+  /** Targets of a transactional ACK/NACK at COMMIT; messages settled meanwhile are simply skipped. */
+  #liveTargets(frame: Frame, kind: 'ACK' | 'NACK'): Delivery[] {
+    try {
+      return this.#ackTargets(frame, kind);
+    } catch {
+      return [];
+    }
+  }
+
+  #onAbort(frame: Frame): void {
+    const tx = this.#required(frame, 'transaction');
+    this.#transaction(tx);
+    this.#transactions.delete(tx);
+  }
+
+  #transaction(tx: string): TxAction[] {
+    const actions = this.#transactions.get(tx);
+    if (actions === undefined) {
+      throw new ProtocolError(BROKER_ERRORS.ERR_UNKNOWN_TRANSACTION, `unknown transaction "${tx}"`, 'The transaction was never begun, or was already committed or aborted.');
+    }
+    return actions;
+  }
+
+  // ---- DISCONNECT -----------------------------------------------------------------------------------------
+
+  #onDisconnect(frame: Frame): void {
+    // STOMP 1.2 §DISCONNECT: the client sends nothing after it; the RECEIPT is flushed before we close.
+    this.#parser.stop();
+    const receipt = frame.headers.get('receipt');
+    const done = (): void => {
+      if (this.#state === CLOSED) return;
+      if (receipt !== undefined) this.#sendReceipt(receipt);
+      this.#close();
+    };
+    if (this.#inflight === 0) done();
+    else this.#tail = this.#tail.then(done);
+  }
+
+  // ---- helpers --------------------------------------------------------------------------------------------
+
+  #vhost(): VirtualHost {
+    if (this.vhost === undefined) throw new ProtocolError(BROKER_ERRORS.ERR_NOT_CONNECTED, 'not connected');
+    return this.vhost;
+  }
+
+  #destination(frame: Frame): Destination {
+    return parseDestination(this.#required(frame, 'destination'));
+  }
+
+  #required(frame: Frame, header: string): string {
+    const value = frame.headers.get(header);
+    if (value === undefined) throw this.#missing(frame, header);
+    return value;
+  }
+
+  #missing(frame: Frame, header: string): ProtocolError {
+    return new ProtocolError(BROKER_ERRORS.ERR_MISSING_HEADER, `${frame.command} frame is missing the "${header}" header`,
+      `The ${header} header is required on ${frame.command}.`);
+  }
+
+  #sendReceipt(receipt: string): void {
+    this.#writeFrame('RECEIPT', [['receipt-id', receipt]]);
+  }
+
+  #writeFrame(command: string, headers: Iterable<readonly [string, string]>, body: Buffer = EMPTY_BODY): void {
+    this.#write([encodeFrame(command, headers, body, this.version)], true);
+  }
+
+  #write(pieces: readonly Buffer[], utf8: boolean): void {
+    if (this.#closing) return;
+    this.#lastWrite = Date.now();
+    this.connection.writeFrame(pieces, utf8);
+  }
+
+  #slowConsumer(): void {
+    const c = this.#broker.config;
+    this.#broker.events.emit('slow-consumer', this);
+    this.#fail(new ProtocolError(BROKER_ERRORS.ERR_SLOW_CONSUMER, 'slow consumer',
+      `More than ${c.maxOutboundBytes} bytes waited to be sent to this client; it reads too slowly and was disconnected.`));
+  }
+
+  /** STOMP 1.2 §ERROR: report the problem (with `receipt-id` when the frame asked for one), then close. */
+  #fail(error: unknown, frame?: Frame): void {
+    if (this.#state === CLOSED || this.#closing) return;
+    let problem: ProtocolError;
+    if (error instanceof ProtocolError) {
+      problem = error;
+    } else {
+      this.#log.error({ err: error }, 'internal error while handling a frame');
+      problem = new ProtocolError(BROKER_ERRORS.ERR_INTERNAL, 'internal error', 'The broker failed to process the frame; see its log.', [], { cause: error });
+    }
+    this.#broker.events.emit('session-error', this, problem);
+    const headers: (readonly [string, string])[] = [["message", problem.message]];
+    const receipt = frame?.headers.get('receipt');
+    if (receipt !== undefined) headers.push(['receipt-id', receipt]);
+    headers.push(...problem.headers, ['content-type', 'text/plain']);
+    const detail = problem.detail === '' ? problem.message : problem.detail;
+    this.#writeFrame('ERROR', headers, Buffer.from(detail + '\n'));
+    this.#log.debug({ code: problem.code }, problem.message);
+    this.#close();
+  }
+
+  /** Flush what was written, then close; a peer that does not read within closeTimeoutMs is cut off. */
+  #close(): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    this.#parser.stop();
+    this.#teardown();
+    this.connection.end();
+    this.#closeTimer = setTimeout(() => this.connection.destroy(), this.#broker.config.closeTimeoutMs);
+    this.#closeTimer.unref();
+  }
+
+  /** Releases everything the session holds, exactly once: subscriptions, unacked messages, transactions, timers. */
+  #teardown(): void {
+    if (this.#state === CLOSED) {
+      if (this.#closeTimer !== undefined && !this.#closing) clearTimeout(this.#closeTimer);
+      return;
+    }
+    const wasConnected = this.#state === CONNECTED;
+    this.#state = CLOSED;
+    this.#parser.stop();
+    for (const t of this.#timers) clearTimeout(t);
+    this.#timers = [];
+    // STOMP 1.2 §Transactions: open transactions are aborted when the connection ends.
+    this.#transactions.clear();
+    this.#backlog = [];
+    if (this.vhost !== undefined) for (const sub of [...this.subscriptions.values()]) this.#removeSubscription(sub);
+    this.#broker.sessionClosed(this, wasConnected);
+  }
+}
+
+function limitsOf(c: { maxBodyBytes: number; maxHeaders: number; maxHeaderLineBytes: number }, maxFrameBytes: number): FrameLimits {
+  return {
+    maxFrameBytes,
+    maxBodyBytes: Math.min(c.maxBodyBytes, maxFrameBytes),
+    maxHeaders: c.maxHeaders,
+    maxHeaderLineBytes: Math.min(c.maxHeaderLineBytes, maxFrameBytes),
+  };
+}

@@ -1,0 +1,70 @@
+import { messagePrefix, type MessageTemplate, type StompVersion } from '../frames/index.js';
+import type { Destination } from './destinations.js';
+
+export const ACK_MODES = ['auto', 'client', 'client-individual'] as const;
+export type AckMode = (typeof ACK_MODES)[number];
+
+/** One queue message while it lives in the broker; `deliveries` counts how often it has been handed out. */
+export interface QueuedMessage {
+  readonly template: MessageTemplate;
+  readonly queue: string;
+  readonly bytes: number;
+  /** Arrival order in its queue, used to put returned messages back where they were. */
+  readonly seq: number;
+  deliveries: number;
+}
+
+/** A message handed to a client-ack subscription and not yet acknowledged. */
+export interface Delivery {
+  readonly ackId: string;
+  readonly messageId: string;
+  readonly subscription: Subscription;
+  /** Present for queue messages, which go back to their queue when not acknowledged. */
+  readonly queued: QueuedMessage | undefined;
+}
+
+/** What a destination needs from the session that owns a subscription. */
+export interface Consumer {
+  /** False while the client's socket holds more unsent bytes than the high-water mark. */
+  readonly writable: boolean;
+  deliver(subscription: Subscription, template: MessageTemplate, queued?: QueuedMessage): void;
+}
+
+export class Subscription {
+  readonly id: string;
+  readonly consumer: Consumer;
+  readonly destination: Destination;
+  readonly ackMode: AckMode;
+  /** Most unacknowledged messages at once (client modes); 0 means no limit. */
+  readonly prefetch: number;
+  /** Dot-separated pattern segments for wildcard topic subscriptions. */
+  readonly pattern: readonly string[] | undefined;
+  /** Unacknowledged deliveries by ack id, in delivery order (cumulative ACK walks it from the start). */
+  readonly pending = new Map<string, Delivery>();
+  /** `MESSAGE\nsubscription:<id>\n`, encoded once for the session's version. */
+  readonly prefix: Buffer;
+
+  constructor(init: {
+    id: string;
+    consumer: Consumer;
+    destination: Destination;
+    ackMode: AckMode;
+    prefetch: number;
+    pattern: readonly string[] | undefined;
+    version: StompVersion;
+  }) {
+    this.id = init.id;
+    this.consumer = init.consumer;
+    this.destination = init.destination;
+    this.ackMode = init.ackMode;
+    this.prefetch = init.prefetch;
+    this.pattern = init.pattern;
+    this.prefix = messagePrefix(init.id, init.version);
+  }
+
+  /** Whether a queue may hand this subscription one more message now. */
+  get ready(): boolean {
+    if (!this.consumer.writable) return false;
+    return this.ackMode === 'auto' || this.prefetch === 0 || this.pending.size < this.prefetch;
+  }
+}

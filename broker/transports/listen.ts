@@ -1,0 +1,134 @@
+import { readFileSync } from 'node:fs';
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { createServer as createTlsServer } from 'node:tls';
+import type { WebSocketServer } from 'ws';
+import type { Broker } from '../broker.js';
+import { attachSocket } from './tcp.js';
+import { createWsServer } from './websocket.js';
+
+export interface Address {
+  readonly host: string;
+  readonly port: number;
+}
+
+export interface ListenAddresses {
+  readonly tcp: Address;
+  readonly ws: (Address & { readonly path: string; readonly url: string }) | undefined;
+  readonly tls: Address | undefined;
+  readonly wss: (Address & { readonly path: string; readonly url: string }) | undefined;
+}
+
+export interface Listeners {
+  readonly addresses: ListenAddresses;
+  /** Closes the listening sockets; resolves when they are closed. */
+  stopAccepting(): Promise<void>;
+  /** Resolves once every client socket has closed, destroying stragglers after `timeoutMs`. */
+  waitClosed(timeoutMs: number): Promise<void>;
+}
+
+/** Answers plain HTTP requests on the WebSocket port (health, metrics, the chat page). True when handled. */
+export type HttpHandler = (request: IncomingMessage, response: ServerResponse) => boolean;
+
+function listenOn(server: NetServer, host: string, port: number): Promise<Address> {
+  return new Promise((resolve, reject) => {
+    const onError = (error: NodeJS.ErrnoException): void => {
+      if (error.code === 'EADDRINUSE') {
+        reject(new Error(`port ${port} on ${host} is already in use: stop the program using it, or choose another port (e.g. --port / --ws-port)`, { cause: error }));
+      } else {
+        reject(error);
+      }
+    };
+    server.once('error', onError);
+    server.listen(port, host, () => {
+      server.off('error', onError);
+      const a = server.address();
+      resolve({ host, port: typeof a === 'object' && a !== null ? a.port : port });
+    });
+  });
+}
+
+function close(server: NetServer): Promise<void> {
+  return new Promise((resolve) => server.close(() => resolve()));
+}
+
+export async function listenTransports(broker: Broker, httpHandler?: HttpHandler): Promise<Listeners> {
+  const c = broker.config;
+  const sockets = new Set<Socket | Duplex>();
+  const track = (socket: Socket): void => {
+    sockets.add(socket);
+    socket.once('close', () => sockets.delete(socket));
+  };
+  const servers: NetServer[] = [];
+  const wsServers: WebSocketServer[] = [];
+
+  const tcp = createNetServer((socket) => {
+    track(socket);
+    attachSocket(socket, 'tcp', (conn) => broker.handle(conn));
+  });
+  servers.push(tcp);
+  const tcpAddress = await listenOn(tcp, c.host, c.port);
+
+  const tlsOptions = c.tlsCertFile !== '' ? { cert: readFileSync(c.tlsCertFile), key: readFileSync(c.tlsKeyFile) } : undefined;
+  let tlsAddress: Address | undefined;
+  if (tlsOptions !== undefined) {
+    const tls = createTlsServer(tlsOptions, (socket) => {
+      track(socket);
+      attachSocket(socket, 'tls', (conn) => broker.handle(conn));
+    });
+    servers.push(tls);
+    tlsAddress = await listenOn(tls, c.host, c.tlsPort);
+  }
+
+  const onRequest = (request: IncomingMessage, response: ServerResponse): void => {
+    if (httpHandler?.(request, response) === true) return;
+    const path = (request.url ?? '/').split('?')[0];
+    if (path === '/healthz') {
+      response.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
+      return;
+    }
+    response.writeHead(404, { 'content-type': 'text/plain' }).end(`Not found. STOMP over WebSocket is served at ${c.wsPath}.\n`);
+  };
+
+  const web = async (secure: boolean, port: number) => {
+    const transport = secure ? 'wss' : 'ws';
+    const server: HttpServer = secure && tlsOptions !== undefined ? createHttpsServer(tlsOptions, onRequest) : createHttpServer(onRequest);
+    server.on('connection', track);
+    const wss = createWsServer({
+      path: c.wsPath,
+      maxPayloadBytes: c.maxFrameBytes,
+      highWaterBytes: c.outboundHighWaterBytes,
+      transport,
+    }, (conn) => broker.handle(conn));
+    wsServers.push(wss);
+    server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
+      const path = (request.url ?? '/').split('?')[0];
+      if (path !== c.wsPath) {
+        socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
+        return;
+      }
+      wss.handleUpgrade(request, socket, head, (ws) => wss.emit('connection', ws, request));
+    });
+    servers.push(server);
+    const a = await listenOn(server, c.host, port);
+    return { ...a, path: c.wsPath, url: `${transport}://${c.host}:${a.port}${c.wsPath}` };
+  };
+
+  const ws = c.wsPort >= 0 ? await web(false, c.wsPort) : undefined;
+  const wss = tlsOptions !== undefined && c.wssPort >= 0 ? await web(true, c.wssPort) : undefined;
+
+  return {
+    addresses: { tcp: tcpAddress, ws, tls: tlsAddress, wss },
+    async stopAccepting() {
+      for (const w of wsServers) w.close();
+      await Promise.all(servers.map(close));
+    },
+    async waitClosed(timeoutMs: number) {
+      const deadline = Date.now() + timeoutMs;
+      while (sockets.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      for (const s of sockets) s.destroy();
+    },
+  };
+}

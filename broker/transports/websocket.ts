@@ -1,0 +1,100 @@
+import type { IncomingMessage } from 'node:http';
+import { WebSocket, WebSocketServer } from 'ws';
+import type { Connection } from '../connection.js';
+import type { Session } from '../session.js';
+
+/** The subprotocols we speak, best first; `stomp` is what some older clients offer (ActiveMQ accepts it too). */
+const SUBPROTOCOLS = ['v12.stomp', 'v11.stomp', 'v10.stomp', 'stomp'];
+
+/** Echo the best STOMP subprotocol offered; with none we still accept (stomp.py and Spring offer none). */
+export function chooseSubprotocol(offered: Set<string>): string | false {
+  for (const p of SUBPROTOCOLS) if (offered.has(p)) return p;
+  return false;
+}
+
+/**
+ * STOMP over WebSocket: exactly one whole frame per message (stomp.js cannot reassemble split frames), text when
+ * the frame is valid UTF-8 and binary otherwise.
+ */
+export class WsConnection implements Connection {
+  readonly transport: 'ws' | 'wss';
+  readonly remoteAddress: string;
+  #ws: WebSocket;
+  #highWater: number;
+  #onDrain: () => void;
+  #waitingForDrain = false;
+  #afterSend = (): void => {
+    if (this.#waitingForDrain && this.#ws.bufferedAmount < this.#highWater / 2) {
+      this.#waitingForDrain = false;
+      this.#onDrain();
+    }
+  };
+
+  constructor(ws: WebSocket, transport: 'ws' | 'wss', remoteAddress: string, highWater: number, onDrain: () => void) {
+    this.#ws = ws;
+    this.transport = transport;
+    this.remoteAddress = remoteAddress;
+    this.#highWater = highWater;
+    this.#onDrain = onDrain;
+  }
+
+  writeFrame(pieces: readonly Buffer[], utf8: boolean): void {
+    const ws = this.#ws;
+    if (ws.readyState !== WebSocket.OPEN) return;
+    const data = pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces as Buffer[]);
+    // A completion callback only while we are above the high-water mark: that is when a drain matters.
+    if (ws.bufferedAmount > this.#highWater) {
+      this.#waitingForDrain = true;
+      ws.send(data, { binary: !utf8 }, this.#afterSend);
+    } else {
+      ws.send(data, { binary: !utf8 });
+    }
+  }
+
+  get bufferedBytes(): number {
+    return this.#ws.bufferedAmount;
+  }
+
+  end(): void {
+    // The close frame is queued after everything already sent, so the peer reads our last frames first.
+    if (this.#ws.readyState === WebSocket.OPEN) this.#ws.close(1000);
+  }
+
+  destroy(): void {
+    this.#ws.terminate();
+  }
+}
+
+export interface WsOptions {
+  readonly path: string;
+  readonly maxPayloadBytes: number;
+  readonly highWaterBytes: number;
+  readonly transport: 'ws' | 'wss';
+}
+
+/** A WebSocket server (noServer) whose connections become sessions. */
+export function createWsServer(options: WsOptions, open: (c: WsConnection) => Session): WebSocketServer {
+  const wss = new WebSocketServer({
+    noServer: true,
+    maxPayload: options.maxPayloadBytes,
+    perMessageDeflate: false,
+    clientTracking: true,
+    handleProtocols: (offered: Set<string>) => chooseSubprotocol(offered),
+  });
+  wss.on('connection', (ws: WebSocket, request: IncomingMessage) => {
+    const remote = `${request.socket.remoteAddress ?? '?'}:${request.socket.remotePort ?? 0}`;
+    let session: Session | undefined;
+    const connection = new WsConnection(ws, options.transport, remote, options.highWaterBytes, () => session?.drained());
+    session = open(connection);
+    const s = session;
+    // Text and binary messages alike are bytes to the parser; a frame may span messages, or a message hold several.
+    ws.on('message', (data: Buffer | ArrayBuffer | Buffer[]) => {
+      if (Buffer.isBuffer(data)) s.receive(data);
+      else if (Array.isArray(data)) for (const part of data) s.receive(part);
+      else s.receive(Buffer.from(data));
+    });
+    ws.on('close', () => s.transportClosed());
+    ws.on('error', () => {});
+  });
+  return wss;
+}
