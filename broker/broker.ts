@@ -2,10 +2,13 @@ import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { MessageTemplate, type Headers } from '../frames/index.js';
+import type { BusEnvelope, ClusterBus } from '../bridge/bus.js';
+import { InMemoryHistoryStore, MAX_REPLAY, type HistoryQuery, type HistoryRecord, type HistoryStore } from '../bridge/history.js';
+import { defaultRoutes, RouteTable, type Route } from '../bridge/routes.js';
 import { allowAll, usersFileAuthenticator, type Authenticator } from './auth.js';
 import { loadConfig, type BrokerConfig, type ConfigInput } from './config.js';
 import type { Connection } from './connection.js';
-import type { Destination } from './destinations.js';
+import { parseDestination, type Destination } from './destinations.js';
 import { BROKER_ERRORS, ProtocolError } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
 import { Session } from './session.js';
@@ -21,7 +24,18 @@ export interface BrokerOptions {
   config?: ConfigInput;
   authenticator?: Authenticator;
   logger?: Logger;
+  /** Engine of `redis` routes: cross-node pub/sub (a RedisBus, or a shared MemoryBus in tests). */
+  fanout?: ClusterBus;
+  /** Engine of `kafka` routes: the durable ordered log. */
+  log?: ClusterBus;
+  /** Topic history; in memory by default. */
+  history?: HistoryStore;
+  /** Overrides the routes of the config. */
+  routes?: readonly Route[];
 }
+
+/** Remembered message ids per node, to drop the duplicates an at-least-once bus may deliver after a failure. */
+const DEDUPE_WINDOW = 50_000;
 
 /** Events for metrics and tests; emitting costs nothing when nobody listens. Never on the per-message path. */
 export interface BrokerEventMap {
@@ -52,8 +66,28 @@ export class Broker {
   #listeners: Listeners | undefined;
   #closing: Promise<void> | undefined;
 
-  constructor(config: Readonly<BrokerConfig>, authenticator: Authenticator, logger: Logger) {
+  readonly routes: RouteTable;
+  readonly history: HistoryStore;
+  #fanout: ClusterBus | undefined;
+  #log: ClusterBus | undefined;
+  /** The in-memory store, when that is the store: local-route SENDs append to it synchronously. */
+  #memoryHistory: InMemoryHistoryStore | undefined;
+  #recent = new Set<string>();
+  #recentOrder: string[] = [];
+  #recentHead = 0;
+
+  constructor(config: Readonly<BrokerConfig>, authenticator: Authenticator, logger: Logger, backends: Omit<BrokerOptions, 'config' | 'authenticator' | 'logger'> = {}) {
     this.config = config;
+    this.#fanout = backends.fanout;
+    this.#log = backends.log;
+    const configured = config.routes.length > 0 ? config.routes as Route[] : defaultRoutes({ redis: this.#fanout !== undefined, kafka: this.#log !== undefined });
+    this.routes = new RouteTable(backends.routes ?? configured);
+    for (const r of this.routes.routes) {
+      if (r.kind === 'redis' && this.#fanout === undefined) throw new TypeError(`route ${r.pattern} needs a redis engine, and none is configured`);
+      if (r.kind === 'kafka' && this.#log === undefined) throw new TypeError(`route ${r.pattern} needs a kafka engine, and none is configured`);
+    }
+    this.history = backends.history ?? new InMemoryHistoryStore({ maxPerDestination: config.historyMaxPerDestination, maxAgeMs: config.historyMaxAgeMs });
+    if (this.history instanceof InMemoryHistoryStore) this.#memoryHistory = this.history;
     if (config.nodeId !== '' && !NODE_ID.test(config.nodeId)) {
       throw new TypeError(`nodeId "${config.nodeId}" may use only letters, digits, ".", "_" and "-" (at most 64)`);
     }
@@ -100,13 +134,7 @@ export class Broker {
       throw new ProtocolError(BROKER_ERRORS.ERR_UNKNOWN_VHOST, `unknown virtual host "${name}"`,
         `This broker serves the virtual hosts: /, ${allowed.join(', ')}.`);
     }
-    let vhost = this.#vhosts.get(name);
-    if (vhost === undefined) {
-      const c = this.config;
-      vhost = new VirtualHost(name, { maxMessages: c.maxQueueMessages, maxBytes: c.maxQueueBytes, maxDeliveries: c.maxDeliveries });
-      this.#vhosts.set(name, vhost);
-    }
-    return vhost;
+    return this.#vhostNamed(name);
   }
 
   // ---- routing --------------------------------------------------------------------------------------------
@@ -116,29 +144,133 @@ export class Broker {
     return `${this.nodeId}-${(++this.#messageSeq).toString(36)}`;
   }
 
-  /** A SEND, accepted: deliver it. Returns a Promise when the RECEIPT must wait (durable routes). */
+  /** A SEND, accepted: route it. Returns a Promise when the RECEIPT must wait (cross-node and durable routes). */
   publish(vhost: VirtualHost, destination: Destination, headers: ReadonlyArray<readonly [string, string]>, body: Buffer): void | Promise<void> {
-    const template = new MessageTemplate(destination.full, this.nextMessageId(), headers, body);
-    this.deliverLocal(vhost, destination, template);
+    const route = this.routes.route(destination.full);
+    if (route.kind === 'local') {
+      const id = this.nextMessageId();
+      const memory = this.#memoryHistory;
+      if (destination.kind === 'topic' && memory !== undefined && this.config.historyMaxPerDestination > 0) {
+        const position = memory.nextPosition(vhost.name, destination.full);
+        memory.appendNow({ id, origin: this.nodeId, vhost: vhost.name, destination: destination.full, headers, body, time: Date.now(), position });
+        this.deliverLocal(vhost, destination, new MessageTemplate(destination.full, id, withOffset(headers, position), body));
+      } else {
+        this.deliverLocal(vhost, destination, new MessageTemplate(destination.full, id, headers, body));
+      }
+      return;
+    }
+    const bus = route.kind === 'redis' ? this.#fanout : this.#log;
+    if (bus === undefined) throw new ProtocolError(BROKER_ERRORS.ERR_ROUTE_FAILED, `no ${route.kind} engine for ${destination.full}`);
+    const envelope = { origin: this.nodeId, vhost: vhost.name, destination: destination.full, headers, body, time: Date.now() };
+    return bus.publish(envelope).then(undefined, (error: unknown) => {
+      throw new ProtocolError(BROKER_ERRORS.ERR_ROUTE_FAILED, `could not route the message to ${destination.full}`,
+        `The ${route.kind} engine did not accept the message (${error instanceof Error ? error.message : String(error)}); it was not delivered. Retry later.`, [], { cause: error });
+    });
   }
 
   /** Hands a message to this node's subscribers: every matching topic subscription, or one queue consumer. */
   deliverLocal(vhost: VirtualHost, destination: Destination, template: MessageTemplate): void {
     if (destination.kind === 'topic') {
-      for (const sub of vhost.topics.match(destination.name)) sub.consumer.deliver(sub, template);
+      for (const sub of vhost.topics.match(destination.name)) {
+        if (sub.replayBuffer !== undefined) sub.replayBuffer.push(template);
+        else sub.consumer.deliver(sub, template);
+      }
     } else {
       vhost.queue(destination.name).enqueue(template);
     }
   }
 
-  /** Makes a subscription live; the SUBSCRIBE's RECEIPT goes out once this returns (or its Promise settles). */
-  subscribe(vhost: VirtualHost, sub: Subscription, _headers: Headers): void | Promise<void> {
-    if (sub.destination.kind === 'topic') vhost.topics.add(sub);
-    else vhost.queue(sub.destination.name).addConsumer(sub);
+  /** An envelope from a bus: delivered once on this node, whatever the bus repeats. */
+  #fromBus = (envelope: BusEnvelope): void => {
+    if (this.#seen(envelope.id)) return;
+    let destination: Destination;
+    try {
+      destination = parseDestination(envelope.destination);
+    } catch {
+      return; // another node accepted it; nothing here can answer its sender
+    }
+    const vhost = this.#vhostNamed(envelope.vhost);
+    const headers = envelope.position === undefined ? envelope.headers : withOffset(envelope.headers, envelope.position);
+    const template = new MessageTemplate(envelope.destination, envelope.id, headers, envelope.body);
+    try {
+      this.deliverLocal(vhost, destination, template);
+    } catch (error) {
+      this.logger.warn({ err: error, destination: envelope.destination }, 'dropped a message from the bus');
+    }
+  };
+
+  #seen(id: string): boolean {
+    if (this.#recent.has(id)) return true;
+    this.#recent.add(id);
+    // A fixed ring of ids: the oldest is forgotten when the window is full.
+    if (this.#recentOrder.length < DEDUPE_WINDOW) {
+      this.#recentOrder.push(id);
+    } else {
+      this.#recent.delete(this.#recentOrder[this.#recentHead] as string);
+      this.#recentOrder[this.#recentHead] = id;
+      this.#recentHead = (this.#recentHead + 1) % DEDUPE_WINDOW;
+    }
+    return false;
+  }
+
+  #vhostNamed(name: string): VirtualHost {
+    let vhost = this.#vhosts.get(name);
+    if (vhost === undefined) {
+      const c = this.config;
+      vhost = new VirtualHost(name, { maxMessages: c.maxQueueMessages, maxBytes: c.maxQueueBytes, maxDeliveries: c.maxDeliveries });
+      this.#vhosts.set(name, vhost);
+    }
+    return vhost;
+  }
+
+  /**
+   * Makes a subscription live; the SUBSCRIBE's RECEIPT goes out once this returns (or its Promise settles).
+   * Topic subscriptions may ask for history first: `x-history: N`, `x-resume-after: <message-id>`, or
+   * RabbitMQ streams' `x-stream-offset` (first, last, next, offset=N, timestamp=T in seconds).
+   */
+  subscribe(vhost: VirtualHost, sub: Subscription, headers: Headers): void | Promise<void> {
+    if (sub.destination.kind === 'queue') {
+      vhost.queue(sub.destination.name).addConsumer(sub);
+      return;
+    }
+    const query = sub.pattern === undefined ? historyQuery(headers) : undefined;
+    const route = this.routes.route(sub.destination.full);
+    const bus = route.kind === 'redis' ? this.#fanout : route.kind === 'kafka' ? this.#log : undefined;
+    if (query !== undefined) sub.replayBuffer = [];
+    vhost.topics.add(sub);
+    const watching = bus?.watch(vhost.name, sub.destination.full);
+    if (query === undefined) return watching;
+    return (async () => {
+      try {
+        await watching;
+        // Read after the subscription is live: anything newer than the read arrives live, so there is no gap.
+        const records = await this.history.read(vhost.name, sub.destination.full, query, MAX_REPLAY);
+        this.#replay(sub, records);
+      } finally {
+        const live = sub.replayBuffer ?? [];
+        sub.replayBuffer = undefined;
+        for (const t of live) if (!sub.replayedIds?.has(t.messageId)) sub.consumer.deliver(sub, t);
+        sub.replayedIds = undefined;
+      }
+    })();
+  }
+
+  #replay(sub: Subscription, records: readonly HistoryRecord[]): void {
+    const ids = new Set<string>();
+    for (const r of records) {
+      ids.add(r.id);
+      sub.consumer.deliver(sub, new MessageTemplate(r.destination, r.id, withOffset(r.headers, r.position), r.body));
+    }
+    sub.replayedIds = ids;
   }
 
   unsubscribe(vhost: VirtualHost, sub: Subscription): void {
-    if (sub.destination.kind === 'topic') vhost.topics.remove(sub);
+    if (sub.destination.kind === 'topic') {
+      vhost.topics.remove(sub);
+      const route = this.routes.route(sub.destination.full);
+      const bus = route.kind === 'redis' ? this.#fanout : route.kind === 'kafka' ? this.#log : undefined;
+      bus?.unwatch(vhost.name, sub.destination.full);
+    }
     else vhost.queues.get(sub.destination.name)?.removeConsumer(sub);
   }
 
@@ -152,6 +284,8 @@ export class Broker {
   /** Opens the TCP, WebSocket and (when configured) TLS listeners. */
   async listen(): Promise<ListenAddresses> {
     if (this.#listeners !== undefined) return this.#listeners.addresses;
+    await this.#fanout?.start(this.#fromBus);
+    await this.#log?.start(this.#fromBus);
     this.#listeners = await listenTransports(this);
     return this.#listeners.addresses;
   }
@@ -168,6 +302,9 @@ export class Broker {
       await Promise.all([...this.sessions].map((s) => s.shutdown()));
       await listeners?.waitClosed(this.config.closeTimeoutMs);
       await stopped;
+      await this.#log?.close();
+      await this.#fanout?.close();
+      await this.history.close();
     })();
     return this.#closing;
   }
@@ -177,5 +314,37 @@ export class Broker {
 export async function createBroker(options: BrokerOptions = {}): Promise<Broker> {
   const config = loadConfig({ overrides: options.config ?? {} });
   const authenticator = options.authenticator ?? (config.usersFile !== '' ? await usersFileAuthenticator(config.usersFile) : allowAll);
-  return new Broker(config, authenticator, options.logger ?? silentLogger);
+  const { config: _c, authenticator: _a, logger, ...backends } = options;
+  return new Broker(config, authenticator, logger ?? silentLogger, backends);
+}
+
+/** MESSAGEs of streams with positions say where they stand, as RabbitMQ streams do. */
+function withOffset(headers: ReadonlyArray<readonly [string, string]>, position: number): (readonly [string, string])[] {
+  return [...headers, ['x-stream-offset', String(position)]];
+}
+
+const STREAM_OFFSET = /^(?:first|last|next|offset=(\d{1,15})|timestamp=(\d{1,15}))$/;
+
+/** The history a SUBSCRIBE asks for, or undefined for live messages only. Bad values are an ERROR. */
+export function historyQuery(headers: Headers): HistoryQuery | undefined {
+  const bad = (name: string, value: string, expected: string): ProtocolError =>
+    new ProtocolError(BROKER_ERRORS.ERR_BAD_HEADER_VALUE, `invalid ${name} "${value}"`, `${name} must be ${expected}.`);
+  const last = headers.get('x-history');
+  if (last !== undefined) {
+    if (!/^\d{1,9}$/.test(last)) throw bad('x-history', last, 'a non-negative number of messages');
+    return { last: Math.min(Number(last), MAX_REPLAY) };
+  }
+  const after = headers.get('x-resume-after');
+  if (after !== undefined) return { afterId: after };
+  const offset = headers.get('x-stream-offset');
+  if (offset !== undefined) {
+    const m = STREAM_OFFSET.exec(offset);
+    if (m === null) throw bad('x-stream-offset', offset, 'first, last, next, offset=<n> or timestamp=<seconds>');
+    if (offset === 'first') return { all: true };
+    if (offset === 'last') return { last: 1 };
+    if (offset === 'next') return undefined;
+    if (m[1] !== undefined) return { fromPosition: Number(m[1]) };
+    return { fromTime: Number(m[2]) * 1000 };
+  }
+  return undefined;
 }

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { DEFAULT_FRAME_LIMITS } from '../frames/index.js';
+import { parseRoutes, validateRoutes, type RouteKind } from '../bridge/routes.js';
 
 /**
  * Every setting of a node, with units in the names. Each key also has a flag (`--ws-port`) and an environment
@@ -52,10 +53,23 @@ export const DEFAULT_CONFIG = {
   maxDeliveries: 5,
   /** After ERROR or on shutdown, how long a peer gets to read what we sent before the socket is destroyed. */
   closeTimeoutMs: 2_000,
-  /** Cluster engines (empty: not used). */
+  /** Names the cluster: the Kafka consumer group and the prefix of every Redis key and channel. */
+  clusterName: 'stompede',
+  /** Cluster engines (empty: not used): a Redis URL, Kafka brokers `host:port[,host:port]`, a MongoDB URL. */
   redis: '',
   kafka: '',
   mongo: '',
+  /**
+   * Which engine carries which destinations, first match wins; empty means the defaults (everything local; with
+   * Redis, topics and queues through Redis; with Kafka, through Kafka). Flag/env form:
+   * `/topic/chat.**=kafka:chat,/topic/**=redis,/queue/**=local`.
+   */
+  routes: [] as { pattern: string; kind: string; kafkaTopic?: string | undefined }[],
+  /** Topic history kept for `x-history` / `x-resume-after` / `x-stream-offset` (0: no limit on that axis). */
+  historyMaxPerDestination: 1000,
+  historyMaxAgeMs: 7 * 24 * 3600 * 1000,
+  /** Most recent messages per destination also kept in a Redis list for fast `x-history` reads. */
+  historyCacheSize: 100,
 };
 
 export type BrokerConfig = typeof DEFAULT_CONFIG;
@@ -90,6 +104,7 @@ function fromText(key: keyof BrokerConfig, text: string, problems: string[]): un
     if (text.trim() === '' || !Number.isFinite(n)) problems.push(`${key}: "${text}" is not a number`);
     return n;
   }
+  if (key === 'routes') return parseRoutes(text);
   if (Array.isArray(sample)) return text.split(',').map((s) => s.trim()).filter((s) => s !== '');
   return text;
 }
@@ -156,7 +171,21 @@ function validate(c: Record<string, unknown>): string[] {
   const positive = ['heartbeatGrace', 'maxFrameBytes', 'maxBodyBytes', 'maxHeaders', 'maxHeaderLineBytes',
     'maxFrameBytesUnauthenticated', 'maxOutboundBytes', 'outboundHighWaterBytes', 'maxQueueMessages', 'maxQueueBytes'];
   for (const key of positive) if (!((c[key] as number) > 0)) problems.push(`${key}: must be greater than 0`);
-  const nonNegative = ['heartbeatSendMs', 'heartbeatReceiveMs', 'connectTimeoutMs', 'maxDeliveries', 'closeTimeoutMs'];
+  if (Array.isArray(c.routes)) {
+    const engines = { redis: c.redis !== '', kafka: c.kafka !== '' };
+    problems.push(...validateRoutes(c.routes as { pattern: string; kind: RouteKind }[], engines));
+  }
+  if (typeof c.clusterName === 'string' && !/^[A-Za-z0-9._-]{1,100}$/.test(c.clusterName)) {
+    problems.push(`clusterName: "${c.clusterName}" may use only letters, digits, ".", "_" and "-"`);
+  }
+  if (typeof c.kafka === 'string' && c.kafka !== '') {
+    for (const b of c.kafka.split(',')) if (!/^[^:\s]+:\d{1,5}$/.test(b.trim())) problems.push(`kafka: "${b}" is not host:port`);
+  }
+  for (const key of ['redis', 'mongo'] as const) {
+    const v = c[key];
+    if (typeof v === 'string' && v !== '' && !/^[a-z+]+:\/\//.test(v)) problems.push(`${key}: "${v}" is not a URL (e.g. ${key === 'redis' ? 'redis://127.0.0.1:6379' : 'mongodb://127.0.0.1:27017'})`);
+  }
+  const nonNegative = ['historyMaxPerDestination', 'historyMaxAgeMs', 'historyCacheSize', 'heartbeatSendMs', 'heartbeatReceiveMs', 'connectTimeoutMs', 'maxDeliveries', 'closeTimeoutMs'];
   for (const key of nonNegative) if (!((c[key] as number) >= 0)) problems.push(`${key}: must be 0 or more`);
   if (typeof c.wsPath === 'string' && !c.wsPath.startsWith('/')) problems.push(`wsPath: "${c.wsPath}" must start with /`);
   if ((c.tlsCertFile === '') !== (c.tlsKeyFile === '')) problems.push('tlsCertFile and tlsKeyFile must be given together');

@@ -43,6 +43,13 @@ export class Subscription {
   readonly pending = new Map<string, Delivery>();
   /** `MESSAGE\nsubscription:<id>\n`, encoded once for the session's version. */
   readonly prefix: Buffer;
+  /**
+   * While history is replayed (`x-history`, `x-resume-after`, `x-stream-offset`), live messages wait here so that
+   * the replay and the live stream join with no gap and no duplicate.
+   */
+  replayBuffer: MessageTemplate[] | undefined;
+  /** Ids replayed from history, to drop their live copies at the boundary. */
+  replayedIds: Set<string> | undefined;
 
   constructor(init: {
     id: string;
