@@ -16,6 +16,9 @@
  * - EOLs between frames are reported as heart-beats; the spec allows them after a NUL (§STOMP Frames) and uses
  *   them as heart-beats (§Heart-beating), and the session treats any byte as liveness either way.
  * - A header value may contain further colons (RabbitMQ and ActiveMQ both read it that way).
+ * - Limits (STOMP 1.2 §Size Limits): when the same bytes cross two limits, the error names the one crossed at the
+ *   earlier byte, so that how the stream was chunked never changes which error a client sees. A frame's size runs
+ *   from the command to the end of the body; the closing NUL is not counted, with or without content-length.
  *
  * The parser never throws and never logs. It reports at most one error to its sink and then ignores all input.
  */
