@@ -153,10 +153,10 @@ export class Broker {
       if (destination.kind === 'topic' && memory !== undefined && this.config.historyMaxPerDestination > 0) {
         const position = memory.nextPosition(vhost.name, destination.full);
         memory.appendNow({ id, origin: this.nodeId, vhost: vhost.name, destination: destination.full, headers, body, time: Date.now(), position });
-        this.deliverLocal(vhost, destination, new MessageTemplate(destination.full, id, withOffset(headers, position), body));
-      } else {
-        this.deliverLocal(vhost, destination, new MessageTemplate(destination.full, id, headers, body));
       }
+      // Live local messages carry no x-stream-offset: positions are shown where they are real stream offsets
+      // (Kafka routes) and on replays, so plain pub-sub MESSAGEs stay exactly what the client sent.
+      this.deliverLocal(vhost, destination, new MessageTemplate(destination.full, id, headers, body));
       return;
     }
     const bus = route.kind === 'redis' ? this.#fanout : this.#log;

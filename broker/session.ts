@@ -579,7 +579,8 @@ export class Session implements FrameSink, Consumer {
     const headers: (readonly [string, string])[] = [["message", problem.message]];
     const receipt = frame?.headers.get('receipt');
     if (receipt !== undefined) headers.push(['receipt-id', receipt]);
-    headers.push(...problem.headers, ['content-type', 'text/plain']);
+    // With a charset: stompit 1.0.0 crashes its whole process on an ERROR whose content-type is exactly `text/plain`.
+    headers.push(...problem.headers, ['content-type', 'text/plain;charset=utf-8']);
     const detail = problem.detail === '' ? problem.message : problem.detail;
     this.#writeFrame('ERROR', headers, Buffer.from(detail + '\n'));
     this.#log.debug({ code: problem.code }, problem.message);
