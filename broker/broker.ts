@@ -4,7 +4,10 @@ import { hostname } from 'node:os';
 import { MessageTemplate, type Headers } from '../frames/index.js';
 import type { BusEnvelope, ClusterBus } from '../bridge/bus.js';
 import { InMemoryHistoryStore, MAX_REPLAY, type HistoryQuery, type HistoryRecord, type HistoryStore } from '../bridge/history.js';
+import type { SharedQueues } from '../bridge/queues.js';
 import { defaultRoutes, RouteTable, type Route } from '../bridge/routes.js';
+import type { Queue } from './queue.js';
+import { SharedQueueFeed } from './shared-feed.js';
 import { allowAll, usersFileAuthenticator, type Authenticator } from './auth.js';
 import { loadConfig, type BrokerConfig, type ConfigInput } from './config.js';
 import type { Connection } from './connection.js';
@@ -12,6 +15,7 @@ import { parseDestination, type Destination } from './destinations.js';
 import { BROKER_ERRORS, ProtocolError } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
 import { Session } from './session.js';
+import { BrokerStats } from './stats.js';
 import type { QueuedMessage, Subscription } from './subscription.js';
 import { listenTransports, type Listeners, type ListenAddresses } from './transports/listen.js';
 import { VirtualHost } from './vhost.js';
@@ -28,6 +32,8 @@ export interface BrokerOptions {
   fanout?: ClusterBus;
   /** Engine of `kafka` routes: the durable ordered log. */
   log?: ClusterBus;
+  /** Queues shared across nodes, for queue destinations on redis and kafka routes. */
+  queues?: SharedQueues;
   /** Topic history; in memory by default. */
   history?: HistoryStore;
   /** Overrides the routes of the config. */
@@ -59,6 +65,7 @@ export class Broker {
   readonly events = new EventEmitter<BrokerEventMap>();
   readonly serverHeader = `${SERVER_NAME}/${SERVER_VERSION}`;
   readonly sessions = new Set<Session>();
+  readonly stats = new BrokerStats();
   #vhosts = new Map<string, VirtualHost>();
   #localNames: Set<string>;
   #messageSeq = 0;
@@ -70,6 +77,7 @@ export class Broker {
   readonly history: HistoryStore;
   #fanout: ClusterBus | undefined;
   #log: ClusterBus | undefined;
+  #queues: SharedQueues | undefined;
   /** The in-memory store, when that is the store: local-route SENDs append to it synchronously. */
   #memoryHistory: InMemoryHistoryStore | undefined;
   #recent = new Set<string>();
@@ -80,6 +88,7 @@ export class Broker {
     this.config = config;
     this.#fanout = backends.fanout;
     this.#log = backends.log;
+    this.#queues = backends.queues;
     const configured = config.routes.length > 0 ? config.routes as Route[] : defaultRoutes({ redis: this.#fanout !== undefined, kafka: this.#log !== undefined });
     this.routes = new RouteTable(backends.routes ?? configured);
     for (const r of this.routes.routes) {
@@ -147,6 +156,7 @@ export class Broker {
   /** A SEND, accepted: route it. Returns a Promise when the RECEIPT must wait (cross-node and durable routes). */
   publish(vhost: VirtualHost, destination: Destination, headers: ReadonlyArray<readonly [string, string]>, body: Buffer): void | Promise<void> {
     const route = this.routes.route(destination.full);
+    this.stats.routed[route.kind]++;
     if (route.kind === 'local') {
       const id = this.nextMessageId();
       const memory = this.#memoryHistory;
@@ -159,10 +169,25 @@ export class Broker {
       this.deliverLocal(vhost, destination, new MessageTemplate(destination.full, id, headers, body));
       return;
     }
+    const shared = this.#queues;
+    if (destination.kind === 'queue' && route.kind === 'redis' && shared !== undefined) {
+      const id = this.nextMessageId();
+      return shared.push({ id, origin: this.nodeId, vhost: vhost.name, destination: destination.full, headers, body, time: Date.now() }).then(undefined, (error: unknown) => {
+        throw new ProtocolError(BROKER_ERRORS.ERR_ROUTE_FAILED, `could not queue the message for ${destination.full}`,
+          `The shared queue did not accept the message (${error instanceof Error ? error.message : String(error)}); it was not delivered. Retry later.`, [], { cause: error });
+      });
+    }
+    if (destination.kind === 'queue' && route.kind === 'redis') {
+      // No shared queue engine (a pub/sub-only bus, as in in-process tests): the queue stays on this node.
+      this.deliverLocal(vhost, destination, new MessageTemplate(destination.full, this.nextMessageId(), headers, body));
+      return;
+    }
     const bus = route.kind === 'redis' ? this.#fanout : this.#log;
     if (bus === undefined) throw new ProtocolError(BROKER_ERRORS.ERR_ROUTE_FAILED, `no ${route.kind} engine for ${destination.full}`);
     const envelope = { origin: this.nodeId, vhost: vhost.name, destination: destination.full, headers, body, time: Date.now() };
-    return bus.publish(envelope).then(undefined, (error: unknown) => {
+    return bus.publish(envelope).then(() => {
+      this.stats.busLatency.observe(Date.now() - envelope.time);
+    }, (error: unknown) => {
       throw new ProtocolError(BROKER_ERRORS.ERR_ROUTE_FAILED, `could not route the message to ${destination.full}`,
         `The ${route.kind} engine did not accept the message (${error instanceof Error ? error.message : String(error)}); it was not delivered. Retry later.`, [], { cause: error });
     });
@@ -192,6 +217,7 @@ export class Broker {
     const vhost = this.#vhostNamed(envelope.vhost);
     const headers = envelope.position === undefined ? envelope.headers : withOffset(envelope.headers, envelope.position);
     const template = new MessageTemplate(envelope.destination, envelope.id, headers, envelope.body);
+    this.stats.deliveryLatency.observe(Date.now() - envelope.time);
     try {
       this.deliverLocal(vhost, destination, template);
     } catch (error) {
@@ -217,10 +243,18 @@ export class Broker {
     let vhost = this.#vhosts.get(name);
     if (vhost === undefined) {
       const c = this.config;
-      vhost = new VirtualHost(name, { maxMessages: c.maxQueueMessages, maxBytes: c.maxQueueBytes, maxDeliveries: c.maxDeliveries });
+      const limits = { maxMessages: c.maxQueueMessages, maxBytes: c.maxQueueBytes, maxDeliveries: c.maxDeliveries };
+      vhost = new VirtualHost(name, limits, (queue) => this.#connectQueue(name, queue));
       this.#vhosts.set(name, vhost);
     }
     return vhost;
+  }
+
+  /** A queue on a cross-node route becomes a window on the cluster's shared queue of that name. */
+  #connectQueue(vhost: string, queue: Queue): void {
+    const shared = this.#queues;
+    if (shared === undefined || this.routes.route(`/queue/${queue.name}`).kind === 'local') return;
+    queue.setFeed(new SharedQueueFeed(shared, vhost, queue, this.logger));
   }
 
   /**
@@ -244,7 +278,9 @@ export class Broker {
       try {
         await watching;
         // Read after the subscription is live: anything newer than the read arrives live, so there is no gap.
+        const started = Date.now();
         const records = await this.history.read(vhost.name, sub.destination.full, query, MAX_REPLAY);
+        this.stats.historyLatency.observe(Date.now() - started);
         this.#replay(sub, records);
       } finally {
         const live = sub.replayBuffer ?? [];
@@ -279,12 +315,18 @@ export class Broker {
     vhost.queue(message.queue).returnMessage(message);
   }
 
+  /** The client acknowledged a queue message (shared queues forget it only now). */
+  acknowledge(vhost: VirtualHost, message: QueuedMessage): void {
+    vhost.queues.get(message.queue)?.acknowledge(message);
+  }
+
   // ---- lifecycle ------------------------------------------------------------------------------------------
 
   /** Opens the TCP, WebSocket and (when configured) TLS listeners. */
   async listen(): Promise<ListenAddresses> {
     if (this.#listeners !== undefined) return this.#listeners.addresses;
     await this.#fanout?.start(this.#fromBus);
+    await this.#queues?.start();
     await this.#log?.start(this.#fromBus);
     this.#listeners = await listenTransports(this);
     return this.#listeners.addresses;
@@ -303,6 +345,7 @@ export class Broker {
       await listeners?.waitClosed(this.config.closeTimeoutMs);
       await stopped;
       await this.#log?.close();
+      await this.#queues?.close();
       await this.#fanout?.close();
       await this.history.close();
     })();
@@ -312,10 +355,14 @@ export class Broker {
 
 /** Builds a broker from options: loads the config, and the users file when one is configured. */
 export async function createBroker(options: BrokerOptions = {}): Promise<Broker> {
-  const config = loadConfig({ overrides: options.config ?? {} });
+  let config = loadConfig({ overrides: options.config ?? {} });
+  if (config.nodeId === '') config = Object.freeze({ ...config, nodeId: randomBytes(4).toString('hex') });
   const authenticator = options.authenticator ?? (config.usersFile !== '' ? await usersFileAuthenticator(config.usersFile) : allowAll);
-  const { config: _c, authenticator: _a, logger, ...backends } = options;
-  return new Broker(config, authenticator, logger ?? silentLogger, backends);
+  const { config: _c, authenticator: _a, logger = silentLogger, ...given } = options;
+  // Engines named in the config are built here, their client libraries loaded only when configured.
+  const { createEngines } = await import('../bridge/engines.js');
+  const engines = await createEngines(config, logger, given);
+  return new Broker(config, authenticator, logger, { ...engines, ...given });
 }
 
 /** MESSAGEs of streams with positions say where they stand, as RabbitMQ streams do. */

@@ -14,6 +14,27 @@ export type DeadLetter = (message: QueuedMessage, from: Queue) => void;
 
 export const DEAD_LETTER_SUFFIX = '.dlq';
 
+/**
+ * Messages a node takes from a shared queue per consumer without a prefetch limit: enough to amortise a Redis
+ * round trip, few enough that other nodes' consumers still get their share.
+ */
+const FEED_BATCH = 16;
+
+/**
+ * Where a queue shared by the cluster gets its messages from, and where they go back. The local Queue then only
+ * holds what this node has taken for its own consumers.
+ */
+export interface QueueFeed {
+  /** This node has consumers (true) or no longer has any (false). */
+  setActive(active: boolean): void;
+  /** The queue ran dry while consumers have room: take more (they arrive through Queue.accept). */
+  request(capacity: number): void;
+  acknowledge(message: QueuedMessage): void;
+  /** Back to the shared queue, for any consumer on any node. */
+  requeue(message: QueuedMessage): void;
+  deadLetter(message: QueuedMessage): void;
+}
+
 /** Each message to exactly one consumer, round-robin over consumers that have room (prefetch and socket). */
 export class Queue {
   readonly name: string;
@@ -27,11 +48,33 @@ export class Queue {
   #consumers: Subscription[] = [];
   #next = 0;
   #dispatching = false;
+  #feed: QueueFeed | undefined;
 
   constructor(name: string, limits: QueueLimits, deadLetter: DeadLetter) {
     this.name = name;
     this.#limits = limits;
     this.#deadLetter = deadLetter;
+  }
+
+  /** Makes this queue a window on a shared one. Set once, right after creation. */
+  setFeed(feed: QueueFeed): void {
+    this.#feed = feed;
+  }
+
+  get shared(): boolean {
+    return this.#feed !== undefined;
+  }
+
+  /** A message the feed took from the shared queue for this node. */
+  accept(template: MessageTemplate, deliveries: number, envelope: QueuedMessage['envelope']): void {
+    const bytes = template.body.length + 256;
+    this.#items.push({ template, queue: this.name, bytes, seq: this.#seq++, deliveries, envelope });
+    this.#bytes += bytes;
+  }
+
+  /** The client acknowledged a delivery. */
+  acknowledge(message: QueuedMessage): void {
+    this.#feed?.acknowledge(message);
   }
 
   get depth(): number {
@@ -59,6 +102,7 @@ export class Queue {
 
   addConsumer(sub: Subscription): void {
     this.#consumers.push(sub);
+    if (this.#consumers.length === 1) this.#feed?.setActive(true);
     this.dispatch();
   }
 
@@ -67,12 +111,31 @@ export class Queue {
     if (at === -1) return;
     this.#consumers.splice(at, 1);
     if (this.#next > at) this.#next--;
+    const feed = this.#feed;
+    if (feed !== undefined && this.#consumers.length === 0) {
+      feed.setActive(false);
+      // Taken for consumers that are gone, never delivered: back to the cluster, delivery count unchanged.
+      while (this.#head < this.#items.length) {
+        const message = this.#items[this.#head] as QueuedMessage;
+        this.#items[this.#head++] = undefined;
+        this.#bytes -= message.bytes;
+        feed.requeue(message);
+      }
+      this.#compact();
+    }
   }
 
   /** A delivery came back unacknowledged (NACK, UNSUBSCRIBE, disconnect): redeliver it, or dead-letter it. */
   returnMessage(message: QueuedMessage): void {
     const max = this.#limits.maxDeliveries;
-    if (max > 0 && message.deliveries >= max && !this.name.endsWith(DEAD_LETTER_SUFFIX)) {
+    const dead = max > 0 && message.deliveries >= max && !this.name.endsWith(DEAD_LETTER_SUFFIX);
+    const feed = this.#feed;
+    if (feed !== undefined) {
+      if (dead) feed.deadLetter(message);
+      else feed.requeue(message);
+      return;
+    }
+    if (dead) {
       this.#deadLetter(message, this);
       return;
     }
@@ -103,11 +166,26 @@ export class Queue {
         this.#bytes -= message.bytes;
         message.deliveries++;
         sub.consumer.deliver(sub, message.template, message);
+        if (sub.ackMode === 'auto') this.#feed?.acknowledge(message);
+      }
+      if (this.#feed !== undefined && this.#head === this.#items.length) {
+        const capacity = this.#capacity();
+        if (capacity > 0) this.#feed.request(capacity);
       }
     } finally {
       this.#dispatching = false;
       this.#compact();
     }
+  }
+
+  /** How many more messages the ready consumers could take now, capped so one node cannot hoard a queue. */
+  #capacity(): number {
+    let room = 0;
+    for (const sub of this.#consumers) {
+      if (!sub.ready) continue;
+      room += sub.ackMode === 'auto' || sub.prefetch === 0 ? FEED_BATCH : sub.prefetch - sub.pending.size;
+    }
+    return Math.min(room, FEED_BATCH * 4);
   }
 
   #pick(): Subscription | undefined {

@@ -93,6 +93,7 @@ export class Session implements FrameSink, Consumer {
   receive(chunk: Buffer): void {
     // STOMP 1.2 §Heart-beating: any data counts as a sign of life, not only heart-beat EOLs.
     this.#lastRead = Date.now();
+    this.#broker.stats.bytesIn += chunk.length;
     if (this.#state !== CLOSED) this.#parser.push(chunk);
   }
 
@@ -144,6 +145,7 @@ export class Session implements FrameSink, Consumer {
   }
 
   deliver(sub: Subscription, template: MessageTemplate, queued?: QueuedMessage): void {
+    this.#broker.stats.frameOut('MESSAGE');
     const t = queued !== undefined && queued.deliveries > 1 ? redeliveryTemplate(queued) : template;
     const tail = t.tail(this.version);
     if (sub.ackMode === 'auto') {
@@ -162,6 +164,7 @@ export class Session implements FrameSink, Consumer {
   // ---- dispatch -------------------------------------------------------------------------------------------
 
   #handle(frame: Frame): void {
+    this.#broker.stats.frameIn(frame.command);
     let outcome: void | Promise<void>;
     try {
       outcome = this.#dispatch(frame);
@@ -182,13 +185,13 @@ export class Session implements FrameSink, Consumer {
   #dispatch(frame: Frame): void | Promise<void> {
     const command = frame.command;
     if (this.#state === CLOSED) return;
+    // STOMP 1.2 §STOMP Frames: only SEND, MESSAGE and ERROR frames may have a body (CONNECT included).
+    if (frame.body.length > 0 && !BODY_ALLOWED.has(command)) {
+      throw new ProtocolError(BROKER_ERRORS.ERR_BODY_NOT_ALLOWED, `${command} frame must not have a body`, 'Only SEND frames may carry a body.');
+    }
     if (command === 'CONNECT' || command === 'STOMP') return this.#onConnect(frame);
     if (this.#state !== CONNECTED) {
       throw new ProtocolError(BROKER_ERRORS.ERR_NOT_CONNECTED, `${command} before CONNECT`, 'The first frame on a connection must be CONNECT or STOMP.');
-    }
-    // STOMP 1.2 §STOMP Frames: only SEND, MESSAGE and ERROR frames may have a body.
-    if (frame.body.length > 0 && !BODY_ALLOWED.has(command)) {
-      throw new ProtocolError(BROKER_ERRORS.ERR_BODY_NOT_ALLOWED, `${command} frame must not have a body`, 'Only SEND frames may carry a body.');
     }
     switch (command) {
       case 'SEND': return this.#finish(frame, this.#onSend(frame));
@@ -373,7 +376,11 @@ export class Session implements FrameSink, Consumer {
     // STOMP 1.0 lets UNSUBSCRIBE name the destination instead of the id; 1.1 and 1.2 require the id.
     const id = this.version === '1.0' ? frame.headers.get('id') ?? frame.headers.get('destination') : frame.headers.get('id');
     if (id === undefined) throw this.#missing(frame, 'id');
-    const sub = this.subscriptions.get(id);
+    let sub = this.subscriptions.get(id);
+    if (sub === undefined && this.version === '1.0' && !frame.headers.has('id')) {
+      // STOMP 1.0 §UNSUBSCRIBE: the destination names the subscription even when SUBSCRIBE gave it an id.
+      for (const s of this.subscriptions.values()) if (s.destination.full === id) { sub = s; break; }
+    }
     // STOMP 1.2 §UNSUBSCRIBE: the id MUST match an existing subscription.
     if (sub === undefined) {
       throw new ProtocolError(BROKER_ERRORS.ERR_UNKNOWN_SUBSCRIPTION, `no subscription with id "${id}"`, 'UNSUBSCRIBE must name the id of an existing subscription.');
@@ -448,7 +455,9 @@ export class Session implements FrameSink, Consumer {
     for (const d of targets) {
       if (!this.#acks.delete(d.ackId)) continue; // settled meanwhile (e.g. by an earlier cumulative ACK)
       d.subscription.pending.delete(d.ackId);
-      if (kind === 'NACK' && d.queued !== undefined) this.#broker.returnMessage(vhost, d.queued);
+      if (d.queued === undefined) continue;
+      if (kind === 'NACK') this.#broker.returnMessage(vhost, d.queued);
+      else this.#broker.acknowledge(vhost, d.queued);
     }
     // Room under prefetch-count: the queues of the settled subscriptions may deliver again.
     const first = targets[0];
@@ -549,17 +558,21 @@ export class Session implements FrameSink, Consumer {
   }
 
   #writeFrame(command: string, headers: Iterable<readonly [string, string]>, body: Buffer = EMPTY_BODY): void {
+    this.#broker.stats.frameOut(command);
     this.#write([encodeFrame(command, headers, body, this.version)], true);
   }
 
   #write(pieces: readonly Buffer[], utf8: boolean): void {
     if (this.#closing) return;
     this.#lastWrite = Date.now();
+    const stats = this.#broker.stats;
+    for (const p of pieces) stats.bytesOut += p.length;
     this.connection.writeFrame(pieces, utf8);
   }
 
   #slowConsumer(): void {
     const c = this.#broker.config;
+    this.#broker.stats.slowConsumerDisconnects++;
     this.#broker.events.emit('slow-consumer', this);
     this.#fail(new ProtocolError(BROKER_ERRORS.ERR_SLOW_CONSUMER, 'slow consumer',
       `More than ${c.maxOutboundBytes} bytes waited to be sent to this client; it reads too slowly and was disconnected.`));
@@ -575,6 +588,7 @@ export class Session implements FrameSink, Consumer {
       this.#log.error({ err: error }, 'internal error while handling a frame');
       problem = new ProtocolError(BROKER_ERRORS.ERR_INTERNAL, 'internal error', 'The broker failed to process the frame; see its log.', [], { cause: error });
     }
+    this.#broker.stats.error(String(problem.code));
     this.#broker.events.emit('session-error', this, problem);
     const headers: (readonly [string, string])[] = [["message", problem.message]];
     const receipt = frame?.headers.get('receipt');

@@ -1,5 +1,6 @@
 import { messagePrefix, type MessageTemplate, type StompVersion } from '../frames/index.js';
 import type { Destination } from './destinations.js';
+import type { BusEnvelope } from '../bridge/bus.js';
 
 export const ACK_MODES = ['auto', 'client', 'client-individual'] as const;
 export type AckMode = (typeof ACK_MODES)[number];
@@ -12,6 +13,8 @@ export interface QueuedMessage {
   /** Arrival order in its queue, used to put returned messages back where they were. */
   readonly seq: number;
   deliveries: number;
+  /** For messages of a shared (cross-node) queue: the envelope it goes back to Redis as. */
+  readonly envelope?: BusEnvelope | undefined;
 }
 
 /** A message handed to a client-ack subscription and not yet acknowledged. */

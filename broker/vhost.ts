@@ -10,10 +10,13 @@ export class VirtualHost {
   readonly queues = new Map<string, Queue>();
   sessions = 0;
   #limits: QueueLimits;
+  #created: (queue: Queue) => void;
 
-  constructor(name: string, limits: QueueLimits) {
+  /** `created` sees every new queue, so the broker can connect shared ones to the cluster. */
+  constructor(name: string, limits: QueueLimits, created: (queue: Queue) => void = () => {}) {
     this.name = name;
     this.#limits = limits;
+    this.#created = created;
   }
 
   /** The queue of that name, created on first use (as RabbitMQ and ActiveMQ do for STOMP destinations). */
@@ -22,6 +25,7 @@ export class VirtualHost {
     if (q === undefined) {
       q = new Queue(name, this.#limits, (message, from) => this.#deadLetter(message, from));
       this.queues.set(name, q);
+      this.#created(q);
     }
     return q;
   }

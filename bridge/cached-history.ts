@@ -1,0 +1,302 @@
+import { backoffMs } from './bus.js';
+import { decodeEnvelope, encodeEnvelope } from './envelope-codec.js';
+import type { HistoryQuery, HistoryRecord, HistoryRetention, HistoryStore } from './history.js';
+import { BUFFERS, connectRedis, withTimeout, type RedisClient } from './redis-client.js';
+import { silentLogger, type Logger } from '../broker/logger.js';
+
+export interface CachedHistoryOptions {
+  /** The store of record; every append goes there first, every read the cache cannot answer goes there. */
+  readonly inner: HistoryStore;
+  /** Redis URL; the store owns the connection it opens. Exactly one of `url` and `client`. */
+  readonly url?: string;
+  /** A connected client the caller owns (and closes). */
+  readonly client?: RedisClient;
+  readonly clusterName: string;
+  /** Most recent records kept per destination; `last` reads of up to this many are answered from Redis. */
+  readonly cacheSize: number;
+  /** The inner store's retention, applied to cached records too (default: the inner store's `retention`). */
+  readonly retention?: HistoryRetention;
+  readonly logger?: Logger;
+  /** Longest a cache command may take before the inner store answers instead. */
+  readonly commandTimeoutMs?: number;
+  readonly connectTimeoutMs?: number;
+  /** A destination's cache expires after this long without appends (without an age limit to expire by). */
+  readonly idleTtlMs?: number;
+}
+
+export const CACHED_HISTORY_DEFAULTS = Object.freeze({
+  commandTimeoutMs: 1_000,
+  connectTimeoutMs: 5_000,
+  idleTtlMs: 24 * 60 * 60 * 1000,
+  /** Destinations remembered for repair after failed cache writes; past that, the oldest are forgotten. */
+  maxUntrustedKeys: 100_000,
+});
+
+/**
+ * Adds records to a destination's sorted set (score: position), keeps the newest `cap` entries and refreshes
+ * the expiry, atomically. KEYS[1] the set; ARGV: cap, ttl ms, then score/member pairs. The empty member at
+ * -inf marks a set holding every retained record of its destination; it is the first to go when the set is full.
+ */
+const ADD = `
+for i = 3, #ARGV, 2 do redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[1]) + 1))
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1`;
+
+const COMPLETE = Buffer.alloc(0);
+
+/**
+ * A HistoryStore in front of another (MongoDB), keeping each destination's most recent `cacheSize` records in
+ * Redis, key `<clusterName>:recent:<vhost>:<destination>`, so the common SUBSCRIBE (`x-history: N`, the last N
+ * messages) costs one Redis round trip and keeps working while the inner store is down.
+ *
+ * The cache is a sorted set scored by position rather than a list: members are the encoded records, so the
+ * same record appended twice (a retry, or every node appending what Kafka delivered) is held once, and records
+ * appended out of order by different nodes still come back in position order. Writes are a single script
+ * (add, trim, expire), so a reader never sees a half-written cache.
+ *
+ * A `last` read is answered from Redis only when the cache holds enough records, or is marked as holding all
+ * of the destination's records (written when a read of the inner store found fewer than it asked for); every
+ * other read, and every Redis failure, goes to the inner store, and a miss fills the cache from the answer.
+ *
+ * An append goes to the inner store, then to Redis; a Redis failure never fails it. The destination is then
+ * repaired, never read across the gap: this node stops reading its cache, and once Redis answers again it
+ * re-adds the destination's newest records from the inner store (a union, so nothing another node added is lost).
+ */
+export class CachedHistoryStore implements HistoryStore {
+  readonly name: string;
+  readonly inner: HistoryStore;
+  #options: CachedHistoryOptions;
+  #log: Logger;
+  #retention: HistoryRetention;
+  /** Entries kept per destination: the cache size, or fewer if retention keeps fewer. */
+  #cap: number;
+  #ttlMs: number;
+  #timeoutMs: number;
+  #client: RedisClient | undefined;
+  #ownsClient: boolean;
+  #connectTimer: NodeJS.Timeout | undefined;
+  #closed = false;
+  #cacheDown = false;
+  /** Destinations whose cache may lack records this node appended (oldest first), to repair from the inner store. */
+  #untrusted = new Map<string, { vhost: string; destination: string; mark: number }>();
+  #marks = 0;
+  #repairing: Promise<void> | undefined;
+
+  constructor(options: CachedHistoryOptions) {
+    if ((options.url === undefined) === (options.client === undefined)) {
+      throw new TypeError('CachedHistoryStore needs exactly one of `url` and `client`');
+    }
+    if (!Number.isSafeInteger(options.cacheSize) || options.cacheSize < 1) throw new TypeError('cacheSize must be an integer >= 1');
+    this.#options = options;
+    this.inner = options.inner;
+    this.name = `cached-${options.inner.name}`;
+    this.#log = options.logger ?? silentLogger;
+    this.#retention = options.retention ?? retentionOf(options.inner) ?? { maxPerDestination: 0, maxAgeMs: 0 };
+    const max = this.#retention.maxPerDestination;
+    this.#cap = max > 0 ? Math.min(max, options.cacheSize) : options.cacheSize;
+    this.#ttlMs = this.#retention.maxAgeMs > 0 ? this.#retention.maxAgeMs : options.idleTtlMs ?? CACHED_HISTORY_DEFAULTS.idleTtlMs;
+    this.#timeoutMs = options.commandTimeoutMs ?? CACHED_HISTORY_DEFAULTS.commandTimeoutMs;
+    this.#ownsClient = options.client === undefined;
+    if (options.client !== undefined) this.#client = options.client;
+    else this.#connect(options.url as string, 0);
+  }
+
+  /** Connects in the background, retrying with backoff: until then every read goes to the inner store. */
+  #connect(url: string, attempt: number): void {
+    const timeout = this.#options.connectTimeoutMs ?? CACHED_HISTORY_DEFAULTS.connectTimeoutMs;
+    connectRedis(url, this.#log, 'history-cache', timeout).then(
+      async (client) => {
+        if (this.#closed) {
+          await client.close();
+          return;
+        }
+        this.#client = client;
+        this.#repairSoon();
+      },
+      (error: unknown) => {
+        if (attempt === 0) this.#log.warn({ err: error }, 'history cache: redis not reachable; reading from the inner store meanwhile');
+        if (this.#closed) return;
+        this.#connectTimer = setTimeout(() => this.#connect(url, attempt + 1), backoffMs(Math.min(attempt, 10)));
+        this.#connectTimer.unref();
+      },
+    );
+  }
+
+  get healthy(): boolean {
+    return this.inner.healthy;
+  }
+
+  /** True while the cache answers (the store works without it, more slowly). */
+  get cacheHealthy(): boolean {
+    return this.#client?.isReady === true && !this.#cacheDown;
+  }
+
+  /** Destinations whose cache this node does not read until it has repaired them (after Redis failures). */
+  get repairsPending(): number {
+    return this.#untrusted.size;
+  }
+
+  nextPosition(vhost: string, destination: string): number {
+    return this.inner.nextPosition(vhost, destination);
+  }
+
+  #key(vhost: string, destination: string): string {
+    return `${this.#options.clusterName}:recent:${vhost}:${destination}`;
+  }
+
+  async append(record: HistoryRecord): Promise<void> {
+    await this.inner.append(record);
+    const key = this.#key(record.vhost, record.destination);
+    if (!(await this.#add(key, [record], false))) this.#distrust(key, record.vhost, record.destination);
+  }
+
+  /** Writes records to a destination's cache; false (never a rejection) when Redis did not take them. */
+  async #add(key: string, records: readonly HistoryRecord[], complete: boolean): Promise<boolean> {
+    const client = this.#client;
+    if (client?.isReady !== true) return false;
+    const args: (string | Buffer)[] = ['EVAL', ADD, '1', key, String(this.#cap), String(this.#ttlMs)];
+    if (complete) args.push('-inf', COMPLETE);
+    for (const r of records) args.push(String(r.position), encodeEnvelope(r));
+    try {
+      await this.#command(client, args);
+      return true;
+    } catch (error) {
+      this.#failed(error);
+      return false;
+    }
+  }
+
+  async #command(client: RedisClient, args: (string | Buffer)[]): Promise<unknown> {
+    const result = await withTimeout(client.sendCommand(args, BUFFERS), this.#timeoutMs,
+      () => new Error(`history cache: redis did not answer within ${this.#timeoutMs} ms`));
+    if (this.#cacheDown) {
+      this.#cacheDown = false;
+      this.#log.info({}, 'history cache: redis answering again');
+      this.#repairSoon();
+    }
+    return result;
+  }
+
+  #failed(error: unknown): void {
+    if (!this.#cacheDown) this.#log.warn({ err: error }, 'history cache: redis failed; using the inner store');
+    this.#cacheDown = true;
+  }
+
+  /** The cache of this destination may lack records: not read here until repaired. */
+  #distrust(key: string, vhost: string, destination: string): void {
+    this.#untrusted.delete(key);
+    this.#untrusted.set(key, { vhost, destination, mark: ++this.#marks });
+    // A bound even for an outage touching more destinations than that: the oldest marks go first.
+    if (this.#untrusted.size > CACHED_HISTORY_DEFAULTS.maxUntrustedKeys) {
+      const oldest = this.#untrusted.keys().next().value;
+      if (oldest !== undefined) this.#untrusted.delete(oldest);
+    }
+  }
+
+  /**
+   * Re-adds a destination's newest records from the inner store and returns them. The union keeps what others
+   * added meanwhile; everything the inner store held when it answered is in, so the cache has no gap below it.
+   */
+  async #repair(key: string, vhost: string, destination: string): Promise<HistoryRecord[]> {
+    const mark = this.#untrusted.get(key)?.mark;
+    const records = await this.inner.read(vhost, destination, { last: this.#cap }, this.#cap);
+    // A failure to append during the repair marked the key again: that one needs a repair of its own.
+    if (await this.#add(key, records, records.length < this.#cap) && this.#untrusted.get(key)?.mark === mark) this.#untrusted.delete(key);
+    return records;
+  }
+
+  /** Repairs every distrusted destination in the background, one at a time, once Redis answers. */
+  #repairSoon(): void {
+    if (this.#untrusted.size === 0 || this.#repairing !== undefined) return;
+    this.#repairing = (async () => {
+      // After the current turn: a read repairing one inline right now should not be repeated.
+      await new Promise((resolve) => setImmediate(resolve));
+      for (const [key, { vhost, destination }] of [...this.#untrusted]) {
+        if (this.#closed || !this.cacheHealthy) break;
+        if (this.#untrusted.has(key)) await this.#repair(key, vhost, destination);
+      }
+    })().catch((error: unknown) => {
+      this.#log.warn({ err: error }, 'history cache: repair stopped; retrying when redis answers again');
+    }).finally(() => {
+      this.#repairing = undefined;
+    });
+  }
+
+  async read(vhost: string, destination: string, query: HistoryQuery, limit: number): Promise<HistoryRecord[]> {
+    if (!('last' in query)) return this.inner.read(vhost, destination, query, limit);
+    const max = this.#retention.maxPerDestination;
+    const want = Math.min(query.last, limit, max > 0 ? max : Infinity);
+    if (want <= 0) return [];
+    const key = this.#key(vhost, destination);
+    if (want <= this.#cap && this.#client?.isReady === true) {
+      if (this.#untrusted.has(key)) return (await this.#repair(key, vhost, destination)).slice(-want);
+      const cached = await this.#cached(key, vhost, destination, want);
+      if (cached !== undefined) return cached;
+    }
+    const records = await this.inner.read(vhost, destination, query, limit);
+    // Fill the cache from the answer (fewer than asked for: that is everything), unless it is being repaired.
+    if (!this.#untrusted.has(key)) void this.#add(key, records.slice(-this.#cap), records.length < want);
+    return records;
+  }
+
+  /** The newest `want` records from Redis, or undefined when Redis cannot answer that exactly. */
+  async #cached(key: string, vhost: string, destination: string, want: number): Promise<HistoryRecord[] | undefined> {
+    const client = this.#client;
+    if (client === undefined) return undefined;
+    let reply: unknown;
+    try {
+      reply = await this.#command(client, ['ZRANGE', key, String(-(want + 1)), '-1']);
+    } catch (error) {
+      this.#failed(error);
+      return undefined;
+    }
+    if (!Array.isArray(reply)) return undefined;
+    const entries: unknown[] = reply;
+    let complete = false;
+    const seen = new Set<string>();
+    const records: HistoryRecord[] = [];
+    const cutoff = this.#retention.maxAgeMs > 0 ? Date.now() - this.#retention.maxAgeMs : -Infinity;
+    for (const entry of entries) {
+      if (!Buffer.isBuffer(entry)) return undefined;
+      if (entry.length === 0) {
+        complete = true;
+        continue;
+      }
+      const e = decodeEnvelope(entry);
+      if (e === undefined || e.position === undefined || e.vhost !== vhost || e.destination !== destination) return undefined;
+      if (seen.has(e.id)) continue;
+      seen.add(e.id);
+      // Expired: everything older is too (records age in position order), so what is left is all there is.
+      if (e.time < cutoff) {
+        complete = true;
+        continue;
+      }
+      records.push({ ...e, position: e.position });
+    }
+    if (records.length >= want) return records.slice(records.length - want);
+    return complete ? records : undefined;
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    clearTimeout(this.#connectTimer);
+    await this.#repairing;
+    const client = this.#client;
+    this.#client = undefined;
+    try {
+      if (this.#ownsClient && client !== undefined) await client.close().catch(() => client.destroy());
+    } finally {
+      await this.inner.close();
+    }
+  }
+}
+
+/** The retention of an inner store that exposes it (MongoHistoryStore does), checked at the boundary. */
+function retentionOf(store: HistoryStore): HistoryRetention | undefined {
+  const r: unknown = (store as { retention?: unknown }).retention;
+  if (typeof r !== 'object' || r === null) return undefined;
+  const { maxPerDestination, maxAgeMs } = r as Record<string, unknown>;
+  return typeof maxPerDestination === 'number' && typeof maxAgeMs === 'number' ? { maxPerDestination, maxAgeMs } : undefined;
+}

@@ -1,0 +1,123 @@
+import { BridgeError, type BusCapabilities, type BusEnvelope, type ClusterBus, type Deliver, type PublishInput } from './bus.js';
+import { decodeEnvelope, encodeEnvelope } from './envelope-codec.js';
+import { connectRedis, type RedisClient } from './redis-client.js';
+import { silentLogger, type Logger } from '../broker/logger.js';
+
+export interface RedisBusOptions {
+  readonly url: string;
+  readonly clusterName: string;
+  readonly nodeId: string;
+  readonly logger?: Logger;
+  readonly connectTimeoutMs?: number;
+}
+
+/** `*` and `#` are STOMP topic wildcards; everything else in a Redis glob must be taken literally. */
+function escapeGlob(text: string): string {
+  return text.replace(/[\\*?[\]]/g, '\\$&');
+}
+
+/**
+ * Cross-node pub/sub through Redis channels: one channel per destination, `<cluster>:t:<vhost>:<destination>`.
+ * A node subscribes only to channels it has local subscribers for (reference counted), and a wildcard STOMP
+ * subscription becomes a pattern subscription whose glob is a superset; the broker filters exactly.
+ *
+ * A node delivers its own messages when Redis echoes them, so every node sees one order per destination. While
+ * Redis is unreachable, publish delivers on this node only and resolves: the redis route is fast, not durable.
+ */
+export class RedisBus implements ClusterBus {
+  readonly name = 'redis';
+  readonly capabilities: BusCapabilities = { ordered: true, durable: false, crossNode: true };
+  #options: RedisBusOptions;
+  #log: Logger;
+  #pub: RedisClient | undefined;
+  #sub: RedisClient | undefined;
+  #deliver: Deliver | undefined;
+  #interest = new Map<string, { count: number; ready: Promise<void> }>();
+  #seq = 0;
+  #listener = (message: Buffer): void => {
+    const envelope = decodeEnvelope(message);
+    if (envelope !== undefined) this.#deliver?.(envelope);
+  };
+
+  constructor(options: RedisBusOptions) {
+    this.#options = options;
+    this.#log = options.logger ?? silentLogger;
+  }
+
+  get healthy(): boolean {
+    return this.#pub?.isReady === true && this.#sub?.isReady === true;
+  }
+
+  async start(deliver: Deliver): Promise<void> {
+    this.#deliver = deliver;
+    this.#pub = await connectRedis(this.#options.url, this.#log, 'publish', this.#options.connectTimeoutMs);
+    this.#sub = await connectRedis(this.#options.url, this.#log, 'subscribe', this.#options.connectTimeoutMs);
+  }
+
+  #channel(vhost: string, destination: string): string {
+    return `${this.#options.clusterName}:t:${vhost}:${destination}`;
+  }
+
+  async publish(input: PublishInput): Promise<void> {
+    const envelope: BusEnvelope = { ...input, id: input.id ?? `${this.#options.nodeId}-r${(++this.#seq).toString(36)}` };
+    const pub = this.#pub;
+    if (pub === undefined) throw new BridgeError('ERR_BUS_NOT_STARTED', 'redis bus not started', false);
+    try {
+      await pub.publish(this.#channel(envelope.vhost, envelope.destination), encodeEnvelope(envelope));
+    } catch (error) {
+      // Redis is down: this node's own subscribers still get the message; other nodes cannot.
+      this.#log.debug({ err: error }, 'redis publish failed; delivered locally only');
+      this.#deliver?.(envelope);
+    }
+  }
+
+  /** `c:<channel>` for a destination, `p:<glob>` for a wildcard one (a superset; the broker filters exactly). */
+  #subscriptionKey(vhost: string, destination: string): { key: string; wildcard: boolean } {
+    const wildcard = destination.includes('*') || destination.includes('#');
+    const key = wildcard
+      ? `p:${escapeGlob(this.#channel(vhost, ''))}${escapeGlob(destination).replace(/\\\*|\.?#\.?/g, '*')}`
+      : `c:${this.#channel(vhost, destination)}`;
+    return { key, wildcard };
+  }
+
+  /** Resolves once Redis has confirmed the subscription, so a SUBSCRIBE RECEIPT means "live cluster-wide". */
+  watch(vhost: string, destination: string): Promise<void> {
+    const { key, wildcard } = this.#subscriptionKey(vhost, destination);
+    const existing = this.#interest.get(key);
+    if (existing !== undefined) {
+      existing.count++;
+      return existing.ready;
+    }
+    const sub = this.#sub;
+    if (sub === undefined) return Promise.reject(new BridgeError('ERR_BUS_NOT_STARTED', 'redis bus not started', false));
+    const target = key.slice(2);
+    const ready = (wildcard ? sub.pSubscribe(target, this.#listener, true) : sub.subscribe(target, this.#listener, true)).catch((error: unknown) => {
+      // Redis down: node-redis resubscribes on reconnect; the subscriber still gets this node's messages meanwhile.
+      this.#log.debug({ err: error, target }, 'redis subscribe deferred until reconnect');
+    });
+    this.#interest.set(key, { count: 1, ready });
+    return ready;
+  }
+
+  unwatch(vhost: string, destination: string): void {
+    const { key, wildcard } = this.#subscriptionKey(vhost, destination);
+    const entry = this.#interest.get(key);
+    if (entry === undefined) return;
+    if (--entry.count > 0) return;
+    this.#interest.delete(key);
+    const target = key.slice(2);
+    const sub = this.#sub;
+    void (wildcard ? sub?.pUnsubscribe(target, this.#listener, true) : sub?.unsubscribe(target, this.#listener, true))?.catch(() => {});
+  }
+
+  /** The publishing connection, shared with the queue and history-cache code of the same node. */
+  get client(): RedisClient | undefined {
+    return this.#pub;
+  }
+
+  async close(): Promise<void> {
+    this.#deliver = undefined;
+    this.#interest.clear();
+    await Promise.allSettled([this.#pub?.close(), this.#sub?.close()]);
+  }
+}

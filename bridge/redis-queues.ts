@@ -1,0 +1,224 @@
+import { BridgeError, type BusEnvelope } from './bus.js';
+import { decodeEnvelope, encodeEnvelope } from './envelope-codec.js';
+import type { SharedQueueMessage, SharedQueues } from './queues.js';
+import { BUFFERS, connectRedis, type RedisClient } from './redis-client.js';
+import { silentLogger, type Logger } from '../broker/logger.js';
+
+export interface RedisQueuesOptions {
+  readonly url: string;
+  readonly clusterName: string;
+  readonly nodeId: string;
+  readonly logger?: Logger;
+  /** A node silent this long is presumed dead and its in-flight messages go back to their queues. */
+  readonly nodeTimeoutMs?: number;
+  readonly connectTimeoutMs?: number;
+}
+
+// Entries are `<id>\n<deliveries so far>\n<envelope bytes>`: ids never contain LF, and the id is what the
+// scripts need to name an in-flight entry. Each script is one atomic step, so no message is ever in two places.
+
+/** KEYS: list, dedupe key. ARGV: entry, notify channel, dedupe ttl ms. A repeated id is stored once. */
+const PUSH = `
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[3]) then
+  redis.call('RPUSH', KEYS[1], ARGV[1])
+  redis.call('PUBLISH', ARGV[2], '1')
+  return 1
+end
+return 0`;
+
+/** KEYS: list, this node's in-flight hash, set of nodes with in-flight. ARGV: max, node id. */
+const TAKE = `
+local out = {}
+for i = 1, tonumber(ARGV[1]) do
+  local m = redis.call('LPOP', KEYS[1])
+  if not m then break end
+  local id = string.match(m, '^([^\\n]*)\\n')
+  redis.call('HSET', KEYS[2], KEYS[1] .. '\\n' .. id, m)
+  out[#out + 1] = m
+end
+if #out > 0 then redis.call('SADD', KEYS[3], ARGV[2]) end
+return out`;
+
+/** KEYS: list, in-flight hash. ARGV: in-flight field, new entry, notify channel. Back to the head. */
+const REQUEUE = `
+redis.call('HDEL', KEYS[2], ARGV[1])
+redis.call('LPUSH', KEYS[1], ARGV[2])
+redis.call('PUBLISH', ARGV[3], '1')
+return 1`;
+
+/**
+ * KEYS: dead node's in-flight hash, its liveness key, set of nodes with in-flight. ARGV: dead node id, key prefix.
+ * Does nothing if the node came back; otherwise every in-flight message returns to the head of its queue.
+ */
+const RECOVER = `
+if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local list = string.match(all[i], '^(.*)\\n[^\\n]*$')
+  redis.call('LPUSH', list, all[i + 1])
+  redis.call('PUBLISH', ARGV[2] .. 'qn:' .. string.sub(list, string.len(ARGV[2]) + 3), '1')
+end
+redis.call('DEL', KEYS[1])
+redis.call('SREM', KEYS[3], ARGV[1])
+return #all / 2`;
+
+/** How long a pushed id is remembered, so a Kafka record replayed after a crash is queued once. */
+const DEDUPE_TTL_MS = 3_600_000;
+
+function encodeEntry(envelope: BusEnvelope, deliveries: number): Buffer {
+  return Buffer.concat([Buffer.from(`${envelope.id}\n${deliveries}\n`), encodeEnvelope(envelope)]);
+}
+
+function decodeEntry(entry: Buffer): SharedQueueMessage | undefined {
+  const a = entry.indexOf(0x0a);
+  const b = a === -1 ? -1 : entry.indexOf(0x0a, a + 1);
+  if (b === -1) return undefined;
+  const envelope = decodeEnvelope(entry.subarray(b + 1));
+  const deliveries = Number(entry.toString('latin1', a + 1, b));
+  return envelope === undefined || !Number.isInteger(deliveries) ? undefined : { envelope, deliveries };
+}
+
+/**
+ * Shared queues in Redis lists. A node moves messages into its own in-flight hash only when a local consumer has
+ * room (atomically, by script), deletes them on ACK and pushes them back to the head on NACK or when a consumer
+ * leaves. Each node refreshes a liveness key; survivors return the in-flight hash of a node whose key expired.
+ */
+export class RedisSharedQueues implements SharedQueues {
+  readonly name = 'redis';
+  #o: Required<Omit<RedisQueuesOptions, 'logger'>>;
+  #log: Logger;
+  #cmd: RedisClient | undefined;
+  #sub: RedisClient | undefined;
+  #timers: NodeJS.Timeout[] = [];
+  #attached = new Map<string, () => void>();
+
+  constructor(options: RedisQueuesOptions) {
+    this.#o = { nodeTimeoutMs: 5_000, connectTimeoutMs: 5_000, ...options };
+    this.#log = options.logger ?? silentLogger;
+  }
+
+  get healthy(): boolean {
+    return this.#cmd?.isReady === true && this.#sub?.isReady === true;
+  }
+
+  get #prefix(): string {
+    return `${this.#o.clusterName}:`;
+  }
+
+  #list(vhost: string, queue: string): string {
+    return `${this.#prefix}q:${vhost}:${queue}`;
+  }
+
+  #notify(vhost: string, queue: string): string {
+    return `${this.#prefix}qn:${vhost}:${queue}`;
+  }
+
+  #inflight(node: string): string {
+    return `${this.#prefix}inflight:${node}`;
+  }
+
+  #alive(node: string): string {
+    return `${this.#prefix}alive:${node}`;
+  }
+
+  get #nodes(): string {
+    return `${this.#prefix}inflight-nodes`;
+  }
+
+  async start(): Promise<void> {
+    this.#cmd = await connectRedis(this.#o.url, this.#log, 'queues', this.#o.connectTimeoutMs);
+    this.#sub = await connectRedis(this.#o.url, this.#log, 'queue-notify', this.#o.connectTimeoutMs);
+    await this.#heartbeat();
+    const beat = Math.max(100, Math.floor(this.#o.nodeTimeoutMs / 5));
+    this.#timers.push(setInterval(() => void this.#heartbeat(), beat));
+    this.#timers.push(setInterval(() => void this.#recover(), beat * 2));
+    // A safety net for notifications lost while a connection was down: attached queues look again.
+    this.#timers.push(setInterval(() => { for (const available of this.#attached.values()) available(); }, 1_000));
+    for (const t of this.#timers) t.unref();
+  }
+
+  #command(args: (string | Buffer)[], buffers = false): Promise<unknown> {
+    const cmd = this.#cmd;
+    if (cmd === undefined) return Promise.reject(new BridgeError('ERR_BUS_NOT_STARTED', 'redis queues not started', false));
+    return (buffers ? cmd.sendCommand(args, BUFFERS) : cmd.sendCommand(args)).catch((error: unknown) => {
+      throw new BridgeError('ERR_REDIS', `redis: ${error instanceof Error ? error.message : String(error)}`, true, { cause: error });
+    });
+  }
+
+  async #heartbeat(): Promise<void> {
+    await this.#command(['SET', this.#alive(this.#o.nodeId), '1', 'PX', String(this.#o.nodeTimeoutMs)]).catch(() => {});
+  }
+
+  async #recover(): Promise<void> {
+    try {
+      const nodes = await this.#command(['SMEMBERS', this.#nodes]);
+      if (!Array.isArray(nodes)) return;
+      for (const node of nodes) {
+        if (typeof node !== 'string' || node === this.#o.nodeId) continue;
+        const moved = await this.#command(['EVAL', RECOVER, '3', this.#inflight(node), this.#alive(node), this.#nodes, node, this.#prefix]);
+        if (typeof moved === 'number' && moved > 0) this.#log.warn({ node, moved }, 'returned the unacknowledged messages of a node that stopped answering');
+      }
+    } catch {
+      // Redis unreachable: the next sweep tries again.
+    }
+  }
+
+  async push(envelope: BusEnvelope): Promise<void> {
+    const [vhost, queue] = queueOf(envelope);
+    await this.#command(['EVAL', PUSH, '2', this.#list(vhost, queue), `${this.#prefix}qid:${envelope.id}`,
+      encodeEntry(envelope, 0), this.#notify(vhost, queue), String(DEDUPE_TTL_MS)]);
+  }
+
+  attach(vhost: string, queue: string, available: () => void): void {
+    const channel = this.#notify(vhost, queue);
+    if (this.#attached.has(channel)) return;
+    this.#attached.set(channel, available);
+    void this.#sub?.subscribe(channel, () => this.#attached.get(channel)?.(), true).catch(() => {});
+    available();
+  }
+
+  detach(vhost: string, queue: string): void {
+    const channel = this.#notify(vhost, queue);
+    if (!this.#attached.delete(channel)) return;
+    void this.#sub?.unsubscribe(channel).catch(() => {});
+  }
+
+  async take(vhost: string, queue: string, max: number): Promise<SharedQueueMessage[]> {
+    const entries = await this.#command(['EVAL', TAKE, '3', this.#list(vhost, queue), this.#inflight(this.#o.nodeId), this.#nodes,
+      String(max), this.#o.nodeId], true);
+    if (!Array.isArray(entries)) return [];
+    const out: SharedQueueMessage[] = [];
+    for (const entry of entries) {
+      const m = Buffer.isBuffer(entry) ? decodeEntry(entry) : undefined;
+      if (m !== undefined) out.push(m);
+    }
+    return out;
+  }
+
+  async ack(vhost: string, queue: string, id: string): Promise<void> {
+    await this.#command(['HDEL', this.#inflight(this.#o.nodeId), `${this.#list(vhost, queue)}\n${id}`]);
+  }
+
+  async requeue(vhost: string, queue: string, message: SharedQueueMessage): Promise<void> {
+    const list = this.#list(vhost, queue);
+    await this.#command(['EVAL', REQUEUE, '2', list, this.#inflight(this.#o.nodeId), `${list}\n${message.envelope.id}`,
+      encodeEntry(message.envelope, message.deliveries), this.#notify(vhost, queue)]);
+  }
+
+  async close(): Promise<void> {
+    for (const t of this.#timers) clearInterval(t);
+    this.#timers = [];
+    this.#attached.clear();
+    // A clean stop has returned its in-flight messages already; dropping the liveness key lets survivors sweep
+    // anything left at once instead of after the timeout.
+    await this.#command(['DEL', this.#alive(this.#o.nodeId)]).catch(() => {});
+    await Promise.allSettled([this.#cmd?.close(), this.#sub?.close()]);
+  }
+}
+
+/** `/queue/orders` in vhost `/` → ['/', 'orders']. */
+export function queueOf(envelope: BusEnvelope): [string, string] {
+  const prefix = '/queue/';
+  const name = envelope.destination.startsWith(prefix) ? envelope.destination.slice(prefix.length) : envelope.destination;
+  return [envelope.vhost, name];
+}
