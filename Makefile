@@ -28,5 +28,12 @@ services: build
 services-stop:
 	infra/services.sh stop
 
+# Three nodes wired to Redis, Kafka and MongoDB: TCP 61613/61623/61633, WebSocket 15674/15684/15694.
+cluster: build
+	infra/cluster.sh start
+
+cluster-stop:
+	infra/cluster.sh stop
+
 clean:
 	rm -rf dist
