@@ -1,0 +1,28 @@
+import { createBroker, type Broker, type BrokerOptions, type ConfigInput, type ListenAddresses } from '../../broker/index.js';
+
+export interface TestBroker {
+  readonly broker: Broker;
+  readonly addresses: ListenAddresses;
+  readonly tcpPort: number;
+  readonly wsUrl: string;
+  close(): Promise<void>;
+}
+
+/** A broker on free loopback ports (port 0 everywhere), closed by the caller in after/afterEach. */
+export async function startBroker(config: ConfigInput = {}, options: Omit<BrokerOptions, 'config'> = {}): Promise<TestBroker> {
+  const broker = await createBroker({ ...options, config: { host: '127.0.0.1', port: 0, wsPort: 0, ...config } });
+  const addresses = await broker.listen();
+  return {
+    broker,
+    addresses,
+    tcpPort: addresses.tcp.port,
+    wsUrl: addresses.ws?.url ?? '',
+    close: () => broker.close(),
+  };
+}
+
+let counter = 0;
+/** Destination and group names unique per test run, so tests never hear each other. */
+export function uniqueName(prefix = 't'): string {
+  return `${prefix}${process.pid.toString(36)}${(++counter).toString(36)}${Date.now().toString(36)}`;
+}
