@@ -3,7 +3,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { startBroker, type TestBroker } from '../support/broker.js';
+import { startBroker, uniqueName, type TestBroker } from '../support/broker.js';
 
 /**
  * Spring's STOMP clients and a Spring broker-relay application against Stompede: runs the Maven project in
@@ -143,10 +143,13 @@ describe('Spring interop (interop/spring, Maven + JUnit)', function () {
       this.skip();
     }
     // Short heart-beats so that idle tests span several intervals: Spring beats at max(its 500 ms, ours).
-    const config = { heartbeatSendMs: 500, heartbeatReceiveMs: 500 };
+    // With Redis (always there in `make test`), two nodes form a cluster: relay instance B talks to node 2, so
+    // BrokerRelayTest proves delivery across Stompede nodes, user queues included.
+    const redis = process.env.STOMPEDE_TEST_REDIS_URL;
+    const cluster = redis === undefined ? {} : { redis, clusterName: uniqueName('spring') };
+    const config = { heartbeatSendMs: 500, heartbeatReceiveMs: 500, ...cluster };
     nodes.push(await startBroker(config));
-    // TODO(cluster): start a second node linked to the first and pass its port as STOMPEDE_TCP_PORT_2; relay
-    // instance B then talks to node 2 and BrokerRelayTest checks delivery across Stompede nodes as well.
+    if (redis !== undefined) nodes.push(await startBroker(config));
     const [node1, node2] = nodes;
     if (node1 === undefined) throw new Error('node 1 did not start');
     const env: NodeJS.ProcessEnv = {
