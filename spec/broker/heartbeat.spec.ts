@@ -1,0 +1,154 @@
+import { expect } from 'chai';
+import { uniqueName } from '../support/broker.js';
+import { stompFrame, type RawClient } from '../support/raw.js';
+import { connect, expectError, expectQuiet, header, sleep, useBroker } from './harness.js';
+
+/** Gaps between consecutive heart-beats, starting from `from`. */
+function gaps(client: RawClient, from: number): number[] {
+  const times = [from, ...client.heartbeats];
+  return times.slice(1).map((t, i) => t - (times[i] as number));
+}
+
+/** Bytes received after the CONNECTED frame. */
+function afterConnected(client: RawClient): string {
+  const connected = client.frames[0];
+  expect(connected?.command).to.equal('CONNECTED');
+  return client.rawBytes.subarray(connected?.raw.length).toString('latin1');
+}
+
+describe('broker › wire › heart-beating (S27–S30, V4)', () => {
+  const h = useBroker({ heartbeatSendMs: 100, heartbeatReceiveMs: 100, heartbeatGrace: 2 });
+
+  for (const version of ['1.1', '1.2']) {
+    it(`${version}: CONNECTED offers heart-beat:<heartbeatSendMs>,<heartbeatReceiveMs>`, async () => {
+      const c = await h.raw();
+      const reply = await connect(c, { 'accept-version': version, host: 'localhost', 'heart-beat': '0,0' });
+      expect(header(reply, 'heart-beat')).to.equal('100,100');
+    });
+  }
+
+  describe('server to client', () => {
+    it('sends a single LF at least every negotiated interval, and nothing else, when the client asks 0,100', async () => {
+      const c = await h.raw();
+      await connect(c, { 'accept-version': '1.2', host: 'localhost', 'heart-beat': '0,100' });
+      const start = Date.now();
+      await sleep(650);
+      expect(c.heartbeats.length).to.be.at.least(5);
+      for (const gap of gaps(c, start)) expect(gap).to.be.at.most(100 + 50);
+      expect(afterConnected(c)).to.equal('\n'.repeat(c.heartbeats.length));
+      expect(c.isClosed).to.equal(false);
+    });
+
+    it('beats at the larger of the two intervals: client asks 0,300', async () => {
+      const c = await h.raw();
+      await connect(c, { 'accept-version': '1.1', host: 'localhost', 'heart-beat': '0,300' });
+      const start = Date.now();
+      await sleep(950);
+      // Every 300 ms at the least; a broker that used its own 100 ms would have sent about 18.
+      expect(c.heartbeats.length).to.be.within(3, 8);
+      for (const gap of gaps(c, start)) expect(gap).to.be.at.most(300 + 50);
+    });
+
+    for (const [label, headers] of [
+      ['heart-beat:0,0', { 'accept-version': '1.2', host: 'localhost', 'heart-beat': '0,0' }],
+      ['no heart-beat header (means 0,0)', { 'accept-version': '1.2', host: 'localhost' }],
+      ['heart-beat:100,0 (client wants none)', { 'accept-version': '1.2', host: 'localhost', 'heart-beat': '100,0' }],
+    ] as const) {
+      it(`sends none for ${label}`, async () => {
+        const c = await h.raw();
+        await connect(c, headers);
+        if (label.startsWith('heart-beat:100,0')) {
+          // Keep the client alive for the broker while we watch.
+          for (let i = 0; i < 8; i++) {
+            c.send('\n');
+            await sleep(50);
+          }
+        } else {
+          await sleep(400);
+        }
+        expect(c.heartbeats).to.deep.equal([]);
+        expect(afterConnected(c)).to.equal('');
+      });
+    }
+
+    it('never heart-beats a 1.0 session, whatever it asks (V4)', async () => {
+      const c = await h.raw();
+      const reply = await connect(c, { 'heart-beat': '100,100' });
+      expect(header(reply, 'version')).to.equal('1.0');
+      expect(reply.headers.has('heart-beat')).to.equal(false);
+      await sleep(400);
+      expect(c.heartbeats).to.deep.equal([]);
+      expect(afterConnected(c)).to.equal('');
+      // Nor expects any: a silent 1.0 client is not timed out.
+      expect(c.isClosed).to.equal(false);
+    });
+  });
+
+  describe('client to server', () => {
+    it('closes a client silent for longer than interval × grace, with ERROR', async () => {
+      const c = await h.raw();
+      await connect(c, { 'accept-version': '1.2', host: 'localhost', 'heart-beat': '100,0' });
+      const start = Date.now();
+      await expectError(c, {
+        message: 'heart-beat timeout',
+        body: 'Nothing was received for more than 200 ms (negotiated interval 100 ms × grace 2).\n',
+      });
+      expect(Date.now() - start).to.be.within(190, 500);
+    });
+
+    it('uses the larger interval for the timeout: client offers 300,0', async () => {
+      const c = await h.raw();
+      await connect(c, { 'accept-version': '1.1', host: 'localhost', 'heart-beat': '300,0' });
+      const start = Date.now();
+      await sleep(450);
+      expect(c.isClosed, 'still open at 450 ms').to.equal(false);
+      await expectError(c, { message: 'heart-beat timeout', body: 'Nothing was received for more than 600 ms (negotiated interval 300 ms × grace 2).\n' });
+      expect(Date.now() - start).to.be.within(590, 1000);
+    });
+
+    it('keeps a client that sends an EOL within each interval', async () => {
+      const c = await h.raw();
+      await connect(c, { 'accept-version': '1.2', host: 'localhost', 'heart-beat': '100,0' });
+      for (let i = 0; i < 10; i++) {
+        c.send(i % 2 === 0 ? '\n' : '\r\n');
+        await sleep(60);
+      }
+      await expectQuiet(c, 10);
+    });
+
+    it('counts any frame as a sign of life, not only EOLs', async () => {
+      const c = await h.raw();
+      await connect(c, { 'accept-version': '1.2', host: 'localhost', 'heart-beat': '100,0' });
+      const topic = `/topic/${uniqueName()}`;
+      for (let i = 0; i < 10; i++) {
+        c.send(stompFrame('SEND', { destination: topic }, String(i)));
+        await sleep(60);
+      }
+      await expectQuiet(c, 10);
+    });
+
+    it('counts a frame arriving a byte at a time as a sign of life', async () => {
+      const c = await h.raw();
+      await connect(c, { 'accept-version': '1.2', host: 'localhost', 'heart-beat': '100,0' });
+      const bytes = stompFrame('SEND', { destination: `/topic/${uniqueName()}` }, 'slow');
+      for (let i = 0; i < bytes.length && i < 12; i++) {
+        c.send(bytes.subarray(i, i + 1));
+        await sleep(50);
+      }
+      expect(c.isClosed).to.equal(false);
+    });
+  });
+
+  describe('a broker that offers 0,0', () => {
+    const off = useBroker({ heartbeatSendMs: 0, heartbeatReceiveMs: 0 });
+
+    it('says heart-beat:0,0, sends no beats and times nobody out', async () => {
+      const c = await off.raw();
+      const reply = await connect(c, { 'accept-version': '1.2', host: 'localhost', 'heart-beat': '100,100' });
+      expect(header(reply, 'heart-beat')).to.equal('0,0');
+      await sleep(400);
+      expect(c.heartbeats).to.deep.equal([]);
+      expect(c.isClosed).to.equal(false);
+    });
+  });
+});
