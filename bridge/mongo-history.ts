@@ -61,17 +61,22 @@ const DUPLICATE_KEY = 11000;
 /** Fewest appends to one destination between two count prunes of it (reads apply retention exactly anyway). */
 const PRUNE_AFTER_APPENDS = 64;
 
+/** Destinations whose next position is remembered (`nextPosition`). */
+const MAX_TRACKED_DESTINATIONS = 100_000;
+
 /**
  * History in a MongoDB collection (or a server speaking its protocol, such as FerretDB), shared by every node.
  *
  * - Documents are keyed by message id, so `append` is idempotent: a second insert of the same id fails with a
  *   duplicate-key error, which is ignored.
- * - Range reads use the `{ vhost, destination, position }` index.
+ * - Range reads are shaped for the `{ vhost, destination, position }` index (MongoDB uses it; FerretDB 1.24 on
+ *   SQLite scans the collection whatever the filter, which retention keeps small).
  * - Retention is applied exactly on every read (records beyond the count or older than the age are never
- *   returned) and enforced in storage by `deleteMany` every `pruneIntervalMs`, and for a destination as soon as
- *   it has outgrown its count limit by an eighth. TTL indexes are not used: FerretDB rejects them.
- * - `nextPosition` is only meaningful for a single process: it counts on from the highest position this store
- *   has seen for the destination. Routes that share history across nodes (Kafka) bring their own positions.
+ *   returned), and enforced in storage by `deleteMany`: every `pruneIntervalMs`, and for one destination after
+ *   an eighth of its count limit in appends (at least 64), never per append. No TTL index: FerretDB rejects them.
+ * - `nextPosition` is only meaningful within one process: it counts on from the highest position this store
+ *   has seen for the destination (seeded lazily by appends and reads). Routes that share history across nodes
+ *   (Kafka) bring their own positions.
  */
 export class MongoHistoryStore implements HistoryStore {
   readonly name = 'mongo';
@@ -166,7 +171,13 @@ export class MongoHistoryStore implements HistoryStore {
       try {
         if (this.#ownsClient) await this.#client.connect();
         const collection = this.#db.collection<HistoryDocument>(this.#collectionName);
-        await collection.createIndex({ vhost: 1, destination: 1, position: 1 }, { name: 'vhost_destination_position' });
+        try {
+          await collection.createIndex({ vhost: 1, destination: 1, position: 1 });
+        } catch (error) {
+          // Reads work without it, only slower (an existing index under another name, say, or no privilege).
+          if (isRetriable(error)) throw error;
+          this.#log.warn({ err: error, collection: this.#collectionName }, 'could not create the history index; reads will scan');
+        }
         this.#setHealthy(true);
         return collection;
       } catch (error) {
@@ -199,15 +210,21 @@ export class MongoHistoryStore implements HistoryStore {
   }
 
   nextPosition(vhost: string, destination: string): number {
-    const key = streamKey(vhost, destination);
-    const next = this.#next.get(key) ?? 0;
-    this.#next.set(key, next + 1);
+    const next = this.#next.get(streamKey(vhost, destination)) ?? 0;
+    this.#saw(vhost, destination, next);
     return next;
   }
 
   #saw(vhost: string, destination: string, position: number): void {
     const key = streamKey(vhost, destination);
-    if (position >= (this.#next.get(key) ?? 0)) this.#next.set(key, position + 1);
+    const next = this.#next.get(key);
+    if (next !== undefined && position < next) return;
+    this.#next.set(key, position + 1);
+    // Bounded like every per-destination map: the destination first seen is forgotten first.
+    if (next === undefined && this.#next.size > MAX_TRACKED_DESTINATIONS) {
+      const oldest = this.#next.keys().next().value;
+      if (oldest !== undefined) this.#next.delete(oldest);
+    }
   }
 
   async append(record: HistoryRecord): Promise<void> {

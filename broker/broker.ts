@@ -13,11 +13,12 @@ import { loadConfig, type BrokerConfig, type ConfigInput } from './config.js';
 import type { Connection } from './connection.js';
 import { parseDestination, type Destination } from './destinations.js';
 import { BROKER_ERRORS, ProtocolError } from './errors.js';
+import { brokerHttpHandler } from './http.js';
 import { silentLogger, type Logger } from './logger.js';
 import { Session } from './session.js';
 import { BrokerStats } from './stats.js';
 import type { QueuedMessage, Subscription } from './subscription.js';
-import { listenTransports, type Listeners, type ListenAddresses } from './transports/listen.js';
+import { listenTransports, type HttpHandler, type Listeners, type ListenAddresses } from './transports/listen.js';
 import { VirtualHost } from './vhost.js';
 
 export const SERVER_NAME = 'stompede';
@@ -38,6 +39,8 @@ export interface BrokerOptions {
   history?: HistoryStore;
   /** Overrides the routes of the config. */
   routes?: readonly Route[];
+  /** Plain-HTTP handlers on the WebSocket port, tried in order after /healthz, /readyz and /metrics (e.g. a web page). */
+  httpHandlers?: readonly HttpHandler[];
 }
 
 /** Remembered message ids per node, to drop the duplicates an at-least-once bus may deliver after a failure. */
@@ -72,6 +75,7 @@ export class Broker {
   #sessionSeq = 0;
   #listeners: Listeners | undefined;
   #closing: Promise<void> | undefined;
+  #httpHandlers: readonly HttpHandler[];
 
   readonly routes: RouteTable;
   readonly history: HistoryStore;
@@ -89,6 +93,7 @@ export class Broker {
     this.#fanout = backends.fanout;
     this.#log = backends.log;
     this.#queues = backends.queues;
+    this.#httpHandlers = backends.httpHandlers ?? [];
     const configured = config.routes.length > 0 ? config.routes as Route[] : defaultRoutes({ redis: this.#fanout !== undefined, kafka: this.#log !== undefined });
     this.routes = new RouteTable(backends.routes ?? configured);
     for (const r of this.routes.routes) {
@@ -328,8 +333,22 @@ export class Broker {
     await this.#fanout?.start(this.#fromBus);
     await this.#queues?.start();
     await this.#log?.start(this.#fromBus);
-    this.#listeners = await listenTransports(this);
+    this.#listeners = await listenTransports(this, brokerHttpHandler(this, this.#httpHandlers));
     return this.#listeners.addresses;
+  }
+
+  /**
+   * For readiness probes (`/readyz`): the health of every configured engine, by role (`fanout`, `queues`, `log`,
+   * `history`). Ready when all are connected and the broker is not shutting down.
+   */
+  readiness(): { ready: boolean; closing: boolean; engines: Record<string, boolean> } {
+    const engines: Record<string, boolean> = {};
+    if (this.#fanout !== undefined) engines.fanout = this.#fanout.healthy;
+    if (this.#queues !== undefined) engines.queues = this.#queues.healthy;
+    if (this.#log !== undefined) engines.log = this.#log.healthy;
+    engines.history = this.history.healthy;
+    const closing = this.#closing !== undefined;
+    return { ready: !closing && Object.values(engines).every((healthy) => healthy), closing, engines };
   }
 
   get addresses(): ListenAddresses | undefined {

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { parse as parseYaml } from 'yaml';
 import { DEFAULT_FRAME_LIMITS } from '../frames/index.js';
 import { parseRoutes, validateRoutes, type RouteKind } from '../bridge/routes.js';
 
@@ -109,6 +110,23 @@ function fromText(key: keyof BrokerConfig, text: string, problems: string[]): un
   return text;
 }
 
+/** A config file's object, parsed as YAML (`.yaml`, `.yml`) or JSON (`.json`) by its extension. */
+function readConfigFile(file: string): object {
+  const format = /\.ya?ml$/i.test(file) ? 'YAML' : /\.json$/i.test(file) ? 'JSON' : undefined;
+  if (format === undefined) throw new ConfigError([`config file ${file}: name it *.yaml, *.yml or *.json, so its format is known`]);
+  let parsed: unknown;
+  try {
+    const text = readFileSync(file, 'utf8');
+    parsed = format === 'YAML' ? parseYaml(text) : JSON.parse(text);
+  } catch (error) {
+    throw new ConfigError([`config file ${file}: ${(error as Error).message}`]);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new ConfigError([`config file ${file}: expected a ${format} ${format === 'YAML' ? 'mapping' : 'object'} of settings`]);
+  }
+  return parsed;
+}
+
 export interface ConfigSources {
   file?: string | undefined;
   env?: NodeJS.ProcessEnv;
@@ -116,20 +134,12 @@ export interface ConfigSources {
   overrides?: ConfigInput;
 }
 
-/** Layers defaults, the JSON file, `STOMPEDE_*` variables and overrides; validates once; freezes. */
+/** Layers defaults, the config file (YAML or JSON), `STOMPEDE_*` variables and overrides; validates once; freezes. */
 export function loadConfig(sources: ConfigSources = {}): Readonly<BrokerConfig> {
   const problems: string[] = [];
   const merged: Record<string, unknown> = { ...DEFAULT_CONFIG };
   if (sources.file !== undefined && sources.file !== '') {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(readFileSync(sources.file, 'utf8'));
-    } catch (error) {
-      throw new ConfigError([`config file ${sources.file}: ${(error as Error).message}`]);
-    }
-    if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-      throw new ConfigError([`config file ${sources.file}: expected a JSON object`]);
-    }
+    const parsed = readConfigFile(sources.file);
     for (const [key, value] of Object.entries(parsed)) {
       if (!(key in DEFAULT_CONFIG)) problems.push(`config file: unknown key "${key}"`);
       else merged[key] = value;

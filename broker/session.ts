@@ -2,6 +2,7 @@ import {
   EMPTY_BODY, FrameError, FrameParser, HEARTBEAT, ackLine, encodeFrame,
   type Frame, type FrameLimits, type FrameSink, type MessageTemplate, type StompVersion,
 } from '../frames/index.js';
+import { allowAll } from './auth.js';
 import type { Broker } from './broker.js';
 import type { Connection } from './connection.js';
 import { parseDestination, isPattern, type Destination } from './destinations.js';
@@ -266,6 +267,9 @@ export class Session implements FrameSink, Consumer {
     }
     const vhost = this.#broker.resolveVhost(h.get('host'));
     this.#state = CONNECTING;
+    // With no authentication configured every client is already trusted, so frames pipelined behind CONNECT
+    // get the full limits; otherwise they wait under the lower pre-authentication limit (as RabbitMQ does).
+    if (this.#broker.authenticator === allowAll) this.#parser.setLimits(limitsOf(this.#broker.config, this.#broker.config.maxFrameBytes));
     return this.#broker.authenticator.authenticate({
       login: h.get('login'),
       passcode: h.get('passcode'),

@@ -40,7 +40,9 @@ const NEEDS_ESCAPE_12 = /[\\\r\n:]/;
 
 /** Encodes one header name or value for the given version; 1.0 sends text as it is. */
 export function escapeHeader(value: string, version: StompVersion): string {
-  if (version === '1.0') return value;
+  // 1.0 cannot carry CR or LF in a header at all; sent raw they would forge headers (or end the header block)
+  // for a 1.0 subscriber, so they become spaces.
+  if (version === '1.0') return /[\r\n]/.test(value) ? value.replace(/[\r\n]/g, ' ') : value;
   const pattern = version === '1.2' ? NEEDS_ESCAPE_12 : NEEDS_ESCAPE_11;
   if (!pattern.test(value)) return value;
   let out = '';

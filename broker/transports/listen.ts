@@ -6,6 +6,7 @@ import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer } from 'node:tls';
 import type { WebSocketServer } from 'ws';
 import type { Broker } from '../broker.js';
+import { envName, flagName } from '../config.js';
 import { attachSocket } from './tcp.js';
 import { createWsServer } from './websocket.js';
 
@@ -32,11 +33,16 @@ export interface Listeners {
 /** Answers plain HTTP requests on the WebSocket port (health, metrics, the chat page). True when handled. */
 export type HttpHandler = (request: IncomingMessage, response: ServerResponse) => boolean;
 
-function listenOn(server: NetServer, host: string, port: number): Promise<Address> {
+/** `setting` names the config key of the port, so the error can say which flag or variable to change. */
+function listenOn(server: NetServer, host: string, port: number, setting: 'port' | 'wsPort' | 'tlsPort' | 'wssPort'): Promise<Address> {
   return new Promise((resolve, reject) => {
     const onError = (error: NodeJS.ErrnoException): void => {
       if (error.code === 'EADDRINUSE') {
-        reject(new Error(`port ${port} on ${host} is already in use: stop the program using it, or choose another port (e.g. --port / --ws-port)`, { cause: error }));
+        reject(new Error(`port ${port} on ${host} is already in use: stop the program using it, or choose another port with --${flagName(setting)} (${envName(setting)})`, { cause: error }));
+      } else if (error.code === 'EADDRNOTAVAIL') {
+        reject(new Error(`cannot listen on ${host}: no interface of this machine has that address; fix --host (${envName('host')}), e.g. 0.0.0.0 for every interface`, { cause: error }));
+      } else if (error.code === 'EACCES') {
+        reject(new Error(`not allowed to listen on port ${port}: ports below 1024 need privileges; choose another port with --${flagName(setting)} (${envName(setting)})`, { cause: error }));
       } else {
         reject(error);
       }
@@ -69,7 +75,7 @@ export async function listenTransports(broker: Broker, httpHandler?: HttpHandler
     attachSocket(socket, 'tcp', (conn) => broker.handle(conn));
   });
   servers.push(tcp);
-  const tcpAddress = await listenOn(tcp, c.host, c.port);
+  const tcpAddress = await listenOn(tcp, c.host, c.port, 'port');
 
   const tlsOptions = c.tlsCertFile !== '' ? { cert: readFileSync(c.tlsCertFile), key: readFileSync(c.tlsKeyFile) } : undefined;
   let tlsAddress: Address | undefined;
@@ -79,7 +85,7 @@ export async function listenTransports(broker: Broker, httpHandler?: HttpHandler
       attachSocket(socket, 'tls', (conn) => broker.handle(conn));
     });
     servers.push(tls);
-    tlsAddress = await listenOn(tls, c.host, c.tlsPort);
+    tlsAddress = await listenOn(tls, c.host, c.tlsPort, 'tlsPort');
   }
 
   const onRequest = (request: IncomingMessage, response: ServerResponse): void => {
@@ -98,7 +104,8 @@ export async function listenTransports(broker: Broker, httpHandler?: HttpHandler
     server.on('connection', track);
     const wss = createWsServer({
       path: c.wsPath,
-      maxPayloadBytes: c.maxFrameBytes,
+      // One WebSocket message may carry several frames (stomp.js batches none, but others do): room for a few.
+      maxPayloadBytes: c.maxFrameBytes * 4,
       highWaterBytes: c.outboundHighWaterBytes,
       transport,
     }, (conn) => broker.handle(conn));
@@ -112,7 +119,7 @@ export async function listenTransports(broker: Broker, httpHandler?: HttpHandler
       wss.handleUpgrade(request, socket, head, (ws) => wss.emit('connection', ws, request));
     });
     servers.push(server);
-    const a = await listenOn(server, c.host, port);
+    const a = await listenOn(server, c.host, port, secure ? 'wssPort' : 'wsPort');
     return { ...a, path: c.wsPath, url: `${transport}://${c.host}:${a.port}${c.wsPath}` };
   };
 

@@ -33,11 +33,15 @@ describe('broker › wire › frame limits (S15)', () => {
       expect(reply.command).to.equal('CONNECTED');
     });
 
-    it('applies to frames pipelined behind CONNECT, parsed before authentication completes', async () => {
+    it('does not apply to frames pipelined behind CONNECT when nobody needs authenticating', async () => {
+      const q = `/queue/${uniqueName()}`;
       const c = await h.raw();
-      c.send(Buffer.concat([stompFrame('CONNECT', V12), stompFrame('SEND', { destination: '/topic/x' }, 'b'.repeat(1000))]));
-      await expectError(c, { message: 'frame exceeds 512 bytes' });
-      expect(c.frames.map((f) => f.command)).to.deep.equal(['ERROR']);
+      c.send(Buffer.concat([stompFrame('CONNECT', V12), stompFrame('SEND', { destination: q }, 'b'.repeat(1000)),
+        stompFrame('SUBSCRIBE', { destination: q, id: 's' })]));
+      expect((await c.nextFrame()).command).to.equal('CONNECTED');
+      const m = await c.nextFrame();
+      expect(m.command).to.equal('MESSAGE');
+      expect(m.body.toString()).to.equal('b'.repeat(1000));
     });
 
     it('lifts to maxFrameBytes once CONNECTED: a 1500-byte SEND goes through', async () => {
@@ -46,6 +50,19 @@ describe('broker › wire › frame limits (S15)', () => {
       await subscribe(c, q, 's');
       await publish(c, q, 'x'.repeat(1500));
       expect((await nextMessage(c)).text).to.equal('x'.repeat(1500));
+    });
+  });
+
+  describe('with an authenticator', () => {
+    const authenticated = useBroker({ maxFrameBytesUnauthenticated: 512, maxFrameBytes: 4096 }, {
+      authenticator: { authenticate: async (c) => ({ ok: true, user: c.login ?? 'someone' }) },
+    });
+
+    it('applies to frames pipelined behind CONNECT, parsed before authentication completes', async () => {
+      const c = await authenticated.raw();
+      c.send(Buffer.concat([stompFrame('CONNECT', V12), stompFrame('SEND', { destination: '/topic/x' }, 'b'.repeat(1000))]));
+      await expectError(c, { message: 'frame exceeds 512 bytes' });
+      expect(c.frames.map((f) => f.command)).to.deep.equal(['ERROR']);
     });
   });
 

@@ -193,7 +193,7 @@ describe('frames › encoder › MessageTemplate', () => {
     const t = new MessageTemplate('/q', 'm', [['k', 'a:b\r']], EMPTY_BODY);
     expect(t.tail('1.2').toString()).to.equal('destination:/q\nmessage-id:m\nk:a\\cb\\r\ncontent-length:0\n\n\0');
     expect(t.tail('1.1').toString()).to.equal('destination:/q\nmessage-id:m\nk:a\\cb\r\ncontent-length:0\n\n\0');
-    expect(t.tail('1.0').toString()).to.equal('destination:/q\nmessage-id:m\nk:a:b\r\ncontent-length:0\n\n\0');
+    expect(t.tail('1.0').toString()).to.equal('destination:/q\nmessage-id:m\nk:a:b \ncontent-length:0\n\n\0');
   });
 
   it('escapes the message-id like any other header value', () => {

@@ -58,8 +58,9 @@ describe('frames › escape › escapeHeader', () => {
     expect(escapeHeader(tricky, '1.1')).to.equal('a\rb\\nc\\cd\\\\e');
   });
 
-  it('1.0 sends text as it is', () => {
-    expect(escapeHeader(tricky, '1.0')).to.equal(tricky);
+  it('1.0 sends text as it is, except CR and LF, which 1.0 cannot carry and become spaces', () => {
+    expect(escapeHeader(tricky, '1.0')).to.equal(tricky.replace(/[\r\n]/g, ' '));
+    expect(escapeHeader('x:a\nfake:injected', '1.0')).to.equal('x:a fake:injected');
   });
 
   it('returns text that needs no escaping unchanged', () => {
