@@ -41,7 +41,7 @@ export interface BusCapabilities {
 export type Deliver = (envelope: BusEnvelope) => void;
 
 /** What a publisher hands a bus: an envelope whose id the bus may assign (Kafka derives it from coordinates). */
-export type PublishInput = Omit<BusEnvelope, 'id' | 'position'> & { readonly id?: string; readonly position?: number };
+export type PublishInput = Omit<BusEnvelope, 'id' | 'position'> & { readonly id?: string | undefined; readonly position?: number | undefined };
 
 export interface ClusterBus {
   readonly name: string;

@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Kafka, Partitioners, logLevel, type Admin, type Consumer, type EachBatchPayload, type KafkaConfig, type LogEntry, type Message, type Producer } from 'kafkajs';
@@ -34,6 +35,10 @@ export interface KafkaBusOptions {
   brokers: readonly string[];
   /** Names the consumer group(s); the same on every node of one cluster. */
   clusterName: string;
+  /**
+   * Names this node's consumer group when there is no fanout. Empty (not configured): a random id, so such a
+   * node's group is new at every start and begins at the end of the log.
+   */
   nodeId: string;
   /** The Kafka topic of a destination; must be one of `topics`. */
   topicFor(destination: string): string;
@@ -56,6 +61,8 @@ export interface KafkaBusOptions {
    */
   fromBeginning?: boolean | undefined;
   lingerMs?: number | undefined;
+  /** A publish not acknowledged by then is rejected (its record may still land: at least once, never silence). */
+  publishTimeoutMs?: number | undefined;
   maxBatchMessages?: number | undefined;
   maxBatchBytes?: number | undefined;
   connectTimeoutMs?: number | undefined;
@@ -75,6 +82,7 @@ export const KAFKA_BUS_DEFAULTS = Object.freeze({
   partitions: 8,
   replicationFactor: 1,
   lingerMs: 2,
+  publishTimeoutMs: 10_000,
   maxBatchMessages: 2_000,
   /** Below the broker's default message.max.bytes (1 MiB), which bounds one partition's record batch. */
   maxBatchBytes: 768 * 1024,
@@ -123,6 +131,12 @@ export interface KafkaBusStats {
   readonly historyAppended: number;
   /** Records given up on: undecodable, or a step that failed with a non-retriable error (each one logged). */
   readonly dropped: number;
+}
+
+interface PartitionOffset {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: string;
 }
 
 type State = 'new' | 'starting' | 'running' | 'closing' | 'closed' | 'failed';
@@ -193,7 +207,16 @@ interface Work {
   readonly envelope: HistoryRecord | undefined;
   readonly entry: Entry;
   readonly kind: 'topic' | 'queue' | 'none';
+  /** Stored in history before delivery (the normal case), so no background append is owed. */
+  stored?: boolean;
 }
+
+/**
+ * How long delivery waits for history before going ahead without it. Storing first is what makes `x-history`
+ * and `x-resume-after` gap-free (a subscriber reads history, then listens); a slow or absent store must not stop
+ * the chat, so past this the records are delivered and their appends retried in the background.
+ */
+const HISTORY_FIRST_MS = 2_000;
 
 interface HistoryJob {
   readonly envelope: HistoryRecord;
@@ -203,6 +226,7 @@ interface HistoryJob {
 const TOPIC_PREFIX = '/topic/';
 const QUEUE_PREFIX = '/queue/';
 const CAPABILITIES: BusCapabilities = Object.freeze({ ordered: true, durable: true, crossNode: true });
+const LOG_REPEAT_MS = 10_000;
 const NAME = /^[A-Za-z0-9._-]{1,200}$/;
 
 export class KafkaBus implements ClusterBus {
@@ -223,7 +247,7 @@ export class KafkaBus implements ClusterBus {
   #fromBeginning: boolean;
   #client: KafkaBusOptions['client'];
   #o: {
-    partitions: number; replicationFactor: number; lingerMs: number; maxBatchMessages: number; maxBatchBytes: number;
+    partitions: number; replicationFactor: number; lingerMs: number; publishTimeoutMs: number; maxBatchMessages: number; maxBatchBytes: number;
     connectTimeoutMs: number; sessionTimeoutMs: number; heartbeatIntervalMs: number; commitIntervalMs: number;
     maxPendingHistory: number; historyConcurrency: number; closeTimeoutMs: number;
   };
@@ -244,6 +268,7 @@ export class KafkaBus implements ClusterBus {
   #queuedBytes = 0;
   #sending: Promise<void> | undefined;
   #linger: NodeJS.Timeout | undefined;
+  #immediate: NodeJS.Immediate | undefined;
 
   // consumer side
   #progress = new Map<string, PartitionProgress>();
@@ -257,6 +282,7 @@ export class KafkaBus implements ClusterBus {
   #historyBackoff: NodeJS.Timeout | undefined;
   #historyIdle: (() => void) | undefined;
 
+  #logged = new Map<string, { at: number; repeats: number }>();
   #stats = { published: 0, batches: 0, produceRequests: 0, consumed: 0, historyAppended: 0, dropped: 0 };
 
   constructor(options: KafkaBusOptions) {
@@ -264,7 +290,8 @@ export class KafkaBus implements ClusterBus {
     if (!Array.isArray(options.brokers) || options.brokers.length === 0) problems.push('brokers: at least one host:port is needed');
     else for (const b of options.brokers) if (typeof b !== 'string' || !/^[^:\s]+:\d{1,5}$/.test(b)) problems.push(`brokers: "${String(b)}" is not host:port`);
     if (!NAME.test(options.clusterName)) problems.push(`clusterName "${options.clusterName}" may use only letters, digits, ".", "_" and "-"`);
-    if (!NAME.test(options.nodeId)) problems.push(`nodeId "${options.nodeId}" may use only letters, digits, ".", "_" and "-"`);
+    const nodeId = options.nodeId === '' ? randomBytes(4).toString('hex') : options.nodeId;
+    if (!NAME.test(nodeId)) problems.push(`nodeId "${options.nodeId}" may use only letters, digits, ".", "_" and "-"`);
     if (options.topics.length === 0) problems.push('topics: at least one Kafka topic is needed');
     for (const t of options.topics) if (!validKafkaTopic(t)) problems.push(`topics: "${t}" is not a valid Kafka topic name`);
     const positive = (name: keyof typeof KAFKA_BUS_DEFAULTS, value: number | undefined, min = 1): number => {
@@ -276,6 +303,7 @@ export class KafkaBus implements ClusterBus {
       partitions: positive('partitions', options.partitions),
       replicationFactor: positive('replicationFactor', options.replicationFactor),
       lingerMs: positive('lingerMs', options.lingerMs, 0),
+      publishTimeoutMs: positive('publishTimeoutMs', options.publishTimeoutMs),
       maxBatchMessages: positive('maxBatchMessages', options.maxBatchMessages),
       maxBatchBytes: positive('maxBatchBytes', options.maxBatchBytes),
       connectTimeoutMs: positive('connectTimeoutMs', options.connectTimeoutMs),
@@ -288,7 +316,7 @@ export class KafkaBus implements ClusterBus {
     };
     if (problems.length > 0) throw new TypeError(`invalid KafkaBus options:\n  ${problems.join('\n  ')}`);
     this.#brokers = [...options.brokers];
-    this.#nodeId = options.nodeId;
+    this.#nodeId = nodeId;
     this.#topicFor = options.topicFor;
     this.#topics = [...new Set(options.topics)];
     this.#topicSet = new Set(this.#topics);
@@ -296,7 +324,7 @@ export class KafkaBus implements ClusterBus {
     this.#queues = options.queues;
     this.#history = options.history;
     this.#logger = (options.logger ?? silentLogger).child({ bus: 'kafka' });
-    this.groupId = options.fanout !== undefined ? options.clusterName : `${options.clusterName}-${options.nodeId}`;
+    this.groupId = options.fanout !== undefined ? options.clusterName : `${options.clusterName}-${nodeId}`;
     this.#fromBeginning = options.fromBeginning ?? options.fanout !== undefined;
     this.#client = options.client;
   }
@@ -320,20 +348,22 @@ export class KafkaBus implements ClusterBus {
       brokers: [...this.#brokers],
       connectionTimeout: KAFKA_BUS_DEFAULTS.socketConnectMs,
       requestTimeout: KAFKA_BUS_DEFAULTS.requestTimeoutMs,
-      retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 2_000 },
+      // Connection attempts; every caller above them has its own bound (start-up, publish, consumer restarts).
+      retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 1_000 },
       logLevel: logLevel.WARN,
       logCreator: () => (entry) => this.#kafkaLog(entry),
       ...this.#client,
     });
     this.#kafka = kafka;
     try {
-      await this.#prepare(kafka);
+      const fresh = await this.#prepare(kafka);
       this.#producer = this.#createProducer(kafka);
       await this.#producer.connect();
       this.#producerConnected = true;
-      await this.#startConsumer(kafka);
+      await this.#startConsumer(kafka, fresh);
+      if (this.#state !== 'starting') throw new BridgeError(KAFKA_ERRORS.ERR_KAFKA_NOT_RUNNING, 'the Kafka bus was closed while it started', false);
     } catch (error) {
-      this.#state = 'failed';
+      if (this.#state === 'starting') this.#state = 'failed';
       await this.#disconnectAll();
       throw error instanceof BridgeError ? error : new BridgeError(KAFKA_ERRORS.ERR_KAFKA_START,
         `could not start the Kafka bus on ${this.#brokers.join(',')}: ${messageOf(error)}`, isRetriable(error), { cause: error });
@@ -343,34 +373,50 @@ export class KafkaBus implements ClusterBus {
     this.#commitTimer.unref();
   }
 
-  /** Reaches the brokers (bounded by connectTimeoutMs), creates missing topics, places new per-node groups. */
-  async #prepare(kafka: Kafka): Promise<void> {
+  /**
+   * Reaches the brokers (bounded by connectTimeoutMs) and creates missing topics. For a per-node group starting
+   * at the end, returns where the end is now for each partition the group has never committed.
+   */
+  async #prepare(kafka: Kafka): Promise<PartitionOffset[]> {
     const admin = kafka.admin({ retry: { retries: 5, initialRetryTime: 100, maxRetryTime: 2_000 } });
+    const timeoutMs = this.#o.connectTimeoutMs;
+    const giveUpAt = Date.now() + timeoutMs;
     let step = 'connecting';
-    const work = (async () => {
-      await admin.connect();
+    let lastError: unknown;
+    const work = (async (): Promise<PartitionOffset[]> => {
+      // Brokers that are still starting (a cluster coming up together) get until the deadline to answer.
+      for (let attempt = 0; ; attempt++) {
+        try {
+          await admin.connect();
+          break;
+        } catch (error) {
+          lastError = error;
+          const delayMs = backoffMs(attempt);
+          if (Date.now() + delayMs >= giveUpAt || this.#state !== 'starting') throw error;
+          await sleep(delayMs);
+        }
+      }
       step = `creating the topics ${this.#topics.join(', ')}`;
       await admin.createTopics({
         waitForLeaders: true,
         topics: this.#topics.map((topic) => ({ topic, numPartitions: this.#o.partitions, replicationFactor: this.#o.replicationFactor })),
       });
-      if (!this.#fromBeginning) {
-        step = `placing the consumer group ${this.groupId} at the end of the log`;
-        await this.#startAtEnd(admin);
-      }
+      if (this.#fromBeginning || this.#fanout !== undefined) return [];
+      step = `reading the offsets of the consumer group ${this.groupId}`;
+      return this.#freshPartitionEnds(admin);
     })();
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${this.#o.connectTimeoutMs} ms`)), this.#o.connectTimeoutMs);
+      timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms${lastError === undefined ? '' : `; last: ${messageOf(lastError)}`}`)), timeoutMs);
     });
     try {
-      await Promise.race([work, deadline]);
+      return await Promise.race([work, deadline]);
     } catch (error) {
       work.catch(() => {});
       const unreachable = step === 'connecting';
       throw new BridgeError(unreachable ? KAFKA_ERRORS.ERR_KAFKA_UNREACHABLE : KAFKA_ERRORS.ERR_KAFKA_START,
         unreachable
-          ? `cannot reach Kafka at ${this.#brokers.join(',')} (${messageOf(error)}). Check that the brokers are running and that --kafka lists host:port addresses this node can reach.`
+          ? `cannot reach Kafka at ${this.#brokers.join(',')} within ${timeoutMs} ms (${messageOf(error)}). Check that the brokers are running and that --kafka lists host:port addresses this node can reach.`
           : `Kafka at ${this.#brokers.join(',')} failed while ${step}: ${messageOf(error)}`,
         unreachable || isRetriable(error), { cause: error });
     } finally {
@@ -379,19 +425,14 @@ export class KafkaBus implements ClusterBus {
     }
   }
 
-  /**
-   * A per-node group that has never committed starts at the end of the log as it is now, not at whatever the
-   * end is by the first fetch: then everything published after start() resolves is delivered.
-   */
-  async #startAtEnd(admin: Admin): Promise<void> {
-    const committed = await admin.fetchOffsets({ groupId: this.groupId, topics: [...this.#topics] });
-    for (const { topic, partitions } of committed) {
-      const fresh = new Set(partitions.filter((p) => p.offset === '-1').map((p) => p.partition));
-      if (fresh.size === 0) continue;
-      const ends = await admin.fetchTopicOffsets(topic);
-      const place = ends.filter((e) => fresh.has(e.partition)).map((e) => ({ partition: e.partition, offset: e.high }));
-      if (place.length > 0) await admin.setOffsets({ groupId: this.groupId, topic, partitions: place });
+  async #freshPartitionEnds(admin: Admin): Promise<PartitionOffset[]> {
+    const fresh: PartitionOffset[] = [];
+    for (const { topic, partitions } of await admin.fetchOffsets({ groupId: this.groupId, topics: [...this.#topics] })) {
+      const never = new Set(partitions.filter((p) => p.offset === '-1').map((p) => p.partition));
+      if (never.size === 0) continue;
+      for (const end of await admin.fetchTopicOffsets(topic)) if (never.has(end.partition)) fresh.push({ topic, partition: end.partition, offset: end.high });
     }
+    return fresh;
   }
 
   #createProducer(kafka: Kafka): Producer {
@@ -410,7 +451,7 @@ export class KafkaBus implements ClusterBus {
     return producer;
   }
 
-  async #startConsumer(kafka: Kafka): Promise<void> {
+  async #startConsumer(kafka: Kafka, fresh: readonly PartitionOffset[]): Promise<void> {
     const consumer = kafka.consumer({
       groupId: this.groupId,
       sessionTimeout: this.#o.sessionTimeoutMs,
@@ -428,7 +469,8 @@ export class KafkaBus implements ClusterBus {
     consumer.on(consumer.events.CRASH, (event) => {
       this.#consumerOk = false;
       const { error, restart } = event.payload;
-      this.#logger.error({ err: error, restart }, restart ? 'Kafka consumer crashed; restarting' : 'Kafka consumer crashed and stopped');
+      if (restart) this.#logger.warn({ err: error }, 'Kafka consumer crashed; kafkajs restarts it');
+      else this.#logger.error({ err: error }, 'Kafka consumer crashed and stopped; this node no longer consumes');
     });
     await consumer.connect();
     await consumer.subscribe({ topics: [...this.#topics], fromBeginning: this.#fromBeginning });
@@ -438,6 +480,15 @@ export class KafkaBus implements ClusterBus {
       partitionsConsumedConcurrently: Math.min(16, this.#topics.length * this.#o.partitions),
       eachBatch: (payload) => this.#eachBatch(payload),
     });
+    if (fresh.length > 0) {
+      // A new per-node group starts at the end of the log as it was when start() began, not wherever the end is
+      // by its first fetch: then everything published once start() resolves is delivered. Seeking now (before
+      // that fetch) places it; the commit keeps the place if this node stops before it processes anything.
+      for (const f of fresh) consumer.seek(f);
+      await consumer.commitOffsets(fresh.map((f) => ({ ...f }))).catch((error: unknown) => {
+        this.#logger.warn({ err: error }, 'could not commit the starting offsets of a new consumer group');
+      });
+    }
   }
 
   // ---- publish --------------------------------------------------------------------------------------------
@@ -467,18 +518,20 @@ export class KafkaBus implements ClusterBus {
   /** At most one sendBatch in flight: what arrives meanwhile forms the next batch, so load makes batches grow. */
   #schedule(): void {
     if (this.#sending !== undefined) return;
-    if (this.#queue.length >= this.#o.maxBatchMessages || this.#queuedBytes >= this.#o.maxBatchBytes || this.#o.lingerMs === 0) {
+    if (this.#queue.length >= this.#o.maxBatchMessages || this.#queuedBytes >= this.#o.maxBatchBytes) {
       this.#sendNext();
-    } else {
-      this.#linger ??= setTimeout(() => this.#sendNext(), this.#o.lingerMs);
+    } else if (this.#linger === undefined && this.#immediate === undefined) {
+      // lingerMs 0: what this turn of the event loop publishes (one socket read can hold many SENDs) goes together.
+      if (this.#o.lingerMs === 0) this.#immediate = setImmediate(() => this.#sendNext());
+      else this.#linger = setTimeout(() => this.#sendNext(), this.#o.lingerMs);
     }
   }
 
   #sendNext(): void {
-    if (this.#linger !== undefined) {
-      clearTimeout(this.#linger);
-      this.#linger = undefined;
-    }
+    clearTimeout(this.#linger);
+    clearImmediate(this.#immediate);
+    this.#linger = undefined;
+    this.#immediate = undefined;
     if (this.#sending !== undefined || this.#queue.length === 0) return;
     let count = 0;
     let bytes = 0;
@@ -512,7 +565,16 @@ export class KafkaBus implements ClusterBus {
         await producer.connect();
         this.#producerConnected = true;
       }
-      await producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
+      const sent = producer.sendBatch({ acks: -1, topicMessages: [...byTopic].map(([topic, messages]) => ({ topic, messages })) });
+      sent.catch(() => {}); // when the deadline wins, the late outcome is of no use
+      let timer: NodeJS.Timeout | undefined;
+      try {
+        await Promise.race([sent, new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new PublishTimeout(this.#o.publishTimeoutMs)), this.#o.publishTimeoutMs);
+        })]);
+      } finally {
+        clearTimeout(timer);
+      }
     } catch (error) {
       this.#producerOk = false;
       const e = new BridgeError(KAFKA_ERRORS.ERR_KAFKA_PUBLISH,
@@ -537,7 +599,7 @@ export class KafkaBus implements ClusterBus {
     if (this.#kafka === undefined || old === undefined) return;
     this.#producer = this.#createProducer(this.#kafka);
     this.#producerConnected = false;
-    await old.disconnect().catch(() => {});
+    void old.disconnect().catch(() => {});
   }
 
   // ---- consume --------------------------------------------------------------------------------------------
@@ -563,6 +625,7 @@ export class KafkaBus implements ClusterBus {
         if (envelope === undefined) this.#stats.dropped++;
         work.push({ envelope, kind, entry: progress.track(Number(message.offset), kind === 'none' ? 0 : kind === 'topic' ? 2 : 1) });
       }
+      await this.#storeFirst(work);
       const done = await this.#dispatch(work, payload);
       if (done > 0) payload.resolveOffset(String((work[done - 1] as Work).entry.offset));
     } finally {
@@ -640,7 +703,32 @@ export class KafkaBus implements ClusterBus {
     if (w.envelope === undefined) return;
     this.#stats.consumed++;
     w.entry.progress.step(w.entry);
-    if (w.kind === 'topic') this.#enqueueHistory({ envelope: w.envelope, entry: w.entry });
+    if (w.kind !== 'topic') return;
+    if (w.stored === true) {
+      this.#stats.historyAppended++;
+      w.entry.progress.step(w.entry);
+    } else {
+      this.#enqueueHistory({ envelope: w.envelope, entry: w.entry });
+    }
+  }
+
+  /** Appends a batch's topic records to history before they are delivered, while the store is healthy. */
+  async #storeFirst(work: Work[]): Promise<void> {
+    if (!this.#history.healthy) return;
+    const topics = work.filter((w) => w.kind === 'topic' && w.envelope !== undefined);
+    if (topics.length === 0) return;
+    const appends = Promise.allSettled(topics.map((w) => this.#history.append(w.envelope as HistoryRecord)));
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<undefined>((resolve) => {
+      timer = setTimeout(resolve, HISTORY_FIRST_MS, undefined);
+    });
+    const results = await Promise.race([appends, late]);
+    clearTimeout(timer);
+    // Timed out: the appends may still land; the background retries are idempotent by id.
+    if (results === undefined) return;
+    results.forEach((r, i) => {
+      if (r.status === 'fulfilled') (topics[i] as Work).stored = true;
+    });
   }
 
   /** Sleeps while keeping the group membership; false when this batch should be abandoned. */
@@ -790,9 +878,13 @@ export class KafkaBus implements ClusterBus {
         await this.#sending;
       }
       this.#consumer?.pause(this.#topics.map((topic) => ({ topic })));
-      if (this.#activeBatches > 0) await new Promise<void>((resolve) => (this.#batchesIdle = resolve));
+      // Batches in hand stop at their next retry; one waiting on a fanout that never answers is not waited for.
+      const giveUpAt = Date.now() + this.#o.closeTimeoutMs;
+      if (this.#activeBatches > 0) {
+        await Promise.race([new Promise<void>((resolve) => (this.#batchesIdle = resolve)), sleep(this.#o.closeTimeoutMs, undefined, { ref: false })]);
+      }
       this.#batchesIdle = undefined;
-      await this.#historyDrained(this.#o.closeTimeoutMs);
+      await this.#historyDrained(Math.max(0, giveUpAt - Date.now()));
       await this.#commit();
       await this.#commit();
     }
@@ -814,12 +906,33 @@ export class KafkaBus implements ClusterBus {
 
   // ---- logging --------------------------------------------------------------------------------------------
 
-  /** kafkajs logs (warn and error only) go to our logger at warn: the bus reports real failures itself. */
+  /**
+   * kafkajs logs (warn and error only) go to our logger at warn: the bus reports real failures itself. While
+   * Kafka is away kafkajs repeats itself on every attempt; one line per message text per 10 s is enough.
+   */
   #kafkaLog(entry: LogEntry): void {
     const { message, timestamp: _t, ...extra } = entry.log;
     // We bound the idempotent producer's retries on purpose and replace it after a failure (see #replaceProducer).
     if (message.startsWith('Limiting retries for the idempotent producer')) return;
-    this.#logger.warn({ kafka: entry.namespace, ...extra }, `kafkajs: ${message}`);
+    const now = Date.now();
+    const key = `${entry.namespace} ${message}`;
+    const last = this.#logged.get(key);
+    if (last !== undefined && now - last.at < LOG_REPEAT_MS) {
+      last.repeats++;
+      return;
+    }
+    if (this.#logged.size > 100) this.#logged.clear();
+    this.#logged.set(key, { at: now, repeats: 0 });
+    const repeats = last?.repeats ?? 0;
+    this.#logger.warn({ kafka: entry.namespace, ...extra, ...(repeats > 0 ? { repeatedSinceLast: repeats } : {}) }, `kafkajs: ${message}`);
+  }
+}
+
+class PublishTimeout extends Error {
+  readonly retriable = true;
+  constructor(ms: number) {
+    super(`no acknowledgement within ${ms} ms; the message may or may not have been stored`);
+    this.name = 'PublishTimeout';
   }
 }
 
