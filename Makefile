@@ -13,6 +13,8 @@ install: $(NODE_STAMP)
 
 build: install
 	npx tsc -p .
+	@# The chat page (web/ → dist/web/, with @stomp/stompjs copied from node_modules: no CDN at runtime).
+	npm run --silent build:web
 
 # One node on the in-memory bus: TCP 127.0.0.1:61613, WebSocket 127.0.0.1:15674/ws.
 run: build

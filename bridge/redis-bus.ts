@@ -65,6 +65,12 @@ export class RedisBus implements ClusterBus {
     try {
       await pub.publish(this.#channel(envelope.vhost, envelope.destination), encodeEnvelope(envelope));
     } catch (error) {
+      // A relayed envelope (its id given by the caller: a Kafka record fanned out by its partition owner) is durable
+      // elsewhere and its relay retries until Redis takes it; delivering it here only would make the other nodes
+      // miss it for good (the relay would count it as done and commit its offset). So it fails, retriably.
+      if (input.id !== undefined) {
+        throw new BridgeError('ERR_REDIS', `redis publish failed: ${error instanceof Error ? error.message : String(error)}`, true, { cause: error });
+      }
       // Redis is down: this node's own subscribers still get the message; other nodes cannot.
       this.#log.debug({ err: error }, 'redis publish failed; delivered locally only');
       this.#deliver?.(envelope);

@@ -48,14 +48,20 @@ return 1`;
 
 /**
  * KEYS: dead node's in-flight hash, its liveness key, set of nodes with in-flight. ARGV: dead node id, key prefix.
- * Does nothing if the node came back; otherwise every in-flight message returns to the head of its queue.
+ * Does nothing if the node came back; otherwise every in-flight message returns to the head of its queue, its
+ * delivery count raised by one: the dead node may have delivered it, so the next delivery says `redelivered`.
  */
 const RECOVER = `
 if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
 local all = redis.call('HGETALL', KEYS[1])
 for i = 1, #all, 2 do
   local list = string.match(all[i], '^(.*)\\n[^\\n]*$')
-  redis.call('LPUSH', list, all[i + 1])
+  local entry = all[i + 1]
+  local a = string.find(entry, '\\n', 1, true)
+  local b = a and string.find(entry, '\\n', a + 1, true)
+  local n = b and tonumber(string.sub(entry, a + 1, b - 1))
+  if n then entry = string.sub(entry, 1, a) .. (n + 1) .. string.sub(entry, b) end
+  redis.call('LPUSH', list, entry)
   redis.call('PUBLISH', ARGV[2] .. 'qn:' .. string.sub(list, string.len(ARGV[2]) + 3), '1')
 end
 redis.call('DEL', KEYS[1])
@@ -128,6 +134,12 @@ export class RedisSharedQueues implements SharedQueues {
   async start(): Promise<void> {
     this.#cmd = await connectRedis(this.#o.url, this.#log, 'queues', this.#o.connectTimeoutMs);
     this.#sub = await connectRedis(this.#o.url, this.#log, 'queue-notify', this.#o.connectTimeoutMs);
+    // A previous run of this node id that crashed and came back before its liveness key expired would strand its
+    // in-flight messages (survivors see the key and leave them): they go back to their queues first. The liveness
+    // key passed is one that never exists, so RECOVER always runs.
+    const stranded = await this.#command(['EVAL', RECOVER, '3', this.#inflight(this.#o.nodeId), `${this.#prefix}restarted:${this.#o.nodeId}`,
+      this.#nodes, this.#o.nodeId, this.#prefix]);
+    if (typeof stranded === 'number' && stranded > 0) this.#log.warn({ moved: stranded }, 'returned the unacknowledged messages of this node id\'s previous run');
     await this.#heartbeat();
     const beat = Math.max(100, Math.floor(this.#o.nodeTimeoutMs / 5));
     this.#timers.push(setInterval(() => void this.#heartbeat(), beat));

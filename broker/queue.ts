@@ -114,14 +114,12 @@ export class Queue {
     const feed = this.#feed;
     if (feed !== undefined && this.#consumers.length === 0) {
       feed.setActive(false);
-      // Taken for consumers that are gone, never delivered: back to the cluster, delivery count unchanged.
-      while (this.#head < this.#items.length) {
-        const message = this.#items[this.#head] as QueuedMessage;
-        this.#items[this.#head++] = undefined;
-        this.#bytes -= message.bytes;
-        feed.requeue(message);
-      }
-      this.#compact();
+      // Taken for consumers that are gone, never delivered: back to the head of the cluster's queue, delivery
+      // count unchanged, last first so that they keep their order there.
+      for (let i = this.#items.length - 1; i >= this.#head; i--) feed.requeue(this.#items[i] as QueuedMessage);
+      this.#items = [];
+      this.#head = 0;
+      this.#bytes = 0;
     }
   }
 

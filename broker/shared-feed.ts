@@ -1,6 +1,6 @@
 import { MessageTemplate } from '../frames/index.js';
 import type { BusEnvelope } from '../bridge/bus.js';
-import type { SharedQueues } from '../bridge/queues.js';
+import type { SharedQueueMessage, SharedQueues } from '../bridge/queues.js';
 import type { Logger } from './logger.js';
 import { DEAD_LETTER_SUFFIX, type Queue, type QueueFeed } from './queue.js';
 import type { QueuedMessage } from './subscription.js';
@@ -32,6 +32,12 @@ export class SharedQueueFeed implements QueueFeed {
     this.#taking = true;
     this.#queues.take(this.#vhost, this.#queue.name, capacity).then((messages) => {
       this.#taking = false;
+      if (!this.#active) {
+        // The last local consumer left while the take was in flight: nobody here will ever take these, so they go
+        // back to the head of the cluster's queue (last first, to keep their order), never delivered.
+        for (let i = messages.length - 1; i >= 0; i--) this.#requeueTaken(messages[i] as SharedQueueMessage);
+        return;
+      }
       for (const m of messages) {
         const e = m.envelope;
         this.#queue.accept(new MessageTemplate(e.destination, e.id, e.headers, e.body), m.deliveries, e);
@@ -40,6 +46,13 @@ export class SharedQueueFeed implements QueueFeed {
     }, (error: unknown) => {
       this.#taking = false;
       this.#log.debug({ err: error, queue: this.#queue.name }, 'taking from the shared queue failed; retried on the next signal');
+    });
+  }
+
+  /** A message taken for this node that no local consumer can have: back to the cluster as it was. */
+  #requeueTaken(message: SharedQueueMessage): void {
+    this.#queues.requeue(this.#vhost, this.#queue.name, message).catch((error: unknown) => {
+      this.#log.warn({ err: error, id: message.envelope.id }, 'could not return a message to the shared queue; it returns when this node is presumed dead');
     });
   }
 

@@ -20,6 +20,7 @@ const CONTENT_TYPES: Readonly<Record<string, string>> = Object.freeze({
   '.svg': 'image/svg+xml',
   '.png': 'image/png',
   '.ico': 'image/x-icon',
+  '.txt': 'text/plain; charset=utf-8',
 });
 
 /**
