@@ -8,8 +8,8 @@ import { Command, Option } from 'commander';
 import { pino } from 'pino';
 import { createInterface } from 'node:readline';
 import { addUser } from '../broker/auth.js';
-import { createBroker, SERVER_VERSION } from '../broker/broker.js';
-import { ConfigError, DEFAULT_CONFIG, envName, flagName, loadConfig, type ConfigInput } from '../broker/config.js';
+import { createBroker, SERVER_VERSION, type Broker } from '../broker/broker.js';
+import { ConfigError, DEFAULT_CONFIG, envName, flagName, loadConfig, type BrokerConfig, type ConfigInput } from '../broker/config.js';
 import type { Logger } from '../broker/logger.js';
 
 const SECRET_KEYS = new Set(['redis', 'kafka', 'mongo']);
@@ -17,8 +17,62 @@ const SECRET_KEYS = new Set(['redis', 'kafka', 'mongo']);
 /** Connection strings may carry passwords (`redis://user:pass@host`): shown masked. */
 function mask(key: string, value: unknown): unknown {
   if (!SECRET_KEYS.has(key) || typeof value !== 'string') return value;
-  return value.replace(/\/\/([^:/@]+):([^@]+)@/, '//$1:***@');
+  // The user may be empty (`redis://:pass@host`, Redis' password-only form); the password runs to the last `@`
+  // before the path, so one with an unescaped `@` is masked whole.
+  return value.replace(/\/\/([^:/@]*):([^/]*)@/, '//$1:***@');
 }
+
+/** What to check when an engine is down, by the role `Broker.readiness()` names it with. */
+function engineHint(engine: string, config: Readonly<BrokerConfig>): string {
+  switch (engine) {
+    case 'fanout':
+    case 'queues':
+      return `Redis at ${String(mask('redis', config.redis))} (--redis, ${envName('redis')})`;
+    case 'log':
+      return `Kafka at ${config.kafka} (--kafka, ${envName('kafka')})`;
+    case 'history':
+      return config.mongo !== '' ? `MongoDB at ${String(mask('mongo', config.mongo))} (--mongo, ${envName('mongo')})` : 'the history store';
+    default:
+      return engine;
+  }
+}
+
+/** How often the CLI looks at readiness; it logs only changes, so a healthy node logs nothing. */
+const READINESS_CHECK_MS = 5_000;
+
+/** Logs once when an engine goes down (naming what to check) and once when every engine is back. */
+function watchReadiness(broker: Broker, logger: Logger): void {
+  let wasReady = true;
+  const timer = setInterval(() => {
+    const { ready, closing, engines } = broker.readiness();
+    if (closing || ready === wasReady) return;
+    wasReady = ready;
+    if (ready) {
+      logger.info({ engines }, 'every cluster engine is reachable again; /readyz answers 200');
+      return;
+    }
+    const down = Object.entries(engines).filter(([, healthy]) => !healthy).map(([engine]) => engine);
+    const what = [...new Set(down.map((engine) => engineHint(engine, broker.config)))];
+    logger.warn({ engines, down }, `not ready: cannot reach ${what.join(' and ')}; /readyz answers 503 until it is reachable. Start it, or fix the address.`);
+  }, READINESS_CHECK_MS);
+  timer.unref();
+}
+
+/** Names the setting behind a file that could not be read, so the message says what to fix. */
+function fileProblem(error: NodeJS.ErrnoException, config: Readonly<BrokerConfig> | undefined): string | undefined {
+  if (typeof error.path !== 'string' || (error.code !== 'ENOENT' && error.code !== 'EACCES' && error.code !== 'EISDIR')) return undefined;
+  const path = error.path;
+  const key = config === undefined ? undefined : (Object.keys(config) as (keyof BrokerConfig)[]).find((k) => config[k] === path);
+  const reason = error.code === 'ENOENT' ? 'does not exist' : error.code === 'EACCES' ? 'is not readable by this user' : 'is a directory';
+  if (key === undefined) return `${path} ${reason}`;
+  const fix = key === 'usersFile' && error.code === 'ENOENT'
+    ? `create it with \`stompede add-user --users-file ${path} <login>\`, or fix`
+    : 'fix';
+  return `${path} ${reason}: ${fix} --${flagName(key)} (${envName(key)})`;
+}
+
+/** The effective config, once loaded: error messages use it to name the setting at fault. */
+let loaded: Readonly<BrokerConfig> | undefined;
 
 async function readPassword(): Promise<string> {
   const rl = createInterface({ input: process.stdin, terminal: false });
@@ -30,7 +84,7 @@ async function readPassword(): Promise<string> {
 }
 
 function serveCommand(program: Command): void {
-  program.option('--config <file>', 'JSON config file (its keys are the long option names in camelCase)');
+  program.option('--config <file>', 'config file, YAML (.yaml, .yml) or JSON (.json); its keys are the long option names in camelCase');
   program.option('--print-config', 'print the effective configuration (secrets masked) and exit');
   for (const [key, value] of Object.entries(DEFAULT_CONFIG)) {
     const flag = flagName(key);
@@ -42,6 +96,7 @@ function serveCommand(program: Command): void {
     const overrides: Record<string, unknown> = {};
     for (const key of Object.keys(DEFAULT_CONFIG)) if (opts[key] !== undefined) overrides[key] = opts[key];
     const config = loadConfig({ file: opts.config as string | undefined, env: process.env, overrides: overrides as ConfigInput });
+    loaded = config;
     if (opts.printConfig === true) {
       const shown = Object.fromEntries(Object.entries(config).map(([k, v]) => [k, mask(k, v)]));
       process.stdout.write(JSON.stringify(shown, null, 2) + '\n');
@@ -55,6 +110,7 @@ function serveCommand(program: Command): void {
     if (a.tls) where.push(`stomp+ssl://${a.tls.host}:${a.tls.port}`);
     if (a.wss) where.push(`websocket ${a.wss.url}`);
     logger.info({ node: broker.nodeId, tcp: a.tcp, ws: a.ws, tls: a.tls, wss: a.wss }, `stompede ${SERVER_VERSION} node ${broker.nodeId} listening: ${where.join(', ')}`);
+    watchReadiness(broker, logger);
     let stopping = false;
     const stop = (signal: string): void => {
       if (stopping) return;
@@ -95,6 +151,7 @@ program.parseAsync(process.argv).catch((error: unknown) => {
     process.stderr.write(`stompede: ${error.message}\n`);
     process.exit(2);
   }
-  process.stderr.write(`stompede: ${error instanceof Error ? error.message : String(error)}\n`);
+  const file = error instanceof Error ? fileProblem(error, loaded) : undefined;
+  process.stderr.write(`stompede: ${file ?? (error instanceof Error ? error.message : String(error))}\n`);
   process.exit(1);
 });

@@ -6,6 +6,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Broker } from './broker.js';
 import { brokerMetrics } from './metrics.js';
 import type { HttpHandler } from './transports/listen.js';
+import { webPageHandler } from './web.js';
 
 export type { HttpHandler } from './transports/listen.js';
 
@@ -61,7 +62,7 @@ export function opsHttpHandler(broker: Broker): HttpHandler {
   };
 }
 
-/** What `Broker.listen` serves: the operator endpoints first, then `extra` handlers in order (e.g. the chat page). */
+/** What `Broker.listen` serves: the operator endpoints first, then `extra` handlers in order, then the chat page (`/`). */
 export function brokerHttpHandler(broker: Broker, extra: readonly HttpHandler[] = []): HttpHandler {
-  return composeHttpHandlers([opsHttpHandler(broker), ...extra]);
+  return composeHttpHandlers([opsHttpHandler(broker), ...extra, webPageHandler()]);
 }
