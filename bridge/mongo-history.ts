@@ -436,6 +436,9 @@ function isRetriable(error: unknown): boolean {
   if (error instanceof MongoNetworkError || error instanceof MongoServerSelectionError) return true;
   if (!(error instanceof MongoError)) return false;
   if (error.hasErrorLabel('RetryableWriteError') || error.hasErrorLabel('ResetPool')) return true;
+  // FerretDB on SQLite answers concurrent writers with an InternalError "database is locked (5) (SQLITE_BUSY)":
+  // contention, not a bad record, so worth another try (otherwise the record is dropped from history for good).
+  if (/SQLITE_BUSY|database is locked/.test(error.message)) return true;
   return typeof error.code === 'number' && RETRIABLE_CODES.has(error.code);
 }
 

@@ -165,7 +165,7 @@ export class Broker {
     if (route.kind === 'local') {
       const id = this.nextMessageId();
       const memory = this.#memoryHistory;
-      if (destination.kind === 'topic' && memory !== undefined && this.config.historyMaxPerDestination > 0) {
+      if (destination.kind === 'topic' && memory !== undefined) {
         const position = memory.nextPosition(vhost.name, destination.full);
         memory.appendNow({ id, origin: this.nodeId, vhost: vhost.name, destination: destination.full, headers, body, time: Date.now(), position });
       }
