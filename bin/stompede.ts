@@ -132,7 +132,9 @@ function serveCommand(program: Command): void {
 const program = new Command('stompede')
   .description('A STOMP 1.0/1.1/1.2 broker over TCP and WebSocket')
   .version(SERVER_VERSION)
-  .showHelpAfterError();
+  .showHelpAfterError()
+  // Without this, the root command would take `--users-file` meant for `add-user` (both define it).
+  .enablePositionalOptions();
 serveCommand(program);
 
 program.command('add-user')

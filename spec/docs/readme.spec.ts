@@ -1,0 +1,387 @@
+import { expect } from 'chai';
+import { spawn } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { DEFAULT_CONFIG, flagName } from '../../broker/config.js';
+import { startBroker, type TestBroker } from '../support/broker.js';
+import { RawClient, stompFrame, type RawFrame } from '../support/raw.js';
+import { watchSessionErrors } from '../interop/harness.js';
+import { ensureVenv } from '../interop/python-venv.js';
+import { cliEnv } from '../ops/cli.js';
+
+/**
+ * README.md's snippets, run as they are written. The fenced blocks of "## Connecting" run against a broker of
+ * this process: the js ones (stomp.js, stompit) with `node` from a directory inside the repository (so their
+ * imports resolve from node_modules), the python one with the stomp.py venv of the interop specs; the README's
+ * ports 61613 and 15674 are replaced by the test broker's in the snippet's text, nothing else is touched. The java
+ * block cannot run alone: ReadmeSnippetTest.java holds its lines verbatim (checked here) and the Spring interop
+ * spec runs it. The shell blocks' CLI flags must be real, their serve commands must load, and the add-user lines
+ * run for real in a temporary directory.
+ */
+
+const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
+const README = readFileSync(join(REPO, 'README.md'), 'utf8');
+const CLI = join(REPO, 'dist/bin/stompede.js');
+const SPRING_TEST = join(REPO, 'interop/spring/src/test/java/dev/stompede/interop/spring/ReadmeSnippetTest.java');
+const SPRING_SPEC = join(REPO, 'spec/interop/spring.spec.ts');
+/** Snippet files live here (inside the repository, so `import '@stomp/stompjs'` finds node_modules). */
+const SCRATCH = join(REPO, '.cache', 'readme-spec');
+
+const TCP_PORT = '61613';
+const WS_PORT = '15674';
+/** How long a snippet has to print what it sent. */
+const SNIPPET_MS = 10_000;
+
+interface Block {
+  readonly lang: string;
+  readonly code: string;
+  /** The bold label before the block (`**stomp.js** (…)` → `stomp.js`). */
+  readonly label: string;
+}
+
+/** The text of a `## ` section, up to the next `## ` heading. */
+function section(markdown: string, heading: string): string {
+  const start = markdown.indexOf(`\n## ${heading}\n`);
+  expect(start, `README.md has a "## ${heading}" section`).to.be.at.least(0);
+  const end = markdown.indexOf('\n## ', start + 1);
+  return markdown.slice(start, end < 0 ? undefined : end);
+}
+
+function fencedBlocks(markdown: string): Block[] {
+  const blocks: Block[] = [];
+  let previousEnd = 0;
+  for (const m of markdown.matchAll(/^```(\w*)\n([\s\S]*?)^```$/gm)) {
+    const before = markdown.slice(previousEnd, m.index);
+    const labels = [...before.matchAll(/\*\*([^*]+)\*\*/g)];
+    blocks.push({ lang: m[1] as string, code: m[2] as string, label: labels.at(-1)?.[1] ?? '' });
+    previousEnd = m.index + m[0].length;
+  }
+  return blocks;
+}
+
+/** The README's ports replaced by the test broker's, in the snippet's text only. */
+function withPorts(code: string, tcp: string, ws: string): string {
+  return code.replaceAll(TCP_PORT, tcp).replaceAll(WS_PORT, ws);
+}
+
+function nonBlankLines(text: string): string[] {
+  return text.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+}
+
+interface Run {
+  readonly code: number | null;
+  readonly lines: string[];
+  readonly stdout: string;
+  readonly stderr: string;
+  readonly timedOut: boolean;
+}
+
+/**
+ * Runs a snippet until its stdout has the line `until` (then kills it: the Node snippets stay connected) or, with
+ * `untilExit`, until it exits by itself; killed after SNIPPET_MS either way.
+ */
+function runSnippet(command: string, args: readonly string[], options: { cwd: string; until: string; untilExit?: boolean; env?: Record<string, string> }): Promise<Run> {
+  return new Promise((resolveRun, reject) => {
+    const child = spawn(command, args, { cwd: options.cwd, env: cliEnv(options.env), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    const lines = (): string[] => stdout.split('\n').map((l) => l.replace(/\r$/, ''));
+    child.stdout.setEncoding('utf8').on('data', (s: string) => {
+      stdout += s;
+      if (options.untilExit !== true && lines().includes(options.until)) child.kill('SIGTERM');
+    });
+    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, SNIPPET_MS);
+    child.on('error', (error) => {
+      clearTimeout(timer);
+      reject(error);
+    });
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolveRun({ code, lines: lines(), stdout, stderr, timedOut });
+    });
+  });
+}
+
+function describeRun(r: Run): string {
+  return `${r.timedOut ? `no result within ${SNIPPET_MS} ms` : `exit ${String(r.code)}`}; stdout:\n${r.stdout}\nstderr:\n${r.stderr}`;
+}
+
+// ---- shell commands -------------------------------------------------------------------------------------------
+
+/** Words of a shell line as the shell would pass them (quotes removed); `#` comments dropped; `|`, `;`, `&&` kept. */
+function shellWords(line: string): string[] {
+  const words: string[] = [];
+  let word: string | undefined;
+  for (let i = 0; i < line.length; i++) {
+    const c = line[i] as string;
+    if (c === "'" || c === '"') {
+      const close = line.indexOf(c, i + 1);
+      if (close < 0) throw new Error(`unbalanced ${c} in: ${line}`);
+      word = (word ?? '') + line.slice(i + 1, close);
+      i = close;
+    } else if (/\s/.test(c)) {
+      if (word !== undefined) words.push(word);
+      word = undefined;
+    } else if (c === '#' && word === undefined) {
+      break;
+    } else {
+      word = (word ?? '') + c;
+    }
+  }
+  if (word !== undefined) words.push(word);
+  return words;
+}
+
+interface CliCommand {
+  /** Where it was found (the README line or inline code). */
+  readonly source: string;
+  /** The arguments stompede gets. */
+  readonly args: string[];
+  /** From a ```sh block (runnable), or an inline code span. */
+  readonly inBlock: boolean;
+}
+
+/** `npx stompede ARGS…` and `make run ARGS="…"` in a shell line, per pipeline segment. */
+function stompedeCommands(line: string, inBlock: boolean): CliCommand[] {
+  const out: CliCommand[] = [];
+  const segments: string[][] = [[]];
+  for (const w of shellWords(line)) {
+    if (['|', ';', '&&', '||'].includes(w)) segments.push([]);
+    else (segments.at(-1) as string[]).push(w);
+  }
+  for (const s of segments) {
+    if (s[0] === 'npx' && s[1] === 'stompede') out.push({ source: line, args: s.slice(2), inBlock });
+    if (s[0] === 'make' && s[1] === 'run') {
+      const value = s.find((w) => w.startsWith('ARGS='))?.slice('ARGS='.length);
+      out.push({ source: line, args: value === undefined ? [] : shellWords(value), inBlock });
+    }
+  }
+  return out;
+}
+
+function readmeCommands(): CliCommand[] {
+  const fromBlocks = fencedBlocks(README)
+    .filter((b) => b.lang === 'sh')
+    .flatMap((b) => b.code.split('\n').flatMap((l) => stompedeCommands(l, true)));
+  // Inline mentions: `npx stompede --help`, and lone flags such as `--ws-port` or `--routes '…'`.
+  const inline = [...README.replace(/^```[\s\S]*?^```$/gm, '').matchAll(/`([^`\n]+)`/g)].map((m) => m[1] as string);
+  const fromInline = inline.flatMap((span) =>
+    span.startsWith('--') ? [{ source: span, args: shellWords(span), inBlock: false }] : stompedeCommands(span, false));
+  return [...fromBlocks, ...fromInline];
+}
+
+function flagsOf(args: readonly string[]): string[] {
+  return args.filter((a) => a.startsWith('--')).map((a) => a.slice(2).split('=')[0] as string);
+}
+
+/** Runs the built CLI in `cwd` with a clean environment (no STOMPEDE_* of this process). */
+function runCli(args: readonly string[], cwd: string, env: Record<string, string> = {}): Promise<Run> {
+  return new Promise((resolveRun, reject) => {
+    const child = spawn(process.execPath, [CLI, ...args], { cwd, env: cliEnv(env), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    let timedOut = false;
+    child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
+    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, 20_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolveRun({ code, lines: stdout.split('\n'), stdout, stderr, timedOut });
+    });
+  });
+}
+
+// ---- the specs ------------------------------------------------------------------------------------------------
+
+describe('docs › README.md', function () {
+  this.timeout(60_000);
+  const connecting = fencedBlocks(section(README, 'Connecting'));
+  let scratch = '';
+
+  before(() => {
+    mkdirSync(SCRATCH, { recursive: true });
+    scratch = mkdtempSync(join(SCRATCH, `${process.pid}-`));
+  });
+  after(() => {
+    if (scratch !== '') rmSync(scratch, { recursive: true, force: true });
+  });
+
+  describe('## Connecting', () => {
+    /** Every client the issue names, the language of its snippet, and the line the snippet prints. */
+    const CLIENTS = [
+      { label: 'stomp.js', lang: 'js', prints: 'hello' },
+      { label: 'Spring', lang: 'java', prints: 'hello' },
+      { label: 'stompit', lang: 'js', prints: 'job 1' },
+      { label: 'stomp.py', lang: 'python', prints: 'hello' },
+    ] as const;
+
+    it('shows one short snippet for each of stomp.js, Spring, stompit and stomp.py, and nothing else', () => {
+      expect(connecting.map((b) => [b.label, b.lang])).to.deep.equal(CLIENTS.map((c) => [c.label, c.lang]));
+      for (const b of connecting) {
+        expect(nonBlankLines(b.code).length, `${b.label} snippet lines`).to.be.within(3, 16);
+        expect(b.code.includes(TCP_PORT) || b.code.includes(WS_PORT), `${b.label} talks to the node of \`make run\``).to.equal(true);
+      }
+    });
+
+    for (const client of CLIENTS) {
+      if (client.lang === 'java') continue;
+      it(`runs the ${client.label} snippet: it prints "${client.prints}", the message it sent`, async function () {
+        const block = connecting.find((b) => b.label === client.label);
+        expect(block, `the ${client.label} snippet`).to.not.equal(undefined);
+        let python = '';
+        if (client.lang === 'python') {
+          this.timeout(600_000); // the first run builds the stomp.py venv
+          python = await ensureVenv();
+        }
+        // A broker of its own: no snippet can see another one's message (stomp.js asks for topic history).
+        const t: TestBroker = await startBroker();
+        const errors = watchSessionErrors(t.broker);
+        try {
+          const code = withPorts((block as Block).code, String(t.tcpPort), new URL(t.wsUrl).port);
+          const file = join(scratch, `${client.label.replace(/\W/g, '-')}.${client.lang === 'python' ? 'py' : 'mjs'}`);
+          writeFileSync(file, code);
+          const r = client.lang === 'python'
+            ? await runSnippet(python, [file], { cwd: scratch, until: client.prints, untilExit: true, env: { PYTHONUNBUFFERED: '1' } })
+            : await runSnippet(process.execPath, [file], { cwd: scratch, until: client.prints });
+          expect(r.lines, describeRun(r)).to.include(client.prints);
+          if (client.lang === 'python') expect(r.code, `the script ends by itself; ${describeRun(r)}`).to.equal(0);
+          expect(errors.errors, 'ERROR frames the broker sent').to.deep.equal([]);
+        } finally {
+          errors.stop();
+          await t.close();
+        }
+      });
+    }
+
+    it('has the Spring snippet line for line in ReadmeSnippetTest.java, which the Spring interop spec runs', () => {
+      const block = connecting.find((b) => b.label === 'Spring');
+      expect(block, 'the Spring snippet').to.not.equal(undefined);
+      // Java cannot take the port as text at run time: the test file builds the URL with its `wsPort` variable.
+      const wanted = nonBlankLines(withPorts((block as Block).code, `" + tcpPort + "`, `" + wsPort + "`));
+      const have = nonBlankLines(readFileSync(SPRING_TEST, 'utf8'));
+      let at = 0;
+      for (const line of wanted) {
+        const found = have.indexOf(line, at);
+        expect(found, `README line ${JSON.stringify(line)} in ReadmeSnippetTest.java (after line ${at})`).to.be.at.least(0);
+        at = found + 1;
+      }
+      expect(readFileSync(SPRING_SPEC, 'utf8'), 'spec/interop/spring.spec.ts expects ReadmeSnippetTest to run')
+        .to.match(/^\s*ReadmeSnippetTest: \['springSnippetPrintsTheMessageItSent'\],$/m);
+    });
+  });
+
+  describe('CLI commands', () => {
+    const commands = readmeCommands();
+    const serveFlags = new Set([...Object.keys(DEFAULT_CONFIG).map(flagName), 'config', 'print-config', 'help', 'version']);
+
+    it('finds the README\'s commands (make run ARGS=…, npx stompede …, add-user)', () => {
+      const blocks = commands.filter((c) => c.inBlock);
+      expect(blocks.length, 'stompede commands in ```sh blocks').to.be.at.least(6);
+      expect(blocks.filter((c) => c.args[0] === 'add-user')).to.have.length(1);
+      expect(commands.filter((c) => !c.inBlock).length, 'inline flags and commands').to.be.at.least(4);
+    });
+
+    it('uses only real flags: config keys (flagName), --config, --print-config, --help, and add-user\'s own', async () => {
+      const help = await runCli(['add-user', '--help'], scratch);
+      expect(help.code, help.stderr).to.equal(0);
+      const addUserFlags = new Set([...help.stdout.matchAll(/^\s+(?:-\w, )?--([a-z][a-z-]*)/gm)].map((m) => m[1] as string));
+      expect([...addUserFlags]).to.include.members(['users-file', 'password', 'help']);
+      const unknown = commands.flatMap((c) => {
+        const allowed = c.args[0] === 'add-user' ? addUserFlags : serveFlags;
+        return flagsOf(c.args).filter((f) => !allowed.has(f)).map((f) => `--${f} in: ${c.source}`);
+      });
+      expect(unknown).to.deep.equal([]);
+    });
+
+    it('loads the configuration of every serve command of the shell blocks (with --print-config), values included', async () => {
+      writeFileSync(join(scratch, 'stompede.json'), '{}\n'); // `--config stompede.json`
+      const serve = commands.filter((c) => c.inBlock && c.args[0] !== 'add-user');
+      const runs = await Promise.all(serve.map((c) => runCli([...c.args, '--print-config'], scratch)));
+      serve.forEach((c, i) => {
+        const r = runs[i] as Run;
+        expect(r.code, `${c.source}: ${r.stderr}`).to.equal(0);
+        const printed = JSON.parse(r.stdout) as Record<string, unknown>;
+        for (const [key, sample] of Object.entries(DEFAULT_CONFIG)) {
+          const at = c.args.indexOf(`--${flagName(key)}`);
+          if (at < 0 || (typeof sample !== 'string' && typeof sample !== 'number')) continue;
+          const text = c.args[at + 1] as string;
+          expect(printed[key], `${key} from: ${c.source}`).to.equal(typeof sample === 'number' ? Number(text) : text);
+        }
+      });
+    });
+
+    it('runs the Authentication lines for real: add-user writes users.json, and a node started on it lets alice in', async () => {
+      const block = fencedBlocks(section(README, 'Configuration')).find((b) => b.code.includes(' add-user '));
+      expect(block, 'the add-user block').to.not.equal(undefined);
+      const [addLine, serveLine, ...rest] = nonBlankLines((block as Block).code);
+      expect(rest).to.deep.equal([]);
+      const dir = mkdtempSync(join(scratch, 'auth-'));
+      // `npx stompede` in the repository runs this package's bin; in a bare directory this shim stands in for it.
+      const bin = join(dir, 'bin');
+      mkdirSync(bin);
+      writeFileSync(join(bin, 'npx'), `#!/bin/sh\n[ "$1" = stompede ] || { echo "npx shim: stompede only" >&2; exit 127; }\nshift\nexec '${process.execPath}' '${CLI}' "$@"\n`);
+      chmodSync(join(bin, 'npx'), 0o755);
+
+      const added = await runSnippet('bash', ['-o', 'pipefail', '-c', addLine as string], { cwd: dir, until: '', untilExit: true, env: { PATH: `${bin}:${process.env.PATH ?? ''}` } });
+      expect(added.code, `${addLine}: ${describeRun(added)}`).to.equal(0);
+      const usersFile = /--users-file (\S+)/.exec(addLine as string)?.[1] as string;
+      expect(existsSync(join(dir, usersFile)), `${usersFile} written`).to.equal(true);
+      const login = /add-user (\S+)/.exec(addLine as string)?.[1] as string;
+      const password = /^echo '([^']*)'/.exec(addLine as string)?.[1] as string;
+
+      // The second line, as it is, on free ports (STOMPEDE_* set what the line leaves to the defaults).
+      const [serve] = stompedeCommands(serveLine as string, true);
+      expect(serve, serveLine).to.not.equal(undefined);
+      const node = spawn(process.execPath, [CLI, ...(serve as CliCommand).args], {
+        cwd: dir, env: cliEnv({ STOMPEDE_PORT: '0', STOMPEDE_WS_PORT: '0' }), stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      let err = '';
+      node.stdout.setEncoding('utf8').on('data', (s: string) => (out += s));
+      node.stderr.setEncoding('utf8').on('data', (s: string) => (err += s));
+      const exited = new Promise<void>((done) => node.on('close', () => done()));
+      try {
+        const port = await new Promise<number>((done, fail) => {
+          const started = Date.now();
+          const poll = setInterval(() => {
+            const listening = out.split('\n').filter((l) => l.startsWith('{'))
+              .map((l) => JSON.parse(l) as { tcp?: { port?: number } }).find((l) => l.tcp?.port !== undefined);
+            if (listening !== undefined) {
+              clearInterval(poll);
+              done(listening.tcp?.port as number);
+            } else if (node.exitCode !== null || Date.now() - started > 10_000) {
+              clearInterval(poll);
+              fail(new Error(`${serveLine} did not start (exit ${String(node.exitCode)}):\n${out}\n${err}`));
+            }
+          }, 25);
+        });
+        const connect = async (passcode: string): Promise<RawFrame> => {
+          const c = await RawClient.tcp(port);
+          try {
+            c.send(stompFrame('CONNECT', { 'accept-version': '1.2', host: '127.0.0.1', login, passcode }));
+            return await c.nextFrame(5000);
+          } finally {
+            c.close();
+          }
+        };
+        const good = await connect(password);
+        expect([good.command, good.headers.get('user-name')], good.raw.toString()).to.deep.equal(['CONNECTED', login]);
+        const bad = await connect(`${password}x`);
+        expect(bad.command, 'a wrong password is refused').to.equal('ERROR');
+      } finally {
+        node.kill('SIGTERM');
+        await exited;
+      }
+    });
+  });
+});
