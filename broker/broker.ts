@@ -116,7 +116,7 @@ export class Broker {
   /** Wraps a new transport connection in a session; the transport then feeds it bytes. */
   handle(connection: Connection): Session {
     const id = `${this.nodeId}-${(++this.#sessionSeq).toString(36)}`;
-    const session = new Session(this, connection, id, this.logger.child({ session: id, transport: connection.transport, remote: connection.remoteAddress }));
+    const session = new Session(this, connection, id, this.logger);
     this.sessions.add(session);
     return session;
   }

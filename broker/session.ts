@@ -41,7 +41,10 @@ export class Session implements FrameSink, Consumer {
   readonly id: string;
   readonly connection: Connection;
   #broker: Broker;
-  #log: Logger;
+  /** The node's logger; the per-session child is made on first use (pino children cost ~10 µs to create). */
+  #parentLog: Logger;
+  #bindings: Record<string, unknown>;
+  #childLog: Logger | undefined;
   #parser: FrameParser;
   #state: State = AWAITING_CONNECT;
   version: StompVersion = '1.2';
@@ -67,10 +70,11 @@ export class Session implements FrameSink, Consumer {
   #closing = false;
 
   constructor(broker: Broker, connection: Connection, id: string, log: Logger) {
+    this.#parentLog = log;
+    this.#bindings = { session: id, transport: connection.transport, remote: connection.remoteAddress };
     this.#broker = broker;
     this.connection = connection;
     this.id = id;
-    this.#log = log;
     const c = broker.config;
     this.#parser = new FrameParser(this, limitsOf(c, c.maxFrameBytesUnauthenticated));
     if (c.connectTimeoutMs > 0) {
@@ -80,6 +84,11 @@ export class Session implements FrameSink, Consumer {
         }
       }, c.connectTimeoutMs));
     }
+  }
+
+  get #log(): Logger {
+    this.#childLog ??= this.#parentLog.child(this.#bindings);
+    return this.#childLog;
   }
 
   get connected(): boolean {
@@ -284,7 +293,7 @@ export class Session implements FrameSink, Consumer {
       this.vhost = vhost;
       this.#state = CONNECTED;
       this.#parser.setLimits(limitsOf(this.#broker.config, this.#broker.config.maxFrameBytes));
-      this.#log = this.#log.child({ user: result.user, vhost: vhost.name, version });
+      this.#bindings = { ...this.#bindings, user: result.user, vhost: vhost.name, version };
       const headers: [string, string][] = [['version', version], ['session', this.id], ['server', this.#broker.serverHeader]];
       const c = this.#broker.config;
       if (version !== '1.0') headers.push(['heart-beat', `${c.heartbeatSendMs},${c.heartbeatReceiveMs}`]);
