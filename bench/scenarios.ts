@@ -1,0 +1,766 @@
+// The load scenarios. Every scenario is bounded in time and in message count, talks only to the given
+// target, and measures *delivered* messages: publishers keep a window of messages in flight (sent but not yet
+// delivered to every receiver that should get them), so the broker runs at the rate it can sustain instead
+// of filling an unbounded queue. Phases: connect and subscribe (with receipts), warm-up, measure, drain.
+
+import { performance } from 'node:perf_hooks';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { StompClient, type AckMode, type ClientOptions, type CloseInfo, type StompFrame } from './client.js';
+import {
+  LatencyHistogram,
+  SeqTracker,
+  cpuPercent,
+  makeBody,
+  nowUs,
+  readStamp,
+  sampleProcess,
+  type ProcessSample,
+  type Stamp,
+} from './stats.js';
+
+export const SCENARIOS = ['fanout', 'pairs', 'chat', 'queue', 'conns'] as const;
+export type ScenarioName = (typeof SCENARIOS)[number];
+
+export interface BenchConfig {
+  readonly scenario: ScenarioName;
+  /** tcp://127.0.0.1:port or ws://127.0.0.1:port/path */
+  readonly target: string;
+  /** The broker's name in the report, e.g. "stompede" or "rabbitmq". */
+  readonly label: string;
+  readonly login: string | undefined;
+  readonly passcode: string | undefined;
+  /** CONNECT host header. */
+  readonly host: string;
+  readonly durationS: number;
+  readonly warmupS: number;
+  /** Upper bound on waiting for in-flight messages after the measurement. */
+  readonly drainS: number;
+  /** Messages in flight per publisher; undefined = the scenario's default. */
+  readonly window: number | undefined;
+  readonly sizeBytes: number;
+  /** undefined = the scenario's default (0,0 for throughput, 10000,10000 for chat and conns). */
+  readonly heartbeat: readonly [number, number] | undefined;
+  readonly brokerPid: number | undefined;
+  readonly trace: boolean;
+  readonly subscribers: number;
+  readonly pairs: number;
+  readonly rooms: number;
+  readonly roomSize: number;
+  readonly chatIntervalMs: number;
+  readonly producers: number;
+  readonly consumers: number;
+  readonly prefetch: number;
+  readonly conns: number;
+  readonly concurrency: number;
+  /** Per publisher, over the whole run. */
+  readonly maxMessages: number;
+  readonly log: (line: string) => void;
+}
+
+export interface BenchResult {
+  readonly label: string;
+  readonly scenario: ScenarioName;
+  readonly target: string;
+  readonly transport: 'tcp' | 'ws';
+  /** Delivered messages per second (every receiver counts), or CONNECTED per second for `conns`. */
+  readonly rate: number;
+  readonly rateUnit: 'msg/s' | 'conn/s';
+  /** What the percentiles measure: send→receive of a message, or CONNECT→CONNECTED. */
+  readonly latencyOf: 'delivery' | 'connect';
+  readonly p50Ms: number | null;
+  readonly p99Ms: number | null;
+  readonly p999Ms: number | null;
+  readonly maxMs: number | null;
+  readonly measuredS: number;
+  /** Published during the measurement window, per second. */
+  readonly publishRate: number | null;
+  readonly sent: number;
+  /** Unique deliveries over the whole run. */
+  readonly delivered: number;
+  readonly expected: number;
+  /** Expected deliveries that never arrived (after the drain); for `conns`, connections dropped while idle. */
+  readonly lost: number;
+  readonly duplicates: number;
+  readonly outOfOrder: number;
+  /** Times a publisher gave up waiting for a message (see STALL_MS) so that it could continue. */
+  readonly stalls: number;
+  readonly errors: number;
+  readonly errorSamples: readonly string[];
+  /** Broker CPU during the measurement, % of one core (needs --broker-pid). */
+  readonly brokerCpuPercent: number | null;
+  /** This load generator's CPU during the measurement, % of one core: near 100 % means it is the bottleneck. */
+  readonly clientCpuPercent: number | null;
+  /** rate / broker CPU cores used: deliveries (or connections) per broker CPU-second. Steadier than the rate on a
+   * shared machine, because it does not depend on how much CPU the broker got. */
+  readonly perBrokerCpuSecond: number | null;
+  readonly brokerRssKiB: number | null;
+  readonly rssPerConnKiB: number | null;
+  readonly connections: number;
+  readonly notes: readonly string[];
+  readonly startedAt: string;
+}
+
+const DEFAULT_WINDOW: Readonly<Record<ScenarioName, number>> = Object.freeze({
+  fanout: 20,
+  pairs: 50,
+  chat: 0,
+  queue: 50,
+  conns: 0,
+});
+
+const DEFAULT_HEARTBEAT: Readonly<Record<ScenarioName, readonly [number, number]>> = Object.freeze({
+  fanout: [0, 0],
+  pairs: [0, 0],
+  chat: [10_000, 10_000],
+  queue: [0, 0],
+  conns: [10_000, 10_000],
+});
+
+/** A publisher that has waited this long with a full window skips its oldest message (counted as a stall). */
+const STALL_MS = 5000;
+const MAX_ERROR_SAMPLES = 8;
+const TRACE_CLIENTS = 2;
+const TRACE_EVENTS_PER_CLIENT = 40;
+
+export async function runScenario(cfg: BenchConfig): Promise<BenchResult> {
+  const run = new Run(cfg);
+  try {
+    switch (cfg.scenario) {
+      case 'fanout':
+        return await fanout(run);
+      case 'pairs':
+        return await pairs(run);
+      case 'chat':
+        return await chat(run);
+      case 'queue':
+        return await queue(run);
+      case 'conns':
+        return await conns(run);
+      default: {
+        const never: never = cfg.scenario;
+        throw new TypeError(`unknown scenario ${String(never)}`);
+      }
+    }
+  } finally {
+    await run.closeAll();
+  }
+}
+
+type Phase = 'setup' | 'warmup' | 'measure' | 'drain' | 'teardown';
+
+/** State shared by every scenario: clients, errors, phase and the measurement. */
+class Run {
+  readonly cfg: BenchConfig;
+  readonly uniq = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
+  readonly clients: StompClient[] = [];
+  readonly latency = new LatencyHistogram();
+  readonly publishers: Publisher[] = [];
+  phase: Phase = 'setup';
+  errors = 0;
+  readonly errorSamples: string[] = [];
+  badBodies = 0;
+  deliveredInWindow = 0;
+  sentInWindow = 0;
+  measureStartMs = 0;
+  measureEndMs = 0;
+  brokerAtStart: ProcessSample | undefined;
+  brokerAtEnd: ProcessSample | undefined;
+  #selfCpuAtStart: NodeJS.CpuUsage | undefined;
+  selfCpuMicros = 0;
+  readonly #stamp: Stamp = { publisher: 0, seq: 0, sentUs: 0 };
+  #traced = 0;
+
+  constructor(cfg: BenchConfig) {
+    this.cfg = cfg;
+  }
+
+  get transport(): 'tcp' | 'ws' {
+    return this.cfg.target.startsWith('ws:') ? 'ws' : 'tcp';
+  }
+
+  get heartbeat(): readonly [number, number] {
+    return this.cfg.heartbeat ?? DEFAULT_HEARTBEAT[this.cfg.scenario];
+  }
+
+  get window(): number {
+    return this.cfg.window ?? DEFAULT_WINDOW[this.cfg.scenario];
+  }
+
+  error(message: string): void {
+    this.errors++;
+    if (this.errorSamples.length < MAX_ERROR_SAMPLES) {
+      this.errorSamples.push(message);
+      this.cfg.log(`error: ${message}`);
+    }
+  }
+
+  clientOptions(): ClientOptions {
+    const cfg = this.cfg;
+    const options: ClientOptions = {
+      url: cfg.target,
+      host: cfg.host,
+      heartbeat: this.heartbeat,
+      login: cfg.login,
+      passcode: cfg.passcode,
+    };
+    if (!cfg.trace || this.#traced >= TRACE_CLIENTS) return options;
+    const n = ++this.#traced;
+    let events = 0;
+    return {
+      ...options,
+      trace: (direction, data) => {
+        if (++events > TRACE_EVENTS_PER_CLIENT) return;
+        const text = typeof data === 'string' ? data : data.toString('latin1');
+        cfg.log(`trace c${n} ${direction} ${JSON.stringify(text.length > 600 ? `${text.slice(0, 600)}…` : text)}`);
+      },
+    };
+  }
+
+  /** Connects one client and wires its errors into the run. */
+  async open(): Promise<StompClient> {
+    const client = await StompClient.connect(this.clientOptions());
+    this.adopt(client);
+    return client;
+  }
+
+  adopt(client: StompClient): void {
+    this.clients.push(client);
+    client.onError = (err) => {
+      if (this.phase !== 'teardown') this.error(`client ${client.id}: ${err.message}`);
+    };
+    client.onClose = (info: CloseInfo) => {
+      if (this.phase === 'teardown' || info.reason === 'local' || info.reason === 'error') return;
+      this.error(`client ${client.id}: ${info.reason === 'heartbeat-timeout' ? 'heart-beat timeout' : 'closed by the server'}`);
+    };
+  }
+
+  /** Connects n clients, at most `concurrency` handshakes at a time; fails on the first failure. */
+  async openMany(n: number): Promise<StompClient[]> {
+    const settled = await mapLimit(n, this.cfg.concurrency, () => this.open());
+    const out: StompClient[] = [];
+    for (const s of settled) {
+      if (s.status === 'rejected') throw new Error(`connect to ${this.cfg.target} failed: ${errorText(s.reason)}`);
+      out.push(s.value);
+    }
+    return out;
+  }
+
+  /**
+   * Handles one benchmark MESSAGE: parse the stamp, record it in the receiver's tracker for that publisher,
+   * count it and its latency if new. Returns the publisher id and seq of a new delivery, or undefined.
+   */
+  receive(frame: StompFrame, trackers: ReadonlyArray<SeqTracker | undefined>): Stamp | undefined {
+    const stamp = this.#stamp;
+    if (!readStamp(frame.body, stamp)) {
+      this.badBodies++;
+      if (this.badBodies <= 3) this.error(`MESSAGE body without a benchmark stamp: ${JSON.stringify(frame.body.toString('latin1', 0, 80))}`);
+      return undefined;
+    }
+    const tracker = trackers[stamp.publisher];
+    if (tracker === undefined) {
+      this.badBodies++;
+      return undefined;
+    }
+    if (!tracker.add(stamp.seq)) return undefined;
+    if (this.phase === 'measure') {
+      this.deliveredInWindow++;
+      this.latency.record(nowUs() - stamp.sentUs);
+    }
+    return stamp;
+  }
+
+  startMeasure(): void {
+    this.phase = 'measure';
+    this.measureStartMs = performance.now();
+    this.#selfCpuAtStart = process.cpuUsage();
+    if (this.cfg.brokerPid !== undefined) this.brokerAtStart = sampleProcess(this.cfg.brokerPid);
+  }
+
+  endMeasure(): void {
+    this.measureEndMs = performance.now();
+    const cpu = process.cpuUsage(this.#selfCpuAtStart);
+    this.selfCpuMicros = cpu.user + cpu.system;
+    if (this.cfg.brokerPid !== undefined) this.brokerAtEnd = sampleProcess(this.cfg.brokerPid);
+    this.phase = 'drain';
+  }
+
+  get measuredS(): number {
+    return (this.measureEndMs - this.measureStartMs) / 1000;
+  }
+
+  /** Warm-up, measurement and drain for closed-loop publishers. */
+  async measureClosedLoop(publishers: readonly Publisher[]): Promise<void> {
+    const cfg = this.cfg;
+    this.phase = 'warmup';
+    const stallTimer = setInterval(() => {
+      for (const p of publishers) p.checkStall();
+    }, 500);
+    try {
+      for (const p of publishers) p.start();
+      await sleep(cfg.warmupS * 1000);
+      const sentBefore = sum(publishers.map((p) => p.sent));
+      this.startMeasure();
+      await sleep(cfg.durationS * 1000);
+      this.endMeasure();
+      this.sentInWindow = sum(publishers.map((p) => p.sent)) - sentBefore;
+      for (const p of publishers) p.stop();
+      await waitUntil(() => publishers.every((p) => p.base >= p.sent), cfg.drainS * 1000);
+    } finally {
+      clearInterval(stallTimer);
+    }
+  }
+
+  brokerCpu(): number | null {
+    return this.brokerAtStart && this.brokerAtEnd ? finite(cpuPercent(this.brokerAtStart, this.brokerAtEnd)) : null;
+  }
+
+  result(fields: {
+    rate?: number;
+    rateUnit?: 'msg/s' | 'conn/s';
+    latencyOf?: 'delivery' | 'connect';
+    sent: number;
+    delivered: number;
+    expected: number;
+    lost: number;
+    duplicates: number;
+    outOfOrder: number;
+    stalls?: number;
+    rssPerConnKiB?: number | null;
+    connections?: number;
+    notes?: string[];
+  }): BenchResult {
+    const h = this.latency;
+    const ms = (us: number): number | null => (Number.isFinite(us) ? Math.round(us) / 1000 : null);
+    const measuredS = this.measuredS;
+    const rate = fields.rate ?? (measuredS > 0 ? this.deliveredInWindow / measuredS : 0);
+    const brokerCpu = this.brokerCpu();
+    return {
+      label: this.cfg.label,
+      scenario: this.cfg.scenario,
+      target: this.cfg.target,
+      transport: this.transport,
+      rate,
+      rateUnit: fields.rateUnit ?? 'msg/s',
+      latencyOf: fields.latencyOf ?? 'delivery',
+      p50Ms: ms(h.quantileUs(0.5)),
+      p99Ms: ms(h.quantileUs(0.99)),
+      p999Ms: ms(h.quantileUs(0.999)),
+      maxMs: h.count > 0 ? ms(h.maxUs) : null,
+      measuredS,
+      publishRate: fields.rateUnit === 'conn/s' || measuredS <= 0 ? null : this.sentInWindow / measuredS,
+      sent: fields.sent,
+      delivered: fields.delivered,
+      expected: fields.expected,
+      lost: fields.lost,
+      duplicates: fields.duplicates,
+      outOfOrder: fields.outOfOrder,
+      stalls: fields.stalls ?? sum(this.publishers.map((p) => p.stalls)),
+      errors: this.errors,
+      errorSamples: this.errorSamples,
+      brokerCpuPercent: brokerCpu,
+      clientCpuPercent: measuredS > 0 ? (100 * this.selfCpuMicros) / 1e6 / measuredS : null,
+      perBrokerCpuSecond: brokerCpu !== null && brokerCpu > 0 && fields.rateUnit !== 'conn/s' ? (100 * rate) / brokerCpu : null,
+      brokerRssKiB: this.brokerAtEnd ? finite(this.brokerAtEnd.rssKiB) : null,
+      rssPerConnKiB: fields.rssPerConnKiB ?? null,
+      connections: fields.connections ?? this.clients.length,
+      notes: fields.notes ?? [],
+      startedAt: new Date(Date.now() - performance.now() + this.measureStartMs).toISOString(),
+    };
+  }
+
+  /** Gracefully disconnects every client, a bounded number at a time. */
+  async closeAll(): Promise<void> {
+    this.phase = 'teardown';
+    const clients = this.clients.splice(0);
+    await mapLimit(clients.length, 500, async (i) => {
+      const c = clients[i];
+      if (c) await c.disconnect(2000);
+    });
+  }
+}
+
+/**
+ * A publisher with a window of messages in flight: message `seq` is complete once `needed` receivers got it;
+ * the publisher sends while fewer than `window` messages are incomplete.
+ */
+class Publisher {
+  readonly id: number;
+  readonly #run: Run;
+  readonly #client: StompClient;
+  readonly #destination: string;
+  readonly #needed: number;
+  readonly #window: number;
+  readonly #ring: Uint32Array;
+  sent = 0;
+  /** The oldest incomplete message. */
+  base = 0;
+  stalls = 0;
+  #active = false;
+  #lastProgressMs = 0;
+
+  constructor(run: Run, client: StompClient, destination: string, needed: number) {
+    this.#run = run;
+    this.id = run.publishers.length;
+    run.publishers.push(this);
+    this.#client = client;
+    this.#destination = destination;
+    this.#needed = needed;
+    this.#window = Math.max(1, run.window);
+    this.#ring = new Uint32Array(this.#window);
+  }
+
+  start(): void {
+    this.#active = true;
+    this.#lastProgressMs = performance.now();
+    this.pump();
+  }
+
+  stop(): void {
+    this.#active = false;
+  }
+
+  pump(): void {
+    const max = this.#run.cfg.maxMessages;
+    const size = this.#run.cfg.sizeBytes;
+    while (this.#active && this.sent - this.base < this.#window && this.sent < max) {
+      this.#client.send(this.#destination, makeBody(this.id, this.sent, size));
+      this.sent++;
+    }
+  }
+
+  /** A receiver got `seq` for the first time. */
+  delivered(seq: number): void {
+    if (seq < this.base || seq >= this.sent) return;
+    const slot = seq % this.#window;
+    this.#ring[slot] = (this.#ring[slot] ?? 0) + 1;
+    if (seq === this.base) this.#advance();
+  }
+
+  #advance(): void {
+    const before = this.base;
+    while (this.base < this.sent) {
+      const slot = this.base % this.#window;
+      if ((this.#ring[slot] ?? 0) < this.#needed) break;
+      this.#ring[slot] = 0;
+      this.base++;
+    }
+    if (this.base !== before) {
+      this.#lastProgressMs = performance.now();
+      this.pump();
+    }
+  }
+
+  /** If the window has been full for STALL_MS, give up on the oldest message (its loss shows in the result). */
+  checkStall(): void {
+    if (this.base >= this.sent || performance.now() - this.#lastProgressMs < STALL_MS) return;
+    this.stalls++;
+    if (this.stalls <= 3) this.#run.error(`publisher ${this.id}: message ${this.base} not delivered to all ${this.#needed} receivers within ${STALL_MS} ms`);
+    this.#ring[this.base % this.#window] = 0;
+    this.base++;
+    this.#advance();
+    this.#lastProgressMs = performance.now();
+    this.pump();
+  }
+}
+
+/** Totals of the trackers, as (receiver group, publisher) pairs, against what each publisher sent. */
+function tally(pairs: ReadonlyArray<readonly [SeqTracker, number]>): {
+  expected: number;
+  delivered: number;
+  lost: number;
+  duplicates: number;
+  outOfOrder: number;
+} {
+  let expected = 0;
+  let delivered = 0;
+  let duplicates = 0;
+  let outOfOrder = 0;
+  for (const [tracker, sent] of pairs) {
+    expected += sent;
+    delivered += tracker.unique;
+    duplicates += tracker.duplicates;
+    outOfOrder += tracker.outOfOrder;
+  }
+  return { expected, delivered, lost: Math.max(0, expected - delivered), duplicates, outOfOrder };
+}
+
+// fanout: one publisher, many subscribers on one topic.
+async function fanout(run: Run): Promise<BenchResult> {
+  const cfg = run.cfg;
+  const destination = `/topic/bench.fanout.${run.uniq}`;
+  const subs = await run.openMany(cfg.subscribers);
+  const pubClient = await run.open();
+  const publisher = new Publisher(run, pubClient, destination, subs.length);
+  const trackers = subs.map(() => new SeqTracker());
+  await Promise.all(
+    subs.map((sub, i) => {
+      const mine = [trackers[i]];
+      return sub.subscribe(
+        destination,
+        (frame) => {
+          const s = run.receive(frame, mine);
+          if (s) publisher.delivered(s.seq);
+        },
+        { receipt: true },
+      );
+    }),
+  );
+  cfg.log(`fanout: 1 publisher, ${subs.length} subscribers on ${destination}, window ${run.window}`);
+  await run.measureClosedLoop([publisher]);
+  const t = tally(trackers.map((tr) => [tr, publisher.sent] as const));
+  return run.result({ sent: publisher.sent, ...t, notes: [`${subs.length} subs`] });
+}
+
+// pairs: independent publisher/subscriber pairs, each on its own topic.
+async function pairs(run: Run): Promise<BenchResult> {
+  const cfg = run.cfg;
+  const subs = await run.openMany(cfg.pairs);
+  const pubs = await run.openMany(cfg.pairs);
+  const publishers: Publisher[] = [];
+  const trackers: Array<readonly [SeqTracker, Publisher]> = [];
+  for (let i = 0; i < cfg.pairs; i++) {
+    const sub = subs[i];
+    const pubClient = pubs[i];
+    if (!sub || !pubClient) throw new Error('internal: missing pair client');
+    const destination = `/topic/bench.pairs.${run.uniq}.${i}`;
+    const publisher = new Publisher(run, pubClient, destination, 1);
+    publishers.push(publisher);
+    const tracker = new SeqTracker();
+    trackers.push([tracker, publisher]);
+    // The stamp's publisher id indexes this sparse array.
+    const mine: Array<SeqTracker | undefined> = [];
+    mine[publisher.id] = tracker;
+    await sub.subscribe(
+      destination,
+      (frame) => {
+        const s = run.receive(frame, mine);
+        if (s) publisher.delivered(s.seq);
+      },
+      { receipt: true },
+    );
+  }
+  cfg.log(`pairs: ${cfg.pairs} publisher/subscriber pairs, window ${run.window} each`);
+  await run.measureClosedLoop(publishers);
+  const t = tally(trackers.map(([tr, p]) => [tr, p.sent] as const));
+  return run.result({ sent: sum(publishers.map((p) => p.sent)), ...t, notes: [`${cfg.pairs} pairs`] });
+}
+
+// queue: producers and client-individual consumers on one queue; every message must reach exactly one consumer.
+async function queue(run: Run): Promise<BenchResult> {
+  const cfg = run.cfg;
+  const destination = `/queue/bench.${run.uniq}`;
+  const consumers = await run.openMany(cfg.consumers);
+  const producers = await run.openMany(cfg.producers);
+  const publishers = producers.map((c) => new Publisher(run, c, destination, 1));
+  // One receiver group: all consumers share one tracker per publisher.
+  const trackers = publishers.map(() => new SeqTracker());
+  const ack: AckMode = 'client-individual';
+  let acks = 0;
+  await Promise.all(
+    consumers.map((consumer) =>
+      consumer.subscribe(
+        destination,
+        (frame) => {
+          consumer.ack(frame);
+          acks++;
+          const s = run.receive(frame, trackers);
+          if (s) publishers[s.publisher]?.delivered(s.seq);
+        },
+        { ack, prefetchCount: cfg.prefetch, receipt: true },
+      ),
+    ),
+  );
+  cfg.log(`queue: ${producers.length} producers, ${consumers.length} consumers (${ack}, prefetch ${cfg.prefetch}) on ${destination}, window ${run.window}`);
+  await run.measureClosedLoop(publishers);
+  const t = tally(publishers.map((p, i) => [trackers[i] ?? new SeqTracker(), p.sent] as const));
+  return run.result({
+    sent: sum(publishers.map((p) => p.sent)),
+    ...t,
+    outOfOrder: 0, // several consumers share one queue: arrival order across them means nothing
+    notes: [`${producers.length}p/${consumers.length}c`, `${acks} acks`],
+  });
+}
+
+// chat: rooms of members; every member sends at a fixed interval (staggered) and every member of the room,
+// the sender included, receives. Open loop: a fixed offered load, so the latency is the figure of merit.
+async function chat(run: Run): Promise<BenchResult> {
+  const cfg = run.cfg;
+  const members = cfg.rooms * cfg.roomSize;
+  const connectStart = performance.now();
+  const clients = await run.openMany(members);
+  const connectS = (performance.now() - connectStart) / 1000;
+  const sent = new Array<number>(members).fill(0);
+  // trackers[m][p]: what member m received from publisher p (only members of the same room).
+  const trackers: Array<Array<SeqTracker | undefined>> = [];
+  for (let m = 0; m < members; m++) trackers.push([]);
+  await mapLimit(members, cfg.concurrency, async (m) => {
+    const client = clients[m];
+    const mine = trackers[m];
+    if (!client || !mine) return;
+    const room = Math.floor(m / cfg.roomSize);
+    for (let p = room * cfg.roomSize; p < (room + 1) * cfg.roomSize; p++) mine[p] = new SeqTracker(16);
+    await client.subscribe(`/topic/chat.room${room}.${run.uniq}`, (frame) => run.receive(frame, mine), { receipt: true });
+  });
+  cfg.log(`chat: ${members} connections in ${cfg.rooms} rooms of ${cfg.roomSize} (connected in ${connectS.toFixed(1)} s), one message per member every ${cfg.chatIntervalMs} ms`);
+  const timers: NodeJS.Timeout[] = [];
+  let sending = true;
+  const sendOne = (m: number): void => {
+    const client = clients[m];
+    const n = sent[m] ?? 0;
+    if (!sending || !client || n >= cfg.maxMessages) return;
+    const room = Math.floor(m / cfg.roomSize);
+    client.send(`/topic/chat.room${room}.${run.uniq}`, makeBody(m, n, cfg.sizeBytes));
+    sent[m] = n + 1;
+    if (run.phase === 'measure') run.sentInWindow++;
+  };
+  run.phase = 'warmup';
+  for (let m = 0; m < members; m++) {
+    const offset = (m * cfg.chatIntervalMs) / members;
+    timers.push(
+      setTimeout(() => {
+        sendOne(m);
+        timers.push(setInterval(() => sendOne(m), cfg.chatIntervalMs));
+      }, offset),
+    );
+  }
+  const expected = (): number => sum(sent) * cfg.roomSize;
+  const deliveredNow = (): number => sum(trackers.map((row) => sum(row.map((t) => t?.unique ?? 0))));
+  try {
+    await sleep(Math.max(cfg.warmupS * 1000, cfg.chatIntervalMs));
+    run.startMeasure();
+    await sleep(cfg.durationS * 1000);
+    run.endMeasure();
+  } finally {
+    sending = false;
+    for (const t of timers) clearTimeout(t);
+  }
+  await waitUntil(() => deliveredNow() >= expected(), cfg.drainS * 1000);
+  const pairsList: Array<readonly [SeqTracker, number]> = [];
+  trackers.forEach((row) => row.forEach((t, p) => t && pairsList.push([t, sent[p] ?? 0])));
+  const t = tally(pairsList);
+  return run.result({
+    sent: sum(sent),
+    ...t,
+    notes: [`${members} conns`, `connect ${connectS.toFixed(1)} s`],
+  });
+}
+
+// conns: many idle connections with heart-beats: connect rate, broker RSS per connection, survival while idle.
+async function conns(run: Run): Promise<BenchResult> {
+  const cfg = run.cfg;
+  const pid = cfg.brokerPid;
+  const before = pid === undefined ? undefined : sampleProcess(pid);
+  if (pid !== undefined && !before) run.error(`cannot read /proc/${pid}/status (is --broker-pid right?)`);
+  const connectLatency = run.latency;
+  let failures = 0;
+  let dropped = 0;
+  let holding = false;
+  // The measurement window is the connect phase: broker and client CPU are sampled around it.
+  run.startMeasure();
+  const t0 = performance.now();
+  let lastConnectedMs = t0;
+  const settled = await mapLimit(cfg.conns, cfg.concurrency, async () => {
+    const started = performance.now();
+    const client = await StompClient.connect(run.clientOptions());
+    lastConnectedMs = performance.now();
+    connectLatency.record((lastConnectedMs - started) * 1000);
+    run.adopt(client);
+    const prevClose = client.onClose;
+    client.onClose = (info) => {
+      if (holding && info.reason !== 'local') dropped++;
+      prevClose(info);
+    };
+    return client;
+  });
+  for (const s of settled) {
+    if (s.status === 'rejected') {
+      failures++;
+      if (failures <= 3) run.error(`connect failed: ${errorText(s.reason)}`);
+    }
+  }
+  run.endMeasure();
+  const ok = cfg.conns - failures;
+  const connectS = (lastConnectedMs - t0) / 1000;
+  const rate = connectS > 0 ? ok / connectS : 0;
+  cfg.log(`conns: ${ok}/${cfg.conns} connected in ${connectS.toFixed(2)} s (${Math.round(rate)}/s), heart-beat ${run.heartbeat.join(',')}; holding ${cfg.durationS} s`);
+  await sleep(2000); // let the broker settle before reading its RSS
+  const after = pid === undefined ? undefined : sampleProcess(pid);
+  holding = true;
+  const holdStartMs = performance.now();
+  await sleep(cfg.durationS * 1000);
+  const holdMs = performance.now() - holdStartMs;
+  holding = false;
+  const idle = pid === undefined ? undefined : sampleProcess(pid);
+  run.phase = 'drain';
+  const alive = run.clients.filter((c) => c.connected);
+  const rssPerConnKiB = before && after && ok > 0 ? (after.rssKiB - before.rssKiB) / ok : null;
+  const notes = [`${ok} conns`, `${alive.length} alive after ${cfg.durationS} s idle`];
+  // Only meaningful if the hold outlasted the negotiated server→client heart-beat period.
+  const serverBeatMs = alive[0]?.negotiatedHeartbeat.receiveMs ?? 0;
+  if (serverBeatMs > 0 && holdMs > serverBeatMs * 1.2) {
+    notes.push(`${alive.filter((c) => c.heartbeatsReceived > 0).length} got server heart-beats (every ${serverBeatMs} ms)`);
+  } else if (run.heartbeat[1] > 0) {
+    notes.push('server heart-beats not checked (hold shorter than the period, or none negotiated)');
+  }
+  if (rssPerConnKiB !== null && before && after) {
+    notes.push(`RSS ${Math.round(before.rssKiB / 1024)}→${Math.round(after.rssKiB / 1024)} MiB`);
+  }
+  if (after && idle) notes.push(`idle broker CPU ${cpuPercent(after, idle).toFixed(1)}%`);
+  if (failures > 0) notes.push(`${failures} connect failures`);
+  return run.result({
+    rate,
+    rateUnit: 'conn/s',
+    latencyOf: 'connect',
+    sent: 0,
+    delivered: 0,
+    expected: 0,
+    lost: dropped + failures,
+    duplicates: 0,
+    outOfOrder: 0,
+    stalls: 0,
+    rssPerConnKiB,
+    connections: ok,
+    notes,
+  });
+}
+
+/** Runs fn(0..n-1) with at most `limit` in progress. */
+async function mapLimit<R>(n: number, limit: number, fn: (i: number) => Promise<R>): Promise<Array<PromiseSettledResult<R>>> {
+  const results = new Array<PromiseSettledResult<R>>(n);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < n) {
+      const i = next++;
+      try {
+        results[i] = { status: 'fulfilled', value: await fn(i) };
+      } catch (reason) {
+        results[i] = { status: 'rejected', reason };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(Math.max(1, limit), n) }, worker));
+  return results;
+}
+
+async function waitUntil(done: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = performance.now() + timeoutMs;
+  while (!done()) {
+    if (performance.now() >= deadline) return false;
+    await sleep(20);
+  }
+  return true;
+}
+
+function sum(values: readonly number[]): number {
+  let s = 0;
+  for (const v of values) s += v;
+  return s;
+}
+
+function finite(n: number): number | null {
+  return Number.isFinite(n) ? n : null;
+}
+
+function errorText(reason: unknown): string {
+  return reason instanceof Error ? reason.message : String(reason);
+}
