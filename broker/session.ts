@@ -34,6 +34,9 @@ const MAX_BACKLOG_FRAMES = 1000;
 /** Headers of a SEND that describe the frame itself, not the message: MESSAGE sets its own. */
 const NOT_COPIED = new Set(['destination', 'transaction', 'receipt', 'content-length', 'message-id', 'subscription', 'ack']);
 
+/** Shared by every session with nothing in flight: one settled Promise instead of one per connection. */
+const RESOLVED: Promise<void> = Promise.resolve();
+
 type TxAction = { readonly kind: 'SEND' | 'ACK' | 'NACK'; readonly frame: Frame };
 
 /** One client connection: its protocol state machine, subscriptions, unacknowledged deliveries and transactions. */
@@ -43,7 +46,6 @@ export class Session implements FrameSink, Consumer {
   #broker: Broker;
   /** The node's logger; the per-session child is made on first use (pino children cost ~10 µs to create). */
   #parentLog: Logger;
-  #bindings: Record<string, unknown>;
   #childLog: Logger | undefined;
   #parser: FrameParser;
   #state: State = AWAITING_CONNECT;
@@ -53,15 +55,16 @@ export class Session implements FrameSink, Consumer {
 
   readonly subscriptions = new Map<string, Subscription>();
   /** Client-ack deliveries by ack id, across subscriptions. */
-  #acks = new Map<string, Delivery>();
+  /** Made on first client-ack delivery: most sessions (auto-ack subscribers, publishers) never need it. */
+  #ackMap: Map<string, Delivery> | undefined;
   #ackSeq = 0;
-  #transactions = new Map<string, TxAction[]>();
+  #txMap: Map<string, TxAction[]> | undefined;
 
   #backlog: Frame[] = [];
   #busy = false;
   /** Frames whose outcome (RECEIPT or ERROR) waits on asynchronous work, and the chain that keeps them in order. */
   #inflight = 0;
-  #tail: Promise<void> = Promise.resolve();
+  #tail: Promise<void> = RESOLVED;
 
   #lastRead = Date.now();
   #lastWrite = Date.now();
@@ -71,7 +74,6 @@ export class Session implements FrameSink, Consumer {
 
   constructor(broker: Broker, connection: Connection, id: string, log: Logger) {
     this.#parentLog = log;
-    this.#bindings = { session: id, transport: connection.transport, remote: connection.remoteAddress };
     this.#broker = broker;
     this.connection = connection;
     this.id = id;
@@ -86,8 +88,26 @@ export class Session implements FrameSink, Consumer {
     }
   }
 
+  #clearTimers(): void {
+    for (const t of this.#timers) clearTimeout(t);
+    this.#timers = [];
+  }
+
+  get #acks(): Map<string, Delivery> {
+    this.#ackMap ??= new Map();
+    return this.#ackMap;
+  }
+
+  get #transactions(): Map<string, TxAction[]> {
+    this.#txMap ??= new Map();
+    return this.#txMap;
+  }
+
   get #log(): Logger {
-    this.#childLog ??= this.#parentLog.child(this.#bindings);
+    this.#childLog ??= this.#parentLog.child({
+      session: this.id, transport: this.connection.transport, remote: this.connection.remoteAddress,
+      user: this.user, vhost: this.vhost?.name, version: this.#state === CONNECTED ? this.version : undefined,
+    });
     return this.#childLog;
   }
 
@@ -279,11 +299,15 @@ export class Session implements FrameSink, Consumer {
     // With no authentication configured every client is already trusted, so frames pipelined behind CONNECT
     // get the full limits; otherwise they wait under the lower pre-authentication limit (as RabbitMQ does).
     if (this.#broker.authenticator === allowAll) this.#parser.setLimits(limitsOf(this.#broker.config, this.#broker.config.maxFrameBytes));
+    const connection = this.connection;
     return this.#broker.authenticator.authenticate({
       login: h.get('login'),
       passcode: h.get('passcode'),
       host: vhost.name,
-      remoteAddress: this.connection.remoteAddress,
+      // A getter: the address string is built only for authenticators that look at it.
+      get remoteAddress() {
+        return connection.remoteAddress;
+      },
     }).then((result) => {
       if (this.#state !== CONNECTING) return;
       if (!result.ok) {
@@ -293,12 +317,13 @@ export class Session implements FrameSink, Consumer {
       this.vhost = vhost;
       this.#state = CONNECTED;
       this.#parser.setLimits(limitsOf(this.#broker.config, this.#broker.config.maxFrameBytes));
-      this.#bindings = { ...this.#bindings, user: result.user, vhost: vhost.name, version };
+      this.#childLog = undefined; // made again with the user and virtual host on next use
       const headers: [string, string][] = [['version', version], ['session', this.id], ['server', this.#broker.serverHeader]];
       const c = this.#broker.config;
       if (version !== '1.0') headers.push(['heart-beat', `${c.heartbeatSendMs},${c.heartbeatReceiveMs}`]);
       if (result.user !== 'anonymous') headers.push(['user-name', result.user]);
       this.#writeFrame('CONNECTED', headers);
+      this.#clearTimers(); // the connect timeout
       // STOMP 1.0 has no heart-beating: such sessions get none (STOMP 1.1 §Heart-beating).
       if (version !== '1.0') this.#startHeartbeats(heartbeat[0], heartbeat[1]);
       this.#broker.sessionConnected(this);
@@ -311,23 +336,21 @@ export class Session implements FrameSink, Consumer {
     // and not at all when either says 0.
     const outbound = c.heartbeatSendMs === 0 || clientWants === 0 ? 0 : Math.max(c.heartbeatSendMs, clientWants);
     const inbound = clientSends === 0 || c.heartbeatReceiveMs === 0 ? 0 : Math.max(clientSends, c.heartbeatReceiveMs);
-    if (outbound > 0) {
-      // Checked every half interval and sent when a quarter has passed silently: the gap never reaches the
-      // interval, because some clients (stompit) allow only 100 ms of lateness.
-      const tick = Math.max(1, Math.floor(outbound / 2));
-      this.#timers.push(setInterval(() => {
-        if (Date.now() - this.#lastWrite >= outbound / 4) this.#write([HEARTBEAT], true);
-      }, tick));
-    }
-    if (inbound > 0) {
-      const limit = inbound * c.heartbeatGrace;
-      this.#timers.push(setInterval(() => {
-        if (Date.now() - this.#lastRead > limit) {
-          this.#fail(new ProtocolError(BROKER_ERRORS.ERR_HEARTBEAT_TIMEOUT, 'heart-beat timeout',
-            `Nothing was received for more than ${limit} ms (negotiated interval ${inbound} ms × grace ${c.heartbeatGrace}).`));
-        }
-      }, Math.max(1, Math.floor(inbound / 2))));
-    }
+    if (outbound === 0 && inbound === 0) return;
+    const limit = inbound * c.heartbeatGrace;
+    // One timer per session for both directions (10,000 idle sessions are 10,000 timers, not 20,000). It ticks at
+    // half the shorter interval; a beat goes out once a quarter of the outbound interval passed silently, so the
+    // gap never reaches the interval (some clients, stompit among them, allow only 100 ms of lateness).
+    const tick = Math.max(1, Math.floor(Math.min(outbound || Infinity, inbound || Infinity) / 2));
+    this.#timers.push(setInterval(() => {
+      const now = Date.now();
+      if (inbound > 0 && now - this.#lastRead > limit) {
+        this.#fail(new ProtocolError(BROKER_ERRORS.ERR_HEARTBEAT_TIMEOUT, 'heart-beat timeout',
+          `Nothing was received for more than ${limit} ms (negotiated interval ${inbound} ms × grace ${c.heartbeatGrace}).`));
+      } else if (outbound > 0 && now - this.#lastWrite >= outbound / 4) {
+        this.#write([HEARTBEAT], true);
+      }
+    }, tick));
   }
 
   // ---- SEND -----------------------------------------------------------------------------------------------
@@ -634,10 +657,9 @@ export class Session implements FrameSink, Consumer {
     const wasConnected = this.#state === CONNECTED;
     this.#state = CLOSED;
     this.#parser.stop();
-    for (const t of this.#timers) clearTimeout(t);
-    this.#timers = [];
+    this.#clearTimers();
     // STOMP 1.2 §Transactions: open transactions are aborted when the connection ends.
-    this.#transactions.clear();
+    this.#txMap = undefined;
     this.#backlog = [];
     if (this.vhost !== undefined) for (const sub of [...this.subscriptions.values()]) this.#removeSubscription(sub);
     this.#broker.sessionClosed(this, wasConnected);

@@ -48,6 +48,9 @@ const EXPECT_NUL = 4;
 const STOPPED = 5;
 type State = typeof COMMAND | typeof HEADERS | typeof BODY_BY_LENGTH | typeof BODY_TO_NUL | typeof EXPECT_NUL | typeof STOPPED;
 
+/** Never written: between frames the parser points here instead of keeping an empty Map per connection. */
+const NO_HEADERS: Headers = new Map();
+
 const CONTENT_LENGTH = /^[0-9]{1,15}$/;
 
 /** Commands whose headers are never escaped (STOMP 1.2 §Value Encoding), so that a 1.0 peer can read them. */
@@ -70,7 +73,8 @@ export class FrameParser {
   #carryBytes = 0;
 
   #command = '';
-  #headers: Headers = new Map();
+  /** A fresh Map per frame, made when its command arrives; idle connections hold only the shared empty one. */
+  #headers: Headers = NO_HEADERS;
   #headerCount = 0;
   #frameBytes = 0;
   #remaining = 0;
@@ -209,6 +213,7 @@ export class FrameParser {
       this.#frameBytes = raw.length + 1;
       if (!isUtf8(line)) return this.#fail(FRAME_ERRORS.ERR_BAD_UTF8, 'command is not valid UTF-8');
       this.#command = line.toString('utf8');
+      this.#headers = new Map();
       this.#state = HEADERS;
       return true;
     }
@@ -273,7 +278,7 @@ export class FrameParser {
     const body = parts.length === 0 ? EMPTY_BODY : parts.length === 1 ? (parts[0] as Buffer) : Buffer.concat(parts, this.#bodyBytes);
     const frame: Frame = { command: this.#command, headers: this.#headers, body };
     this.#command = '';
-    this.#headers = new Map();
+    this.#headers = NO_HEADERS;
     this.#headerCount = 0;
     this.#frameBytes = 0;
     this.#body = [];

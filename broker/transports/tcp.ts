@@ -8,14 +8,17 @@ import type { Session } from '../session.js';
  */
 export class TcpConnection implements Connection {
   readonly transport: 'tcp' | 'tls';
-  readonly remoteAddress: string;
   #socket: Socket;
   #corked = false;
 
   constructor(socket: Socket, transport: 'tcp' | 'tls') {
     this.#socket = socket;
     this.transport = transport;
-    this.remoteAddress = `${socket.remoteAddress ?? '?'}:${socket.remotePort ?? 0}`;
+  }
+
+  /** Built when asked (logs, authentication), not for every connection. */
+  get remoteAddress(): string {
+    return `${this.#socket.remoteAddress ?? '?'}:${this.#socket.remotePort ?? 0}`;
   }
 
   writeFrame(pieces: readonly Buffer[]): void {
