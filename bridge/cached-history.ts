@@ -145,6 +145,22 @@ export class CachedHistoryStore implements HistoryStore {
     return `${this.#options.clusterName}:recent:${vhost}:${destination}`;
   }
 
+  async appendMany(records: readonly HistoryRecord[]): Promise<number> {
+    const stored = await this.inner.appendMany(records);
+    const byKey = new Map<string, HistoryRecord[]>();
+    for (const r of records.slice(0, stored)) {
+      const key = this.#key(r.vhost, r.destination);
+      let list = byKey.get(key);
+      if (list === undefined) byKey.set(key, (list = []));
+      list.push(r);
+    }
+    await Promise.all([...byKey].map(async ([key, list]) => {
+      const first = list[0] as HistoryRecord;
+      if (!(await this.#add(key, list, false))) this.#distrust(key, first.vhost, first.destination);
+    }));
+    return stored;
+  }
+
   async append(record: HistoryRecord): Promise<void> {
     await this.inner.append(record);
     const key = this.#key(record.vhost, record.destination);

@@ -30,6 +30,13 @@ export interface HistoryRetention {
 export interface HistoryStore {
   readonly name: string;
   append(record: HistoryRecord): Promise<void>;
+  /**
+   * Appends records in list order, in as few round trips as the backend allows (the Kafka route stores each
+   * consumed batch before delivering it). Resolves with how many records from the start are stored: a failure
+   * part-way leaves a prefix, so no reader ever sees a record without the ones before it. Ids already stored
+   * count as stored.
+   */
+  appendMany(records: readonly HistoryRecord[]): Promise<number>;
   /** Records of one destination matching the query, in position order; at most `limit` (newest kept for `last`). */
   read(vhost: string, destination: string, query: HistoryQuery, limit: number): Promise<HistoryRecord[]>;
   /** The position the next record of this destination gets, for routes that number messages themselves. */
@@ -68,6 +75,11 @@ export class InMemoryHistoryStore implements HistoryStore {
 
   async append(record: HistoryRecord): Promise<void> {
     this.appendNow(record);
+  }
+
+  async appendMany(records: readonly HistoryRecord[]): Promise<number> {
+    for (const r of records) this.appendNow(r);
+    return records.length;
   }
 
   /** Synchronous append for the local route's hot path (no Promise per message). */

@@ -470,7 +470,10 @@ export class KafkaBus implements ClusterBus {
       this.#consumerOk = false;
       const { error, restart } = event.payload;
       if (restart) this.#logger.warn({ err: error }, 'Kafka consumer crashed; kafkajs restarts it');
-      else this.#logger.error({ err: error }, 'Kafka consumer crashed and stopped; this node no longer consumes');
+      else {
+        this.#logger.error({ err: error }, 'Kafka consumer crashed and kafkajs gave up on it; starting a new one');
+        this.#replaceConsumer(kafka, consumer, 0);
+      }
     });
     await consumer.connect();
     await consumer.subscribe({ topics: [...this.#topics], fromBeginning: this.#fromBeginning });
@@ -489,6 +492,25 @@ export class KafkaBus implements ClusterBus {
         this.#logger.warn({ err: error }, 'could not commit the starting offsets of a new consumer group');
       });
     }
+  }
+
+  /**
+   * kafkajs does not restart a consumer after a crash it deems non-retriable, e.g. "Failed to find group
+   * coordinator" once its retries ran out while Kafka restarts: the node would stop consuming for good (and stay
+   * unready). A new consumer joins the group instead, retried with backoff until it runs or the bus closes.
+   */
+  #replaceConsumer(kafka: Kafka, crashed: Consumer, attempt: number): void {
+    const timer = setTimeout(() => {
+      if (this.#state !== 'running' || this.#consumer !== crashed) return;
+      void crashed.disconnect().catch(() => {}).then(() => this.#startConsumer(kafka, [])).then(
+        () => this.#logger.info({ attempt }, 'a new Kafka consumer replaced the crashed one'),
+        (error: unknown) => {
+          this.#logger.warn({ err: error, attempt }, 'could not start a new Kafka consumer; retrying');
+          this.#replaceConsumer(kafka, this.#consumer ?? crashed, attempt + 1);
+        },
+      );
+    }, backoffMs(Math.min(attempt, 6)));
+    timer.unref();
   }
 
   // ---- publish --------------------------------------------------------------------------------------------
@@ -717,7 +739,12 @@ export class KafkaBus implements ClusterBus {
     if (!this.#history.healthy) return;
     const topics = work.filter((w) => w.kind === 'topic' && w.envelope !== undefined);
     if (topics.length === 0) return;
-    const appends = Promise.allSettled(topics.map((w) => this.#history.append(w.envelope as HistoryRecord)));
+    // One ordered bulk append per consumed batch: what is stored is a prefix of the batch, so history never holds
+    // a later record of a destination without the earlier ones (a reader would get those live, out of order).
+    const appends = this.#history.appendMany(topics.map((w) => w.envelope as HistoryRecord)).then(
+      (stored) => stored,
+      () => 0,
+    );
     let timer: NodeJS.Timeout | undefined;
     const late = new Promise<undefined>((resolve) => {
       timer = setTimeout(resolve, HISTORY_FIRST_MS, undefined);
@@ -726,9 +753,7 @@ export class KafkaBus implements ClusterBus {
     clearTimeout(timer);
     // Timed out: the appends may still land; the background retries are idempotent by id.
     if (results === undefined) return;
-    results.forEach((r, i) => {
-      if (r.status === 'fulfilled') (topics[i] as Work).stored = true;
-    });
+    for (let i = 0; i < results; i++) (topics[i] as Work).stored = true;
   }
 
   /** Sleeps while keeping the group membership; false when this batch should be abandoned. */
@@ -877,7 +902,11 @@ export class KafkaBus implements ClusterBus {
         if (this.#sending === undefined) this.#sendNext();
         await this.#sending;
       }
-      this.#consumer?.pause(this.#topics.map((topic) => ({ topic })));
+      try {
+        this.#consumer?.pause(this.#topics.map((topic) => ({ topic })));
+      } catch {
+        // A consumer that crashed (kafkajs restarting it, or gave up) has no running group to pause: nothing to stop.
+      }
       // Batches in hand stop at their next retry; one waiting on a fanout that never answers is not waited for.
       const giveUpAt = Date.now() + this.#o.closeTimeoutMs;
       if (this.#activeBatches > 0) {

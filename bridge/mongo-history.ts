@@ -1,5 +1,5 @@
 import {
-  Binary, MongoClient, MongoError, MongoNetworkError, MongoServerSelectionError,
+  Binary, MongoBulkWriteError, MongoClient, MongoError, MongoNetworkError, MongoServerSelectionError,
   type Collection, type Db, type Filter, type FindOptions,
 } from 'mongodb';
 import { BridgeError } from './bus.js';
@@ -227,6 +227,37 @@ export class MongoHistoryStore implements HistoryStore {
     }
   }
 
+  async appendMany(records: readonly HistoryRecord[]): Promise<number> {
+    if (records.length === 0) return 0;
+    const documents = records.map(toDocument);
+    let stored = 0;
+    try {
+      await this.#run('append', async (c) => {
+        // Ordered inserts stop at the first failure, so what is stored is always a prefix of the list; an id
+        // stored before (a replayed Kafka record) is skipped and the rest inserted.
+        while (stored < documents.length) {
+          try {
+            await c.insertMany(documents.slice(stored), { ordered: true });
+            stored = documents.length;
+          } catch (error) {
+            const first = firstWriteError(error);
+            if (first === undefined) throw error;
+            stored += first.index;
+            if (first.code !== DUPLICATE_KEY) throw error;
+            stored += 1;
+          }
+        }
+      });
+    } catch (error) {
+      if (stored === 0) throw error;
+    }
+    for (const r of records.slice(0, stored)) {
+      this.#saw(r.vhost, r.destination, r.position);
+      this.#appended(r.vhost, r.destination);
+    }
+    return stored;
+  }
+
   async append(record: HistoryRecord): Promise<void> {
     const flat: string[] = [];
     for (const [name, value] of record.headers) flat.push(name, value);
@@ -446,4 +477,28 @@ function isRetriable(error: unknown): boolean {
 function databaseInUrl(url: string): string | undefined {
   const m = /^mongodb(?:\+srv)?:\/\/[^/?]*\/([^?#]+)/.exec(url);
   return m?.[1] === undefined ? undefined : decodeURIComponent(m[1]);
+}
+
+function toDocument(record: HistoryRecord): HistoryDocument {
+  const flat: string[] = [];
+  for (const [name, value] of record.headers) flat.push(name, value);
+  return {
+    _id: record.id,
+    vhost: record.vhost,
+    destination: record.destination,
+    position: record.position,
+    origin: record.origin,
+    headers: flat,
+    body: new Binary(record.body),
+    time: new Date(record.time),
+  };
+}
+
+/** The first failed write of an ordered bulk insert: its index in the batch and its code. */
+function firstWriteError(error: unknown): { index: number; code: number | undefined } | undefined {
+  if (!(error instanceof MongoBulkWriteError)) return undefined;
+  const errors = Array.isArray(error.writeErrors) ? error.writeErrors : [error.writeErrors];
+  const first = errors[0];
+  if (first === undefined) return undefined;
+  return { index: first.index, code: typeof first.code === 'number' ? first.code : undefined };
 }

@@ -199,9 +199,11 @@ export class Broker {
   }
 
   /** Hands a message to this node's subscribers: every matching topic subscription, or one queue consumer. */
-  deliverLocal(vhost: VirtualHost, destination: Destination, template: MessageTemplate): void {
+  deliverLocal(vhost: VirtualHost, destination: Destination, template: MessageTemplate, position?: number): void {
     if (destination.kind === 'topic') {
       for (const sub of vhost.topics.match(destination.name)) {
+        // Replayed already: history may hold a record before its fan-out reaches this node (Kafka routes).
+        if (position !== undefined && sub.replayedUpTo !== undefined && position <= sub.replayedUpTo) continue;
         if (sub.replayBuffer !== undefined) sub.replayBuffer.push(template);
         else sub.consumer.deliver(sub, template);
       }
@@ -224,7 +226,7 @@ export class Broker {
     const template = new MessageTemplate(envelope.destination, envelope.id, headers, envelope.body);
     this.stats.deliveryLatency.observe(Date.now() - envelope.time);
     try {
-      this.deliverLocal(vhost, destination, template);
+      this.deliverLocal(vhost, destination, template, envelope.position);
     } catch (error) {
       this.logger.warn({ err: error, destination: envelope.destination }, 'dropped a message from the bus');
     }
@@ -300,6 +302,7 @@ export class Broker {
     const ids = new Set<string>();
     for (const r of records) {
       ids.add(r.id);
+      sub.replayedUpTo = Math.max(sub.replayedUpTo ?? -1, r.position);
       sub.consumer.deliver(sub, new MessageTemplate(r.destination, r.id, withOffset(r.headers, r.position), r.body));
     }
     sub.replayedIds = ids;

@@ -53,6 +53,11 @@ export class Subscription {
   replayBuffer: MessageTemplate[] | undefined;
   /** Ids replayed from history, to drop their live copies at the boundary. */
   replayedIds: Set<string> | undefined;
+  /**
+   * Highest stream position replayed (Kafka routes): a live copy at or below it arrives after its replay (stored
+   * before its fan-out reached this node) and is dropped, for as long as the subscription lives.
+   */
+  replayedUpTo: number | undefined;
 
   constructor(init: {
     id: string;

@@ -233,6 +233,29 @@ export function historyConformance(name: string, make: MakeHistoryStore, caps: H
       });
     });
 
+    describe('appendMany', () => {
+      it('stores a batch across destinations in one call, in order, and says all of it is stored', async () => {
+        const store = await open();
+        const a = `/topic/${uniqueName()}`;
+        const b = `/topic/${uniqueName()}`;
+        const batch = [record(a, 0), record(b, 0), record(a, 1), record(b, 1), record(a, 2)];
+        expect(await store.appendMany(batch)).to.equal(5);
+        expect(positions(await read(store, a, { all: true }))).to.deep.equal([0, 1, 2]);
+        expect(positions(await read(store, b, { last: 5 }))).to.deep.equal([0, 1]);
+      });
+
+      it('counts ids stored before as stored and stores the rest around them', async () => {
+        const store = await open();
+        const destination = `/topic/${uniqueName()}`;
+        const records = [0, 1, 2, 3].map((p) => record(destination, p));
+        await store.append(records[1] as HistoryRecord);
+        await store.append(records[3] as HistoryRecord);
+        expect(await store.appendMany(records)).to.equal(4);
+        expect(plain(await read(store, destination, { all: true }))).to.deep.equal(plain(records));
+        expect(await store.appendMany([])).to.equal(0);
+      });
+    });
+
     describe('isolation', () => {
       it('keeps destinations apart, including ones whose names extend each other', async () => {
         const store = await open();

@@ -122,6 +122,11 @@ class FlakyHistory implements HistoryStore {
     await this.inner.append(record);
   }
 
+  async appendMany(records: readonly HistoryRecord[]): Promise<number> {
+    for (const r of records) await this.append(r);
+    return records.length;
+  }
+
   read(vhost: string, destination: string, query: HistoryQuery, limit: number): Promise<HistoryRecord[]> {
     return this.inner.read(vhost, destination, query, limit);
   }

@@ -103,6 +103,9 @@ class CountingStore implements HistoryStore {
   append(r: HistoryRecord): Promise<void> {
     return this.inner.append(r);
   }
+  appendMany(records: readonly HistoryRecord[]): Promise<number> {
+    return this.inner.appendMany(records);
+  }
   read(vhost: string, destination: string, query: HistoryQuery, limit: number): Promise<HistoryRecord[]> {
     this.reads++;
     return this.inner.read(vhost, destination, query, limit);
