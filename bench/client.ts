@@ -312,6 +312,7 @@ export class StompClient {
   #nextSub = 0;
   readonly #handlers = new Map<string, MessageHandler>();
   readonly #sendHeads = new Map<string, string>();
+  readonly #receiptHeads = new Map<string, string>();
   #lastReadMs = 0;
   #lastWriteMs = 0;
   #sendTimer: NodeJS.Timeout | undefined;
@@ -542,7 +543,24 @@ export class StompClient {
   }
 
   /** SEND with a receipt; resolves when the broker confirms it. */
-  sendWithReceipt(destination: string, body: string | Buffer, headers: HeaderList = []): Promise<void> {
+  sendWithReceipt(destination: string, body: string | Buffer, headers: HeaderList = NO_HEADERS): Promise<void> {
+    if (headers.length === 0 && typeof body === 'string' && body.length > 0) {
+      // The hot path of the `receipts` scenario: the escaped destination line is built once per destination.
+      let head = this.#receiptHeads.get(destination);
+      if (head === undefined) {
+        head = `SEND\ndestination:${escapeValue(destination)}\nreceipt:`;
+        this.#receiptHeads.set(destination, head);
+      }
+      const receipt = `r-${this.id}-${++this.#nextReceipt}`;
+      return new Promise<void>((resolve, reject) => {
+        if (this.#closed) {
+          reject(new StompClientError('connection closed before SEND'));
+          return;
+        }
+        this.#receipts.set(receipt, { resolve, reject });
+        this.#write(`${head}${receipt}\ncontent-length:${Buffer.byteLength(body)}\n\n${body}\0`);
+      });
+    }
     return this.#withReceipt('SEND', [['destination', destination], ...headers], body);
   }
 

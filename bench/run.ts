@@ -1,8 +1,10 @@
-// CLI of the load generator. Runs one scenario against one STOMP broker on this machine and prints one
-// Markdown table row (details go to stderr); --json writes the full result.
+// CLI of the load generator. Runs one scenario against one STOMP broker on this machine, or against several
+// nodes of one cluster, and prints one Markdown table row (details go to stderr); --json writes the full result.
 //
 //   node dist/bench/run.js --scenario fanout --target tcp://127.0.0.1:61613 [--duration-s 15]
 //        [--login guest --passcode guest] [--broker-pid PID] [--json out.json] [--label rabbitmq] [--header]
+//   node dist/bench/run.js --scenario fanout --target tcp://127.0.0.1:62013,tcp://127.0.0.1:62023,tcp://127.0.0.1:62033
+//        --broker-pid P1,P2,P3
 //
 // See bench/README.md for every scenario and option.
 
@@ -11,22 +13,27 @@ import { parseArgs } from 'node:util';
 import { SCENARIOS, runScenario, type BenchConfig, type BenchResult, type ScenarioName } from './scenarios.js';
 
 const USAGE = `usage: node dist/bench/run.js --scenario <${SCENARIOS.join('|')}> --target <tcp://127.0.0.1:PORT | ws://127.0.0.1:PORT/ws>
+  --target A,B,C        several nodes of one cluster (or --target repeated): publishers and producers connect
+                        to A, subscribers and consumers round-robin to B, C; chat, conns and receipts place
+                        client i on target i mod N (the members of a chat room sit on different nodes)
   --duration-s N        measured seconds (default 15; for conns: how long the idle connections are held)
   --warmup-s N          seconds before measuring (default 3)
   --drain-s N           max seconds to wait for in-flight messages afterwards (default 5)
   --login L --passcode P  CONNECT credentials (none by default)
   --host H              CONNECT host header (default "/", RabbitMQ's default virtual host)
-  --broker-pid PID      sample the broker's CPU and RSS from /proc/PID (conns: RSS per connection)
+  --broker-pid PID      sample the broker's CPU and RSS from /proc/PID (conns: RSS per connection);
+                        PID,PID,... (or repeated) sums them over the nodes of a cluster
   --label NAME          broker name in the output (default: the target)
   --json FILE           write the full result as JSON
   --header              print the Markdown table header before the row
-  --window N            messages in flight per publisher (fanout 20, pairs 50, queue 50)
+  --window N            messages in flight per publisher (fanout 20, pairs 50, queue 50, receipts 100)
   --size N              body bytes (default 100)
   --heartbeat CX,CY     CONNECT heart-beat (default 0,0; chat and conns 10000,10000)
   --subscribers N       fanout subscribers (default 100)
   --pairs N             pairs (default 8)
   --rooms N --room-size N --chat-interval-ms N   chat (default 100 rooms of 10, every 2000 ms)
   --producers N --consumers N --prefetch N       queue (default 4, 4, prefetch-count 100)
+  --publishers N        receipts: publishers, each with --window SENDs awaiting their RECEIPT (default 4)
   --conns N             conns: connections to open (default 10000; needs ulimit -n above N)
   --concurrency N       connection handshakes in progress at once (default 100)
   --max-messages N      cap per publisher over the whole run (default 10000000)
@@ -47,14 +54,14 @@ function parse(argv: string[]): Parsed {
     allowPositionals: false,
     options: {
       scenario: { type: 'string' },
-      target: { type: 'string' },
+      target: { type: 'string', multiple: true },
       'duration-s': { type: 'string' },
       'warmup-s': { type: 'string' },
       'drain-s': { type: 'string' },
       login: { type: 'string' },
       passcode: { type: 'string' },
       host: { type: 'string' },
-      'broker-pid': { type: 'string' },
+      'broker-pid': { type: 'string', multiple: true },
       label: { type: 'string' },
       json: { type: 'string' },
       header: { type: 'boolean' },
@@ -68,6 +75,7 @@ function parse(argv: string[]): Parsed {
       'chat-interval-ms': { type: 'string' },
       producers: { type: 'string' },
       consumers: { type: 'string' },
+      publishers: { type: 'string' },
       prefetch: { type: 'string' },
       conns: { type: 'string' },
       concurrency: { type: 'string' },
@@ -100,19 +108,23 @@ function parse(argv: string[]): Parsed {
   if (scenario === undefined) problems.push('--scenario is required');
   else if (!(SCENARIOS as readonly string[]).includes(scenario)) problems.push(`--scenario must be one of ${SCENARIOS.join(', ')}`);
 
-  const target = values.target;
-  if (target === undefined) {
-    problems.push('--target is required');
-  } else {
+  const targets = (values.target ?? []).flatMap((t) => t.split(',')).map((t) => t.trim()).filter((t) => t !== '');
+  const target = targets[0];
+  if (target === undefined) problems.push('--target is required');
+  const protocols = new Set<string>();
+  for (const t of targets) {
     try {
-      const url = new URL(target);
-      if (url.protocol !== 'tcp:' && url.protocol !== 'ws:') problems.push('--target must be tcp://… or ws://…');
+      const url = new URL(t);
+      protocols.add(url.protocol);
+      if (url.protocol !== 'tcp:' && url.protocol !== 'ws:') problems.push(`--target must be tcp://… or ws://…, got ${t}`);
       if (!LOCAL_HOSTS.has(url.hostname)) problems.push('--target must be on this machine (127.0.0.1): the benchmark only loads local brokers');
-      if (!url.port) problems.push('--target needs an explicit port');
+      if (!url.port) problems.push(`--target needs an explicit port: ${t}`);
     } catch {
-      problems.push(`--target is not a URL: ${JSON.stringify(target)}`);
+      problems.push(`--target is not a URL: ${JSON.stringify(t)}`);
     }
   }
+  if (protocols.size > 1) problems.push('every --target must use the same transport (all tcp:// or all ws://)');
+  if (new Set(targets).size !== targets.length) problems.push('--target lists the same URL twice');
 
   let heartbeat: readonly [number, number] | undefined;
   if (values.heartbeat !== undefined) {
@@ -121,14 +133,18 @@ function parse(argv: string[]): Parsed {
     else problems.push('--heartbeat must be CX,CY in milliseconds, e.g. 10000,10000');
   }
 
-  const brokerPidRaw = values['broker-pid'];
-  const brokerPid = brokerPidRaw === undefined ? undefined : int('broker-pid', brokerPidRaw, 0, 1);
+  const brokerPids = (values['broker-pid'] ?? [])
+    .flatMap((p) => p.split(','))
+    .map((p) => p.trim())
+    .filter((p) => p !== '')
+    .map((p) => int('broker-pid', p, 0, 1));
   const windowRaw = values.window;
 
   const config: BenchConfig = {
     scenario: (scenario ?? 'fanout') as ScenarioName,
     target: target ?? '',
-    label: values.label ?? target ?? '',
+    targets: target === undefined ? [''] : targets,
+    label: values.label ?? targets.join(','),
     login: values.login,
     passcode: values.passcode,
     host: values.host ?? '/',
@@ -138,7 +154,7 @@ function parse(argv: string[]): Parsed {
     window: windowRaw === undefined ? undefined : int('window', windowRaw, 1, 1),
     sizeBytes: int('size', values.size, 100, 1),
     heartbeat,
-    brokerPid,
+    brokerPids,
     trace: values.trace ?? false,
     subscribers: int('subscribers', values.subscribers, 100, 1),
     pairs: int('pairs', values.pairs, 8, 1),
@@ -147,6 +163,7 @@ function parse(argv: string[]): Parsed {
     chatIntervalMs: num('chat-interval-ms', values['chat-interval-ms'], 2000, 10),
     producers: int('producers', values.producers, 4, 1),
     consumers: int('consumers', values.consumers, 4, 1),
+    publishers: int('publishers', values.publishers, 4, 1),
     prefetch: int('prefetch', values.prefetch, 100, 1),
     conns: int('conns', values.conns, 10_000, 1),
     concurrency: int('concurrency', values.concurrency, 100, 1),
@@ -174,6 +191,8 @@ export function tableRow(r: BenchResult): string {
   if (r.publishRate !== null && r.scenario !== 'chat') notes.push(`pub ${Math.round(r.publishRate)}/s`);
   if (r.rssPerConnKiB !== null) notes.push(`${r.rssPerConnKiB.toFixed(1)} KiB/conn`);
   if (r.latencyOf === 'connect') notes.push('latency = CONNECT→CONNECTED');
+  if (r.latencyOf === 'receipt') notes.push('latency = SEND→RECEIPT');
+  if (r.targets.length > 1) notes.push(`${r.targets.length} nodes`);
   if (r.perBrokerCpuSecond !== null) notes.push(`${Math.round(r.perBrokerCpuSecond)} msg per broker CPU-s`);
   if (r.clientCpuPercent !== null) notes.push(`client CPU ${Math.round(r.clientCpuPercent)}%`);
   if (r.outOfOrder > 0) notes.push(`${r.outOfOrder} out of order`);
@@ -204,7 +223,7 @@ async function main(): Promise<void> {
     process.exit(3);
   }, budgetS * 1000);
   guard.unref();
-  config.log(`${config.label}: ${config.scenario} against ${config.target}`);
+  config.log(`${config.label}: ${config.scenario} against ${config.targets.join(', ')}`);
   const result = await runScenario(config);
   if (json !== undefined) writeFileSync(json, `${JSON.stringify(result, null, 2)}\n`);
   if (header) process.stdout.write(`${TABLE_HEADER}\n`);

@@ -18,13 +18,19 @@ import {
   type Stamp,
 } from './stats.js';
 
-export const SCENARIOS = ['fanout', 'pairs', 'chat', 'queue', 'conns'] as const;
+export const SCENARIOS = ['fanout', 'pairs', 'chat', 'queue', 'conns', 'receipts'] as const;
 export type ScenarioName = (typeof SCENARIOS)[number];
 
 export interface BenchConfig {
   readonly scenario: ScenarioName;
-  /** tcp://127.0.0.1:port or ws://127.0.0.1:port/path */
+  /** tcp://127.0.0.1:port or ws://127.0.0.1:port/path: the first of `targets`. */
   readonly target: string;
+  /**
+   * Every node to load (at least one, same transport). With several, publishers connect to the first and
+   * subscribers/consumers are spread round-robin over the others; in `chat` and `conns` every client is placed
+   * round-robin over all of them, so the members of a room sit on different nodes.
+   */
+  readonly targets: readonly string[];
   /** The broker's name in the report, e.g. "stompede" or "rabbitmq". */
   readonly label: string;
   readonly login: string | undefined;
@@ -40,7 +46,8 @@ export interface BenchConfig {
   readonly sizeBytes: number;
   /** undefined = the scenario's default (0,0 for throughput, 10000,10000 for chat and conns). */
   readonly heartbeat: readonly [number, number] | undefined;
-  readonly brokerPid: number | undefined;
+  /** Broker processes to sample (CPU and RSS are summed over them); empty for none. */
+  readonly brokerPids: readonly number[];
   readonly trace: boolean;
   readonly subscribers: number;
   readonly pairs: number;
@@ -49,6 +56,8 @@ export interface BenchConfig {
   readonly chatIntervalMs: number;
   readonly producers: number;
   readonly consumers: number;
+  /** receipts: publishers, each with `window` SENDs awaiting their RECEIPT. */
+  readonly publishers: number;
   readonly prefetch: number;
   readonly conns: number;
   readonly concurrency: number;
@@ -57,16 +66,22 @@ export interface BenchConfig {
   readonly log: (line: string) => void;
 }
 
+export type RateUnit = 'msg/s' | 'conn/s' | 'receipt/s';
+export type LatencyOf = 'delivery' | 'connect' | 'receipt';
+
 export interface BenchResult {
   readonly label: string;
   readonly scenario: ScenarioName;
   readonly target: string;
+  /** Every target (node) of the run; one for a single-node run. */
+  readonly targets: readonly string[];
   readonly transport: 'tcp' | 'ws';
-  /** Delivered messages per second (every receiver counts), or CONNECTED per second for `conns`. */
+  /** Delivered messages per second (every receiver counts), CONNECTED per second for `conns`, RECEIPTs per
+   * second for `receipts`. */
   readonly rate: number;
-  readonly rateUnit: 'msg/s' | 'conn/s';
-  /** What the percentiles measure: send→receive of a message, or CONNECT→CONNECTED. */
-  readonly latencyOf: 'delivery' | 'connect';
+  readonly rateUnit: RateUnit;
+  /** What the percentiles measure: send→receive of a message, CONNECT→CONNECTED, or SEND→RECEIPT. */
+  readonly latencyOf: LatencyOf;
   readonly p50Ms: number | null;
   readonly p99Ms: number | null;
   readonly p999Ms: number | null;
@@ -106,6 +121,7 @@ const DEFAULT_WINDOW: Readonly<Record<ScenarioName, number>> = Object.freeze({
   chat: 0,
   queue: 50,
   conns: 0,
+  receipts: 100,
 });
 
 const DEFAULT_HEARTBEAT: Readonly<Record<ScenarioName, readonly [number, number]>> = Object.freeze({
@@ -114,6 +130,7 @@ const DEFAULT_HEARTBEAT: Readonly<Record<ScenarioName, readonly [number, number]
   chat: [10_000, 10_000],
   queue: [0, 0],
   conns: [10_000, 10_000],
+  receipts: [0, 0],
 });
 
 /** A publisher that has waited this long with a full window skips its oldest message (counted as a stall). */
@@ -136,6 +153,8 @@ export async function runScenario(cfg: BenchConfig): Promise<BenchResult> {
         return await queue(run);
       case 'conns':
         return await conns(run);
+      case 'receipts':
+        return await receipts(run);
       default: {
         const never: never = cfg.scenario;
         throw new TypeError(`unknown scenario ${String(never)}`);
@@ -194,10 +213,43 @@ class Run {
     }
   }
 
-  clientOptions(): ClientOptions {
+  /** Where publisher i connects: the first target. */
+  pubUrl(_i = 0): string {
+    return this.cfg.targets[0] ?? this.cfg.target;
+  }
+
+  /** Where subscriber (or consumer) i connects: round-robin over every target but the first, if there are others. */
+  subUrl(i: number): string {
+    const t = this.cfg.targets;
+    if (t.length <= 1) return this.cfg.target;
+    return t[1 + (i % (t.length - 1))] ?? this.cfg.target;
+  }
+
+  /** Where client i connects when every client is spread over every target (chat, conns, receipts). */
+  spreadUrl(i: number): string {
+    const t = this.cfg.targets;
+    return t.length <= 1 ? this.cfg.target : (t[i % t.length] ?? this.cfg.target);
+  }
+
+  /** Summed CPU time and RSS of every broker pid; undefined if there are none or one cannot be read. */
+  sampleBrokers(): ProcessSample | undefined {
+    const pids = this.cfg.brokerPids;
+    if (pids.length === 0) return undefined;
+    let cpuSeconds = 0;
+    let rssKiB = 0;
+    for (const pid of pids) {
+      const s = sampleProcess(pid);
+      if (!s) return undefined;
+      cpuSeconds += s.cpuSeconds;
+      rssKiB += s.rssKiB;
+    }
+    return { cpuSeconds, rssKiB, atMs: performance.now() };
+  }
+
+  clientOptions(url: string = this.cfg.target): ClientOptions {
     const cfg = this.cfg;
     const options: ClientOptions = {
-      url: cfg.target,
+      url,
       host: cfg.host,
       heartbeat: this.heartbeat,
       login: cfg.login,
@@ -216,9 +268,9 @@ class Run {
     };
   }
 
-  /** Connects one client and wires its errors into the run. */
-  async open(): Promise<StompClient> {
-    const client = await StompClient.connect(this.clientOptions());
+  /** Connects one client (to the first target by default) and wires its errors into the run. */
+  async open(url: string = this.cfg.target): Promise<StompClient> {
+    const client = await StompClient.connect(this.clientOptions(url));
     this.adopt(client);
     return client;
   }
@@ -234,12 +286,15 @@ class Run {
     };
   }
 
-  /** Connects n clients, at most `concurrency` handshakes at a time; fails on the first failure. */
-  async openMany(n: number): Promise<StompClient[]> {
-    const settled = await mapLimit(n, this.cfg.concurrency, () => this.open());
+  /**
+   * Connects n clients, client i to urlOf(i) (the first target by default), at most `concurrency` handshakes
+   * at a time; fails on the first failure.
+   */
+  async openMany(n: number, urlOf: (i: number) => string = () => this.cfg.target): Promise<StompClient[]> {
+    const settled = await mapLimit(n, this.cfg.concurrency, (i) => this.open(urlOf(i)));
     const out: StompClient[] = [];
-    for (const s of settled) {
-      if (s.status === 'rejected') throw new Error(`connect to ${this.cfg.target} failed: ${errorText(s.reason)}`);
+    for (const [i, s] of settled.entries()) {
+      if (s.status === 'rejected') throw new Error(`connect to ${urlOf(i)} failed: ${errorText(s.reason)}`);
       out.push(s.value);
     }
     return out;
@@ -273,14 +328,14 @@ class Run {
     this.phase = 'measure';
     this.measureStartMs = performance.now();
     this.#selfCpuAtStart = process.cpuUsage();
-    if (this.cfg.brokerPid !== undefined) this.brokerAtStart = sampleProcess(this.cfg.brokerPid);
+    this.brokerAtStart = this.sampleBrokers();
   }
 
   endMeasure(): void {
     this.measureEndMs = performance.now();
     const cpu = process.cpuUsage(this.#selfCpuAtStart);
     this.selfCpuMicros = cpu.user + cpu.system;
-    if (this.cfg.brokerPid !== undefined) this.brokerAtEnd = sampleProcess(this.cfg.brokerPid);
+    this.brokerAtEnd = this.sampleBrokers();
     this.phase = 'drain';
   }
 
@@ -316,8 +371,8 @@ class Run {
 
   result(fields: {
     rate?: number;
-    rateUnit?: 'msg/s' | 'conn/s';
-    latencyOf?: 'delivery' | 'connect';
+    rateUnit?: RateUnit;
+    latencyOf?: LatencyOf;
     sent: number;
     delivered: number;
     expected: number;
@@ -338,6 +393,7 @@ class Run {
       label: this.cfg.label,
       scenario: this.cfg.scenario,
       target: this.cfg.target,
+      targets: this.cfg.targets,
       transport: this.transport,
       rate,
       rateUnit: fields.rateUnit ?? 'msg/s',
@@ -347,7 +403,7 @@ class Run {
       p999Ms: ms(h.quantileUs(0.999)),
       maxMs: h.count > 0 ? ms(h.maxUs) : null,
       measuredS,
-      publishRate: fields.rateUnit === 'conn/s' || measuredS <= 0 ? null : this.sentInWindow / measuredS,
+      publishRate: fields.rateUnit === 'conn/s' || fields.rateUnit === 'receipt/s' || measuredS <= 0 ? null : this.sentInWindow / measuredS,
       sent: fields.sent,
       delivered: fields.delivered,
       expected: fields.expected,
@@ -488,8 +544,8 @@ function tally(pairs: ReadonlyArray<readonly [SeqTracker, number]>): {
 async function fanout(run: Run): Promise<BenchResult> {
   const cfg = run.cfg;
   const destination = `/topic/bench.fanout.${run.uniq}`;
-  const subs = await run.openMany(cfg.subscribers);
-  const pubClient = await run.open();
+  const subs = await run.openMany(cfg.subscribers, (i) => run.subUrl(i));
+  const pubClient = await run.open(run.pubUrl());
   const publisher = new Publisher(run, pubClient, destination, subs.length);
   const trackers = subs.map(() => new SeqTracker());
   await Promise.all(
@@ -514,8 +570,8 @@ async function fanout(run: Run): Promise<BenchResult> {
 // pairs: independent publisher/subscriber pairs, each on its own topic.
 async function pairs(run: Run): Promise<BenchResult> {
   const cfg = run.cfg;
-  const subs = await run.openMany(cfg.pairs);
-  const pubs = await run.openMany(cfg.pairs);
+  const subs = await run.openMany(cfg.pairs, (i) => run.subUrl(i));
+  const pubs = await run.openMany(cfg.pairs, (i) => run.pubUrl(i));
   const publishers: Publisher[] = [];
   const trackers: Array<readonly [SeqTracker, Publisher]> = [];
   for (let i = 0; i < cfg.pairs; i++) {
@@ -549,8 +605,8 @@ async function pairs(run: Run): Promise<BenchResult> {
 async function queue(run: Run): Promise<BenchResult> {
   const cfg = run.cfg;
   const destination = `/queue/bench.${run.uniq}`;
-  const consumers = await run.openMany(cfg.consumers);
-  const producers = await run.openMany(cfg.producers);
+  const consumers = await run.openMany(cfg.consumers, (i) => run.subUrl(i));
+  const producers = await run.openMany(cfg.producers, (i) => run.pubUrl(i));
   const publishers = producers.map((c) => new Publisher(run, c, destination, 1));
   // One receiver group: all consumers share one tracker per publisher.
   const trackers = publishers.map(() => new SeqTracker());
@@ -581,13 +637,131 @@ async function queue(run: Run): Promise<BenchResult> {
   });
 }
 
+// receipts: publishers that SEND with a `receipt` header, each keeping `window` SENDs awaiting their RECEIPT.
+// The figure is RECEIPTs per second and SEND→RECEIPT latency: what a node sustains when every message must be
+// confirmed (on a kafka route a RECEIPT means the record was acknowledged by Kafka with acks=all).
+async function receipts(run: Run): Promise<BenchResult> {
+  const cfg = run.cfg;
+  const clients = await run.openMany(cfg.publishers, (i) => run.spreadUrl(i));
+  const pubs = clients.map((client, i) => new ReceiptPublisher(run, client, `/topic/bench.receipts.${run.uniq}.${i}`, i));
+  cfg.log(`receipts: ${pubs.length} publishers, ${run.window} SENDs awaiting receipts each, on ${cfg.targets.length} node(s)`);
+  run.phase = 'warmup';
+  const stallTimer = setInterval(() => {
+    for (const p of pubs) p.checkStall();
+  }, 500);
+  try {
+    for (const p of pubs) p.start();
+    await sleep(cfg.warmupS * 1000);
+    const sentBefore = sum(pubs.map((p) => p.sent));
+    run.startMeasure();
+    await sleep(cfg.durationS * 1000);
+    run.endMeasure();
+    run.sentInWindow = sum(pubs.map((p) => p.sent)) - sentBefore;
+    for (const p of pubs) p.stop();
+    await waitUntil(() => pubs.every((p) => p.inFlight === 0), cfg.drainS * 1000);
+  } finally {
+    clearInterval(stallTimer);
+  }
+  const sent = sum(pubs.map((p) => p.sent));
+  const confirmed = sum(pubs.map((p) => p.confirmed));
+  const failed = sum(pubs.map((p) => p.failed));
+  const measuredS = run.measuredS;
+  const notes = [`${pubs.length} pubs × window ${run.window}`, `sent ${Math.round(measuredS > 0 ? run.sentInWindow / measuredS : 0)}/s`];
+  if (failed > 0) notes.push(`${failed} receipts failed`);
+  return run.result({
+    rateUnit: 'receipt/s',
+    latencyOf: 'receipt',
+    sent,
+    delivered: confirmed,
+    expected: sent,
+    lost: Math.max(0, sent - confirmed),
+    duplicates: 0,
+    outOfOrder: 0,
+    stalls: sum(pubs.map((p) => p.stalls)),
+    notes,
+  });
+}
+
+/** A publisher whose SENDs each carry a receipt; at most `window` await their RECEIPT. */
+class ReceiptPublisher {
+  readonly #run: Run;
+  readonly #client: StompClient;
+  readonly #destination: string;
+  readonly #id: number;
+  readonly #window: number;
+  sent = 0;
+  confirmed = 0;
+  failed = 0;
+  stalls = 0;
+  #active = false;
+  #lastProgressMs = 0;
+
+  constructor(run: Run, client: StompClient, destination: string, id: number) {
+    this.#run = run;
+    this.#client = client;
+    this.#destination = destination;
+    this.#id = id;
+    this.#window = Math.max(1, run.window);
+  }
+
+  get inFlight(): number {
+    return this.sent - this.confirmed - this.failed;
+  }
+
+  start(): void {
+    this.#active = true;
+    this.#lastProgressMs = performance.now();
+    this.pump();
+  }
+
+  stop(): void {
+    this.#active = false;
+  }
+
+  pump(): void {
+    const run = this.#run;
+    const max = run.cfg.maxMessages;
+    while (this.#active && this.inFlight < this.#window && this.sent < max && this.#client.connected) {
+      const startedMs = performance.now();
+      const seq = this.sent++;
+      this.#client.sendWithReceipt(this.#destination, makeBody(this.#id, seq, run.cfg.sizeBytes)).then(
+        () => this.#done(startedMs),
+        (err: unknown) => {
+          this.failed++;
+          if (this.failed <= 3) run.error(`publisher ${this.#id}: SEND ${seq}: ${errorText(err)}`);
+        },
+      );
+    }
+  }
+
+  #done(startedMs: number): void {
+    const now = performance.now();
+    this.confirmed++;
+    this.#lastProgressMs = now;
+    if (this.#run.phase === 'measure') {
+      this.#run.deliveredInWindow++;
+      this.#run.latency.record((now - startedMs) * 1000);
+    }
+    this.pump();
+  }
+
+  /** A full window without any RECEIPT for STALL_MS is reported (once per stall period). */
+  checkStall(): void {
+    if (this.inFlight === 0 || performance.now() - this.#lastProgressMs < STALL_MS) return;
+    this.stalls++;
+    if (this.stalls <= 3) this.#run.error(`publisher ${this.#id}: no RECEIPT for ${STALL_MS} ms with ${this.inFlight} SENDs waiting`);
+    this.#lastProgressMs = performance.now();
+  }
+}
+
 // chat: rooms of members; every member sends at a fixed interval (staggered) and every member of the room,
 // the sender included, receives. Open loop: a fixed offered load, so the latency is the figure of merit.
 async function chat(run: Run): Promise<BenchResult> {
   const cfg = run.cfg;
   const members = cfg.rooms * cfg.roomSize;
   const connectStart = performance.now();
-  const clients = await run.openMany(members);
+  // Member m on node m mod N: the 10 members of a room sit on different nodes.
+  const clients = await run.openMany(members, (m) => run.spreadUrl(m));
   const connectS = (performance.now() - connectStart) / 1000;
   const sent = new Array<number>(members).fill(0);
   // trackers[m][p]: what member m received from publisher p (only members of the same room).
@@ -648,9 +822,9 @@ async function chat(run: Run): Promise<BenchResult> {
 // conns: many idle connections with heart-beats: connect rate, broker RSS per connection, survival while idle.
 async function conns(run: Run): Promise<BenchResult> {
   const cfg = run.cfg;
-  const pid = cfg.brokerPid;
-  const before = pid === undefined ? undefined : sampleProcess(pid);
-  if (pid !== undefined && !before) run.error(`cannot read /proc/${pid}/status (is --broker-pid right?)`);
+  const pid = cfg.brokerPids.length > 0 ? cfg.brokerPids.join(',') : undefined;
+  const before = run.sampleBrokers();
+  if (pid !== undefined && !before) run.error(`cannot read /proc/{${pid}}/status (is --broker-pid right?)`);
   const connectLatency = run.latency;
   let failures = 0;
   let dropped = 0;
@@ -659,9 +833,9 @@ async function conns(run: Run): Promise<BenchResult> {
   run.startMeasure();
   const t0 = performance.now();
   let lastConnectedMs = t0;
-  const settled = await mapLimit(cfg.conns, cfg.concurrency, async () => {
+  const settled = await mapLimit(cfg.conns, cfg.concurrency, async (i) => {
     const started = performance.now();
-    const client = await StompClient.connect(run.clientOptions());
+    const client = await StompClient.connect(run.clientOptions(run.spreadUrl(i)));
     lastConnectedMs = performance.now();
     connectLatency.record((lastConnectedMs - started) * 1000);
     run.adopt(client);
@@ -684,13 +858,13 @@ async function conns(run: Run): Promise<BenchResult> {
   const rate = connectS > 0 ? ok / connectS : 0;
   cfg.log(`conns: ${ok}/${cfg.conns} connected in ${connectS.toFixed(2)} s (${Math.round(rate)}/s), heart-beat ${run.heartbeat.join(',')}; holding ${cfg.durationS} s`);
   await sleep(2000); // let the broker settle before reading its RSS
-  const after = pid === undefined ? undefined : sampleProcess(pid);
+  const after = run.sampleBrokers();
   holding = true;
   const holdStartMs = performance.now();
   await sleep(cfg.durationS * 1000);
   const holdMs = performance.now() - holdStartMs;
   holding = false;
-  const idle = pid === undefined ? undefined : sampleProcess(pid);
+  const idle = run.sampleBrokers();
   run.phase = 'drain';
   const alive = run.clients.filter((c) => c.connected);
   const rssPerConnKiB = before && after && ok > 0 ? (after.rssKiB - before.rssKiB) / ok : null;

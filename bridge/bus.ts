@@ -40,6 +40,12 @@ export interface BusCapabilities {
 
 export type Deliver = (envelope: BusEnvelope) => void;
 
+export interface LinkListener {
+  down(): void;
+  /** Every watched destination is subscribed again: anything published from now on arrives. */
+  up(): void;
+}
+
 /** What a publisher hands a bus: an envelope whose id the bus may assign (Kafka derives it from coordinates). */
 export type PublishInput = Omit<BusEnvelope, 'id' | 'position'> & { readonly id?: string | undefined; readonly position?: number | undefined };
 
@@ -56,6 +62,11 @@ export interface ClusterBus {
    */
   watch(vhost: string, destination: string): Promise<void>;
   unwatch(vhost: string, destination: string): void;
+  /**
+   * Told when this node stops hearing the bus (its subscriber connection dropped) and when every watched
+   * destination is subscribed again, so that subscriptions can catch up from history across the gap.
+   */
+  setLinkListener?(listener: LinkListener): void;
   /** True while connected to its engine (readiness). */
   readonly healthy: boolean;
   close(): Promise<void>;

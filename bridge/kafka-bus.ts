@@ -3,7 +3,7 @@ import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Kafka, Partitioners, logLevel, type Admin, type Consumer, type EachBatchPayload, type KafkaConfig, type LogEntry, type Message, type Producer } from 'kafkajs';
 import { silentLogger, type Logger } from '../broker/logger.js';
-import { BridgeError, backoffMs, type BusCapabilities, type ClusterBus, type Deliver, type PublishInput } from './bus.js';
+import { BridgeError, backoffMs, type BusCapabilities, type ClusterBus, type Deliver, type LinkListener, type PublishInput } from './bus.js';
 import type { HistoryRecord, HistoryStore } from './history.js';
 import { decodeRecord, encodeRecord } from './kafka-codec.js';
 import type { SharedQueues } from './queues.js';
@@ -514,6 +514,11 @@ export class KafkaBus implements ClusterBus {
   }
 
   // ---- publish --------------------------------------------------------------------------------------------
+
+  /** The fan-out carries this bus's records to the nodes: its link is this bus's link. */
+  setLinkListener(listener: LinkListener): void {
+    this.#fanout?.setLinkListener?.(listener);
+  }
 
   publish(input: PublishInput): Promise<void> {
     if (this.#state !== 'running') {

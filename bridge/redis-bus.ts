@@ -1,4 +1,4 @@
-import { BridgeError, type BusCapabilities, type BusEnvelope, type ClusterBus, type Deliver, type PublishInput } from './bus.js';
+import { BridgeError, type BusCapabilities, type BusEnvelope, type ClusterBus, type Deliver, type LinkListener, type PublishInput } from './bus.js';
 import { decodeEnvelope, encodeEnvelope } from './envelope-codec.js';
 import { connectRedis, type RedisClient } from './redis-client.js';
 import { silentLogger, type Logger } from '../broker/logger.js';
@@ -34,6 +34,8 @@ export class RedisBus implements ClusterBus {
   #deliver: Deliver | undefined;
   #interest = new Map<string, { count: number; ready: Promise<void> }>();
   #seq = 0;
+  #link: LinkListener | undefined;
+  #linkDown = false;
   #listener = (message: Buffer): void => {
     const envelope = decodeEnvelope(message);
     if (envelope !== undefined) this.#deliver?.(envelope);
@@ -51,7 +53,39 @@ export class RedisBus implements ClusterBus {
   async start(deliver: Deliver): Promise<void> {
     this.#deliver = deliver;
     this.#pub = await connectRedis(this.#options.url, this.#log, 'publish', this.#options.connectTimeoutMs);
-    this.#sub = await connectRedis(this.#options.url, this.#log, 'subscribe', this.#options.connectTimeoutMs);
+    const sub = await connectRedis(this.#options.url, this.#log, 'subscribe', this.#options.connectTimeoutMs);
+    this.#sub = sub;
+    // Messages published while this connection was down (or before node-redis resubscribed) never reach this
+    // node: say so, and say when every channel is confirmed again, so that subscribers can catch up from history.
+    sub.on('error', () => this.#down());
+    sub.on('end', () => this.#down());
+    sub.on('ready', () => {
+      if (!this.#linkDown) return;
+      void this.#resubscribe().then(() => {
+        this.#linkDown = false;
+        this.#link?.up();
+      });
+    });
+  }
+
+  setLinkListener(listener: LinkListener): void {
+    this.#link = listener;
+  }
+
+  #down(): void {
+    if (this.#linkDown) return;
+    this.#linkDown = true;
+    this.#link?.down();
+  }
+
+  /** Subscribes every watched channel again and waits for Redis to confirm each (same listener: no duplicates). */
+  async #resubscribe(): Promise<void> {
+    const sub = this.#sub;
+    if (sub === undefined) return;
+    await Promise.allSettled([...this.#interest.keys()].map((key) => {
+      const target = key.slice(2);
+      return key.startsWith('p:') ? sub.pSubscribe(target, this.#listener, true) : sub.subscribe(target, this.#listener, true);
+    }));
   }
 
   #channel(vhost: string, destination: string): string {

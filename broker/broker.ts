@@ -203,7 +203,10 @@ export class Broker {
     if (destination.kind === 'topic') {
       for (const sub of vhost.topics.match(destination.name)) {
         // Replayed already: history may hold a record before its fan-out reaches this node (Kafka routes).
-        if (position !== undefined && sub.replayedUpTo !== undefined && position <= sub.replayedUpTo) continue;
+        if (position !== undefined) {
+          if (sub.replayedUpTo !== undefined && position <= sub.replayedUpTo) continue;
+          if (sub.lastPosition === undefined || position > sub.lastPosition) sub.lastPosition = position;
+        }
         if (sub.replayBuffer !== undefined) sub.replayBuffer.push(template);
         else sub.consumer.deliver(sub, template);
       }
@@ -281,21 +284,63 @@ export class Broker {
     vhost.topics.add(sub);
     const watching = bus?.watch(vhost.name, sub.destination.full);
     if (query === undefined) return watching;
-    return (async () => {
-      try {
-        await watching;
-        // Read after the subscription is live: anything newer than the read arrives live, so there is no gap.
-        const started = Date.now();
-        const records = await this.history.read(vhost.name, sub.destination.full, query, MAX_REPLAY);
-        this.stats.historyLatency.observe(Date.now() - started);
-        this.#replay(sub, records);
-      } finally {
-        const live = sub.replayBuffer ?? [];
-        sub.replayBuffer = undefined;
-        for (const t of live) if (!sub.replayedIds?.has(t.messageId)) sub.consumer.deliver(sub, t);
-        sub.replayedIds = undefined;
+    return this.#replayThenLive(vhost, sub, query, watching);
+  }
+
+  /**
+   * Sends history, then the live messages held back meanwhile (`sub.replayBuffer` must already be set), minus
+   * those the history already had. Used by replaying SUBSCRIBEs and by catch-ups after the fan-out link was down.
+   */
+  async #replayThenLive(vhost: VirtualHost, sub: Subscription, query: HistoryQuery, ready?: Promise<void>): Promise<void> {
+    try {
+      await ready;
+      // Read after the subscription is live: anything newer than the read arrives live, so there is no gap.
+      const started = Date.now();
+      const records = await this.history.read(vhost.name, sub.destination.full, query, MAX_REPLAY);
+      this.stats.historyLatency.observe(Date.now() - started);
+      this.#replay(sub, records);
+    } finally {
+      const live = sub.replayBuffer ?? [];
+      sub.replayBuffer = undefined;
+      for (const t of live) if (!sub.replayedIds?.has(t.messageId)) sub.consumer.deliver(sub, t);
+      sub.replayedIds = undefined;
+    }
+  }
+
+  /** Kafka-route topic subscriptions of this node: the ones history can repair after a fan-out outage. */
+  *#kafkaTopicSubscriptions(): Generator<[VirtualHost, Subscription]> {
+    for (const session of this.sessions) {
+      const vhost = session.vhost;
+      if (vhost === undefined) continue;
+      for (const sub of session.subscriptions.values()) {
+        if (sub.destination.kind === 'topic' && sub.pattern === undefined && this.routes.route(sub.destination.full).kind === 'kafka') yield [vhost, sub];
       }
-    })();
+    }
+  }
+
+  /**
+   * The fan-out link went down: Kafka-route records published now may never arrive live on this node. Live
+   * messages are held back from here, and the catch-up point is remembered before anything else arrives.
+   */
+  #linkDown(): void {
+    for (const [, sub] of this.#kafkaTopicSubscriptions()) {
+      if (sub.catchUpFrom !== undefined) continue;
+      const seen = Math.max(sub.lastPosition ?? -1, sub.replayedUpTo ?? -1);
+      sub.catchUpFrom = seen >= 0 ? { fromPosition: seen + 1 } : { fromTime: sub.liveSince };
+      sub.replayBuffer ??= [];
+    }
+  }
+
+  /** Every channel is subscribed again: read what was missed from history (stored before fan-out), then go live. */
+  #linkUp(): void {
+    for (const [vhost, sub] of this.#kafkaTopicSubscriptions()) {
+      const from = sub.catchUpFrom;
+      if (from === undefined) continue;
+      sub.catchUpFrom = undefined;
+      void this.#replayThenLive(vhost, sub, from).catch((error: unknown) => {
+        this.logger.warn({ err: error, destination: sub.destination.full }, 'catching up from history after a fan-out outage failed');
+      });
+    }
   }
 
   #replay(sub: Subscription, records: readonly HistoryRecord[]): void {
@@ -334,6 +379,7 @@ export class Broker {
   async listen(): Promise<ListenAddresses> {
     if (this.#listeners !== undefined) return this.#listeners.addresses;
     await this.#fanout?.start(this.#fromBus);
+    this.#fanout?.setLinkListener?.({ down: () => this.#linkDown(), up: () => this.#linkUp() });
     await this.#queues?.start();
     await this.#log?.start(this.#fromBus);
     this.#listeners = await listenTransports(this, brokerHttpHandler(this, this.#httpHandlers));

@@ -58,6 +58,12 @@ export class Subscription {
    * before its fan-out reached this node) and is dropped, for as long as the subscription lives.
    */
   replayedUpTo: number | undefined;
+  /** Highest stream position seen live (Kafka routes), to catch up from after the fan-out link was down. */
+  lastPosition: number | undefined;
+  /** Where to catch up from once the fan-out link is back; set when it goes down. */
+  catchUpFrom: { readonly fromPosition: number } | { readonly fromTime: number } | undefined;
+  /** When the subscription became live (ms), for a catch-up before any positioned message arrived. */
+  readonly liveSince = Date.now();
 
   constructor(init: {
     id: string;

@@ -85,6 +85,15 @@ export interface ExitStatus {
   readonly signal: NodeJS.Signals | null;
 }
 
+/**
+ * Node processes alive right now. If the test process ends without the after hooks (a crash, mocha --exit with a
+ * hook that hung), they are SIGKILLed on the way out, so no node outlives the run and keeps its ports.
+ */
+const LIVE = new Set<ChildProcess>();
+process.once('exit', () => {
+  for (const child of LIVE) child.kill('SIGKILL');
+});
+
 /** One node process. Ports stay the same across restarts (when they can). */
 export class StompedeNode {
   readonly cluster: StompedeCluster;
@@ -151,10 +160,12 @@ export class StompedeNode {
     log.write(`\n### ${new Date().toISOString()} start #${this.starts}: node ${args.map(quoteArg).join(' ')}\n`);
     const child = spawn(process.execPath, args, { cwd: ROOT, env: nodeEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
     this.#child = child;
+    LIVE.add(child);
     this.#exit = undefined;
     this.#exited = new Promise<ExitStatus>((resolveExit) => {
       // 'close': the process exited and its pipes are drained, so the log holds everything it wrote.
       child.once('close', (code, signal) => {
+        LIVE.delete(child);
         const status = { code, signal };
         this.#exit = status;
         setImmediate(() => log.end(`### ${new Date().toISOString()} exited: code ${code} signal ${signal}\n`, () => resolveExit(status)));
