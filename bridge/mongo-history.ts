@@ -259,18 +259,7 @@ export class MongoHistoryStore implements HistoryStore {
   }
 
   async append(record: HistoryRecord): Promise<void> {
-    const flat: string[] = [];
-    for (const [name, value] of record.headers) flat.push(name, value);
-    const document: HistoryDocument = {
-      _id: record.id,
-      vhost: record.vhost,
-      destination: record.destination,
-      position: record.position,
-      origin: record.origin,
-      headers: flat,
-      body: new Binary(record.body),
-      time: new Date(record.time),
-    };
+    const document = toDocument(record);
     await this.#run('append', async (c) => {
       try {
         await c.insertOne(document);
