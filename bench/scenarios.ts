@@ -168,6 +168,19 @@ export async function runScenario(cfg: BenchConfig): Promise<BenchResult> {
 type Phase = 'setup' | 'warmup' | 'measure' | 'drain' | 'teardown';
 
 /** State shared by every scenario: clients, errors, phase and the measurement. */
+/** What the warm-up / measure / drain loop drives: Publisher and ReceiptPublisher alike. */
+interface LoopPublisher {
+  readonly sent: number;
+  start(): void;
+  stop(): void;
+  checkStall(): void;
+}
+
+/** A windowed publisher is drained once every message it sent was delivered. */
+function allDelivered(p: Publisher): boolean {
+  return p.base >= p.sent;
+}
+
 class Run {
   readonly cfg: BenchConfig;
   readonly uniq = `${Date.now().toString(36)}${Math.floor(Math.random() * 1e6).toString(36)}`;
@@ -343,8 +356,8 @@ class Run {
     return (this.measureEndMs - this.measureStartMs) / 1000;
   }
 
-  /** Warm-up, measurement and drain for closed-loop publishers. */
-  async measureClosedLoop(publishers: readonly Publisher[]): Promise<void> {
+  /** Warm-up, measurement and drain for closed-loop publishers; the drain ends once every one is `drained`. */
+  async measureClosedLoop<P extends LoopPublisher>(publishers: readonly P[], drained: (p: P) => boolean): Promise<void> {
     const cfg = this.cfg;
     this.phase = 'warmup';
     const stallTimer = setInterval(() => {
@@ -359,7 +372,7 @@ class Run {
       this.endMeasure();
       this.sentInWindow = sum(publishers.map((p) => p.sent)) - sentBefore;
       for (const p of publishers) p.stop();
-      await waitUntil(() => publishers.every((p) => p.base >= p.sent), cfg.drainS * 1000);
+      await waitUntil(() => publishers.every(drained), cfg.drainS * 1000);
     } finally {
       clearInterval(stallTimer);
     }
@@ -562,7 +575,7 @@ async function fanout(run: Run): Promise<BenchResult> {
     }),
   );
   cfg.log(`fanout: 1 publisher, ${subs.length} subscribers on ${destination}, window ${run.window}`);
-  await run.measureClosedLoop([publisher]);
+  await run.measureClosedLoop([publisher], allDelivered);
   const t = tally(trackers.map((tr) => [tr, publisher.sent] as const));
   return run.result({ sent: publisher.sent, ...t, notes: [`${subs.length} subs`] });
 }
@@ -596,7 +609,7 @@ async function pairs(run: Run): Promise<BenchResult> {
     );
   }
   cfg.log(`pairs: ${cfg.pairs} publisher/subscriber pairs, window ${run.window} each`);
-  await run.measureClosedLoop(publishers);
+  await run.measureClosedLoop(publishers, allDelivered);
   const t = tally(trackers.map(([tr, p]) => [tr, p.sent] as const));
   return run.result({ sent: sum(publishers.map((p) => p.sent)), ...t, notes: [`${cfg.pairs} pairs`] });
 }
@@ -627,7 +640,7 @@ async function queue(run: Run): Promise<BenchResult> {
     ),
   );
   cfg.log(`queue: ${producers.length} producers, ${consumers.length} consumers (${ack}, prefetch ${cfg.prefetch}) on ${destination}, window ${run.window}`);
-  await run.measureClosedLoop(publishers);
+  await run.measureClosedLoop(publishers, allDelivered);
   const t = tally(publishers.map((p, i) => [trackers[i] ?? new SeqTracker(), p.sent] as const));
   return run.result({
     sent: sum(publishers.map((p) => p.sent)),
@@ -645,23 +658,7 @@ async function receipts(run: Run): Promise<BenchResult> {
   const clients = await run.openMany(cfg.publishers, (i) => run.spreadUrl(i));
   const pubs = clients.map((client, i) => new ReceiptPublisher(run, client, `/topic/bench.receipts.${run.uniq}.${i}`, i));
   cfg.log(`receipts: ${pubs.length} publishers, ${run.window} SENDs awaiting receipts each, on ${cfg.targets.length} node(s)`);
-  run.phase = 'warmup';
-  const stallTimer = setInterval(() => {
-    for (const p of pubs) p.checkStall();
-  }, 500);
-  try {
-    for (const p of pubs) p.start();
-    await sleep(cfg.warmupS * 1000);
-    const sentBefore = sum(pubs.map((p) => p.sent));
-    run.startMeasure();
-    await sleep(cfg.durationS * 1000);
-    run.endMeasure();
-    run.sentInWindow = sum(pubs.map((p) => p.sent)) - sentBefore;
-    for (const p of pubs) p.stop();
-    await waitUntil(() => pubs.every((p) => p.inFlight === 0), cfg.drainS * 1000);
-  } finally {
-    clearInterval(stallTimer);
-  }
+  await run.measureClosedLoop(pubs, (p) => p.inFlight === 0);
   const sent = sum(pubs.map((p) => p.sent));
   const confirmed = sum(pubs.map((p) => p.confirmed));
   const failed = sum(pubs.map((p) => p.failed));
