@@ -211,7 +211,19 @@ export class Queue {
 /** The copy of a message sent on redelivery: same id and body, plus `redelivered` and the return count. */
 export function redeliveryTemplate(message: QueuedMessage): MessageTemplate {
   const t = message.template;
-  const headers = t.headers.filter(([name]) => name !== 'redelivered' && name !== 'x-delivery-count');
+  const headers = withoutDeliveryHeaders(t.headers);
   headers.push(['redelivered', 'true'], ['x-delivery-count', String(message.deliveries - 1)]);
   return new MessageTemplate(t.destination, t.messageId, headers, t.body);
+}
+
+/** The user headers of a message without the ones the broker adds per delivery. */
+function withoutDeliveryHeaders(headers: ReadonlyArray<readonly [string, string]>): (readonly [string, string])[] {
+  return headers.filter(([name]) => name !== 'redelivered' && name !== 'x-delivery-count');
+}
+
+/** Headers of a dead-lettered copy: where it came from, why, and how often it was delivered. Local and shared queues alike. */
+export function deadLetterHeaders(headers: ReadonlyArray<readonly [string, string]>, destination: string, deliveries: number): (readonly [string, string])[] {
+  const out = withoutDeliveryHeaders(headers);
+  out.push(['x-original-destination', destination], ['x-death-reason', 'delivery-limit'], ['x-delivery-count', String(deliveries)]);
+  return out;
 }

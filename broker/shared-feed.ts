@@ -2,7 +2,7 @@ import { MessageTemplate } from '../frames/index.js';
 import type { BusEnvelope } from '../bridge/bus.js';
 import type { SharedQueueMessage, SharedQueues } from '../bridge/queues.js';
 import type { Logger } from './logger.js';
-import { DEAD_LETTER_SUFFIX, type Queue, type QueueFeed } from './queue.js';
+import { DEAD_LETTER_SUFFIX, deadLetterHeaders, type Queue, type QueueFeed } from './queue.js';
 import type { QueuedMessage } from './subscription.js';
 
 /** Connects one local Queue to its shared queue in the cluster. At most one take is in flight at a time. */
@@ -76,8 +76,7 @@ export class SharedQueueFeed implements QueueFeed {
   deadLetter(message: QueuedMessage): void {
     const e = message.envelope;
     if (e === undefined) return;
-    const headers = e.headers.filter(([n]) => n !== 'redelivered' && n !== 'x-delivery-count');
-    headers.push(['x-original-destination', e.destination], ['x-death-reason', 'delivery-limit'], ['x-delivery-count', String(message.deliveries)]);
+    const headers = deadLetterHeaders(e.headers, e.destination, message.deliveries);
     const dead: BusEnvelope = { ...e, id: `${e.id}-dlq`, destination: `/queue/${this.#queue.name}${DEAD_LETTER_SUFFIX}`, headers };
     this.#queues.push(dead).then(() => this.#queues.ack(this.#vhost, this.#queue.name, e.id)).catch((error: unknown) => {
       this.#log.warn({ err: error, id: e.id }, 'could not dead-letter a message');

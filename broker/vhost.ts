@@ -1,4 +1,4 @@
-import { DEAD_LETTER_SUFFIX, Queue, type QueueLimits } from './queue.js';
+import { DEAD_LETTER_SUFFIX, Queue, deadLetterHeaders, type QueueLimits } from './queue.js';
 import { MessageTemplate } from '../frames/index.js';
 import { TopicRegistry } from './topics.js';
 import type { QueuedMessage } from './subscription.js';
@@ -41,8 +41,7 @@ export class VirtualHost {
   #deadLetter(message: QueuedMessage, from: Queue): void {
     const t = message.template;
     const dlqName = from.name + DEAD_LETTER_SUFFIX;
-    const headers = t.headers.filter(([name]) => name !== 'redelivered' && name !== 'x-delivery-count');
-    headers.push(['x-original-destination', t.destination], ['x-death-reason', 'delivery-limit'], ['x-delivery-count', String(message.deliveries)]);
+    const headers = deadLetterHeaders(t.headers, t.destination, message.deliveries);
     const dead = new MessageTemplate(`/queue/${dlqName}`, t.messageId, headers, t.body);
     try {
       this.queue(dlqName).enqueue(dead);
