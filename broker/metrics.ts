@@ -156,6 +156,8 @@ function createMetrics(broker: Broker): BrokerMetrics {
   mapCounter(registry, 'stompede_errors_total', 'ERROR frames sent to clients, by error code.', 'code', () => stats.errors);
   plainCounter(registry, 'stompede_slow_consumer_disconnects_total', 'Sessions disconnected because too many bytes waited to be sent to them.',
     () => stats.slowConsumerDisconnects);
+  mapCounter(registry, 'stompede_limit_hits_total', 'Frames, connections or sessions refused by a resource limit or a defence, by limit.', 'limit',
+    () => stats.limitHits);
 
   new StatsHistogram(registry, 'stompede_delivery_latency_seconds',
     'From SEND accepted on one node to delivery on this node, for messages that crossed a bus.', stats.deliveryLatency);

@@ -19,6 +19,17 @@ export class Histogram {
   }
 }
 
+/**
+ * Every resource limit and defence that can refuse a client, as the fixed label set of
+ * `stompede_limit_hits_total{limit}`: labels never come from client input, so a scan cannot grow `/metrics`.
+ * Add a name here when adding a limit.
+ */
+export const LIMITS = [
+  'connections', 'connections-per-user', 'subscriptions', 'transactions', 'transaction-bytes', 'unacked',
+  'outbound-bytes', 'destinations', 'history-bytes', 'memory', 'idle', 'handshake', 'auth-failures', 'permission',
+] as const;
+export type LimitName = (typeof LIMITS)[number];
+
 export class BrokerStats {
   readonly framesIn = new Map<string, number>();
   readonly framesOut = new Map<string, number>();
@@ -28,6 +39,8 @@ export class BrokerStats {
   readonly routed = { local: 0, redis: 0, kafka: 0 };
   readonly errors = new Map<string, number>();
   slowConsumerDisconnects = 0;
+  /** Refusals by limit (see LIMITS); every name is present from the start, so the series exist at 0. */
+  readonly limitHits = new Map<LimitName, number>(LIMITS.map((name) => [name, 0]));
   /** SEND accepted → delivered on this node, for messages that crossed a bus (ms). */
   readonly deliveryLatency = new Histogram();
   /** Time a bus took to accept a publish (ms). */
@@ -41,6 +54,10 @@ export class BrokerStats {
 
   frameOut(command: string, n = 1): void {
     this.framesOut.set(command, (this.framesOut.get(command) ?? 0) + n);
+  }
+
+  limitHit(name: LimitName): void {
+    this.limitHits.set(name, (this.limitHits.get(name) ?? 0) + 1);
   }
 
   error(code: string): void {
