@@ -44,6 +44,8 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1`;
 
 const COMPLETE = Buffer.alloc(0);
+/** What close() gives a repair in progress and the Redis client's own close before moving on. */
+const CLOSE_WAIT_MS = 1_000;
 
 /**
  * A HistoryStore in front of another (MongoDB), keeping each destination's most recent `cacheSize` records in
@@ -298,11 +300,16 @@ export class CachedHistoryStore implements HistoryStore {
     if (this.#closed) return;
     this.#closed = true;
     clearTimeout(this.#connectTimer);
-    await this.#repairing;
+    // A repair in progress stops at its next key; the one read in flight may wait on a store that is going away.
+    await withTimeout(this.#repairing ?? Promise.resolve(), CLOSE_WAIT_MS, () => new Error('repair still running')).catch(() => undefined);
     const client = this.#client;
     this.#client = undefined;
     try {
-      if (this.#ownsClient && client !== undefined) await client.close().catch(() => client.destroy());
+      // node-redis's close() waits for replies to commands in flight; a client that lost Redis (restarted under
+      // it) may never get them, so after a short wait the socket is simply destroyed: the cache is only a cache.
+      if (this.#ownsClient && client !== undefined) {
+        await withTimeout(client.close(), CLOSE_WAIT_MS, () => new Error('redis close timed out')).catch(() => client.destroy());
+      }
     } finally {
       await this.inner.close();
     }

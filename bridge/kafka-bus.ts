@@ -919,8 +919,11 @@ export class KafkaBus implements ClusterBus {
       }
       this.#batchesIdle = undefined;
       await this.#historyDrained(Math.max(0, giveUpAt - Date.now()));
-      await this.#commit();
-      await this.#commit();
+      // The first call waits for a commit already in flight; the second commits what finished after it started.
+      // A commit during a group rebalance is retried by kafkajs for up to half a minute: it gets the time left,
+      // and what it leaves uncommitted is consumed again by the partition's next owner (at-least-once).
+      const committed = this.#commit().then(() => this.#commit());
+      await Promise.race([committed, sleep(Math.max(0, giveUpAt - Date.now()), undefined, { ref: false })]);
     }
     clearInterval(this.#commitTimer);
     this.#state = 'closed';
@@ -934,7 +937,10 @@ export class KafkaBus implements ClusterBus {
 
   async #disconnectAll(): Promise<void> {
     this.#consumerOk = false;
-    await Promise.all([this.#consumer?.disconnect().catch(() => {}), this.#producer?.disconnect().catch(() => {})]);
+    const left = Promise.all([this.#consumer?.disconnect().catch(() => {}), this.#producer?.disconnect().catch(() => {})]);
+    // Leaving a group that is rebalancing waits for the rebalance (up to its 30 s timeout) when every member stops
+    // at once, as a whole cluster does on SIGTERM; the group coordinator expires us after the session timeout anyway.
+    await Promise.race([left, sleep(this.#o.closeTimeoutMs, undefined, { ref: false })]);
     this.#producerConnected = false;
   }
 

@@ -43,6 +43,9 @@ export interface BrokerOptions {
   httpHandlers?: readonly HttpHandler[];
 }
 
+/** How long Broker.close waits for each engine (Kafka, shared queues, fan-out, history) before leaving it behind. */
+const ENGINE_CLOSE_MS = 10_000;
+
 /** Remembered message ids per node, to drop the duplicates an at-least-once bus may deliver after a failure. */
 const DEDUPE_WINDOW = 50_000;
 
@@ -412,12 +415,31 @@ export class Broker {
       await Promise.all([...this.sessions].map((s) => s.shutdown()));
       await listeners?.waitClosed(this.config.closeTimeoutMs);
       await stopped;
-      await this.#log?.close();
-      await this.#queues?.close();
-      await this.#fanout?.close();
-      await this.history.close();
+      await this.#closeEngine('log', this.#log?.close());
+      await this.#closeEngine('queues', this.#queues?.close());
+      await this.#closeEngine('fanout', this.#fanout?.close());
+      await this.#closeEngine('history', this.history.close());
     })();
     return this.#closing;
+  }
+
+  /**
+   * An engine gets ENGINE_CLOSE_MS to finish its close, then is left behind with a warning: a stop must be bounded
+   * (Kubernetes kills a pod that takes too long anyway), and whatever an engine still holds is either acknowledged
+   * already or redelivered by the cluster (a history read interrupted mid-repair, a group leave mid-rebalance).
+   */
+  async #closeEngine(role: string, closing: Promise<void> | undefined): Promise<void> {
+    if (closing === undefined) return;
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), ENGINE_CLOSE_MS)));
+    try {
+      const outcome = await Promise.race([closing.then(() => 'closed' as const), late]);
+      if (outcome === 'late') this.logger.warn({ engine: role, waitedMs: ENGINE_CLOSE_MS }, 'engine did not close in time; stopping without it');
+    } catch (error) {
+      this.logger.warn({ err: error, engine: role }, 'engine failed to close cleanly');
+    } finally {
+      clearTimeout(timer);
+    }
   }
 }
 
