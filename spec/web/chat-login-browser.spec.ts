@@ -10,6 +10,8 @@
  * - `?servers=` URLs on another host are never contacted.
  * - The sender shown is the broker's `user-id` of each MESSAGE (as a raw subscriber sees it), never the nick a
  *   sender wrote in the body; markup in names and texts stays text.
+ * - On open nodes (two in-process nodes, one on a custom `wsPath`): the nickname flow as before, the WebSocket
+ *   path read from the node, and the fallback to another port of the same host when the page's node stops.
  */
 import { expect } from 'chai';
 import { execFile } from 'node:child_process';
@@ -68,7 +70,7 @@ async function messageWithText(client: TcpRawClient, text: string): Promise<RawF
   }
 }
 
-describe('web: the chat page logs in to a node with a users file (Chromium)', function () {
+describe('web: the chat page logs in to a node with a users file, and finds its node\'s path (Chromium)', function () {
   let browser: Browser | undefined;
   let node: TestBroker | undefined;
   let dir = '';
@@ -200,5 +202,49 @@ describe('web: the chat page logs in to a node with a users file (Chromium)', fu
     expect(sockets, 'WebSockets the page opened').to.deep.equal([own, own]);
     expect(pageErrors, 'uncaught errors in the page').to.deep.equal([]);
     await context.close();
+  });
+
+  it('on open nodes: nickname as sender, the node\'s wsPath, and a fallback on the same host when the node stops', async function () {
+    this.timeout(60_000);
+    if (browser === undefined) throw new Error('no browser');
+    const a = await startBroker({ nodeId: 'open-a', wsPath: '/stomp' });
+    const b = await startBroker({ nodeId: 'open-b' });
+    try {
+      const room = uniqueName('room');
+      const context = await browser.newContext();
+      const page = await context.newPage();
+      page.on('pageerror', (error) => pageErrors.push(error.message));
+      const sockets: string[] = [];
+      page.on('websocket', (ws) => sockets.push(ws.url()));
+      const fallback = `ws://127.0.0.1:${b.addresses.ws?.port ?? 0}/ws`;
+      // `localhost` is another host name than the page's 127.0.0.1: dropped, though it is the same machine.
+      const servers = [`ws://localhost:${b.addresses.ws?.port ?? 0}/ws`, fallback].join(',');
+      const aPort = a.addresses.ws?.port ?? 0;
+      expect((await page.goto(`http://127.0.0.1:${aPort}/?servers=${encodeURIComponent(servers)}`))?.status()).to.equal(200);
+
+      await page.fill('#nick', 'carol');
+      expect(await page.locator('#login').isVisible(), 'the login field on an open node').to.equal(false);
+      await page.fill('#room', room);
+      await page.click('#join button[type="submit"]');
+      await until(async () => (await statusState(page)) === 'connected', 15_000, 'carol to connect');
+      expect(await page.locator('#status').textContent()).to.equal('connected to node open-a');
+      await until(async () => (await systemLines(page)).some((l) => l.startsWith('You joined')), 15_000, 'carol to join');
+      await page.fill('#text', 'hi from carol');
+      await page.press('#text', 'Enter');
+      let shown: Line[] = [];
+      await until(async () => (shown = await chatLines(page)).length === 1, 10_000, 'carol\'s message', () => JSON.stringify(shown));
+      expect(shown.map(({ nick, text }) => ({ nick, text }))).to.deep.equal([{ nick: 'carol', text: 'hi from carol' }]);
+
+      // The page's node stops: the page goes on to the fallback on the same host.
+      await a.close();
+      await until(async () => (await page.locator('#status').textContent()) === 'connected to node open-b', 15_000, 'the page to reach node open-b');
+      expect(sockets.filter((url) => url !== sockets[0])).to.satisfy((rest: string[]) => rest.length > 0 && rest.every((url) => url === fallback));
+      expect(sockets[0], 'the first WebSocket: the page\'s node on its wsPath').to.equal(`ws://127.0.0.1:${aPort}/stomp`);
+      expect(pageErrors, 'uncaught errors in the page').to.deep.equal([]);
+      await context.close();
+    } finally {
+      await a.close();
+      await b.close();
+    }
   });
 });
