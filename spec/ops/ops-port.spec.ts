@@ -8,6 +8,7 @@ import type { HttpHandler } from '../../broker/http.js';
 import { ConfigError, loadConfig } from '../../broker/config.js';
 import { connect, RawClient } from '../support/raw.js';
 import { startBroker, type TestBroker } from '../support/broker.js';
+import { RunningCli } from './cli.js';
 import { http, parseSamples, wsPort } from './http.js';
 
 const OPS = ['/metrics', '/healthz', '/readyz'] as const;
@@ -136,5 +137,23 @@ describe('ops › the ops port (opsPort)', () => {
     expect(problems({ overrides: { opsPort: 61614 } })).to.deep.equal([]);
     expect(problems({ env: { STOMPEDE_OPS_PORT: '15692' } })).to.deep.equal([]);
     expect(loadConfig({ env: { STOMPEDE_OPS_PORT: '15692' } }).opsPort).to.equal(15692);
+  });
+
+  it('from the CLI: --ops-port 0 logs the ops URL at start, serves there, and the listener closes on SIGTERM', async () => {
+    const cli = new RunningCli(['--port', '0', '--ws-port', '0', '--ops-port', '0', '--log-level', 'info']);
+    try {
+      const line = await cli.waitForLog((l) => String(l.msg).includes('listening'));
+      const ops = line.ops as { host: string; port: number; url: string } | undefined;
+      expect(ops?.port).to.be.a('number').and.above(0);
+      expect(ops?.url).to.equal(`http://127.0.0.1:${ops?.port ?? 0}`);
+      expect(String(line.msg)).to.include(`metrics http://127.0.0.1:${ops?.port ?? 0}/metrics`);
+      const ws = (line.ws as { port: number }).port;
+      expect((await http(ops?.port ?? 0, '/metrics')).status).to.equal(200);
+      expect((await http(ws, '/metrics')).status).to.equal(404);
+      expect((await cli.stop()).code).to.equal(0);
+      expect(await tryConnect(ops?.port ?? 0)).to.equal('ECONNREFUSED');
+    } finally {
+      await cli.stop();
+    }
   });
 });
