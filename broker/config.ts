@@ -187,8 +187,9 @@ function validate(c: Record<string, unknown>): string[] {
   port('opsPort', -1);
   // Caught here rather than as EADDRINUSE at listen time, so the message names both settings.
   if (typeof c.opsPort === 'number' && c.opsPort > 0) {
-    const taken = (['port', 'wsPort', 'tlsPort', 'wssPort'] as const).filter((key) => c[key] === c.opsPort && (key !== 'tlsPort' && key !== 'wssPort' || c.tlsCertFile !== ''));
-    for (const key of taken) problems.push(`opsPort: ${String(c.opsPort)} is also ${key}; give the ops listener a port of its own`);
+    // The TLS ports only count when TLS listens (a certificate is configured).
+    const listeners = c.tlsCertFile !== '' ? ['port', 'wsPort', 'tlsPort', 'wssPort'] : ['port', 'wsPort'];
+    for (const key of listeners) if (c[key] === c.opsPort) problems.push(`opsPort: ${c.opsPort} is also ${key}; give the ops listener a port of its own`);
   }
   const positive = ['heartbeatGrace', 'maxFrameBytes', 'maxBodyBytes', 'maxHeaders', 'maxHeaderLineBytes',
     'maxFrameBytesUnauthenticated', 'maxOutboundBytes', 'outboundHighWaterBytes', 'maxQueueMessages', 'maxQueueBytes'];

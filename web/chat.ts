@@ -340,6 +340,8 @@ function remember(key: string, value: string): void {
 
 async function join(room: string): Promise<void> {
   const config = await nodeConfig;
+  // A second submit while the first waited for the config must not open a second connection.
+  if (current !== undefined) return;
   if (!ROOM.test(room)) {
     showJoinError('A room name uses letters, digits, - and _ only.');
     return;
