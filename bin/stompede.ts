@@ -109,7 +109,8 @@ function serveCommand(program: Command): void {
     if (a.ws) where.push(`websocket ${a.ws.url}`);
     if (a.tls) where.push(`stomp+ssl://${a.tls.host}:${a.tls.port}`);
     if (a.wss) where.push(`websocket ${a.wss.url}`);
-    logger.info({ tcp: a.tcp, ws: a.ws, tls: a.tls, wss: a.wss }, `stompede ${SERVER_VERSION} node ${broker.nodeId} listening: ${where.join(', ')}`);
+    if (a.ops) where.push(`metrics ${a.ops.url}/metrics`);
+    logger.info({ tcp: a.tcp, ws: a.ws, tls: a.tls, wss: a.wss, ops: a.ops }, `stompede ${SERVER_VERSION} node ${broker.nodeId} listening: ${where.join(', ')}`);
     watchReadiness(broker, logger);
     let stopping = false;
     const stop = (signal: string): void => {

@@ -15,6 +15,12 @@ export const DEFAULT_CONFIG = {
   /** STOMP over WebSocket (0 picks a free port; -1 disables). */
   wsPort: 15674,
   wsPath: '/ws',
+  /**
+   * A separate plain-HTTP listener for `/metrics`, `/healthz` and `/readyz` (0 picks a free port). -1: none, and
+   * those endpoints stay on the WebSocket port. When set, they answer only here (404 on the WebSocket port), so
+   * an operator can keep metrics internal (a port the firewall keeps in) while the WebSocket port faces the world.
+   */
+  opsPort: -1,
   /** TLS and WSS listen only when both a certificate and a key are configured. */
   tlsPort: 61614,
   wssPort: 15673,
@@ -178,6 +184,13 @@ function validate(c: Record<string, unknown>): string[] {
   port('wsPort', -1);
   port('tlsPort', 0);
   port('wssPort', -1);
+  port('opsPort', -1);
+  // Caught here rather than as EADDRINUSE at listen time, so the message names both settings.
+  if (typeof c.opsPort === 'number' && c.opsPort > 0) {
+    // The TLS ports only count when TLS listens (a certificate is configured).
+    const listeners = c.tlsCertFile !== '' ? ['port', 'wsPort', 'tlsPort', 'wssPort'] : ['port', 'wsPort'];
+    for (const key of listeners) if (c[key] === c.opsPort) problems.push(`opsPort: ${c.opsPort} is also ${key}; give the ops listener a port of its own`);
+  }
   const positive = ['heartbeatGrace', 'maxFrameBytes', 'maxBodyBytes', 'maxHeaders', 'maxHeaderLineBytes',
     'maxFrameBytesUnauthenticated', 'maxOutboundBytes', 'outboundHighWaterBytes', 'maxQueueMessages', 'maxQueueBytes'];
   for (const key of positive) if (!((c[key] as number) > 0)) problems.push(`${key}: must be greater than 0`);

@@ -1,12 +1,14 @@
 /**
- * Plain HTTP on the WebSocket port: `/healthz`, `/readyz` and `/metrics` for operators, and room for more
- * handlers (the chat page) tried after them. Handlers compose: the first that answers a request wins.
+ * Plain HTTP on the WebSocket port: `/healthz`, `/readyz` and `/metrics` for operators (unless `opsPort` moves
+ * them to a listener of their own), and room for more handlers (the chat page) tried after them. Handlers
+ * compose: the first that answers a request wins.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { allowAll } from './auth.js';
 import type { Broker } from './broker.js';
 import { brokerMetrics } from './metrics.js';
 import type { HttpHandler } from './transports/listen.js';
-import { webPageHandler } from './web.js';
+import { chatConfigHandler, webPageHandler, type ChatConfig } from './web.js';
 
 export type { HttpHandler } from './transports/listen.js';
 
@@ -39,7 +41,7 @@ export function opsHttpHandler(broker: Broker): HttpHandler {
   const metrics = brokerMetrics(broker);
   return (request, response) => {
     const path = requestPath(request);
-    if (path !== OPS_PATHS.health && path !== OPS_PATHS.ready && path !== OPS_PATHS.metrics) return false;
+    if (!isOpsPath(path)) return false;
     if (request.method !== 'GET' && request.method !== 'HEAD') {
       response.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end(`${path} answers GET only.\n`);
       return true;
@@ -62,7 +64,36 @@ export function opsHttpHandler(broker: Broker): HttpHandler {
   };
 }
 
-/** What `Broker.listen` serves: the operator endpoints first, then `extra` handlers in order, then the chat page (`/`). */
+/**
+ * What the chat page needs to know of this node. Read per request: `login` follows the authenticator the broker
+ * has now. Any authenticator but `allowAll` (users file, tokens, or one a program passed in) wants credentials.
+ */
+export function chatConfig(broker: Broker): () => ChatConfig {
+  return () => ({ wsPath: broker.config.wsPath, login: broker.authenticator !== allowAll });
+}
+
+function isOpsPath(path: string): boolean {
+  return path === OPS_PATHS.health || path === OPS_PATHS.ready || path === OPS_PATHS.metrics;
+}
+
+/**
+ * On the WebSocket port when `opsPort` is set: the operator paths answer 404 here, ahead of every other handler,
+ * so no extra handler can expose them on the public port by accident.
+ */
+function opsElsewhereHandler(): HttpHandler {
+  return (request, response) => {
+    if (!isOpsPath(requestPath(request))) return false;
+    response.writeHead(404, { 'content-type': 'text/plain', 'cache-control': 'no-store' })
+      .end('Not found here: this node serves /metrics, /healthz and /readyz on its ops port (opsPort).\n');
+    return true;
+  };
+}
+
+/**
+ * What `Broker.listen` serves on the WebSocket port: the operator endpoints first (or their 404 when they live on
+ * the ops port), then `extra` handlers in order, then the chat page (`/` and its config).
+ */
 export function brokerHttpHandler(broker: Broker, extra: readonly HttpHandler[] = []): HttpHandler {
-  return composeHttpHandlers([opsHttpHandler(broker), ...extra, webPageHandler()]);
+  const ops = broker.config.opsPort >= 0 ? opsElsewhereHandler() : opsHttpHandler(broker);
+  return composeHttpHandlers([ops, ...extra, chatConfigHandler(chatConfig(broker)), webPageHandler()]);
 }

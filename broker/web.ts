@@ -1,6 +1,7 @@
 /**
  * The chat page on the WebSocket port: `GET /` and the few static files next to it, from `dist/web/` (built
- * from `web/` by `make build`, with `@stomp/stompjs` copied in, so the page needs nothing from the Internet).
+ * from `web/` by `make build`, with `@stomp/stompjs` copied in, so the page needs nothing from the Internet),
+ * and `GET /chat/config.json`, what the page must know of this node before it connects.
  */
 import { createReadStream, statSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
@@ -48,6 +49,38 @@ export function webFileName(url: string | undefined): string | undefined {
 
 function isGetOrHead(request: IncomingMessage): boolean {
   return request.method === 'GET' || request.method === 'HEAD';
+}
+
+/** What the page reads before connecting: where the WebSocket endpoint is, and whether to ask for credentials. */
+export interface ChatConfig {
+  /** The node's `wsPath`: the page connects to `ws(s)://<its own host:port><wsPath>`. */
+  readonly wsPath: string;
+  /** True when CONNECT needs a login and passcode: the page shows a login form first. */
+  readonly login: boolean;
+}
+
+/** The page asks for it by a relative URL (`chat/config.json`), so it is found behind a proxy's path prefix too. */
+export const CHAT_CONFIG_PATH = '/chat/config.json';
+
+/** `GET /chat/config.json`: `config()` as JSON, never cached (the node may be restarted with other settings). */
+export function chatConfigHandler(config: () => ChatConfig): HttpHandler {
+  return (request, response) => {
+    if ((request.url ?? '/').split('?')[0] !== CHAT_CONFIG_PATH) return false;
+    if (!isGetOrHead(request)) {
+      response.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' }).end(`${request.method ?? ''} is not allowed here: GET or HEAD only.\n`);
+      return true;
+    }
+    const { wsPath, login } = config();
+    const body = JSON.stringify({ wsPath, login }) + '\n';
+    response.writeHead(200, {
+      'content-type': 'application/json; charset=utf-8',
+      'content-length': Buffer.byteLength(body),
+      'cache-control': 'no-store',
+      'x-content-type-options': 'nosniff',
+    });
+    response.end(request.method === 'HEAD' ? undefined : body);
+    return true;
+  };
 }
 
 /**

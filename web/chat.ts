@@ -1,8 +1,14 @@
 /**
  * The chat page of a Stompede node, served at `/` on its WebSocket port.
  *
- * - Connects to `ws(s)://<this host:port>/ws`, then, when that connection drops, to the next of the fallback
- *   URLs in the page's `?servers=ws://a/ws,ws://b/ws` (round robin, every `reconnectDelay`).
+ * - First reads `chat/config.json` from its node: the WebSocket path (`wsPath`) and whether CONNECT needs a
+ *   login (`login`). When it does, the join form asks for a login and passcode; the passcode lives only in this
+ *   page's memory (never in storage), and an `Access refused` ends the attempts and shows the form again.
+ * - Connects to `ws(s)://<this host:port><wsPath>`, then, when that connection drops, to the next of the fallback
+ *   URLs in the page's `?servers=ws://a/ws,ws://b/ws` (round robin, every `reconnectDelay`); only URLs on the
+ *   page's own host name and scheme are followed (see servers.ts for why).
+ * - The sender shown is the MESSAGE's `user-id` (the broker stamps the authenticated login there); the `nick` in
+ *   the body is shown only on open nodes, where nobody's name is checked anyway.
  * - A room is the topic `/topic/chat.<room>`; a message body is JSON `{"nick", "text", "time"}`.
  * - Joining asks for the last 50 messages (`x-history: 50`). Every reconnect asks for what came after the last
  *   message seen (`x-resume-after: <message-id>`), so nothing is missed; ids already shown are skipped, so
@@ -12,6 +18,7 @@
  * `@stomp/stompjs` is loaded by a plain <script> (its UMD build, copied at build time) as the global `StompJs`.
  */
 import type { Client, IFrame, IMessage, StompHeaders, StompSubscription } from '@stomp/stompjs';
+import { serverList } from './servers.js';
 
 declare global {
   interface Window {
@@ -25,6 +32,8 @@ const HISTORY = 50;
 const MAX_SHOWN = 500;
 const RECONNECT_MS = 1000;
 const ROOM = /^[A-Za-z0-9_-]{1,64}$/;
+/** Shown as the sender, on a node that needs a login, of a message without `user-id`: its body's nick is unchecked. */
+const UNVERIFIED = '(unverified)';
 
 function element<T extends HTMLElement>(id: string, type: new () => T): T {
   const e = document.getElementById(id);
@@ -36,6 +45,11 @@ const ui = {
   status: element('status', HTMLElement),
   roomTitle: element('room-title', HTMLElement),
   joinForm: element('join', HTMLFormElement),
+  joinIntro: element('join-intro', HTMLElement),
+  credentials: element('credentials', HTMLFieldSetElement),
+  login: element('login', HTMLInputElement),
+  passcode: element('passcode', HTMLInputElement),
+  nickField: element('nick-field', HTMLElement),
   nick: element('nick', HTMLInputElement),
   room: element('room', HTMLInputElement),
   joinError: element('join-error', HTMLElement),
@@ -48,12 +62,34 @@ const ui = {
 
 const params = new URLSearchParams(location.search);
 
-/** This node first, then the fallbacks of `?servers=` (only ws:// and wss:// URLs), without repeats. */
-function serverList(): string[] {
-  const own = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/ws`;
-  const extra = (params.get('servers') ?? '').split(',').map((s) => s.trim()).filter((s) => /^wss?:\/\/[^\s]+$/.test(s));
-  return [...new Set([own, ...extra])];
+/** What the node says of itself at `chat/config.json` (broker/web.ts). */
+interface NodeConfig {
+  readonly wsPath: string;
+  readonly login: boolean;
 }
+
+/** A node too old to answer `chat/config.json` is taken as an open node on the default path. */
+const FALLBACK_CONFIG: NodeConfig = { wsPath: '/ws', login: false };
+
+async function fetchConfig(): Promise<NodeConfig> {
+  try {
+    // Relative: found under a reverse proxy's path prefix too.
+    const response = await fetch('chat/config.json', { cache: 'no-store' });
+    if (!response.ok) return FALLBACK_CONFIG;
+    const value: unknown = await response.json();
+    if (typeof value !== 'object' || value === null) return FALLBACK_CONFIG;
+    const wsPath = 'wsPath' in value && typeof value.wsPath === 'string' && value.wsPath.startsWith('/') ? value.wsPath : FALLBACK_CONFIG.wsPath;
+    const login = 'login' in value && value.login === true;
+    return { wsPath, login };
+  } catch {
+    return FALLBACK_CONFIG;
+  }
+}
+
+/** Who is chatting: on an open node a nickname; on a node that needs a login, the login and its passcode. */
+type Identity =
+  | { readonly kind: 'nick'; readonly nick: string }
+  | { readonly kind: 'login'; readonly login: string; readonly passcode: string };
 
 /** What a message body says: our JSON, or (from other STOMP clients) plain text with an optional `nick` header. */
 function parseChat(message: IMessage): { nick: string; text: string; time: number | undefined } {
@@ -83,11 +119,25 @@ function nodeOf(frame: IFrame): string {
   return dash > 0 ? session.slice(0, dash) : session;
 }
 
+/**
+ * The name shown for a message's sender: the broker-stamped `user-id` when there is one; else, on an open node,
+ * the self-asserted nick of the body; on a node that needs a login, a mark that the sender is not known (the body
+ * could name anyone).
+ */
+function senderOf(message: IMessage, bodyNick: string, openNode: boolean): string {
+  const userId = message.headers['user-id'];
+  if (userId !== undefined && userId !== '') return userId;
+  return openNode ? bodyNick : UNVERIFIED;
+}
+
 class ChatRoom {
-  readonly #nick: string;
+  /** The name this page shows for itself: the nick, or once CONNECTED, the login the broker accepted. */
+  #nick: string;
+  readonly #openNode: boolean;
   readonly #room: string;
   readonly #topic: string;
-  readonly #servers = serverList();
+  readonly #servers: string[];
+  readonly #onRefused: (reason: string) => void;
   #server = 0;
   #attempts = 0;
   #client: Client;
@@ -100,19 +150,26 @@ class ChatRoom {
   #seen = new Set<string>();
   #receipts = 0;
 
-  constructor(nick: string, room: string) {
-    this.#nick = nick;
+  /** `onRefused` is called once when the node refuses the credentials; the room has stopped by then. */
+  constructor(identity: Identity, room: string, servers: string[], onRefused: (reason: string) => void) {
+    this.#nick = identity.kind === 'nick' ? identity.nick : identity.login;
+    this.#openNode = identity.kind === 'nick';
     this.#room = room;
     this.#topic = `/topic/chat.${room}`;
+    this.#servers = servers;
+    this.#onRefused = onRefused;
+    // The passcode stays in this client's connect headers (page memory) for reconnects, and goes with the room.
+    const connectHeaders: StompHeaders = identity.kind === 'login' ? { login: identity.login, passcode: identity.passcode } : {};
     this.#client = new window.StompJs.Client({
       brokerURL: this.#servers[0] ?? '',
+      connectHeaders,
       reconnectDelay: RECONNECT_MS,
       connectionTimeout: 5000,
       heartbeatIncoming: 10_000,
       heartbeatOutgoing: 10_000,
       beforeConnect: (client) => this.#beforeConnect(client),
       onConnect: (frame) => this.#onConnect(frame),
-      onStompError: (frame) => this.#system(`Error from the server: ${frame.headers.message ?? 'unknown'}`, 'error'),
+      onStompError: (frame) => this.#onError(frame),
       onWebSocketClose: () => this.#onClose(),
     });
   }
@@ -150,7 +207,26 @@ class ChatRoom {
     if (this.#attempts > 1) setStatus('reconnecting', `reconnecting to ${url}`);
   }
 
+  /**
+   * An ERROR ends the connection. `Access refused` would come back on every retry with the same credentials (and
+   * each retry costs the node a password hash): stop and let the user fix them. Anything else is retried.
+   */
+  #onError(frame: IFrame): void {
+    const message = frame.headers.message ?? 'unknown';
+    if (!message.startsWith('Access refused')) {
+      this.#system(`Error from the server: ${message}`, 'error');
+      return;
+    }
+    const detail = frame.body.trim();
+    void this.#client.deactivate().then(() => {
+      setStatus('disconnected', 'access refused');
+      this.#onRefused(detail === '' ? message : `${message}: ${detail}`);
+    });
+  }
+
   #onConnect(frame: IFrame): void {
+    // The login the node accepted, which is what it stamps as `user-id` on our messages.
+    if (!this.#openNode && frame.headers['user-name'] !== undefined) this.#nick = frame.headers['user-name'];
     const resuming = this.#lastId !== undefined;
     const headers: StompHeaders = resuming ? { 'x-resume-after': this.#lastId ?? '' } : { 'x-history': String(HISTORY) };
     const receipt = `sub-${++this.#receipts}`;
@@ -187,7 +263,9 @@ class ChatRoom {
       this.#seen.add(id);
       this.#lastId = id;
     }
-    const { nick, text, time } = parseChat(message);
+    const parsed = parseChat(message);
+    const { text, time } = parsed;
+    const nick = senderOf(message, parsed.nick, this.#openNode);
     const item = document.createElement('li');
     item.className = nick === this.#nick ? 'msg mine' : 'msg';
     item.dataset.id = id;
@@ -233,30 +311,69 @@ function setStatus(state: Status, text: string, title = ''): void {
 }
 
 let current: ChatRoom | undefined;
+const nodeConfig = fetchConfig();
 
-function join(nick: string, room: string): void {
-  if (!ROOM.test(room)) {
-    ui.joinError.textContent = 'A room name uses letters, digits, - and _ only.';
-    ui.joinError.hidden = false;
-    return;
-  }
-  ui.joinError.hidden = true;
+function showJoinError(text: string): void {
+  ui.joinError.textContent = text;
+  ui.joinError.hidden = false;
+}
+
+/** Back to the form after the node refused the login: the error shows there, the passcode must be typed again. */
+function refused(room: ChatRoom, reason: string): void {
+  if (current !== room) return;
+  current = undefined;
+  ui.chat.hidden = true;
+  ui.joinForm.hidden = false;
+  ui.roomTitle.textContent = '';
+  ui.passcode.value = '';
+  showJoinError(reason);
+  ui.passcode.focus();
+}
+
+function remember(key: string, value: string): void {
   try {
-    localStorage.setItem('stompede.nick', nick);
-    localStorage.setItem('stompede.room', room);
+    localStorage.setItem(key, value);
   } catch {
     // storage may be disabled; remembering is only a convenience
   }
+}
+
+async function join(room: string): Promise<void> {
+  const config = await nodeConfig;
+  // A second submit while the first waited for the config must not open a second connection.
+  if (current !== undefined) return;
+  if (!ROOM.test(room)) {
+    showJoinError('A room name uses letters, digits, - and _ only.');
+    return;
+  }
+  let identity: Identity;
+  if (config.login) {
+    const login = ui.login.value.trim();
+    if (login === '' || ui.passcode.value === '') {
+      showJoinError('This node needs a login and a passcode.');
+      return;
+    }
+    identity = { kind: 'login', login, passcode: ui.passcode.value };
+    // Taken out of the form at once: the passcode lives on only inside the room's client, never in storage.
+    ui.passcode.value = '';
+    remember('stompede.login', login);
+  } else {
+    identity = { kind: 'nick', nick: ui.nick.value.trim() };
+    remember('stompede.nick', identity.nick);
+  }
+  ui.joinError.hidden = true;
+  remember('stompede.room', room);
   ui.joinForm.hidden = true;
   ui.chat.hidden = false;
-  current = new ChatRoom(nick, room);
+  const chat: ChatRoom = new ChatRoom(identity, room, serverList(location, config.wsPath, params.get('servers')), (reason) => refused(chat, reason));
+  current = chat;
   current.start();
   ui.text.focus();
 }
 
 ui.joinForm.addEventListener('submit', (event) => {
   event.preventDefault();
-  join(ui.nick.value.trim(), ui.room.value.trim());
+  void join(ui.room.value.trim());
 });
 
 ui.sendForm.addEventListener('submit', (event) => {
@@ -286,3 +403,17 @@ function remembered(key: string): string {
 
 ui.nick.value = params.get('nick') ?? remembered('stompede.nick');
 ui.room.value = params.get('room') ?? (remembered('stompede.room') || ui.room.value);
+
+/** On a node that needs a login: the login and passcode fields instead of the nickname (the login is the name). */
+void nodeConfig.then((config) => {
+  if (!config.login) return;
+  ui.joinIntro.textContent = 'This node needs a login. Log in and pick a room: everyone in the same room sees your messages, under your login.';
+  ui.credentials.hidden = false;
+  ui.credentials.disabled = false;
+  ui.login.required = true;
+  ui.passcode.required = true;
+  ui.nickField.hidden = true;
+  ui.nick.required = false;
+  ui.nick.disabled = true;
+  ui.login.value = params.get('login') ?? remembered('stompede.login');
+});

@@ -7,6 +7,7 @@ import { createServer as createTlsServer } from 'node:tls';
 import type { WebSocketServer } from 'ws';
 import type { Broker } from '../broker.js';
 import { envName, flagName } from '../config.js';
+import { opsHttpHandler } from '../http.js';
 import { attachSocket } from './tcp.js';
 import { createWsServer } from './websocket.js';
 
@@ -20,6 +21,8 @@ export interface ListenAddresses {
   readonly ws: (Address & { readonly path: string; readonly url: string }) | undefined;
   readonly tls: Address | undefined;
   readonly wss: (Address & { readonly path: string; readonly url: string }) | undefined;
+  /** The ops listener (`/metrics`, `/healthz`, `/readyz`) when `opsPort` is set; else they are on `ws`. */
+  readonly ops: (Address & { readonly url: string }) | undefined;
 }
 
 export interface Listeners {
@@ -30,11 +33,11 @@ export interface Listeners {
   waitClosed(timeoutMs: number): Promise<void>;
 }
 
-/** Answers plain HTTP requests on the WebSocket port (health, metrics, the chat page). True when handled. */
+/** Answers plain HTTP requests on the WebSocket or ops port (health, metrics, the chat page). True when handled. */
 export type HttpHandler = (request: IncomingMessage, response: ServerResponse) => boolean;
 
 /** `setting` names the config key of the port, so the error can say which flag or variable to change. */
-function listenOn(server: NetServer, host: string, port: number, setting: 'port' | 'wsPort' | 'tlsPort' | 'wssPort'): Promise<Address> {
+function listenOn(server: NetServer, host: string, port: number, setting: 'port' | 'wsPort' | 'tlsPort' | 'wssPort' | 'opsPort'): Promise<Address> {
   return new Promise((resolve, reject) => {
     const onError = (error: NodeJS.ErrnoException): void => {
       if (error.code === 'EADDRINUSE') {
@@ -88,10 +91,12 @@ export async function listenTransports(broker: Broker, httpHandler?: HttpHandler
     tlsAddress = await listenOn(tls, c.host, c.tlsPort, 'tlsPort');
   }
 
+  // With an ops port, liveness is answered there only: the WebSocket port must not keep a `/healthz` of its own.
+  const opsOwnPort = c.opsPort >= 0;
   const onRequest = (request: IncomingMessage, response: ServerResponse): void => {
     if (httpHandler?.(request, response) === true) return;
     const path = (request.url ?? '/').split('?')[0];
-    if (path === '/healthz') {
+    if (path === '/healthz' && !opsOwnPort) {
       response.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
       return;
     }
@@ -126,8 +131,22 @@ export async function listenTransports(broker: Broker, httpHandler?: HttpHandler
   const ws = c.wsPort >= 0 ? await web(false, c.wsPort) : undefined;
   const wss = tlsOptions !== undefined && c.wssPort >= 0 ? await web(true, c.wssPort) : undefined;
 
+  // Plain HTTP even when TLS is configured: it is meant for an internal network (Prometheus, kubelet probes).
+  let ops: (Address & { url: string }) | undefined;
+  if (opsOwnPort) {
+    const answer = opsHttpHandler(broker);
+    const server = createHttpServer((request, response) => {
+      if (answer(request, response)) return;
+      response.writeHead(404, { 'content-type': 'text/plain' }).end('Not found. This port serves /metrics, /healthz and /readyz only.\n');
+    });
+    server.on('connection', track);
+    servers.push(server);
+    const a = await listenOn(server, c.host, c.opsPort, 'opsPort');
+    ops = { ...a, url: `http://${c.host}:${a.port}` };
+  }
+
   return {
-    addresses: { tcp: tcpAddress, ws, tls: tlsAddress, wss },
+    addresses: { tcp: tcpAddress, ws, tls: tlsAddress, wss, ops },
     async stopAccepting() {
       for (const w of wsServers) w.close();
       await Promise.all(servers.map(close));
