@@ -77,13 +77,20 @@ export async function listenTransports(broker: Broker, httpHandler?: HttpHandler
   servers.push(tcp);
   const tcpAddress = await listenOn(tcp, c.host, c.port, 'port');
 
-  const tlsOptions = c.tlsCertFile !== '' ? { cert: readFileSync(c.tlsCertFile), key: readFileSync(c.tlsKeyFile) } : undefined;
+  // The connect timeout starts once a session exists, after the handshake: a peer that opens TCP to a TLS port and
+  // says nothing must be cut off by the handshake timeout, which Node otherwise sets at 120 s.
+  const handshakeTimeout = c.connectTimeoutMs > 0 ? c.connectTimeoutMs : 120_000;
+  const tlsOptions = c.tlsCertFile !== '' ? { cert: readFileSync(c.tlsCertFile), key: readFileSync(c.tlsKeyFile), handshakeTimeout } : undefined;
+  const onTlsClientError = (error: Error & { code?: string }): void => {
+    if (error.code === 'ERR_TLS_HANDSHAKE_TIMEOUT') broker.stats.limitHit('handshake');
+  };
   let tlsAddress: Address | undefined;
   if (tlsOptions !== undefined) {
     const tls = createTlsServer(tlsOptions, (socket) => {
       track(socket);
       attachSocket(socket, 'tls', (conn) => broker.handle(conn));
     });
+    tls.on('tlsClientError', onTlsClientError);
     servers.push(tls);
     tlsAddress = await listenOn(tls, c.host, c.tlsPort, 'tlsPort');
   }
@@ -102,10 +109,13 @@ export async function listenTransports(broker: Broker, httpHandler?: HttpHandler
     const transport = secure ? 'wss' : 'ws';
     const server: HttpServer = secure && tlsOptions !== undefined ? createHttpsServer(tlsOptions, onRequest) : createHttpServer(onRequest);
     server.on('connection', track);
+    if (secure) server.on('tlsClientError', onTlsClientError);
     const wss = createWsServer({
       path: c.wsPath,
       // One WebSocket message may carry several frames (stomp.js batches none, but others do): room for a few.
       maxPayloadBytes: c.maxFrameBytes * 4,
+      maxPayloadBytesUnauthenticated: c.maxFrameBytesUnauthenticated,
+      onOversize: () => broker.stats.limitHit('websocket-message'),
       highWaterBytes: c.outboundHighWaterBytes,
       transport,
     }, (conn) => broker.handle(conn));
