@@ -81,8 +81,10 @@ export async function listenTransports(broker: Broker, httpHandler?: HttpHandler
   // says nothing must be cut off by the handshake timeout, which Node otherwise sets at 120 s.
   const handshakeTimeout = c.connectTimeoutMs > 0 ? c.connectTimeoutMs : 120_000;
   const tlsOptions = c.tlsCertFile !== '' ? { cert: readFileSync(c.tlsCertFile), key: readFileSync(c.tlsKeyFile), handshakeTimeout } : undefined;
-  const onTlsClientError = (error: Error & { code?: string }): void => {
+  // With a listener, Node leaves closing the socket to us (without one it destroys it itself).
+  const onTlsClientError = (error: Error & { code?: string }, socket: Duplex): void => {
     if (error.code === 'ERR_TLS_HANDSHAKE_TIMEOUT') broker.stats.limitHit('handshake');
+    socket.destroy();
   };
   let tlsAddress: Address | undefined;
   if (tlsOptions !== undefined) {
