@@ -631,7 +631,10 @@ export class Session implements FrameSink, Consumer {
         `The open transactions of this connection already hold ${this.#txBytes} bytes; this ${kind} of ${bytes} bytes would pass the limit. COMMIT smaller transactions.`);
     }
     this.#txBytes += bytes;
-    actions.push({ kind, frame, bytes });
+    // The parser hands out views into the bytes that arrived: held until COMMIT, a small body must not keep a
+    // whole socket chunk alive, or the bytes retained would be more than the bytes counted.
+    const body = frame.body.length < frame.body.buffer.byteLength ? Buffer.from(frame.body) : frame.body;
+    actions.push({ kind, frame: body === frame.body ? frame : { command: frame.command, headers: frame.headers, body }, bytes });
   }
 
   /** The transaction ended (COMMIT or ABORT): its bytes no longer count. */
