@@ -5,7 +5,7 @@ import { createServer as createNetServer, type Server as NetServer, type Socket 
 import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer } from 'node:tls';
 import type { WebSocketServer } from 'ws';
-import type { Broker } from '../broker.js';
+import { FD_HEADROOM, type Broker } from '../broker.js';
 import { envName, flagName } from '../config.js';
 import { attachSocket } from './tcp.js';
 import { createWsServer } from './websocket.js';
@@ -69,11 +69,21 @@ export async function listenTransports(broker: Broker, httpHandler?: HttpHandler
   };
   const servers: NetServer[] = [];
   const wsServers: WebSocketServer[] = [];
+  /**
+   * A backstop under maxConnections, which sessions enforce with an ERROR: sockets that never become sessions
+   * (TLS handshakes in progress, plain HTTP) and refused ones still closing count here, and past this Node drops
+   * new ones at accept, so a flood cannot use up the file descriptors that /healthz and new clients need.
+   */
+  const guard = (server: NetServer): void => {
+    server.maxConnections = c.maxConnections + FD_HEADROOM / 2;
+    server.on('drop', () => broker.stats.limitHit('connections'));
+  };
 
   const tcp = createNetServer((socket) => {
     track(socket);
     attachSocket(socket, 'tcp', (conn) => broker.handle(conn));
   });
+  guard(tcp);
   servers.push(tcp);
   const tcpAddress = await listenOn(tcp, c.host, c.port, 'port');
 
@@ -93,6 +103,7 @@ export async function listenTransports(broker: Broker, httpHandler?: HttpHandler
       attachSocket(socket, 'tls', (conn) => broker.handle(conn));
     });
     tls.on('tlsClientError', onTlsClientError);
+    guard(tls);
     servers.push(tls);
     tlsAddress = await listenOn(tls, c.host, c.tlsPort, 'tlsPort');
   }
@@ -112,6 +123,7 @@ export async function listenTransports(broker: Broker, httpHandler?: HttpHandler
     const server: HttpServer = secure && tlsOptions !== undefined ? createHttpsServer(tlsOptions, onRequest) : createHttpServer(onRequest);
     server.on('connection', track);
     if (secure) server.on('tlsClientError', onTlsClientError);
+    guard(server);
     const wss = createWsServer({
       path: c.wsPath,
       // One WebSocket message may carry several frames (stomp.js batches none, but others do): room for a few.

@@ -6,7 +6,7 @@
 import { expect } from 'chai';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { connect as netConnect } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
@@ -166,6 +166,31 @@ describe('security › connection limits (issue #8 item 5)', () => {
         expect(reply.startsWith('CONNECTED\n')).to.equal(true);
         ok.destroy();
       } finally {
+        await b.close();
+      }
+    });
+
+    it('drops sockets at accept past maxConnections + 32, even ones that never become sessions (TLS handshakes)', async () => {
+      const b = await startBroker({ tlsCertFile: cert, tlsKeyFile: key, tlsPort: 0, wssPort: -1, maxConnections: 2 });
+      const sockets: Socket[] = [];
+      try {
+        const port = b.addresses.tls?.port ?? 0;
+        let closed = 0;
+        for (let i = 0; i < 40; i++) {
+          const s = netConnect({ port, host: '127.0.0.1' });
+          s.on('error', () => {});
+          s.resume();
+          s.once('close', () => closed++);
+          sockets.push(s);
+          await new Promise((resolve) => s.once('connect', resolve));
+        }
+        // 2 + 32 silent handshakes are held (until the 10 s connect timeout); the other 6 are dropped at once.
+        await until(() => closed === 6, 5000, 'six dropped sockets');
+        await sleep(100);
+        expect(closed).to.equal(6);
+        expect(b.broker.stats.limitHits.get('connections')).to.equal(6);
+      } finally {
+        for (const s of sockets) s.destroy();
         await b.close();
       }
     });
