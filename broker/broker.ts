@@ -1,5 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { MessageTemplate, type Headers } from '../frames/index.js';
 import type { BusEnvelope, ClusterBus } from '../bridge/bus.js';
@@ -60,6 +61,26 @@ export interface BrokerEventMap {
 const NODE_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
 /**
+ * File descriptors a node needs besides its client connections: listeners, engine clients, log files, and the
+ * sockets of connections being refused. maxConnections should leave this much below the soft RLIMIT_NOFILE.
+ */
+export const FD_HEADROOM = 64;
+
+/** Longest gap between two idle sweeps, whatever idleTimeoutMs is. */
+const IDLE_SWEEP_MAX_MS = 30_000;
+
+/**
+ * The soft limit on open files from the text of /proc/self/limits (Linux), or undefined when it is unlimited or
+ * the text does not say.
+ */
+export function openFilesSoftLimit(limitsText: string): number | undefined {
+  const m = /^Max open files\s+(\S+)\s+/m.exec(limitsText);
+  if (m === null || m[1] === 'unlimited') return undefined;
+  const n = Number(m[1]);
+  return Number.isInteger(n) ? n : undefined;
+}
+
+/**
  * A broker node: virtual hosts with their topics and queues, the sessions of connected clients, and the
  * listeners that feed them. Transports and the cluster bus plug in around it.
  */
@@ -76,6 +97,9 @@ export class Broker {
   #localNames: Set<string>;
   #messageSeq = 0;
   #sessionSeq = 0;
+  /** CONNECTed sessions per login, for maxConnectionsPerUser. */
+  #perUser = new Map<string, number>();
+  #idleSweep: NodeJS.Timeout | undefined;
   #listeners: Listeners | undefined;
   #closing: Promise<void> | undefined;
   #httpHandlers: readonly HttpHandler[];
@@ -121,17 +145,59 @@ export class Broker {
     const id = `${this.nodeId}-${(++this.#sessionSeq).toString(36)}`;
     const session = new Session(this, connection, id, this.logger);
     this.sessions.add(session);
+    const max = this.config.maxConnections;
+    if (this.sessions.size > max) {
+      // Refused with a reason rather than left to fail at accept once file descriptors run out, which silently
+      // stops new clients and /healthz alike.
+      this.stats.limitHit('connections');
+      session.refuse(new ProtocolError(BROKER_ERRORS.ERR_LIMIT_EXCEEDED, `too many connections (limit ${max} per node)`,
+        'This node has as many open connections as it accepts; retry later or connect to another node.'));
+    } else if (this.#idleSweep === undefined && this.config.idleTimeoutMs > 0 && this.#closing === undefined) {
+      this.#startIdleSweep();
+    }
     return session;
+  }
+
+  /**
+   * One timer for the whole node rather than one per session (10,000 idle sessions must not be 10,000 timers):
+   * it sweeps at a quarter of idleTimeoutMs, so a session goes at most 25% past the limit.
+   */
+  #startIdleSweep(): void {
+    const every = Math.max(10, Math.min(IDLE_SWEEP_MAX_MS, Math.floor(this.config.idleTimeoutMs / 4)));
+    this.#idleSweep = setInterval(() => {
+      const now = Date.now();
+      for (const s of this.sessions) s.checkIdle(now);
+    }, every);
+    this.#idleSweep.unref();
+  }
+
+  /** At CONNECTED time: throws the ERROR for a login that already has maxConnectionsPerUser sessions. */
+  admitUser(user: string): void {
+    // Without authentication every client is `anonymous`: that is the node limit's business, not a user's.
+    if (this.authenticator === allowAll) return;
+    const max = this.config.maxConnectionsPerUser;
+    if ((this.#perUser.get(user) ?? 0) >= max) {
+      this.stats.limitHit('connections-per-user');
+      throw new ProtocolError(BROKER_ERRORS.ERR_LIMIT_EXCEEDED, `too many connections for this user (limit ${max} per user)`,
+        'This login already has as many sessions on this node as it may; close one first.');
+    }
   }
 
   sessionConnected(session: Session): void {
     if (session.vhost !== undefined) session.vhost.sessions++;
+    if (session.user !== undefined) this.#perUser.set(session.user, (this.#perUser.get(session.user) ?? 0) + 1);
     this.events.emit('session-open', session);
   }
 
   sessionClosed(session: Session, wasConnected: boolean): void {
     this.sessions.delete(session);
     const vhost = session.vhost;
+    const user = session.user;
+    if (wasConnected && user !== undefined) {
+      const n = (this.#perUser.get(user) ?? 1) - 1;
+      if (n > 0) this.#perUser.set(user, n);
+      else this.#perUser.delete(user);
+    }
     if (wasConnected && vhost !== undefined) {
       vhost.sessions--;
       if (vhost.idle && vhost.name !== '/') this.#vhosts.delete(vhost.name);
@@ -386,7 +452,27 @@ export class Broker {
     await this.#queues?.start();
     await this.#log?.start(this.#fromBus);
     this.#listeners = await listenTransports(this, brokerHttpHandler(this, this.#httpHandlers));
+    this.#checkFileDescriptors();
     return this.#listeners.addresses;
+  }
+
+  /**
+   * Warns when maxConnections does not fit under the process's open-file limit: past that limit accept fails,
+   * and new clients and /healthz stop getting answers with nothing said (Linux only: /proc/self/limits).
+   */
+  #checkFileDescriptors(): void {
+    let text: string;
+    try {
+      text = readFileSync('/proc/self/limits', 'utf8');
+    } catch {
+      return; // not Linux
+    }
+    const soft = openFilesSoftLimit(text);
+    const max = this.config.maxConnections;
+    if (soft !== undefined && max + FD_HEADROOM > soft) {
+      this.logger.warn({ maxConnections: max, openFilesSoftLimit: soft, headroom: FD_HEADROOM },
+        `maxConnections ${max} leaves less than ${FD_HEADROOM} file descriptors of headroom below the open-file limit ${soft} (ulimit -n): raise the limit, or set maxConnections to ${Math.max(1, soft - FD_HEADROOM)} or less`);
+    }
   }
 
   /**
@@ -410,6 +496,8 @@ export class Broker {
   /** Stops accepting, lets in-flight work and its RECEIPTs finish, closes every session. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
+      clearInterval(this.#idleSweep);
+      this.#idleSweep = undefined;
       const listeners = this.#listeners;
       const stopped = listeners?.stopAccepting();
       await Promise.all([...this.sessions].map((s) => s.shutdown()));

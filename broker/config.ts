@@ -56,6 +56,29 @@ export const DEFAULT_CONFIG = {
   /** Bounds on what a queue holds while nobody consumes it; a SEND past either gets an ERROR. */
   maxQueueMessages: 100_000,
   maxQueueBytes: 256 * 1024 * 1024,
+  /**
+   * Open connections per node, counted from accept (before CONNECT). One more gets an ERROR and is closed. Keep it
+   * below the process's file-descriptor limit (`ulimit -n`): the node warns at start when it leaves no headroom.
+   */
+  maxConnections: 65_536,
+  /**
+   * CONNECTed sessions per login at once, checked at CONNECTED time (only then is the login known). Applies when
+   * clients authenticate (a users file or an authenticator); without authentication everyone is `anonymous`.
+   */
+  maxConnectionsPerUser: 20_000,
+  /** Subscriptions one connection may hold at once (NATS's max_subscriptions plays this role). */
+  maxSubscriptionsPerConnection: 1000,
+  /** Transactions one connection may have open at once (BEGIN without COMMIT or ABORT yet). */
+  maxTransactionsPerConnection: 100,
+  /** Bytes of SEND, ACK and NACK frames held in all of one connection's open transactions until COMMIT. */
+  maxTransactionBytes: 16 * 1024 * 1024,
+  /**
+   * Unacknowledged messages per client-ack subscription, also without `prefetch-count`: a queue stops handing
+   * more to that subscription; a topic subscription past it is disconnected.
+   */
+  maxUnackedPerSubscription: 1000,
+  /** A CONNECTed session with no bytes in either direction for this long is closed (0: never). */
+  idleTimeoutMs: 300_000,
   /** Deliveries of one queue message before it moves to `<queue>.dlq` (0 never dead-letters). */
   maxDeliveries: 5,
   /** After ERROR or on shutdown, how long a peer gets to read what we sent before the socket is destroyed. */
@@ -192,7 +215,9 @@ function validate(c: Record<string, unknown>): string[] {
     for (const key of listeners) if (c[key] === c.opsPort) problems.push(`opsPort: ${c.opsPort} is also ${key}; give the ops listener a port of its own`);
   }
   const positive = ['heartbeatGrace', 'maxFrameBytes', 'maxBodyBytes', 'maxHeaders', 'maxHeaderLineBytes',
-    'maxFrameBytesUnauthenticated', 'maxOutboundBytes', 'outboundHighWaterBytes', 'maxQueueMessages', 'maxQueueBytes'];
+    'maxFrameBytesUnauthenticated', 'maxOutboundBytes', 'outboundHighWaterBytes', 'maxQueueMessages', 'maxQueueBytes',
+    'maxConnections', 'maxConnectionsPerUser', 'maxSubscriptionsPerConnection', 'maxTransactionsPerConnection',
+    'maxTransactionBytes', 'maxUnackedPerSubscription'];
   for (const key of positive) if (!((c[key] as number) > 0)) problems.push(`${key}: must be greater than 0`);
   if (Array.isArray(c.routes)) {
     const engines = { redis: c.redis !== '', kafka: c.kafka !== '' };
@@ -208,8 +233,11 @@ function validate(c: Record<string, unknown>): string[] {
     const v = c[key];
     if (typeof v === 'string' && v !== '' && !/^[a-z+]+:\/\//.test(v)) problems.push(`${key}: "${v}" is not a URL (e.g. ${key === 'redis' ? 'redis://127.0.0.1:6379' : 'mongodb://127.0.0.1:27017'})`);
   }
-  const nonNegative = ['historyMaxPerDestination', 'historyMaxAgeMs', 'historyCacheSize', 'heartbeatSendMs', 'heartbeatReceiveMs', 'connectTimeoutMs', 'maxDeliveries', 'closeTimeoutMs'];
+  const nonNegative = ['historyMaxPerDestination', 'historyMaxAgeMs', 'historyCacheSize', 'heartbeatSendMs', 'heartbeatReceiveMs', 'connectTimeoutMs', 'maxDeliveries', 'closeTimeoutMs', 'idleTimeoutMs'];
   for (const key of nonNegative) if (!((c[key] as number) >= 0)) problems.push(`${key}: must be 0 or more`);
+  // Counts compare against integers: a fraction would silently round one way or the other.
+  const counts = ['maxConnections', 'maxConnectionsPerUser', 'maxSubscriptionsPerConnection', 'maxTransactionsPerConnection', 'maxUnackedPerSubscription'];
+  for (const key of counts) if (!Number.isInteger(c[key])) problems.push(`${key}: must be a whole number`);
   if (typeof c.wsPath === 'string' && !c.wsPath.startsWith('/')) problems.push(`wsPath: "${c.wsPath}" must start with /`);
   if ((c.tlsCertFile === '') !== (c.tlsKeyFile === '')) problems.push('tlsCertFile and tlsKeyFile must be given together');
   if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(c.logLevel as string)) {

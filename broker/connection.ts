@@ -16,4 +16,12 @@ export interface Connection {
   end(): void;
   /** Closes at once, dropping anything unsent. */
   destroy(): void;
+  /**
+   * Stop and restart reading from the peer (flow control while our unsent bytes to it are above the high-water
+   * mark). Transports that cannot tell when their buffer drained leave these out and are never paused.
+   */
+  pauseReading?(): void;
+  resumeReading?(): void;
+  /** The session authenticated: lift transport caps meant for unknown peers (the WebSocket message size). */
+  authenticated?(): void;
 }

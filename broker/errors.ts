@@ -22,6 +22,9 @@ export const BROKER_ERRORS = Object.freeze({
   ERR_SLOW_CONSUMER: 'ERR_SLOW_CONSUMER',
   ERR_HEARTBEAT_TIMEOUT: 'ERR_HEARTBEAT_TIMEOUT',
   ERR_CONNECT_TIMEOUT: 'ERR_CONNECT_TIMEOUT',
+  ERR_IDLE_TIMEOUT: 'ERR_IDLE_TIMEOUT',
+  /** A per-node, per-user or per-connection resource limit (connections, subscriptions, transactions, unacked). */
+  ERR_LIMIT_EXCEEDED: 'ERR_LIMIT_EXCEEDED',
   ERR_ROUTE_FAILED: 'ERR_ROUTE_FAILED',
   ERR_SHUTDOWN: 'ERR_SHUTDOWN',
   ERR_INTERNAL: 'ERR_INTERNAL',

@@ -181,7 +181,8 @@ export class Queue {
     let room = 0;
     for (const sub of this.#consumers) {
       if (!sub.ready) continue;
-      room += sub.ackMode === 'auto' || sub.prefetch === 0 ? FEED_BATCH : sub.prefetch - sub.pending.size;
+      const free = sub.window - sub.pending.size;
+      room += sub.ackMode === 'auto' ? FEED_BATCH : sub.prefetch === 0 ? Math.min(FEED_BATCH, free) : free;
     }
     return Math.min(room, FEED_BATCH * 4);
   }

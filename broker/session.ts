@@ -37,7 +37,7 @@ const NOT_COPIED = new Set(['destination', 'transaction', 'receipt', 'content-le
 /** Shared by every session with nothing in flight: one settled Promise instead of one per connection. */
 const RESOLVED: Promise<void> = Promise.resolve();
 
-type TxAction = { readonly kind: 'SEND' | 'ACK' | 'NACK'; readonly frame: Frame };
+type TxAction = { readonly kind: 'SEND' | 'ACK' | 'NACK'; readonly frame: Frame; readonly bytes: number };
 
 /** One client connection: its protocol state machine, subscriptions, unacknowledged deliveries and transactions. */
 export class Session implements FrameSink, Consumer {
@@ -59,6 +59,10 @@ export class Session implements FrameSink, Consumer {
   #ackMap: Map<string, Delivery> | undefined;
   #ackSeq = 0;
   #txMap: Map<string, TxAction[]> | undefined;
+  /** Bytes of the frames held in all open transactions, against maxTransactionBytes. */
+  #txBytes = 0;
+  /** Reading from the peer is paused while our unsent bytes to it are above outboundHighWaterBytes. */
+  #readPaused = false;
 
   #backlog: Frame[] = [];
   #busy = false;
@@ -71,6 +75,8 @@ export class Session implements FrameSink, Consumer {
   #timers: NodeJS.Timeout[] = [];
   #closeTimer: NodeJS.Timeout | undefined;
   #closing = false;
+  /** Set while the ERROR of #fail is written, so that a limit that frame passes does not fail the session twice. */
+  #failing = false;
 
   constructor(broker: Broker, connection: Connection, id: string, log: Logger) {
     this.#parentLog = log;
@@ -124,12 +130,45 @@ export class Session implements FrameSink, Consumer {
     // STOMP 1.2 §Heart-beating: any data counts as a sign of life, not only heart-beat EOLs.
     this.#lastRead = Date.now();
     this.#broker.stats.bytesIn += chunk.length;
-    if (this.#state !== CLOSED) this.#parser.push(chunk);
+    if (this.#state === CLOSED) return;
+    this.#parser.push(chunk);
+    // Flow control, as RabbitMQ does: a client whose frames make us write faster than it reads (RECEIPTs it never
+    // collects) is not read from until it drains, so its replies wait in its own socket, not in our memory.
+    if (this.#state === CONNECTED && !this.#readPaused && this.connection.pauseReading !== undefined
+      && this.connection.bufferedBytes > this.#broker.config.outboundHighWaterBytes) {
+      this.#readPaused = true;
+      this.connection.pauseReading();
+    }
+  }
+
+  /** Most recent byte in either direction (ms since the epoch), for the idle timeout. */
+  get lastActivity(): number {
+    return Math.max(this.#lastRead, this.#lastWrite);
+  }
+
+  /** The broker's idle sweep: a CONNECTed session silent both ways for idleTimeoutMs is closed. */
+  checkIdle(now: number): void {
+    const limit = this.#broker.config.idleTimeoutMs;
+    if (this.#state !== CONNECTED || limit === 0 || now - this.lastActivity <= limit) return;
+    this.#broker.stats.limitHit('idle');
+    this.#fail(new ProtocolError(BROKER_ERRORS.ERR_IDLE_TIMEOUT, `idle timeout (limit ${limit} ms without traffic)`,
+      `Nothing was sent or received for more than ${limit} ms; negotiate heart-beats to keep a quiet connection open.`));
+  }
+
+  /** Refuses the connection before anything is read from it (a node-wide limit): ERROR, then close. */
+  refuse(problem: ProtocolError): void {
+    this.#fail(problem);
   }
 
   /** The socket drained below the high-water mark: queues may hand us more. */
   drained(): void {
     if (this.#state !== CONNECTED) return;
+    if (this.#readPaused) {
+      this.#readPaused = false;
+      // What the peer sent meanwhile (heart-beats included) waited in its socket: it was alive all along.
+      this.#lastRead = Date.now();
+      this.connection.resumeReading?.();
+    }
     for (const sub of this.subscriptions.values()) {
       if (sub.destination.kind === 'queue') this.vhost?.queue(sub.destination.name).dispatch();
     }
@@ -181,14 +220,27 @@ export class Session implements FrameSink, Consumer {
     if (sub.ackMode === 'auto') {
       this.#write([sub.prefix, tail], t.utf8Body);
     } else {
+      // A topic does not wait for ACKs the way a queue does (Subscription.ready): past the window the subscriber
+      // is treated like a slow consumer, rather than every unacked message being kept for it.
+      // (prefetch-count has never applied to topics, so only the node's limit does.)
+      const max = this.#broker.config.maxUnackedPerSubscription;
+      if (sub.destination.kind === 'topic' && sub.pending.size >= max) {
+        this.#broker.stats.limitHit('unacked');
+        this.#fail(new ProtocolError(BROKER_ERRORS.ERR_LIMIT_EXCEEDED, `too many unacknowledged messages (limit ${max} per subscription)`,
+          `Subscription "${sub.id}" has ${sub.pending.size} messages waiting for ACK; acknowledge them, or use ack:auto.`));
+        return;
+      }
       const ackId = (++this.#ackSeq).toString(36);
       const delivery: Delivery = { ackId, messageId: t.messageId, subscription: sub, queued };
       sub.pending.set(ackId, delivery);
       this.#acks.set(ackId, delivery);
       // STOMP 1.2 §SUBSCRIBE ack Header: client-ack MESSAGEs carry `ack`, whose value ACK/NACK must echo as `id`.
       this.#write([sub.prefix, ackLine(ackId), tail], t.utf8Body);
+      // The queue now holds back further messages for this subscription: counted once per time it fills up.
+      if (sub.destination.kind === 'queue' && sub.pending.size === sub.window && (sub.prefetch === 0 || sub.window < sub.prefetch)) {
+        this.#broker.stats.limitHit('unacked');
+      }
     }
-    if (this.connection.bufferedBytes > this.#broker.config.maxOutboundBytes) this.#slowConsumer();
   }
 
   // ---- dispatch -------------------------------------------------------------------------------------------
@@ -298,7 +350,7 @@ export class Session implements FrameSink, Consumer {
     this.#state = CONNECTING;
     // With no authentication configured every client is already trusted, so frames pipelined behind CONNECT
     // get the full limits; otherwise they wait under the lower pre-authentication limit (as RabbitMQ does).
-    if (this.#broker.authenticator === allowAll) this.#parser.setLimits(limitsOf(this.#broker.config, this.#broker.config.maxFrameBytes));
+    if (this.#broker.authenticator === allowAll) this.#authenticated();
     const connection = this.connection;
     return this.#broker.authenticator.authenticate({
       login: h.get('login'),
@@ -313,10 +365,12 @@ export class Session implements FrameSink, Consumer {
       if (!result.ok) {
         throw new ProtocolError(BROKER_ERRORS.ERR_BAD_CREDENTIALS, 'Access refused', `Authentication failed: ${result.reason}.`);
       }
+      // Only now is the login known, so only now can connections per user be counted (Broker.sessionConnected).
+      this.#broker.admitUser(result.user);
       this.user = result.user;
       this.vhost = vhost;
       this.#state = CONNECTED;
-      this.#parser.setLimits(limitsOf(this.#broker.config, this.#broker.config.maxFrameBytes));
+      this.#authenticated();
       this.#childLog = undefined; // made again with the user and virtual host on next use
       const headers: [string, string][] = [['version', version], ['session', this.id], ['server', this.#broker.serverHeader]];
       const c = this.#broker.config;
@@ -328,6 +382,12 @@ export class Session implements FrameSink, Consumer {
       if (version !== '1.0') this.#startHeartbeats(heartbeat[0], heartbeat[1]);
       this.#broker.sessionConnected(this);
     });
+  }
+
+  /** The peer is trusted from here on: frames and transport messages get the full limits. */
+  #authenticated(): void {
+    this.#parser.setLimits(limitsOf(this.#broker.config, this.#broker.config.maxFrameBytes));
+    this.connection.authenticated?.();
   }
 
   #startHeartbeats(clientSends: number, clientWants: number): void {
@@ -344,7 +404,8 @@ export class Session implements FrameSink, Consumer {
     const tick = Math.max(1, Math.floor(Math.min(outbound || Infinity, inbound || Infinity) / 2));
     this.#timers.push(setInterval(() => {
       const now = Date.now();
-      if (inbound > 0 && now - this.#lastRead > limit) {
+      // While we are not reading (flow control), the peer's heart-beats wait in the socket unread.
+      if (inbound > 0 && !this.#readPaused && now - this.#lastRead > limit) {
         this.#fail(new ProtocolError(BROKER_ERRORS.ERR_HEARTBEAT_TIMEOUT, 'heart-beat timeout',
           `Nothing was received for more than ${limit} ms (negotiated interval ${inbound} ms × grace ${c.heartbeatGrace}).`));
       } else if (outbound > 0 && now - this.#lastWrite >= outbound / 4) {
@@ -359,7 +420,7 @@ export class Session implements FrameSink, Consumer {
     const destination = this.#destination(frame);
     const tx = frame.headers.get('transaction');
     if (tx !== undefined) {
-      this.#transaction(tx).push({ kind: 'SEND', frame });
+      this.#hold(tx, 'SEND', frame);
       return;
     }
     return this.#publish(destination, frame);
@@ -378,6 +439,12 @@ export class Session implements FrameSink, Consumer {
     const destination = this.#destination(frame);
     // STOMP 1.2 §SUBSCRIBE id Header: required since 1.1; a 1.0 subscription without one is named by its destination.
     const id = this.version === '1.0' ? h.get('id') ?? destination.full : this.#required(frame, 'id');
+    const maxSubs = this.#broker.config.maxSubscriptionsPerConnection;
+    if (this.subscriptions.size >= maxSubs) {
+      this.#broker.stats.limitHit('subscriptions');
+      throw new ProtocolError(BROKER_ERRORS.ERR_LIMIT_EXCEEDED, `too many subscriptions (limit ${maxSubs} per connection)`,
+        `This connection already holds ${this.subscriptions.size} subscriptions; UNSUBSCRIBE some, or open another connection.`);
+    }
     if (this.subscriptions.has(id)) {
       throw new ProtocolError(BROKER_ERRORS.ERR_DUPLICATE_SUBSCRIPTION, `subscription id "${id}" is already in use`,
         'Each subscription on a connection needs a different id (STOMP 1.2 §SUBSCRIBE).');
@@ -403,6 +470,7 @@ export class Session implements FrameSink, Consumer {
       prefetch,
       pattern: wildcard ? destination.name.split('.') : undefined,
       version: this.version,
+      maxUnacked: this.#broker.config.maxUnackedPerSubscription,
     });
     this.subscriptions.set(id, sub);
     return this.#broker.subscribe(this.#vhost(), sub, h);
@@ -443,7 +511,7 @@ export class Session implements FrameSink, Consumer {
     const tx = frame.headers.get('transaction');
     if (tx !== undefined) {
       // STOMP 1.2 §ACK: an ACK in a transaction takes effect at COMMIT; until then the message stays unacked.
-      this.#transaction(tx).push({ kind, frame });
+      this.#hold(tx, kind, frame);
       return;
     }
     this.#settle(targets, kind);
@@ -508,13 +576,19 @@ export class Session implements FrameSink, Consumer {
     if (this.#transactions.has(tx)) {
       throw new ProtocolError(BROKER_ERRORS.ERR_DUPLICATE_TRANSACTION, `transaction "${tx}" is already open`, 'BEGIN must name a transaction that is not open.');
     }
+    const max = this.#broker.config.maxTransactionsPerConnection;
+    if (this.#transactions.size >= max) {
+      this.#broker.stats.limitHit('transactions');
+      throw new ProtocolError(BROKER_ERRORS.ERR_LIMIT_EXCEEDED, `too many open transactions (limit ${max} per connection)`,
+        `This connection already has ${this.#transactions.size} open transactions; COMMIT or ABORT one before the next BEGIN.`);
+    }
     this.#transactions.set(tx, []);
   }
 
   #onCommit(frame: Frame): void | Promise<void> {
     const tx = this.#required(frame, 'transaction');
     const actions = this.#transaction(tx);
-    this.#transactions.delete(tx);
+    this.#forget(tx, actions);
     // STOMP 1.2 §COMMIT: everything in the transaction takes effect now, in the order it was sent.
     const pending: Promise<void>[] = [];
     for (const action of actions) {
@@ -540,8 +614,33 @@ export class Session implements FrameSink, Consumer {
 
   #onAbort(frame: Frame): void {
     const tx = this.#required(frame, 'transaction');
-    this.#transaction(tx);
+    this.#forget(tx, this.#transaction(tx));
+  }
+
+  /**
+   * Keeps a frame for COMMIT. Open transactions live in memory that maxQueueBytes does not see, so their bytes
+   * are bounded per connection here.
+   */
+  #hold(tx: string, kind: TxAction['kind'], frame: Frame): void {
+    const actions = this.#transaction(tx);
+    const bytes = frameBytes(frame);
+    const max = this.#broker.config.maxTransactionBytes;
+    if (this.#txBytes + bytes > max) {
+      this.#broker.stats.limitHit('transaction-bytes');
+      throw new ProtocolError(BROKER_ERRORS.ERR_LIMIT_EXCEEDED, `transactions too large (limit ${max} bytes per connection)`,
+        `The open transactions of this connection already hold ${this.#txBytes} bytes; this ${kind} of ${bytes} bytes would pass the limit. COMMIT smaller transactions.`);
+    }
+    this.#txBytes += bytes;
+    // The parser hands out views into the bytes that arrived: held until COMMIT, a small body must not keep a
+    // whole socket chunk alive, or the bytes retained would be more than the bytes counted.
+    const body = frame.body.length < frame.body.buffer.byteLength ? Buffer.from(frame.body) : frame.body;
+    actions.push({ kind, frame: body === frame.body ? frame : { command: frame.command, headers: frame.headers, body }, bytes });
+  }
+
+  /** The transaction ended (COMMIT or ABORT): its bytes no longer count. */
+  #forget(tx: string, actions: readonly TxAction[]): void {
     this.#transactions.delete(tx);
+    for (const a of actions) this.#txBytes -= a.bytes;
   }
 
   #transaction(tx: string): TxAction[] {
@@ -604,19 +703,24 @@ export class Session implements FrameSink, Consumer {
     const stats = this.#broker.stats;
     for (const p of pieces) stats.bytesOut += p.length;
     this.connection.writeFrame(pieces, utf8);
+    // After every frame, whatever its kind: RECEIPTs, ERRORs and heart-beats fill an unread socket as well as
+    // MESSAGEs do (a client sending SENDs with 10 KB receipts it never reads once grew a node by 370 MB).
+    if (!this.#failing && this.connection.bufferedBytes > this.#broker.config.maxOutboundBytes) this.#slowConsumer();
   }
 
   #slowConsumer(): void {
     const c = this.#broker.config;
     this.#broker.stats.slowConsumerDisconnects++;
+    this.#broker.stats.limitHit('outbound-bytes');
     this.#broker.events.emit('slow-consumer', this);
-    this.#fail(new ProtocolError(BROKER_ERRORS.ERR_SLOW_CONSUMER, 'slow consumer',
+    this.#fail(new ProtocolError(BROKER_ERRORS.ERR_SLOW_CONSUMER, `slow consumer (limit ${c.maxOutboundBytes} unsent bytes)`,
       `More than ${c.maxOutboundBytes} bytes waited to be sent to this client; it reads too slowly and was disconnected.`));
   }
 
   /** STOMP 1.2 §ERROR: report the problem (with `receipt-id` when the frame asked for one), then close. */
   #fail(error: unknown, frame?: Frame): void {
-    if (this.#state === CLOSED || this.#closing) return;
+    if (this.#state === CLOSED || this.#closing || this.#failing) return;
+    this.#failing = true;
     let problem: ProtocolError;
     if (error instanceof ProtocolError) {
       problem = error;
@@ -660,6 +764,7 @@ export class Session implements FrameSink, Consumer {
     this.#clearTimers();
     // STOMP 1.2 §Transactions: open transactions are aborted when the connection ends.
     this.#txMap = undefined;
+    this.#txBytes = 0;
     this.#backlog = [];
     if (this.vhost !== undefined) for (const sub of [...this.subscriptions.values()]) this.#removeSubscription(sub);
     this.#broker.sessionClosed(this, wasConnected);
@@ -673,4 +778,11 @@ function limitsOf(c: { maxBodyBytes: number; maxHeaders: number; maxHeaderLineBy
     maxHeaders: c.maxHeaders,
     maxHeaderLineBytes: Math.min(c.maxHeaderLineBytes, maxFrameBytes),
   };
+}
+
+/** What a frame held for COMMIT costs: its body, its headers and a little for the objects around them. */
+function frameBytes(frame: Frame): number {
+  let bytes = frame.body.length + 64;
+  for (const [name, value] of frame.headers) bytes += name.length + value.length + 16;
+  return bytes;
 }

@@ -27,8 +27,17 @@ export class Histogram {
 export const LIMITS = [
   'connections', 'connections-per-user', 'subscriptions', 'transactions', 'transaction-bytes', 'unacked',
   'outbound-bytes', 'destinations', 'history-bytes', 'memory', 'idle', 'handshake', 'auth-failures', 'permission',
+  'websocket-message',
 ] as const;
 export type LimitName = (typeof LIMITS)[number];
+
+/**
+ * Commands a client may send, the label set of `stompede_frames_received_total{command}`. Anything else (a
+ * scanner's junk) is counted as `unknown`, so client input never becomes a label value.
+ */
+export const CLIENT_COMMANDS: ReadonlySet<string> = new Set([
+  'CONNECT', 'STOMP', 'SEND', 'SUBSCRIBE', 'UNSUBSCRIBE', 'ACK', 'NACK', 'BEGIN', 'COMMIT', 'ABORT', 'DISCONNECT',
+]);
 
 export class BrokerStats {
   readonly framesIn = new Map<string, number>();
@@ -49,7 +58,8 @@ export class BrokerStats {
   readonly historyLatency = new Histogram();
 
   frameIn(command: string): void {
-    this.framesIn.set(command, (this.framesIn.get(command) ?? 0) + 1);
+    const label = CLIENT_COMMANDS.has(command) ? command : 'unknown';
+    this.framesIn.set(label, (this.framesIn.get(label) ?? 0) + 1);
   }
 
   frameOut(command: string, n = 1): void {

@@ -38,8 +38,13 @@ export class Subscription {
   readonly consumer: Consumer;
   readonly destination: Destination;
   readonly ackMode: AckMode;
-  /** Most unacknowledged messages at once (client modes); 0 means no limit. */
+  /** Most unacknowledged messages at once (client modes) the client asked for; 0 means it set no limit. */
   readonly prefetch: number;
+  /**
+   * Most unacknowledged messages at once (client modes) whatever the client asked: the smaller of `prefetch` and
+   * the node's maxUnackedPerSubscription, so a consumer that never ACKs cannot pin a whole queue in memory.
+   */
+  readonly window: number;
   /** Dot-separated pattern segments for wildcard topic subscriptions. */
   readonly pattern: readonly string[] | undefined;
   /** Unacknowledged deliveries by ack id, in delivery order (cumulative ACK walks it from the start). */
@@ -73,12 +78,15 @@ export class Subscription {
     prefetch: number;
     pattern: readonly string[] | undefined;
     version: StompVersion;
+    /** The node's maxUnackedPerSubscription. */
+    maxUnacked: number;
   }) {
     this.id = init.id;
     this.consumer = init.consumer;
     this.destination = init.destination;
     this.ackMode = init.ackMode;
     this.prefetch = init.prefetch;
+    this.window = init.prefetch === 0 ? init.maxUnacked : Math.min(init.prefetch, init.maxUnacked);
     this.pattern = init.pattern;
     this.prefix = messagePrefix(init.id, init.version);
   }
@@ -86,6 +94,6 @@ export class Subscription {
   /** Whether a queue may hand this subscription one more message now. */
   get ready(): boolean {
     if (!this.consumer.writable) return false;
-    return this.ackMode === 'auto' || this.prefetch === 0 || this.pending.size < this.prefetch;
+    return this.ackMode === 'auto' || this.pending.size < this.window;
   }
 }

@@ -5,7 +5,7 @@ import { createServer as createNetServer, type Server as NetServer, type Socket 
 import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer } from 'node:tls';
 import type { WebSocketServer } from 'ws';
-import type { Broker } from '../broker.js';
+import { FD_HEADROOM, type Broker } from '../broker.js';
 import { envName, flagName } from '../config.js';
 import { opsHttpHandler } from '../http.js';
 import { attachSocket } from './tcp.js';
@@ -72,21 +72,41 @@ export async function listenTransports(broker: Broker, httpHandler?: HttpHandler
   };
   const servers: NetServer[] = [];
   const wsServers: WebSocketServer[] = [];
+  /**
+   * A backstop under maxConnections, which sessions enforce with an ERROR: sockets that never become sessions
+   * (TLS handshakes in progress, plain HTTP) and refused ones still closing count here, and past this Node drops
+   * new ones at accept, so a flood cannot use up the file descriptors that /healthz and new clients need.
+   */
+  const guard = (server: NetServer): void => {
+    server.maxConnections = c.maxConnections + FD_HEADROOM / 2;
+    server.on('drop', () => broker.stats.limitHit('connections'));
+  };
 
   const tcp = createNetServer((socket) => {
     track(socket);
     attachSocket(socket, 'tcp', (conn) => broker.handle(conn));
   });
+  guard(tcp);
   servers.push(tcp);
   const tcpAddress = await listenOn(tcp, c.host, c.port, 'port');
 
-  const tlsOptions = c.tlsCertFile !== '' ? { cert: readFileSync(c.tlsCertFile), key: readFileSync(c.tlsKeyFile) } : undefined;
+  // The connect timeout starts once a session exists, after the handshake: a peer that opens TCP to a TLS port and
+  // says nothing must be cut off by the handshake timeout, which Node otherwise sets at 120 s.
+  const handshakeTimeout = c.connectTimeoutMs > 0 ? c.connectTimeoutMs : 120_000;
+  const tlsOptions = c.tlsCertFile !== '' ? { cert: readFileSync(c.tlsCertFile), key: readFileSync(c.tlsKeyFile), handshakeTimeout } : undefined;
+  // With a listener, Node leaves closing the socket to us (without one it destroys it itself).
+  const onTlsClientError = (error: Error & { code?: string }, socket: Duplex): void => {
+    if (error.code === 'ERR_TLS_HANDSHAKE_TIMEOUT') broker.stats.limitHit('handshake');
+    socket.destroy();
+  };
   let tlsAddress: Address | undefined;
   if (tlsOptions !== undefined) {
     const tls = createTlsServer(tlsOptions, (socket) => {
       track(socket);
       attachSocket(socket, 'tls', (conn) => broker.handle(conn));
     });
+    tls.on('tlsClientError', onTlsClientError);
+    guard(tls);
     servers.push(tls);
     tlsAddress = await listenOn(tls, c.host, c.tlsPort, 'tlsPort');
   }
@@ -107,10 +127,14 @@ export async function listenTransports(broker: Broker, httpHandler?: HttpHandler
     const transport = secure ? 'wss' : 'ws';
     const server: HttpServer = secure && tlsOptions !== undefined ? createHttpsServer(tlsOptions, onRequest) : createHttpServer(onRequest);
     server.on('connection', track);
+    if (secure) server.on('tlsClientError', onTlsClientError);
+    guard(server);
     const wss = createWsServer({
       path: c.wsPath,
       // One WebSocket message may carry several frames (stomp.js batches none, but others do): room for a few.
       maxPayloadBytes: c.maxFrameBytes * 4,
+      maxPayloadBytesUnauthenticated: c.maxFrameBytesUnauthenticated,
+      onOversize: () => broker.stats.limitHit('websocket-message'),
       highWaterBytes: c.outboundHighWaterBytes,
       transport,
     }, (conn) => broker.handle(conn));

@@ -49,6 +49,15 @@ export class TcpConnection implements Connection {
   destroy(): void {
     this.#socket.destroy();
   }
+
+  /** The socket emits 'drain' once its buffer empties, which resumes reading (Session.drained). */
+  pauseReading(): void {
+    this.#socket.pause();
+  }
+
+  resumeReading(): void {
+    this.#socket.resume();
+  }
 }
 
 function uncork(connection: TcpConnection): void {

@@ -21,6 +21,7 @@ export class WsConnection implements Connection {
   readonly remoteAddress: string;
   #ws: WebSocket;
   #highWater: number;
+  #maxPayloadBytes: number;
   #onDrain: () => void;
   #waitingForDrain = false;
   #afterSend = (): void => {
@@ -30,8 +31,9 @@ export class WsConnection implements Connection {
     }
   };
 
-  constructor(ws: WebSocket, transport: 'ws' | 'wss', remoteAddress: string, highWater: number, onDrain: () => void) {
+  constructor(ws: WebSocket, transport: 'ws' | 'wss', remoteAddress: string, highWater: number, maxPayloadBytes: number, onDrain: () => void) {
     this.#ws = ws;
+    this.#maxPayloadBytes = maxPayloadBytes;
     this.transport = transport;
     this.remoteAddress = remoteAddress;
     this.#highWater = highWater;
@@ -63,11 +65,36 @@ export class WsConnection implements Connection {
   destroy(): void {
     this.#ws.terminate();
   }
+
+  /** From here on a message may be as large as an authenticated client's frames allow. */
+  authenticated(): void {
+    setMaxPayload(this.#ws, this.#maxPayloadBytes);
+  }
+}
+
+/**
+ * The message size a WebSocket accepts from now on. ws has no public API to change it per connection, so this
+ * sets its Receiver's `_maxPayload`, which ws checks against each frame's length field before it buffers the
+ * payload. spec/security/websocket-limits.spec.ts fails if that field goes away. False when it is not there.
+ */
+export function setMaxPayload(ws: WebSocket, bytes: number): boolean {
+  const receiver = (ws as unknown as { _receiver?: { _maxPayload?: unknown } | null })._receiver;
+  if (receiver === undefined || receiver === null || typeof receiver._maxPayload !== 'number') return false;
+  receiver._maxPayload = bytes;
+  return true;
 }
 
 export interface WsOptions {
   readonly path: string;
+  /** Largest message once the session is authenticated. */
   readonly maxPayloadBytes: number;
+  /**
+   * Largest message before that (the pre-authentication frame limit): enforced by ws while the message arrives,
+   * so an unknown peer cannot make us buffer megabytes.
+   */
+  readonly maxPayloadBytesUnauthenticated: number;
+  /** A message over either limit: ws closes the connection with 1009. */
+  readonly onOversize?: () => void;
   readonly highWaterBytes: number;
   readonly transport: 'ws' | 'wss';
 }
@@ -76,7 +103,9 @@ export interface WsOptions {
 export function createWsServer(options: WsOptions, open: (c: WsConnection) => Session): WebSocketServer {
   const wss = new WebSocketServer({
     noServer: true,
-    maxPayload: options.maxPayloadBytes,
+    // Every connection starts with the pre-authentication limit, through ws's public option; authenticated()
+    // raises it, so if ws's internals ever change the failure is a too-strict limit, never a missing one.
+    maxPayload: options.maxPayloadBytesUnauthenticated,
     perMessageDeflate: false,
     clientTracking: true,
     handleProtocols: (offered: Set<string>) => chooseSubprotocol(offered),
@@ -84,7 +113,7 @@ export function createWsServer(options: WsOptions, open: (c: WsConnection) => Se
   wss.on('connection', (ws: WebSocket, request: IncomingMessage) => {
     const remote = `${request.socket.remoteAddress ?? '?'}:${request.socket.remotePort ?? 0}`;
     let session: Session | undefined;
-    const connection = new WsConnection(ws, options.transport, remote, options.highWaterBytes, () => session?.drained());
+    const connection = new WsConnection(ws, options.transport, remote, options.highWaterBytes, options.maxPayloadBytes, () => session?.drained());
     session = open(connection);
     const s = session;
     // Text and binary messages alike are bytes to the parser; a frame may span messages, or a message hold several.
@@ -94,7 +123,9 @@ export function createWsServer(options: WsOptions, open: (c: WsConnection) => Se
       else s.receive(Buffer.from(data));
     });
     ws.on('close', () => s.transportClosed());
-    ws.on('error', () => {});
+    ws.on('error', (error: Error & { code?: string }) => {
+      if (error.code === 'WS_ERR_UNSUPPORTED_MESSAGE_LENGTH') options.onOversize?.();
+    });
   });
   return wss;
 }

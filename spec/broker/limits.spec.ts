@@ -170,7 +170,7 @@ describe('broker › wire › slow consumers', () => {
       sub.unread(frame);
       expect(messages).to.be.greaterThan(0);
       await expectError(sub, {
-        message: 'slow consumer',
+        message: 'slow consumer (limit 262144 unsent bytes)',
         body: 'More than 262144 bytes waited to be sent to this client; it reads too slowly and was disconnected.\n',
       });
       // The publisher is unaffected.
