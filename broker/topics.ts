@@ -222,7 +222,8 @@ export class TopicRegistry {
   }
 
   #clearCache(): void {
-    this.#cache.clear();
+    // Map.clear() allocates a fresh table even when empty; skipping it keeps add and remove allocation-free.
+    if (this.#cache.size > 0) this.#cache.clear();
     this.#cacheRefs = 0;
   }
 }
