@@ -33,17 +33,43 @@ export function isPattern(name: string): boolean {
   return name.includes('*') || name.includes('#');
 }
 
-/** Topic-exchange matching over dot-separated segments, as RabbitMQ's STOMP `/topic/` destinations do. */
-export function topicMatches(pattern: readonly string[], segments: readonly string[], p = 0, s = 0): boolean {
-  for (; p < pattern.length; p++, s++) {
-    const part = pattern[p];
-    if (part === '#') {
-      if (p === pattern.length - 1) return true;
-      for (let skip = s; skip <= segments.length; skip++) if (topicMatches(pattern, segments, p + 1, skip)) return true;
-      return false;
+/**
+ * Topic-exchange matching over dot-separated segments, as RabbitMQ's STOMP `/topic/` destinations do: `*` is exactly
+ * one segment, `#` zero or more, and any other segment (the empty one included) only itself.
+ *
+ * Clients choose both the pattern and the name, so this must not backtrack: a search that retries every split of
+ * the segments at each `#` took seconds for `#.#.#.#.#.#.#.#.#.#.z` against 30 segments (issue #8). Instead it
+ * carries the set of pattern positions reachable after each segment (the pattern's NFA, run breadth-first), which
+ * costs O(pattern length × segments) whatever the input.
+ */
+export function topicMatches(pattern: readonly string[], segments: readonly string[]): boolean {
+  const n = pattern.length;
+  // reach[p] === 1: the first p pattern parts can match the segments consumed so far.
+  let reach = new Uint8Array(n + 1);
+  let next = new Uint8Array(n + 1);
+  reach[0] = 1;
+  skipEmptyHashes(pattern, reach);
+  for (const segment of segments) {
+    next.fill(0);
+    let alive = false;
+    for (let p = 0; p < n; p++) {
+      if (reach[p] === 0) continue;
+      const part = pattern[p];
+      // A `#` takes this segment and stays where it is, ready to take more.
+      if (part === '#') next[p] = 1;
+      else if (part === '*' || part === segment) next[p + 1] = 1;
+      else continue;
+      alive = true;
     }
-    if (s >= segments.length) return false;
-    if (part !== '*' && part !== segments[s]) return false;
+    if (!alive) return false;
+    skipEmptyHashes(pattern, next);
+    [reach, next] = [next, reach];
   }
-  return s === segments.length;
+  return reach[n] === 1;
+}
+
+/** `#` also matches no segment at all: wherever one is reachable, the part after it is reachable too. */
+function skipEmptyHashes(pattern: readonly string[], reach: Uint8Array): void {
+  // Ascending order carries a run such as `#.#.#` through in one pass.
+  for (let p = 0; p < pattern.length; p++) if (reach[p] === 1 && pattern[p] === '#') reach[p + 1] = 1;
 }
