@@ -32,27 +32,31 @@ export const SESSION_FRAMES: readonly string[] = [
   frame('SEND', [['destination', '/queue/fz.q1'], ['content-length', '0']]),
   frame('SEND', [['destination', '/queue/fz.q1'], ['persistent', 'true'], ['x-custom', 'a\\cb\\nc\\\\d']], '{"n":1}'),
   frame('SEND', [['destination', '/topic/fz.é'], ['receipt', 'r-utf8']], 'héllo wörld ✓'),
-  frame('SUBSCRIBE', [['destination', '/topic/fz.a'], ['id', 's1'], ['ack', 'auto']]),
-  frame('SUBSCRIBE', [['destination', '/topic/fz.*'], ['id', 's2'], ['receipt', 'r-s2']]),
+  // Most subscriptions and transactions open and close within one input, so a session that is sent the same
+  // template twice lives on; s3 and s6 stay, so that MESSAGEs (and acks for them) reach the fuzzed sessions.
+  frame('SUBSCRIBE', [['destination', '/topic/fz.a'], ['id', 's1'], ['ack', 'auto']]) + frame('UNSUBSCRIBE', [['id', 's1']]),
+  frame('SUBSCRIBE', [['destination', '/topic/fz.*'], ['id', 's2'], ['receipt', 'r-s2']]) + frame('SEND', [['destination', '/topic/fz.x']], 'to s2') +
+    frame('UNSUBSCRIBE', [['id', 's2'], ['receipt', 'r-u2']]),
   frame('SUBSCRIBE', [['destination', '/topic/fz.#'], ['id', 's3'], ['x-history', '5']]),
-  frame('SUBSCRIBE', [['destination', '/topic/fz.*.b.#'], ['id', 's4']]),
-  frame('SUBSCRIBE', [['destination', '/queue/fz.q1'], ['id', 's5'], ['ack', 'client'], ['prefetch-count', '3']]),
+  frame('SUBSCRIBE', [['destination', '/topic/fz.*.b.#'], ['id', 's4']]) + frame('UNSUBSCRIBE', [['id', 's4']]),
+  frame('SUBSCRIBE', [['destination', '/queue/fz.q1'], ['id', 's5'], ['ack', 'client'], ['prefetch-count', '3']]) +
+    frame('SEND', [['destination', '/queue/fz.q1']], 'to s5') + frame('UNSUBSCRIBE', [['id', 's5'], ['receipt', 'r-u5']]),
   frame('SUBSCRIBE', [['destination', '/queue/fz.q1'], ['id', 's6'], ['ack', 'client-individual']]),
-  frame('UNSUBSCRIBE', [['id', 's1']]),
-  frame('UNSUBSCRIBE', [['id', 's5'], ['receipt', 'r-u5']]),
+  frame('UNSUBSCRIBE', [['id', 's6']]),
   frame('ACK', [['id', '1']]),
-  frame('ACK', [['id', '2'], ['transaction', 'tx1']]),
-  frame('NACK', [['id', '1'], ['receipt', 'r-n1']]),
-  frame('ACK', [['message-id', 'x-1'], ['subscription', 's5']]),
-  frame('BEGIN', [['transaction', 'tx1']]),
+  frame('NACK', [['id', '2'], ['receipt', 'r-n2']]),
+  frame('ACK', [['message-id', 'x-1'], ['subscription', 's6']]),
+  frame('BEGIN', [['transaction', 'tx1']]) + frame('ABORT', [['transaction', 'tx1']]),
+  frame('BEGIN', [['transaction', 'tx3']]) + frame('SEND', [['destination', '/queue/fz.q1'], ['transaction', 'tx3']], 'tx3') +
+    frame('COMMIT', [['transaction', 'tx3'], ['receipt', 'r-c3']]),
   frame('COMMIT', [['transaction', 'tx1'], ['receipt', 'r-c1']]),
-  frame('ABORT', [['transaction', 'tx1']]),
   frame('DISCONNECT', [['receipt', 'r-bye']]),
   // Sequences: a subscription then a message for it; a whole transaction; a client-ack round trip.
   frame('SUBSCRIBE', [['destination', '/queue/fz.q2'], ['id', 's7'], ['ack', 'client-individual']]) +
-    frame('SEND', [['destination', '/queue/fz.q2']], 'for s7') + frame('ACK', [['id', '1']]),
+    frame('SEND', [['destination', '/queue/fz.q2']], 'for s7') + frame('ACK', [['id', '1']]) + frame('UNSUBSCRIBE', [['id', 's7']]),
   frame('BEGIN', [['transaction', 'tx2']]) + frame('SEND', [['destination', '/topic/fz.a'], ['transaction', 'tx2']], 'in tx') +
-    frame('ACK', [['id', '1'], ['transaction', 'tx2']]) + frame('COMMIT', [['transaction', 'tx2'], ['receipt', 'r-c2']]),
+    frame('COMMIT', [['transaction', 'tx2'], ['receipt', 'r-c2']]),
+  frame('BEGIN', [['transaction', 'tx4']]) + frame('ACK', [['id', '1'], ['transaction', 'tx4']]) + frame('ABORT', [['transaction', 'tx4']]),
   frame('SUBSCRIBE', [['destination', '/topic/fz.b'], ['id', 's8']]) + frame('SEND', [['destination', '/topic/fz.b'], ['content-length', '3']], 'abc') +
     frame('UNSUBSCRIBE', [['id', 's8']]),
   // Heart-beat EOLs between frames, LF and CRLF.
@@ -268,6 +272,8 @@ export function mutate(bytes: Buffer, m: Mutation): Buffer {
 
 /** Bytes as a JSON string (latin1, so every byte is one escaped character): how a report shows an input. */
 export function showBytes(bytes: Buffer, max = 600): string {
-  const shown = bytes.length > max ? Buffer.concat([bytes.subarray(0, max)]) : bytes;
-  return JSON.stringify(shown.toString('latin1')) + (bytes.length > max ? ` …(+${bytes.length - max} bytes)` : '');
+  const shown = bytes.subarray(0, max);
+  // Bytes above 0x7e as \xNN: JSON would print them raw, and most of them are invisible on a terminal.
+  const text = JSON.stringify(shown.toString('latin1')).replace(/[\x7f-\xff]/g, (ch) => `\\x${ch.charCodeAt(0).toString(16)}`);
+  return text + (bytes.length > max ? ` …(+${bytes.length - max} bytes)` : '');
 }

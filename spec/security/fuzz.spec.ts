@@ -63,7 +63,12 @@ function positiveEnv(name: string, fallback: number): number {
 }
 
 type Transport = 'tcp' | 'ws';
-type Outcome = 'receipt' | 'closed' | 'stuck';
+/**
+ * How a connection came out of an input: in step (probe answered), ERROR then close, closed by the broker without
+ * an ERROR (a DISCONNECT in the input, or a WebSocket-level refusal such as invalid UTF-8 in a text message),
+ * or stuck mid-frame.
+ */
+type Outcome = 'receipt' | 'error' | 'closed' | 'stuck';
 
 /** What went wrong, with the input that was on the connection when it did. */
 interface Finding {
@@ -74,7 +79,9 @@ interface Finding {
 
 class FuzzRun {
   readonly findings: Finding[] = [];
-  readonly outcomes = new Map<Outcome, number>([['receipt', 0], ['closed', 0], ['stuck', 0]]);
+  readonly outcomes = new Map<Outcome, number>([['receipt', 0], ['error', 0], ['closed', 0], ['stuck', 0]]);
+  /** A few inputs after which the broker closed without an ERROR, to show in the log. */
+  readonly silent: string[] = [];
   /** ERROR `message` headers seen, to show what the inputs reached. */
   readonly errors = new Map<string, number>();
   inputs = 0;
@@ -114,6 +121,7 @@ class FuzzRun {
       const outcome = await this.send(c, input);
       this.inputs++;
       this.outcomes.set(outcome, (this.outcomes.get(outcome) ?? 0) + 1);
+      if (outcome === 'closed' && this.silent.length < 3) this.silent.push(`${JSON.stringify(input)} ${showBytes(inputBytes(input), 200)}${input.text ? ' (text)' : ''} code ${(c as WsRawClient).closeCode} got ${showBytes(c.rawBytes.subarray(-300))}`);
       if (outcome !== 'receipt') {
         this.drop(c);
         c = undefined;
@@ -144,7 +152,7 @@ class FuzzRun {
       }
       if (frame.command === 'ERROR') {
         this.checkError(c, frame, input);
-        outcome = 'closed';
+        outcome = 'error';
         break;
       }
       if (frame.command === 'RECEIPT' && frame.headers.get('receipt-id') === id) {
@@ -318,6 +326,7 @@ describe('security: live mutation fuzzer over TCP and WebSocket', function () {
           `outcomes ${JSON.stringify(Object.fromEntries(run.outcomes))}; longest stall ${stallMs.toFixed(1)} ms; ` +
           `control ${control.sent} messages, max delay ${Math.max(0, ...delays)} ms`);
         console.log(`      ${transport}: top ERRORs: ${errors}`);
+        console.log(`      ${transport}: closed without ERROR after e.g. ${run.silent.join(' | ')}`);
 
         expect(uncaught, 'uncaught exceptions').to.deep.equal([]);
         expect((broker.stats.errors.get(BROKER_ERRORS.ERR_INTERNAL) ?? 0) - internalBefore, 'ERR_INTERNAL answers').to.equal(0);
