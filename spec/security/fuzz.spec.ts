@@ -17,7 +17,8 @@
  * - every ERROR a fuzzed connection receives parses, has a `message` header, is the last frame on its connection
  *   and is followed by the broker closing it;
  * - the control client receives every message it published, in order, and its connection stays open;
- * - `/healthz` answers 200 at the end; the longest event-loop stall stays under STALL_BOUND_MS;
+ * - `/healthz` answers 200 at the end; the longest event-loop stall stays under STALL_BOUND_MS, and the longest
+ *   one spent working (not descheduled by a busy machine) under BUSY_BOUND_MS;
  * - once the fuzz connections are closed, `broker.sessions` holds only the control client's session.
  *
  * Reproduce: the seeds are printed at the start; STOMPEDE_FUZZ_SEED=<n> replays a run (the WebSocket test uses
@@ -43,12 +44,16 @@ const PROBE_WAIT_MS = 150;
 /** After an ERROR the broker ends the connection at once; it destroys it after closeTimeoutMs (2 s) at the latest. */
 const CLOSE_AFTER_ERROR_MS = 4_000;
 /**
- * The issue's bound for a single attack is a 50 ms stall. Here the fuzz clients, the control client and the
- * broker share one event loop, thousands of sockets open and close (GC of their buffers), and the machine runs
- * other test suites on its 2 cores: 250 ms leaves room for that noise while a regression of the kind issue #8
- * found (a 6.8 s freeze from one SUBSCRIBE + SEND, seconds for a closing connection) still fails.
+ * Two bounds on event-loop stalls. Measured here at load average 11-15 on the shared 2 cores: gaps of up to
+ * 140-300 ms in which this process used 2-5 ms of CPU (the OS ran others), and busy gaps under 25 ms.
+ * - STALL_BOUND_MS, wall time (`longestStallMs`): generous, because on a loaded machine a gap includes time the
+ *   OS does not run us; the freezes issue #8 found (6.8 s from one SUBSCRIBE + SEND, > 5 s to close a
+ *   connection) still fail it many times over.
+ * - BUSY_BOUND_MS, the worst gap counted only as far as this process spent CPU in it: the loop held by work.
+ *   Twice the issue's 50 ms per-attack bound, since here 16 fuzz clients and the broker share the loop.
  */
 const STALL_BOUND_MS = 500;
+const BUSY_BOUND_MS = 100;
 const CONTROL_INTERVAL_MS = 100;
 
 const baseSeed = process.env.STOMPEDE_FUZZ_SEED !== undefined ? Number(process.env.STOMPEDE_FUZZ_SEED) : Math.floor(Math.random() * 2 ** 31);
@@ -90,6 +95,8 @@ class FuzzRun {
   readonly open = new Set<RawClient>();
   /** Checks of "ERROR then close" still running; awaited at the end of each batch. */
   readonly closing: Promise<void>[] = [];
+  /** Inputs sent and not yet answered: the suspects when the loop stalls. */
+  readonly inflight = new Set<FuzzInput>();
   #probe = 0;
 
   constructor(readonly target: TestBroker, readonly transport: Transport) {}
@@ -132,6 +139,15 @@ class FuzzRun {
 
   /** Sends one input and its probe; returns how the connection came out of it. */
   async send(c: RawClient, input: FuzzInput): Promise<Outcome> {
+    this.inflight.add(input);
+    try {
+      return await this.#send(c, input);
+    } finally {
+      this.inflight.delete(input);
+    }
+  }
+
+  async #send(c: RawClient, input: FuzzInput): Promise<Outcome> {
     for (const piece of inputPieces(input)) {
       if (c.isClosed) break;
       if (this.transport === 'ws') (c as WsRawClient).send(piece, !input.text);
@@ -233,6 +249,46 @@ class Control {
   }
 }
 
+/**
+ * Watches the loop like `longestStallMs`, and also reads the process CPU time at every tick. A gap with little CPU
+ * in it is the OS not running us (a loaded machine); a gap full of CPU is work holding the loop. `busyMs` is the
+ * worst gap counted only as far as CPU was spent in it (min of the two), with the inputs in flight at that moment.
+ */
+class GapWatch {
+  worstMs = 0;
+  worstCpuMs = 0;
+  busyMs = 0;
+  /** Inputs in flight when the busiest gap ended. */
+  suspects: FuzzInput[] = [];
+  #last = performance.now();
+  #cpu = process.cpuUsage();
+  #timer: NodeJS.Timeout;
+
+  constructor(readonly inflight: ReadonlySet<FuzzInput>) {
+    this.#timer = setInterval(() => {
+      const now = performance.now();
+      const cpu = process.cpuUsage();
+      const gap = now - this.#last - 1;
+      const cpuMs = (cpu.user - this.#cpu.user + cpu.system - this.#cpu.system) / 1000;
+      if (gap > this.worstMs) {
+        this.worstMs = gap;
+        this.worstCpuMs = cpuMs;
+      }
+      const busy = Math.min(gap, cpuMs);
+      if (busy > this.busyMs) {
+        this.busyMs = busy;
+        this.suspects = [...this.inflight];
+      }
+      this.#last = now;
+      this.#cpu = cpu;
+    }, 1);
+  }
+
+  stop(): void {
+    clearInterval(this.#timer);
+  }
+}
+
 async function healthz(target: TestBroker): Promise<{ status: number; body: string }> {
   const url = new URL(target.wsUrl);
   const response = await fetch(`http://127.0.0.1:${url.port}/healthz`);
@@ -283,6 +339,7 @@ describe('security: live mutation fuzzer over TCP and WebSocket', function () {
       const control = await Control.start(target);
       const run = new FuzzRun(target, transport);
       const started = Date.now();
+      const gaps = new GapWatch(run.inflight);
       try {
         const { stallMs } = await longestStallMs(async () => {
           const shrink = process.env.STOMPEDE_FUZZ_SHRINK === '1';
@@ -309,6 +366,7 @@ describe('security: live mutation fuzzer over TCP and WebSocket', function () {
           );
         });
         control.stop();
+        gaps.stop();
         const elapsedS = (Date.now() - started) / 1000;
 
         // The control client: every message back, in order, on a connection that never closed.
@@ -323,9 +381,13 @@ describe('security: live mutation fuzzer over TCP and WebSocket', function () {
 
         const errors = [...run.errors].sort((a, b) => b[1] - a[1]).slice(0, 8).map(([m, n]) => `${n}× ${m}`).join('; ');
         console.log(`      ${transport}: ${run.inputs} inputs on ${run.connections} connections in ${elapsedS.toFixed(1)} s; ` +
-          `outcomes ${JSON.stringify(Object.fromEntries(run.outcomes))}; longest stall ${stallMs.toFixed(1)} ms; ` +
+          `outcomes ${JSON.stringify(Object.fromEntries(run.outcomes))}; longest stall ${stallMs.toFixed(1)} ms ` +
+          `(second watch: ${gaps.worstMs.toFixed(1)} ms with ${gaps.worstCpuMs.toFixed(1)} ms of process CPU in it; busiest gap ${gaps.busyMs.toFixed(1)} ms); ` +
           `control ${control.sent} messages, max delay ${Math.max(0, ...delays)} ms`);
         console.log(`      ${transport}: top ERRORs: ${errors}`);
+        if (gaps.busyMs > BUSY_BOUND_MS / 2) {
+          console.log(`      ${transport}: in flight during the busiest gap: ${gaps.suspects.map((i) => showBytes(inputBytes(i), 300)).join(' | ')}`);
+        }
         console.log(`      ${transport}: closed without ERROR after e.g. ${run.silent.join(' | ')}`);
 
         expect(uncaught, 'uncaught exceptions').to.deep.equal([]);
@@ -333,7 +395,9 @@ describe('security: live mutation fuzzer over TCP and WebSocket', function () {
         expect(run.inputs).to.be.at.least(INPUTS_PER_TRANSPORT);
         expect(health).to.deep.equal({ status: 200, body: 'ok\n' });
         expect(stallMs, 'longest event-loop stall (ms)').to.be.below(STALL_BOUND_MS);
+        expect(gaps.busyMs, 'longest event-loop stall spent working (ms)').to.be.below(BUSY_BOUND_MS);
       } finally {
+        gaps.stop();
         control.stop();
         control.client.close();
         run.closeAll();
