@@ -77,15 +77,19 @@ interface Stream {
   readonly destination: string;
   records: (HistoryRecord | undefined)[];
   head: number;
-  ids: Map<string, HistoryRecord>;
+  /** The live records by id, each with its entry in the node-wide append order. */
+  ids: Map<string, Appended>;
   bytes: number;
   next: number;
 }
 
-/** A record in append order, for the node-wide byte cap; stale once its record has left its stream. */
+/**
+ * A record in append order, for the node-wide byte cap. Once the record leaves its stream the entry lets go of
+ * it (`record` undefined), so a stale entry waiting in the order costs a few bytes, never the message.
+ */
 interface Appended {
   readonly stream: Stream;
-  readonly record: HistoryRecord;
+  record: HistoryRecord | undefined;
   readonly bytes: number;
 }
 
@@ -169,7 +173,8 @@ export class InMemoryHistoryStore implements HistoryStore {
       this.#forgetIfEmpty(s);
       return;
     }
-    s.ids.set(record.id, record);
+    const entry: Appended = { stream: s, record, bytes };
+    s.ids.set(record.id, entry);
     s.bytes += bytes;
     this.#bytes += bytes;
     this.#records++;
@@ -177,7 +182,7 @@ export class InMemoryHistoryStore implements HistoryStore {
     const last = records.length > s.head ? records[records.length - 1] as HistoryRecord : undefined;
     if (last === undefined || last.position < record.position) records.push(record);
     else records.splice(insertionPoint(records, record.position, s.head), 0, record);
-    if (this.#maxBytes > 0) this.#order.push({ stream: s, record, bytes });
+    if (this.#maxBytes > 0) this.#order.push(entry);
 
     const max = this.#retention.maxPerDestination;
     if (max > 0 && records.length - s.head > max) this.#dropOldest(s, records.length - s.head - max);
@@ -215,10 +220,12 @@ export class InMemoryHistoryStore implements HistoryStore {
   }
 
   #forget(s: Stream, r: HistoryRecord): void {
+    const entry = s.ids.get(r.id);
+    if (entry === undefined) return;
     s.ids.delete(r.id);
-    const bytes = recordBytes(r);
-    s.bytes -= bytes;
-    this.#bytes -= bytes;
+    entry.record = undefined;
+    s.bytes -= entry.bytes;
+    this.#bytes -= entry.bytes;
     this.#records--;
   }
 
@@ -232,15 +239,15 @@ export class InMemoryHistoryStore implements HistoryStore {
     while (this.#bytes > this.#maxBytes && this.#orderHead < order.length) {
       const entry = order[this.#orderHead] as Appended;
       order[this.#orderHead++] = undefined;
+      const record = entry.record;
+      if (record === undefined) continue; // already gone
       const s = entry.stream;
-      if (s.ids.get(entry.record.id) !== entry.record) continue; // already gone
-      if (s.records[s.head] === entry.record) {
+      if (s.records[s.head] === record) {
         this.#dropOldest(s, 1);
       } else {
         // Appended out of position order (a Kafka batch): rare, so a splice is fine.
-        const at = s.records.indexOf(entry.record, s.head);
-        s.records.splice(at, 1);
-        this.#forget(s, entry.record);
+        s.records.splice(s.records.indexOf(record, s.head), 1);
+        this.#forget(s, record);
       }
       this.#compact(s);
       this.#forgetIfEmpty(s);
@@ -253,9 +260,9 @@ export class InMemoryHistoryStore implements HistoryStore {
     if (this.#orderHead > 1024 && this.#orderHead * 2 > order.length) {
       this.#order = order.slice(this.#orderHead);
       this.#orderHead = 0;
-    } else if (pending > 1024 && pending > 2 * this.#records) {
+    } else if (pending > 64 && pending > 2 * this.#records) {
       // Mostly stale (records trimmed by their destination's own limits): keep only the live entries.
-      this.#order = order.slice(this.#orderHead).filter((e) => e !== undefined && e.stream.ids.get(e.record.id) === e.record);
+      this.#order = order.slice(this.#orderHead).filter((e) => e?.record !== undefined);
       this.#orderHead = 0;
     }
   }
