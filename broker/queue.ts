@@ -80,9 +80,12 @@ export class Queue {
     this.#feed?.acknowledge(message);
   }
 
-  /** Holds nothing at all (no messages, consumers or unacknowledged deliveries) and is not a shared queue's window. */
+  /**
+   * Holds nothing at all: no messages, consumers or unacknowledged deliveries. A shared queue's window is then
+   * inactive, and its feed returns to the cluster whatever a take still in flight brings back.
+   */
   get idle(): boolean {
-    return this.depth === 0 && this.#consumers.length === 0 && this.#unsettled === 0 && this.#feed === undefined;
+    return this.depth === 0 && this.#consumers.length === 0 && this.#unsettled === 0;
   }
 
   get depth(): number {

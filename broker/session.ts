@@ -142,7 +142,7 @@ export class Session implements FrameSink, Consumer {
     this.#wakeReplays();
     if (this.#state !== CONNECTED) return;
     for (const sub of this.subscriptions.values()) {
-      if (sub.destination.kind === 'queue') this.vhost?.queue(sub.destination.name).dispatch();
+      if (sub.destination.kind === 'queue') this.vhost?.queues.get(sub.destination.name)?.dispatch();
     }
   }
 
@@ -243,7 +243,7 @@ export class Session implements FrameSink, Consumer {
   }
 
   overflowed(): void {
-    this.#slowConsumer();
+    if (this.#state === CONNECTED && !this.#closing) this.#slowConsumer();
   }
 
   // ---- dispatch -------------------------------------------------------------------------------------------
@@ -554,7 +554,7 @@ export class Session implements FrameSink, Consumer {
     }
     // Room under prefetch-count: the queues of the settled subscriptions may deliver again.
     const first = targets[0];
-    if (first !== undefined && first.subscription.destination.kind === 'queue') vhost.queue(first.subscription.destination.name).dispatch();
+    if (first !== undefined && first.subscription.destination.kind === 'queue') vhost.queues.get(first.subscription.destination.name)?.dispatch();
   }
 
   // ---- transactions ---------------------------------------------------------------------------------------

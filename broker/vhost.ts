@@ -94,8 +94,8 @@ export class VirtualHost {
   }
 
   /**
-   * Forgets a queue that holds nothing: no messages, no consumers, no unacknowledged deliveries. Queues shared
-   * by the cluster stay: their feed may be taking messages for this node right now.
+   * Forgets a queue that holds nothing: no messages, no consumers, no unacknowledged deliveries. Used again, it
+   * is created again (and, on a cross-node route, connected to the cluster's queue again).
    */
   dropIfIdle(name: string): void {
     const q = this.queues.get(name);
