@@ -107,7 +107,7 @@ describe('security › memory › destinations per virtual host', function () {
   describe('with the default limit (10,000)', () => {
     const h = useBroker();
 
-    it('12,000 distinct queues from one client: the 10,001st is refused, retained under 48 MiB (unbounded: +137 MB for 100k)', async () => {
+    it('12,000 distinct queues from one client: the 10,001st is refused, retained under 64 MiB (unbounded: +137 MB for 100k, and growing)', async () => {
       const prefix = uniqueName('many');
       const c = await h.client(V12);
       let refused = '';
@@ -126,7 +126,7 @@ describe('security › memory › destinations per virtual host', function () {
         }
       });
       expect(refused).to.equal(`too many destinations: /queue/${prefix}-10000 would exceed maxDestinationsPerVhost (10000)`);
-      expect(grew, `retained ${grew.toFixed(1)} MiB`).to.be.below(48);
+      expect(grew, `retained ${grew.toFixed(1)} MiB`).to.be.below(64);
     });
   });
 });
