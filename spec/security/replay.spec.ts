@@ -4,8 +4,8 @@
  * read is still cut off as a slow consumer.
  */
 import { expect } from 'chai';
-import { uniqueName } from '../support/broker.js';
-import { stompFrame, type RawClient, type RawFrame } from '../support/raw.js';
+import { startBroker, uniqueName } from '../support/broker.js';
+import { RawClient, stompFrame, type RawFrame } from '../support/raw.js';
 import { V12, connect, publish, useBroker } from '../broker/harness.js';
 import { until } from './support.js';
 
@@ -89,5 +89,34 @@ describe('security › replay paced by backpressure', function () {
     reader.resume();
     await reader.closed(10_000);
     expect(reader.closedByServer).to.equal(true);
+    // The replay was paused mid-way (not pushed out whole), and the last word was the slow-consumer ERROR.
+    const messages = reader.frames.filter((f) => f.command === 'MESSAGE').length;
+    expect(messages, 'history records sent before the cut-off').to.be.below(1000);
+    const last = reader.frames[reader.frames.length - 1];
+    expect(last?.command).to.equal('ERROR');
+    expect(last?.headers.get('message')).to.equal('slow consumer');
+  });
+
+  it('a replay stalled on a client that does not read does not hold up broker shutdown, nor leave the client open', async () => {
+    const b = await startBroker({ heartbeatSendMs: 0, heartbeatReceiveMs: 0, maxOutboundBytes: MAX_OUTBOUND, closeTimeoutMs: 200 });
+    const topic = `/topic/${uniqueName('shutdown')}`;
+    const publisher = await RawClient.tcp(b.tcpPort);
+    const reader = await RawClient.tcp(b.tcpPort);
+    try {
+      await connect(publisher, V12);
+      for (let i = 0; i < 999; i++) publisher.send(stompFrame('SEND', { destination: topic }, numbered(i, 8 * KiB)));
+      await publish(publisher, topic, numbered(999, 8 * KiB));
+      await connect(reader, V12);
+      reader.pause();
+      reader.send(stompFrame('SUBSCRIBE', { destination: topic, id: 's', 'x-history': '1000', receipt: 'sub' }));
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await b.close();
+      reader.resume();
+      await reader.closed(5_000);
+    } finally {
+      publisher.close();
+      reader.close();
+      await b.close();
+    }
   });
 });
