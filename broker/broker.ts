@@ -178,15 +178,16 @@ export class Broker {
   /** A SEND, accepted: route it. Returns a Promise when the RECEIPT must wait (cross-node and durable routes). */
   publish(vhost: VirtualHost, destination: Destination, headers: ReadonlyArray<readonly [string, string]>, body: Buffer): void | Promise<void> {
     const route = this.routes.route(destination.full);
+    const memory = this.#memoryHistory;
+    // Only what this node holds per name counts (local queues, in-memory history): shared queues live in Redis.
+    if (destination.kind === 'queue') {
+      if ((route.kind === 'local' || (route.kind === 'redis' && this.#queues === undefined)) && !vhost.queues.has(destination.name)) this.#admit(vhost, destination);
+    } else if (route.kind === 'local' && memory !== undefined && !vhost.holdsHistory(destination.full)) {
+      this.#admit(vhost, destination);
+      vhost.holdHistory(destination.full);
+    }
     this.stats.routed[route.kind]++;
     if (route.kind === 'local') {
-      const memory = this.#memoryHistory;
-      if (destination.kind === 'queue') {
-        if (!vhost.queues.has(destination.name)) this.#admit(vhost, destination);
-      } else if (memory !== undefined && !vhost.holdsHistory(destination.full)) {
-        this.#admit(vhost, destination);
-        vhost.holdHistory(destination.full);
-      }
       const id = this.nextMessageId();
       if (destination.kind === 'topic' && memory !== undefined) {
         const position = memory.nextPosition(vhost.name, destination.full);
@@ -207,7 +208,6 @@ export class Broker {
     }
     if (destination.kind === 'queue' && route.kind === 'redis') {
       // No shared queue engine (a pub/sub-only bus, as in in-process tests): the queue stays on this node.
-      if (!vhost.queues.has(destination.name)) this.#admit(vhost, destination);
       this.deliverLocal(vhost, destination, new MessageTemplate(destination.full, this.nextMessageId(), headers, body));
       return;
     }
