@@ -42,6 +42,9 @@ export function recordBytes(record: BusEnvelope): number {
 
 const RECORD_OVERHEAD_BYTES = 256;
 
+/** Forgotten destinations whose next position is remembered (a few MiB at most). */
+const FORGOTTEN_POSITIONS = 50_000;
+
 /**
  * Chat history per destination. `append` is idempotent by message id, so a record replayed after a crash is
  * stored once. Contract checked for every backend by spec/bridge/history-conformance.ts.
@@ -111,6 +114,11 @@ export class InMemoryHistoryStore implements HistoryStore {
   #order: (Appended | undefined)[] = [];
   #orderHead = 0;
   #forgotten: HistoryForgotten = () => {};
+  /**
+   * The next position of recently forgotten destinations, so that one written to again goes on numbering where it
+   * stopped (a client resuming from a position must never see numbers go backwards). Oldest go first past the bound.
+   */
+  #nextOfForgotten = new Map<string, number>();
 
   constructor(retention: HistoryRetention) {
     this.#retention = retention;
@@ -142,7 +150,9 @@ export class InMemoryHistoryStore implements HistoryStore {
     const key = `${vhost}\u0000${destination}`;
     let s = this.#streams.get(key);
     if (s === undefined) {
-      s = { key, vhost, destination, records: [], head: 0, ids: new Map(), bytes: 0, next: 0 };
+      const next = this.#nextOfForgotten.get(key) ?? 0;
+      if (next > 0) this.#nextOfForgotten.delete(key);
+      s = { key, vhost, destination, records: [], head: 0, ids: new Map(), bytes: 0, next };
       this.#streams.set(key, s);
     }
     return s;
@@ -280,12 +290,18 @@ export class InMemoryHistoryStore implements HistoryStore {
   }
 
   /**
-   * A destination whose history is empty is forgotten, so that names nobody writes to any more cost nothing.
-   * Its position counter goes with it: positions of a forgotten destination start again from 0.
+   * A destination whose history is empty is forgotten, so that names nobody writes to any more cost (almost)
+   * nothing: only its next position is remembered, among the latest FORGOTTEN_POSITIONS.
    */
   #forgetIfEmpty(s: Stream): void {
     if (s.ids.size > 0 || this.#streams.get(s.key) !== s) return;
     this.#streams.delete(s.key);
+    const remembered = this.#nextOfForgotten;
+    remembered.set(s.key, s.next);
+    if (remembered.size > FORGOTTEN_POSITIONS) {
+      const oldest = remembered.keys().next().value;
+      if (oldest !== undefined) remembered.delete(oldest);
+    }
     this.#forgotten(s.vhost, s.destination);
   }
 
@@ -297,6 +313,7 @@ export class InMemoryHistoryStore implements HistoryStore {
 
   async close(): Promise<void> {
     this.#streams.clear();
+    this.#nextOfForgotten.clear();
     this.#order = [];
     this.#orderHead = 0;
     this.#bytes = 0;

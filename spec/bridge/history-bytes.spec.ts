@@ -77,4 +77,13 @@ describe('bridge › history › memory › byte retention', () => {
     }
     expect(total).to.equal(store.bytes);
   });
+
+  it('numbers a forgotten destination on from where it stopped when it is written to again', async () => {
+    const one = recordBytes(record('/topic/f0', 0, 500));
+    const store = new InMemoryHistoryStore({ maxPerDestination: 0, maxAgeMs: 0, maxBytes: one });
+    for (let i = 0; i < 3; i++) store.appendNow(record('/topic/f0', store.nextPosition('/', '/topic/f0'), 500));
+    store.appendNow(record('/topic/f1', store.nextPosition('/', '/topic/f1'), 500));
+    expect(store.has('/', '/topic/f0')).to.equal(false);
+    expect(store.nextPosition('/', '/topic/f0')).to.equal(3);
+  });
 });
