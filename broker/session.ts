@@ -219,11 +219,15 @@ export class Session implements FrameSink, Consumer {
     if (this.connection.bufferedBytes < this.#replayHighWater) return true;
     return new Promise((resolve) => {
       this.#replayWaiters.push(resolve);
-      this.#replayTimer ??= setTimeout(() => {
-        this.#replayTimer = undefined;
-        this.#wakeReplays();
-      }, REPLAY_POLL_MS);
+      this.#checkReplaysSoon();
     });
+  }
+
+  #checkReplaysSoon(): void {
+    this.#replayTimer ??= setTimeout(() => {
+      this.#replayTimer = undefined;
+      this.#wakeReplays();
+    }, REPLAY_POLL_MS);
   }
 
   /** Lets waiting replays go on when the socket has room, or stop when the session is gone. */
@@ -231,10 +235,7 @@ export class Session implements FrameSink, Consumer {
     if (this.#replayWaiters.length === 0) return;
     const gone = this.#state !== CONNECTED || this.#closing || this.#replaysStopped;
     if (!gone && this.connection.bufferedBytes >= this.#replayHighWater) {
-      this.#replayTimer ??= setTimeout(() => {
-        this.#replayTimer = undefined;
-        this.#wakeReplays();
-      }, REPLAY_POLL_MS);
+      this.#checkReplaysSoon();
       return;
     }
     clearTimeout(this.#replayTimer);
