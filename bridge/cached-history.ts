@@ -33,13 +33,26 @@ export const CACHED_HISTORY_DEFAULTS = Object.freeze({
 });
 
 /**
- * Adds records to a destination's sorted set (score: position), keeps the newest `cap` entries and refreshes
- * the expiry, atomically. KEYS[1] the set; ARGV: cap, ttl ms, then score/member pairs. The empty member at
- * -inf marks a set holding every retained record of its destination; it is the first to go when the set is full.
+ * Adds records to a destination's sorted set (score: position), keeps the newest `cap` entries (and, with a
+ * byte cap, the newest that fit in it) and refreshes the expiry, atomically. KEYS[1] the set; ARGV: cap, ttl ms,
+ * byte cap (0: none), then score/member pairs. The empty member at -inf marks a set holding every retained
+ * record of its destination; it is the first to go when the set is full. The byte walk reads at most `cap`
+ * members, the cache's own small bound.
  */
 const ADD = `
-for i = 3, #ARGV, 2 do redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 4, #ARGV, 2 do redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1]) end
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[1]) + 1))
+local maxBytes = tonumber(ARGV[3])
+if maxBytes > 0 then
+  local total = 0
+  for i, member in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do
+    total = total + #member
+    if total > maxBytes then
+      redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -i)
+      break
+    end
+  end
+end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1`;
 
@@ -173,7 +186,7 @@ export class CachedHistoryStore implements HistoryStore {
   async #add(key: string, records: readonly HistoryRecord[], complete: boolean): Promise<boolean> {
     const client = this.#client;
     if (client?.isReady !== true) return false;
-    const args: (string | Buffer)[] = ['EVAL', ADD, '1', key, String(this.#cap), String(this.#ttlMs)];
+    const args: (string | Buffer)[] = ['EVAL', ADD, '1', key, String(this.#cap), String(this.#ttlMs), String(this.#retention.maxBytesPerDestination ?? 0)];
     if (complete) args.push('-inf', COMPLETE);
     for (const r of records) args.push(String(r.position), encodeEnvelope(r));
     try {

@@ -1,4 +1,4 @@
-import type { BrokerConfig } from '../broker/config.js';
+import { historyRetention, type BrokerConfig } from '../broker/config.js';
 import type { Logger } from '../broker/logger.js';
 import type { ClusterBus } from './bus.js';
 import type { HistoryStore } from './history.js';
@@ -37,7 +37,10 @@ export async function createEngines(config: Readonly<BrokerConfig>, logger: Logg
     let store: HistoryStore = inner;
     if (config.redis !== '' && config.historyCacheSize > 0) {
       const { CachedHistoryStore } = await import('./cached-history.js');
-      store = new CachedHistoryStore({ url: config.redis, clusterName: config.clusterName, cacheSize: config.historyCacheSize, inner, logger: logger.child({ engine: 'history-cache' }) });
+      store = new CachedHistoryStore({
+        url: config.redis, clusterName: config.clusterName, cacheSize: config.historyCacheSize, inner,
+        retention: historyRetention(config), logger: logger.child({ engine: 'history-cache' }),
+      });
     }
     history = store;
     out.history = store;
@@ -49,7 +52,7 @@ export async function createEngines(config: Readonly<BrokerConfig>, logger: Logg
     const topics = [...new Set(table.routes.filter((r) => r.kind === 'kafka').map((r) => r.kafkaTopic ?? ''))].filter((t) => t !== '');
     const { InMemoryHistoryStore } = await import('./history.js');
     if (history === undefined) {
-      history = new InMemoryHistoryStore({ maxPerDestination: config.historyMaxPerDestination, maxAgeMs: config.historyMaxAgeMs });
+      history = new InMemoryHistoryStore(historyRetention(config));
       out.history = history;
     }
     const fanout = given.fanout ?? out.fanout;

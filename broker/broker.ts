@@ -1,7 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
+import { hostname, totalmem } from 'node:os';
 import { MessageTemplate, type Headers } from '../frames/index.js';
 import type { BusEnvelope, ClusterBus } from '../bridge/bus.js';
 import { InMemoryHistoryStore, MAX_REPLAY, type HistoryQuery, type HistoryRecord, type HistoryStore } from '../bridge/history.js';
@@ -10,7 +10,7 @@ import { defaultRoutes, RouteTable, type Route } from '../bridge/routes.js';
 import type { Queue } from './queue.js';
 import { SharedQueueFeed } from './shared-feed.js';
 import { allowAll, usersFileAuthenticator, type Authenticator } from './auth.js';
-import { loadConfig, type BrokerConfig, type ConfigInput } from './config.js';
+import { historyRetention, loadConfig, type BrokerConfig, type ConfigInput } from './config.js';
 import type { Connection } from './connection.js';
 import { parseDestination, type Destination } from './destinations.js';
 import { BROKER_ERRORS, ProtocolError } from './errors.js';
@@ -59,6 +59,13 @@ export interface BrokerEventMap {
 }
 
 const NODE_ID = /^[A-Za-z0-9._-]{1,64}$/;
+
+/** How often resident memory is sampled for the watermark: never per message, always within a second. */
+const MEMORY_SAMPLE_MS = 500;
+/** The watermark when `memoryHighWatermarkBytes` is 0, as a share of the memory available (RabbitMQ's 0.4). */
+const DEFAULT_WATERMARK_FRACTION = 0.4;
+/** What one held-back live message counts against maxOutboundBytes besides its body (its headers and frame). */
+const HELD_MESSAGE_OVERHEAD_BYTES = 256;
 
 /**
  * File descriptors a node needs besides its client connections: listeners, engine clients, log files, and the
@@ -114,6 +121,11 @@ export class Broker {
   #recent = new Set<string>();
   #recentOrder: string[] = [];
   #recentHead = 0;
+  /** Resident memory above which SENDs are refused (bytes), the last sample, and whether it is above. */
+  readonly memoryWatermarkBytes: number;
+  #rssBytes = 0;
+  #memoryAlarm = false;
+  #memoryTimer: NodeJS.Timeout | undefined;
 
   constructor(config: Readonly<BrokerConfig>, authenticator: Authenticator, logger: Logger, backends: Omit<BrokerOptions, 'config' | 'authenticator' | 'logger'> = {}) {
     this.config = config;
@@ -127,8 +139,13 @@ export class Broker {
       if (r.kind === 'redis' && this.#fanout === undefined) throw new TypeError(`route ${r.pattern} needs a redis engine, and none is configured`);
       if (r.kind === 'kafka' && this.#log === undefined) throw new TypeError(`route ${r.pattern} needs a kafka engine, and none is configured`);
     }
-    this.history = backends.history ?? new InMemoryHistoryStore({ maxPerDestination: config.historyMaxPerDestination, maxAgeMs: config.historyMaxAgeMs });
-    if (this.history instanceof InMemoryHistoryStore) this.#memoryHistory = this.history;
+    this.history = backends.history ?? new InMemoryHistoryStore(historyRetention(config));
+    if (this.history instanceof InMemoryHistoryStore) {
+      this.#memoryHistory = this.history;
+      // A topic whose history was evicted entirely no longer counts against maxDestinationsPerVhost.
+      this.history.onForgotten((vhost, destination) => this.#vhosts.get(vhost)?.releaseHistory(destination));
+    }
+    this.memoryWatermarkBytes = config.memoryHighWatermarkBytes > 0 ? config.memoryHighWatermarkBytes : Math.floor(availableMemory() * DEFAULT_WATERMARK_FRACTION);
     if (config.nodeId !== '' && !NODE_ID.test(config.nodeId)) {
       throw new TypeError(`nodeId "${config.nodeId}" may use only letters, digits, ".", "_" and "-" (at most 64)`);
     }
@@ -230,10 +247,17 @@ export class Broker {
   /** A SEND, accepted: route it. Returns a Promise when the RECEIPT must wait (cross-node and durable routes). */
   publish(vhost: VirtualHost, destination: Destination, headers: ReadonlyArray<readonly [string, string]>, body: Buffer): void | Promise<void> {
     const route = this.routes.route(destination.full);
+    const memory = this.#memoryHistory;
+    // Only what this node holds per name counts (local queues, in-memory history): shared queues live in Redis.
+    if (destination.kind === 'queue') {
+      if ((route.kind === 'local' || (route.kind === 'redis' && this.#queues === undefined)) && !vhost.queues.has(destination.name)) this.#admit(vhost, destination);
+    } else if (route.kind === 'local' && memory !== undefined && !vhost.holdsHistory(destination.full)) {
+      this.#admit(vhost, destination);
+      vhost.holdHistory(destination.full);
+    }
     this.stats.routed[route.kind]++;
     if (route.kind === 'local') {
       const id = this.nextMessageId();
-      const memory = this.#memoryHistory;
       if (destination.kind === 'topic' && memory !== undefined) {
         const position = memory.nextPosition(vhost.name, destination.full);
         memory.appendNow({ id, origin: this.nodeId, vhost: vhost.name, destination: destination.full, headers, body, time: Date.now(), position });
@@ -267,6 +291,49 @@ export class Broker {
     });
   }
 
+  /**
+   * Refuses a SEND or SUBSCRIBE that would make its virtual host hold state for one destination more than
+   * maxDestinationsPerVhost. Names already held pass with one Map lookup, so traffic to them stays O(1).
+   */
+  #admit(vhost: VirtualHost, destination: Destination): void {
+    if (vhost.holds(destination.full)) return;
+    const max = this.config.maxDestinationsPerVhost;
+    if (vhost.destinationCount < max) return;
+    this.stats.limitHit('destinations');
+    throw new ProtocolError(BROKER_ERRORS.ERR_TOO_MANY_DESTINATIONS, `too many destinations: ${destination.full} would exceed maxDestinationsPerVhost (${max})`,
+      `The virtual host "${vhost.name}" already holds ${vhost.destinationCount} destinations (queues, topics with history, topics with subscribers); the limit is maxDestinationsPerVhost = ${max}. Reuse existing destinations, or let idle ones expire.`);
+  }
+
+  // ---- memory watermark -----------------------------------------------------------------------------------
+
+  /** True while resident memory is above the watermark: every SEND is refused until it falls below. */
+  get memoryAlarm(): boolean {
+    return this.#memoryAlarm;
+  }
+
+  /** The last memory sample, for /readyz and operators. */
+  memoryStatus(): { rssBytes: number; watermarkBytes: number; alarm: boolean } {
+    return { rssBytes: this.#rssBytes, watermarkBytes: this.memoryWatermarkBytes, alarm: this.#memoryAlarm };
+  }
+
+  #sampleMemory(): void {
+    this.#rssBytes = process.memoryUsage.rss();
+    const alarm = this.#rssBytes > this.memoryWatermarkBytes;
+    if (alarm !== this.#memoryAlarm) {
+      this.#memoryAlarm = alarm;
+      const detail = { rssBytes: this.#rssBytes, watermarkBytes: this.memoryWatermarkBytes };
+      if (alarm) this.logger.warn(detail, 'memory above the high watermark: refusing SENDs');
+      else this.logger.info(detail, 'memory below the high watermark again: accepting SENDs');
+    }
+  }
+
+  /** The refusal of a SEND while the memory alarm is on, with the figures (RabbitMQ's memory alarm blocks publishers). */
+  lowMemoryError(): ProtocolError {
+    this.stats.limitHit('memory');
+    return new ProtocolError(BROKER_ERRORS.ERR_LOW_MEMORY, 'broker low on memory',
+      `The node's resident memory (RSS ${this.#rssBytes} bytes) is above its high watermark (memoryHighWatermarkBytes: ${this.memoryWatermarkBytes} bytes), so it accepts no SEND until memory falls. Retry later.`);
+  }
+
   /** Hands a message to this node's subscribers: every matching topic subscription, or one queue consumer. */
   deliverLocal(vhost: VirtualHost, destination: Destination, template: MessageTemplate, position?: number): void {
     if (destination.kind === 'topic') {
@@ -276,8 +343,14 @@ export class Broker {
           if (sub.replayedUpTo !== undefined && position <= sub.replayedUpTo) continue;
           if (sub.lastPosition === undefined || position > sub.lastPosition) sub.lastPosition = position;
         }
-        if (sub.replayBuffer !== undefined) sub.replayBuffer.push(template);
-        else sub.consumer.deliver(sub, template);
+        if (sub.replayBuffer !== undefined) {
+          sub.replayBuffer.push(template);
+          // A subscriber that cannot keep up with live traffic while it replays is a slow consumer.
+          sub.replayBufferBytes += template.body.length + HELD_MESSAGE_OVERHEAD_BYTES;
+          if (sub.replayBufferBytes > this.config.maxOutboundBytes) sub.consumer.overflowed();
+        } else {
+          sub.consumer.deliver(sub, template);
+        }
       }
     } else {
       vhost.queue(destination.name).enqueue(template);
@@ -343,10 +416,16 @@ export class Broker {
    */
   subscribe(vhost: VirtualHost, sub: Subscription, headers: Headers): void | Promise<void> {
     if (sub.destination.kind === 'queue') {
+      if (!vhost.queues.has(sub.destination.name)) this.#admit(vhost, sub.destination);
       vhost.queue(sub.destination.name).addConsumer(sub);
       return;
     }
     const query = sub.pattern === undefined ? historyQuery(headers) : undefined;
+    if (sub.pattern === undefined) {
+      this.#admit(vhost, sub.destination);
+      vhost.addSubscriber(sub.destination.full);
+      sub.countedName = sub.destination.full;
+    }
     const route = this.routes.route(sub.destination.full);
     const bus = route.kind === 'redis' ? this.#fanout : route.kind === 'kafka' ? this.#log : undefined;
     if (query !== undefined) sub.replayBuffer = [];
@@ -367,13 +446,39 @@ export class Broker {
       const started = Date.now();
       const records = await this.history.read(vhost.name, sub.destination.full, query, MAX_REPLAY);
       this.stats.historyLatency.observe(Date.now() - started);
-      this.#replay(sub, records);
+      await this.#replay(sub, records);
     } finally {
-      const live = sub.replayBuffer ?? [];
+      await this.#releaseHeldBack(sub);
+    }
+  }
+
+  /**
+   * The live messages held back during a replay, paced like the replay itself; messages arriving meanwhile are
+   * held too and follow in order. Live delivery resumes only once none is left.
+   */
+  async #releaseHeldBack(sub: Subscription): Promise<void> {
+    try {
+      while (sub.replayBuffer !== undefined && sub.replayBuffer.length > 0) {
+        const batch = sub.replayBuffer;
+        sub.replayBuffer = [];
+        for (const t of batch) {
+          if (!(await this.#readyForReplay(sub))) return;
+          sub.replayBufferBytes -= t.body.length + HELD_MESSAGE_OVERHEAD_BYTES;
+          if (!sub.replayedIds?.has(t.messageId)) sub.consumer.deliver(sub, t);
+        }
+      }
+    } finally {
       sub.replayBuffer = undefined;
-      for (const t of live) if (!sub.replayedIds?.has(t.messageId)) sub.consumer.deliver(sub, t);
+      sub.replayBufferBytes = 0;
       sub.replayedIds = undefined;
     }
+  }
+
+  /** Waits until the subscriber's socket has room; false once it is gone (closed or unsubscribed). */
+  async #readyForReplay(sub: Subscription): Promise<boolean> {
+    if (sub.cancelled) return false;
+    const ready = sub.consumer.readyForReplay();
+    return (ready === true || await ready) && !sub.cancelled;
   }
 
   /** Kafka-route topic subscriptions of this node: the ones history can repair after a fan-out outage. */
@@ -412,34 +517,47 @@ export class Broker {
     }
   }
 
-  #replay(sub: Subscription, records: readonly HistoryRecord[]): void {
+  /**
+   * Sends history records while the subscriber's socket has room, waiting for it to drain in between, so a
+   * replay larger than maxOutboundBytes reaches a client that reads (issue #8, item 6).
+   */
+  async #replay(sub: Subscription, records: readonly HistoryRecord[]): Promise<void> {
     const ids = new Set<string>();
+    sub.replayedIds = ids;
     for (const r of records) {
+      if (!(await this.#readyForReplay(sub))) return;
       ids.add(r.id);
       sub.replayedUpTo = Math.max(sub.replayedUpTo ?? -1, r.position);
       sub.consumer.deliver(sub, new MessageTemplate(r.destination, r.id, withOffset(r.headers, r.position), r.body));
     }
-    sub.replayedIds = ids;
   }
 
   unsubscribe(vhost: VirtualHost, sub: Subscription): void {
+    sub.cancelled = true;
     if (sub.destination.kind === 'topic') {
       vhost.topics.remove(sub);
+      if (sub.countedName !== undefined) vhost.removeSubscriber(sub.countedName);
+      sub.countedName = undefined;
       const route = this.routes.route(sub.destination.full);
       const bus = route.kind === 'redis' ? this.#fanout : route.kind === 'kafka' ? this.#log : undefined;
       bus?.unwatch(vhost.name, sub.destination.full);
     }
-    else vhost.queues.get(sub.destination.name)?.removeConsumer(sub);
+    else {
+      vhost.queues.get(sub.destination.name)?.removeConsumer(sub);
+      vhost.dropIfIdle(sub.destination.name);
+    }
   }
 
   /** An unacknowledged queue message came back (NACK, UNSUBSCRIBE, disconnect). */
   returnMessage(vhost: VirtualHost, message: QueuedMessage): void {
     vhost.queue(message.queue).returnMessage(message);
+    vhost.dropIfIdle(message.queue);
   }
 
   /** The client acknowledged a queue message (shared queues forget it only now). */
   acknowledge(vhost: VirtualHost, message: QueuedMessage): void {
     vhost.queues.get(message.queue)?.acknowledge(message);
+    vhost.dropIfIdle(message.queue);
   }
 
   // ---- lifecycle ------------------------------------------------------------------------------------------
@@ -453,6 +571,9 @@ export class Broker {
     await this.#log?.start(this.#fromBus);
     this.#listeners = await listenTransports(this, brokerHttpHandler(this, this.#httpHandlers));
     this.#checkFileDescriptors();
+    this.#sampleMemory();
+    this.#memoryTimer = setInterval(() => this.#sampleMemory(), MEMORY_SAMPLE_MS);
+    this.#memoryTimer.unref();
     return this.#listeners.addresses;
   }
 
@@ -498,6 +619,7 @@ export class Broker {
     this.#closing ??= (async () => {
       clearInterval(this.#idleSweep);
       this.#idleSweep = undefined;
+      clearInterval(this.#memoryTimer);
       const listeners = this.#listeners;
       const stopped = listeners?.stopAccepting();
       await Promise.all([...this.sessions].map((s) => s.shutdown()));
@@ -541,6 +663,13 @@ export async function createBroker(options: BrokerOptions = {}): Promise<Broker>
   const { createEngines } = await import('../bridge/engines.js');
   const engines = await createEngines(config, logger, given);
   return new Broker(config, authenticator, logger, { ...engines, ...given });
+}
+
+/** Memory this process may use: the cgroup limit when there is one, else the machine's memory. */
+function availableMemory(): number {
+  const total = totalmem();
+  const constrained = process.constrainedMemory?.() ?? 0;
+  return constrained > 0 && constrained < total ? constrained : total;
 }
 
 /** MESSAGEs of streams with positions say where they stand, as RabbitMQ streams do. */

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { DEFAULT_FRAME_LIMITS } from '../frames/index.js';
+import type { HistoryRetention } from '../bridge/history.js';
 import { parseRoutes, validateRoutes, type RouteKind } from '../bridge/routes.js';
 
 /**
@@ -81,6 +82,17 @@ export const DEFAULT_CONFIG = {
   idleTimeoutMs: 300_000,
   /** Deliveries of one queue message before it moves to `<queue>.dlq` (0 never dead-letters). */
   maxDeliveries: 5,
+  /**
+   * Distinct destinations one virtual host may hold state for: queues, topics with history in memory, topics
+   * with subscribers. A SUBSCRIBE or SEND that would create one more gets an ERROR.
+   */
+  maxDestinationsPerVhost: 10_000,
+  /**
+   * Resident memory (RSS, bytes) above which the node refuses every SEND with ERROR "broker low on memory",
+   * sampled every 500 ms. 0: 40% of the machine's memory (or of the cgroup limit), as RabbitMQ's
+   * vm_memory_high_watermark 0.4.
+   */
+  memoryHighWatermarkBytes: 0,
   /** After ERROR or on shutdown, how long a peer gets to read what we sent before the socket is destroyed. */
   closeTimeoutMs: 2_000,
   /** Names the cluster: the Kafka consumer group and the prefix of every Redis key and channel. */
@@ -98,11 +110,25 @@ export const DEFAULT_CONFIG = {
   /** Topic history kept for `x-history` / `x-resume-after` / `x-stream-offset` (0: no limit on that axis). */
   historyMaxPerDestination: 1000,
   historyMaxAgeMs: 7 * 24 * 3600 * 1000,
+  /** Bytes of history kept per topic (oldest dropped first; a larger message is delivered but not kept); 0: no limit. */
+  historyMaxBytesPerDestination: 16 * 1024 * 1024,
+  /** Bytes of history this node keeps in memory across all topics, oldest dropped first; 0: no limit. */
+  historyMaxBytes: 256 * 1024 * 1024,
   /** Most recent messages per destination also kept in a Redis list for fast `x-history` reads. */
   historyCacheSize: 100,
 };
 
 export type BrokerConfig = typeof DEFAULT_CONFIG;
+
+/** The history retention the config asks for, as every HistoryStore takes it. */
+export function historyRetention(c: Readonly<BrokerConfig>): HistoryRetention {
+  return {
+    maxPerDestination: c.historyMaxPerDestination,
+    maxAgeMs: c.historyMaxAgeMs,
+    maxBytesPerDestination: c.historyMaxBytesPerDestination,
+    maxBytes: c.historyMaxBytes,
+  };
+}
 export type ConfigInput = { -readonly [K in keyof BrokerConfig]?: BrokerConfig[K] | undefined };
 
 export class ConfigError extends Error {
@@ -217,7 +243,7 @@ function validate(c: Record<string, unknown>): string[] {
   const positive = ['heartbeatGrace', 'maxFrameBytes', 'maxBodyBytes', 'maxHeaders', 'maxHeaderLineBytes',
     'maxFrameBytesUnauthenticated', 'maxOutboundBytes', 'outboundHighWaterBytes', 'maxQueueMessages', 'maxQueueBytes',
     'maxConnections', 'maxConnectionsPerUser', 'maxSubscriptionsPerConnection', 'maxTransactionsPerConnection',
-    'maxTransactionBytes', 'maxUnackedPerSubscription'];
+    'maxTransactionBytes', 'maxUnackedPerSubscription', 'maxDestinationsPerVhost'];
   for (const key of positive) if (!((c[key] as number) > 0)) problems.push(`${key}: must be greater than 0`);
   if (Array.isArray(c.routes)) {
     const engines = { redis: c.redis !== '', kafka: c.kafka !== '' };
@@ -233,7 +259,8 @@ function validate(c: Record<string, unknown>): string[] {
     const v = c[key];
     if (typeof v === 'string' && v !== '' && !/^[a-z+]+:\/\//.test(v)) problems.push(`${key}: "${v}" is not a URL (e.g. ${key === 'redis' ? 'redis://127.0.0.1:6379' : 'mongodb://127.0.0.1:27017'})`);
   }
-  const nonNegative = ['historyMaxPerDestination', 'historyMaxAgeMs', 'historyCacheSize', 'heartbeatSendMs', 'heartbeatReceiveMs', 'connectTimeoutMs', 'maxDeliveries', 'closeTimeoutMs', 'idleTimeoutMs'];
+  const nonNegative = ['historyMaxPerDestination', 'historyMaxAgeMs', 'historyCacheSize', 'historyMaxBytesPerDestination',
+    'historyMaxBytes', 'memoryHighWatermarkBytes', 'heartbeatSendMs', 'heartbeatReceiveMs', 'connectTimeoutMs', 'maxDeliveries', 'closeTimeoutMs', 'idleTimeoutMs'];
   for (const key of nonNegative) if (!((c[key] as number) >= 0)) problems.push(`${key}: must be 0 or more`);
   // Counts compare against integers: a fraction would silently round one way or the other.
   const counts = ['maxConnections', 'maxConnectionsPerUser', 'maxSubscriptionsPerConnection', 'maxTransactionsPerConnection', 'maxUnackedPerSubscription'];

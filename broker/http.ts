@@ -35,7 +35,7 @@ function send(response: ServerResponse, status: number, contentType: string, bod
 
 /**
  * `GET /healthz`: 200 while the process runs. `GET /readyz`: 200 when every configured engine is connected, else
- * 503 with JSON naming the engines that are down. `GET /metrics`: the Prometheus text of the broker and process.
+ * 503 with JSON naming the engines that are down (and the last memory sample, which never affects readiness). `GET /metrics`: the Prometheus text of the broker and process.
  */
 export function opsHttpHandler(broker: Broker): HttpHandler {
   const metrics = brokerMetrics(broker);
@@ -51,7 +51,8 @@ export function opsHttpHandler(broker: Broker): HttpHandler {
     } else if (path === OPS_PATHS.ready) {
       const { ready, closing, engines } = broker.readiness();
       const down = Object.entries(engines).filter(([, healthy]) => !healthy).map(([name]) => name);
-      const body = JSON.stringify({ ready, closing, engines, down }) + '\n';
+      // Memory is detail for operators, never a reason to be unready: the watermark refuses SENDs instead.
+      const body = JSON.stringify({ ready, closing, engines, down, memory: broker.memoryStatus() }) + '\n';
       send(response, ready ? 200 : 503, 'application/json', body);
     } else {
       metrics.scrape().then((text) => send(response, 200, metrics.contentType, text), (error: unknown) => {

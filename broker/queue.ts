@@ -49,6 +49,8 @@ export class Queue {
   #next = 0;
   #dispatching = false;
   #feed: QueueFeed | undefined;
+  /** Deliveries to client-ack subscriptions not yet acknowledged or returned. */
+  #unsettled = 0;
 
   constructor(name: string, limits: QueueLimits, deadLetter: DeadLetter) {
     this.name = name;
@@ -74,7 +76,16 @@ export class Queue {
 
   /** The client acknowledged a delivery. */
   acknowledge(message: QueuedMessage): void {
+    if (this.#unsettled > 0) this.#unsettled--;
     this.#feed?.acknowledge(message);
+  }
+
+  /**
+   * Holds nothing at all: no messages, consumers or unacknowledged deliveries. A shared queue's window is then
+   * inactive, and its feed returns to the cluster whatever a take still in flight brings back.
+   */
+  get idle(): boolean {
+    return this.depth === 0 && this.#consumers.length === 0 && this.#unsettled === 0;
   }
 
   get depth(): number {
@@ -125,6 +136,7 @@ export class Queue {
 
   /** A delivery came back unacknowledged (NACK, UNSUBSCRIBE, disconnect): redeliver it, or dead-letter it. */
   returnMessage(message: QueuedMessage): void {
+    if (this.#unsettled > 0) this.#unsettled--;
     const max = this.#limits.maxDeliveries;
     const dead = max > 0 && message.deliveries >= max && !this.name.endsWith(DEAD_LETTER_SUFFIX);
     const feed = this.#feed;
@@ -163,8 +175,13 @@ export class Queue {
         this.#items[this.#head++] = undefined;
         this.#bytes -= message.bytes;
         message.deliveries++;
-        sub.consumer.deliver(sub, message.template, message);
-        if (sub.ackMode === 'auto') this.#feed?.acknowledge(message);
+        if (sub.ackMode === 'auto') {
+          sub.consumer.deliver(sub, message.template, message);
+          this.#feed?.acknowledge(message);
+        } else {
+          this.#unsettled++;
+          sub.consumer.deliver(sub, message.template, message);
+        }
       }
       if (this.#feed !== undefined && this.#head === this.#items.length) {
         const capacity = this.#capacity();

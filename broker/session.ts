@@ -34,6 +34,12 @@ const MAX_BACKLOG_FRAMES = 1000;
 /** Headers of a SEND that describe the frame itself, not the message: MESSAGE sets its own. */
 const NOT_COPIED = new Set(['destination', 'transaction', 'receipt', 'content-length', 'message-id', 'subscription', 'ack']);
 
+/**
+ * How often a paused replay looks at the socket again, besides the transport's drain event (which a WebSocket
+ * raises only above outboundHighWaterBytes, and a TCP socket only above its own high-water mark).
+ */
+const REPLAY_POLL_MS = 10;
+
 /** Shared by every session with nothing in flight: one settled Promise instead of one per connection. */
 const RESOLVED: Promise<void> = Promise.resolve();
 
@@ -77,6 +83,10 @@ export class Session implements FrameSink, Consumer {
   #closing = false;
   /** Set while the ERROR of #fail is written, so that a limit that frame passes does not fail the session twice. */
   #failing = false;
+  /** Replays waiting for the socket to drain, and the timer that looks again meanwhile. */
+  #replayWaiters: ((ready: boolean) => void)[] = [];
+  #replayTimer: NodeJS.Timeout | undefined;
+  #replaysStopped = false;
 
   constructor(broker: Broker, connection: Connection, id: string, log: Logger) {
     this.#parentLog = log;
@@ -162,6 +172,7 @@ export class Session implements FrameSink, Consumer {
 
   /** The socket drained below the high-water mark: queues may hand us more. */
   drained(): void {
+    this.#wakeReplays();
     if (this.#state !== CONNECTED) return;
     if (this.#readPaused) {
       this.#readPaused = false;
@@ -170,7 +181,7 @@ export class Session implements FrameSink, Consumer {
       this.connection.resumeReading?.();
     }
     for (const sub of this.subscriptions.values()) {
-      if (sub.destination.kind === 'queue') this.vhost?.queue(sub.destination.name).dispatch();
+      if (sub.destination.kind === 'queue') this.vhost?.queues.get(sub.destination.name)?.dispatch();
     }
   }
 
@@ -181,6 +192,9 @@ export class Session implements FrameSink, Consumer {
 
   /** Broker shutdown: let in-flight work finish and its receipts go out, then close. */
   shutdown(): Promise<void> {
+    // A replay waiting on a client that does not read would hold the shutdown forever: it stops here.
+    this.#replaysStopped = true;
+    this.#wakeReplays();
     return this.#tail.then(() => {
       if (this.#state === CLOSED) return;
       this.#fail(new ProtocolError(BROKER_ERRORS.ERR_SHUTDOWN, 'server shutting down', 'The broker is stopping; reconnect to another node.'));
@@ -241,6 +255,48 @@ export class Session implements FrameSink, Consumer {
         this.#broker.stats.limitHit('unacked');
       }
     }
+  }
+
+  /**
+   * Replays send while fewer than this many bytes wait on the socket: under the queue high-water mark, and at
+   * most half of maxOutboundBytes, so one more record never makes a reading client a slow consumer.
+   */
+  get #replayHighWater(): number {
+    const c = this.#broker.config;
+    return Math.max(1, Math.min(c.outboundHighWaterBytes, Math.floor(c.maxOutboundBytes / 2)));
+  }
+
+  readyForReplay(): boolean | Promise<boolean> {
+    if (this.#state !== CONNECTED || this.#closing || this.#replaysStopped) return false;
+    if (this.connection.bufferedBytes < this.#replayHighWater) return true;
+    return new Promise((resolve) => {
+      this.#replayWaiters.push(resolve);
+      this.#checkReplaysSoon();
+    });
+  }
+
+  #checkReplaysSoon(): void {
+    this.#replayTimer ??= setTimeout(() => {
+      this.#replayTimer = undefined;
+      this.#wakeReplays();
+    }, REPLAY_POLL_MS);
+  }
+
+  /** Lets waiting replays go on when the socket has room, or stop when the session is gone. */
+  #wakeReplays(): void {
+    if (this.#replayWaiters.length === 0) return;
+    const gone = this.#state !== CONNECTED || this.#closing || this.#replaysStopped;
+    if (!gone && this.connection.bufferedBytes >= this.#replayHighWater) {
+      this.#checkReplaysSoon();
+      return;
+    }
+    clearTimeout(this.#replayTimer);
+    this.#replayTimer = undefined;
+    for (const resolve of this.#replayWaiters.splice(0)) resolve(!gone);
+  }
+
+  overflowed(): void {
+    if (this.#state === CONNECTED && !this.#closing) this.#slowConsumer();
   }
 
   // ---- dispatch -------------------------------------------------------------------------------------------
@@ -417,6 +473,8 @@ export class Session implements FrameSink, Consumer {
   // ---- SEND -----------------------------------------------------------------------------------------------
 
   #onSend(frame: Frame): void | Promise<void> {
+    // Refused before anything is buffered, transactional SENDs included: RabbitMQ's memory alarm blocks publishers.
+    if (this.#broker.memoryAlarm) throw this.#broker.lowMemoryError();
     const destination = this.#destination(frame);
     const tx = frame.headers.get('transaction');
     if (tx !== undefined) {
@@ -565,7 +623,7 @@ export class Session implements FrameSink, Consumer {
     }
     // Room under prefetch-count: the queues of the settled subscriptions may deliver again.
     const first = targets[0];
-    if (first !== undefined && first.subscription.destination.kind === 'queue') vhost.queue(first.subscription.destination.name).dispatch();
+    if (first !== undefined && first.subscription.destination.kind === 'queue') vhost.queues.get(first.subscription.destination.name)?.dispatch();
   }
 
   // ---- transactions ---------------------------------------------------------------------------------------
@@ -766,6 +824,7 @@ export class Session implements FrameSink, Consumer {
     this.#txMap = undefined;
     this.#txBytes = 0;
     this.#backlog = [];
+    this.#wakeReplays();
     if (this.vhost !== undefined) for (const sub of [...this.subscriptions.values()]) this.#removeSubscription(sub);
     this.#broker.sessionClosed(this, wasConnected);
   }

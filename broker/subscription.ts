@@ -31,6 +31,14 @@ export interface Consumer {
   /** False while the client's socket holds more unsent bytes than the high-water mark. */
   readonly writable: boolean;
   deliver(subscription: Subscription, template: MessageTemplate, queued?: QueuedMessage): void;
+  /**
+   * Whether a replay may send this client more now: true at once, or a Promise of true once its socket has
+   * drained enough, or of false when the client is gone. Replays are paced by it so that history larger than
+   * maxOutboundBytes reaches a client that reads, instead of disconnecting it.
+   */
+  readyForReplay(): boolean | Promise<boolean>;
+  /** Live messages held back during a replay passed maxOutboundBytes: the client cannot keep up. */
+  overflowed(): void;
 }
 
 export class Subscription {
@@ -56,6 +64,12 @@ export class Subscription {
    * the replay and the live stream join with no gap and no duplicate.
    */
   replayBuffer: MessageTemplate[] | undefined;
+  /** Bytes held in `replayBuffer` (bodies plus an allowance per message), bounded by maxOutboundBytes. */
+  replayBufferBytes = 0;
+  /** Set once unsubscribed (or its session closed): a replay still running for it stops. */
+  cancelled = false;
+  /** The exact topic name this subscription holds in its virtual host's destination count, once counted. */
+  countedName: string | undefined;
   /** Ids replayed from history, to drop their live copies at the boundary. */
   replayedIds: Set<string> | undefined;
   /**

@@ -26,7 +26,7 @@ function backtrackingMatches(pattern: readonly string[], segments: readonly stri
   return s === segments.length;
 }
 
-const NOBODY: Consumer = { writable: true, deliver: () => {} };
+const NOBODY: Consumer = { writable: true, deliver: () => {}, readyForReplay: () => true, overflowed: () => {} };
 
 /** A topic subscription made the way a SUBSCRIBE makes one (session.ts): wildcard names get pattern parts. */
 function subscription(name: string, id: string): Subscription {
@@ -38,6 +38,7 @@ function subscription(name: string, id: string): Subscription {
     prefetch: 0,
     pattern: isPattern(name) ? name.split('.') : undefined,
     version: '1.2',
+    maxUnacked: 0,
   });
 }
 
