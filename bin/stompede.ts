@@ -74,13 +74,51 @@ function fileProblem(error: NodeJS.ErrnoException, config: Readonly<BrokerConfig
 /** The effective config, once loaded: error messages use it to name the setting at fault. */
 let loaded: Readonly<BrokerConfig> | undefined;
 
-async function readPassword(): Promise<string> {
+/** The first line of standard input, when it is a pipe or a file (scripts, tests). */
+async function readPasswordLine(): Promise<string> {
   const rl = createInterface({ input: process.stdin, terminal: false });
   for await (const line of rl) {
     rl.close();
     return line;
   }
   throw new Error('no password on standard input');
+}
+
+/** Prompts on a terminal with echo off (raw mode), so the password never shows on screen or in scrollback. */
+function promptPassword(prompt: string): Promise<string> {
+  const input = process.stdin;
+  process.stderr.write(prompt);
+  return new Promise((resolve, reject) => {
+    let typed = '';
+    const finish = (error?: Error): void => {
+      input.setRawMode(false);
+      input.pause();
+      input.off('data', onData);
+      process.stderr.write('\n');
+      if (error !== undefined) reject(error);
+      else resolve(typed);
+    };
+    const onData = (chunk: Buffer): void => {
+      for (const ch of chunk.toString('utf8')) {
+        if (ch === '\r' || ch === '\n') return finish();
+        if (ch === '\u0003' || ch === '\u0004') return finish(new Error('cancelled'));
+        if (ch === '\u007f' || ch === '\b') typed = typed.slice(0, -1);
+        else typed += ch;
+      }
+    };
+    input.setRawMode(true);
+    input.resume();
+    input.on('data', onData);
+  });
+}
+
+async function readPassword(): Promise<string> {
+  if (process.stdin.isTTY !== true) return readPasswordLine();
+  const first = await promptPassword('Password: ');
+  if (first === '') return first;
+  const again = await promptPassword('Password (again): ');
+  if (again !== first) throw new Error('the two passwords differ; nothing was saved');
+  return first;
 }
 
 function serveCommand(program: Command): void {
@@ -124,6 +162,12 @@ function serveCommand(program: Command): void {
         process.exit(1);
       });
     };
+    // SIGHUP reloads the users file (and a JWKS file); an invalid file keeps the previous users in force.
+    process.on('SIGHUP', () => {
+      broker.reloadAuth().then(() => logger.info('SIGHUP: authentication settings reloaded'), (error: unknown) => {
+        logger.error({ err: error }, 'SIGHUP: reload failed; the previous users stay in force');
+      });
+    });
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
   });
@@ -138,12 +182,13 @@ const program = new Command('stompede')
 serveCommand(program);
 
 program.command('add-user')
-  .description('add or replace a user in a users file (password read from standard input unless --password)')
+  .description('add or replace a user in a users file (password prompted without echo on a terminal, else the first line of standard input, unless --password)')
   .argument('<login>', 'the login clients send in CONNECT')
   .requiredOption('--users-file <file>', 'the JSON users file (created when missing)')
   .option('--password <password>', 'the password (prefer standard input: a flag shows in the process list)')
   .action(async (login: string, opts: { usersFile: string; password?: string }) => {
     const password = opts.password ?? (await readPassword());
+    if (password === '') throw new Error('the password must not be empty; nothing was saved');
     await addUser(opts.usersFile, login, password);
     process.stdout.write(`user "${login}" saved in ${opts.usersFile}\n`);
   });
