@@ -27,6 +27,12 @@ const MAX_WAITING_PER_ADDRESS = 64;
 /** Logins are remembered and logged by at most this many characters (a login header may be 10 KiB). */
 const MAX_LOGIN_CHARS = 128;
 
+/** `10.0.0.7:53211` → `10.0.0.7`: transports give `address:port`, and every connection has its own port. */
+function hostOf(remote: string): string {
+  const colon = remote.lastIndexOf(':');
+  return colon > 0 ? remote.slice(0, colon) : remote;
+}
+
 interface Failures {
   count: number;
   last: number;
@@ -86,7 +92,7 @@ export class AuthGuard implements Authenticator {
   }
 
   async authenticate(c: Credentials): Promise<AuthResult> {
-    const address = c.remoteAddress;
+    const address = hostOf(c.remoteAddress);
     let lane = this.#lanes.get(address);
     if (lane === undefined) {
       lane = { tail: Promise.resolve(), waiting: 0 };
@@ -98,7 +104,7 @@ export class AuthGuard implements Authenticator {
     }
     lane.waiting++;
     // One attempt per address at a time: parallel guesses queue behind each other and each pays its delay.
-    const run = lane.tail.then(() => this.#attempt(c));
+    const run = lane.tail.then(() => this.#attempt(c, address));
     lane.tail = run.then(undefined, () => undefined);
     try {
       return await run;
@@ -108,9 +114,9 @@ export class AuthGuard implements Authenticator {
     }
   }
 
-  async #attempt(c: Credentials): Promise<AuthResult> {
+  async #attempt(c: Credentials, address: string): Promise<AuthResult> {
     const login = (c.login ?? '').slice(0, MAX_LOGIN_CHARS);
-    const delayMs = Math.max(this.#delay(this.#byAddress, c.remoteAddress), this.#delay(this.#byLogin, login));
+    const delayMs = Math.max(this.#delay(this.#byAddress, address), this.#delay(this.#byLogin, login));
     // Paid before the check: waiting costs a timer, the check costs ~30 ms of CPU.
     if (delayMs > 0) await sleep(delayMs);
     await this.#slots.acquire();
@@ -124,7 +130,7 @@ export class AuthGuard implements Authenticator {
       // The password of this login was right: its owner's own typos no longer slow it down.
       this.#byLogin.delete(login);
     } else {
-      this.#record(this.#byAddress, c.remoteAddress);
+      this.#record(this.#byAddress, address);
       this.#record(this.#byLogin, login);
       this.#failed(c, delayMs, result.reason);
     }
