@@ -84,40 +84,53 @@ async function readPasswordLine(): Promise<string> {
   throw new Error('no password on standard input');
 }
 
-/** Prompts on a terminal with echo off (raw mode), so the password never shows on screen or in scrollback. */
-function promptPassword(prompt: string): Promise<string> {
+/**
+ * Prompts on a terminal with echo off (raw mode), so the password never shows on screen or in scrollback. Reads
+ * `prompts.length` lines; typed-ahead input carries over from one prompt to the next.
+ */
+function promptHidden(prompts: readonly string[]): Promise<string[]> {
   const input = process.stdin;
-  process.stderr.write(prompt);
   return new Promise((resolve, reject) => {
+    const lines: string[] = [];
     let typed = '';
-    const finish = (error?: Error): void => {
+    const done = (error?: Error): void => {
       input.setRawMode(false);
       input.pause();
       input.off('data', onData);
-      process.stderr.write('\n');
       if (error !== undefined) reject(error);
-      else resolve(typed);
+      else resolve(lines);
     };
     const onData = (chunk: Buffer): void => {
       for (const ch of chunk.toString('utf8')) {
-        if (ch === '\r' || ch === '\n') return finish();
-        if (ch === '\u0003' || ch === '\u0004') return finish(new Error('cancelled'));
-        if (ch === '\u007f' || ch === '\b') typed = typed.slice(0, -1);
-        else typed += ch;
+        if (ch === '\u0003' || ch === '\u0004') {
+          process.stderr.write('\n');
+          return done(new Error('cancelled; nothing was saved'));
+        }
+        if (ch === '\r' || ch === '\n') {
+          process.stderr.write('\n');
+          lines.push(typed);
+          typed = '';
+          const next = prompts[lines.length];
+          if (next === undefined) return done();
+          process.stderr.write(next);
+        } else if (ch === '\u007f' || ch === '\b') {
+          typed = typed.slice(0, -1);
+        } else {
+          typed += ch;
+        }
       }
     };
     input.setRawMode(true);
     input.resume();
     input.on('data', onData);
+    process.stderr.write(prompts[0] ?? '');
   });
 }
 
 async function readPassword(): Promise<string> {
   if (process.stdin.isTTY !== true) return readPasswordLine();
-  const first = await promptPassword('Password: ');
-  if (first === '') return first;
-  const again = await promptPassword('Password (again): ');
-  if (again !== first) throw new Error('the two passwords differ; nothing was saved');
+  const [first = '', again = ''] = await promptHidden(['Password: ', 'Password (again): ']);
+  if (first !== '' && again !== first) throw new Error('the two passwords differ; nothing was saved');
   return first;
 }
 
