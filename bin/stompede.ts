@@ -74,13 +74,64 @@ function fileProblem(error: NodeJS.ErrnoException, config: Readonly<BrokerConfig
 /** The effective config, once loaded: error messages use it to name the setting at fault. */
 let loaded: Readonly<BrokerConfig> | undefined;
 
-async function readPassword(): Promise<string> {
+/** The first line of standard input, when it is a pipe or a file (scripts, tests). */
+async function readPasswordLine(): Promise<string> {
   const rl = createInterface({ input: process.stdin, terminal: false });
   for await (const line of rl) {
     rl.close();
     return line;
   }
   throw new Error('no password on standard input');
+}
+
+/**
+ * Prompts on a terminal with echo off (raw mode), so the password never shows on screen or in scrollback. Reads
+ * `prompts.length` lines; typed-ahead input carries over from one prompt to the next.
+ */
+function promptHidden(prompts: readonly string[]): Promise<string[]> {
+  const input = process.stdin;
+  return new Promise((resolve, reject) => {
+    const lines: string[] = [];
+    let typed = '';
+    const done = (error?: Error): void => {
+      input.setRawMode(false);
+      input.pause();
+      input.off('data', onData);
+      if (error !== undefined) reject(error);
+      else resolve(lines);
+    };
+    const onData = (chunk: Buffer): void => {
+      for (const ch of chunk.toString('utf8')) {
+        if (ch === '\u0003' || ch === '\u0004') {
+          process.stderr.write('\n');
+          return done(new Error('cancelled; nothing was saved'));
+        }
+        if (ch === '\r' || ch === '\n') {
+          process.stderr.write('\n');
+          lines.push(typed);
+          typed = '';
+          const next = prompts[lines.length];
+          if (next === undefined) return done();
+          process.stderr.write(next);
+        } else if (ch === '\u007f' || ch === '\b') {
+          typed = typed.slice(0, -1);
+        } else {
+          typed += ch;
+        }
+      }
+    };
+    input.setRawMode(true);
+    input.resume();
+    input.on('data', onData);
+    process.stderr.write(prompts[0] ?? '');
+  });
+}
+
+async function readPassword(): Promise<string> {
+  if (process.stdin.isTTY !== true) return readPasswordLine();
+  const [first = '', again = ''] = await promptHidden(['Password: ', 'Password (again): ']);
+  if (first !== '' && again !== first) throw new Error('the two passwords differ; nothing was saved');
+  return first;
 }
 
 function serveCommand(program: Command): void {
@@ -125,6 +176,12 @@ function serveCommand(program: Command): void {
         process.exit(1);
       });
     };
+    // SIGHUP reloads the users file (and a JWKS file); an invalid file keeps the previous users in force.
+    process.on('SIGHUP', () => {
+      broker.reloadAuth().then(() => logger.info('SIGHUP: authentication settings reloaded'), (error: unknown) => {
+        logger.error({ err: error }, 'SIGHUP: reload failed; the previous users stay in force');
+      });
+    });
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
   });
@@ -139,12 +196,13 @@ const program = new Command('stompede')
 serveCommand(program);
 
 program.command('add-user')
-  .description('add or replace a user in a users file (password read from standard input unless --password)')
+  .description('add or replace a user in a users file (password prompted without echo on a terminal, else the first line of standard input, unless --password)')
   .argument('<login>', 'the login clients send in CONNECT')
   .requiredOption('--users-file <file>', 'the JSON users file (created when missing)')
   .option('--password <password>', 'the password (prefer standard input: a flag shows in the process list)')
   .action(async (login: string, opts: { usersFile: string; password?: string }) => {
     const password = opts.password ?? (await readPassword());
+    if (password === '') throw new Error('the password must not be empty; nothing was saved');
     await addUser(opts.usersFile, login, password);
     process.stdout.write(`user "${login}" saved in ${opts.usersFile}\n`);
   });

@@ -9,7 +9,8 @@ import type { SharedQueues } from '../bridge/queues.js';
 import { defaultRoutes, RouteTable, type Route } from '../bridge/routes.js';
 import type { Queue } from './queue.js';
 import { SharedQueueFeed } from './shared-feed.js';
-import { allowAll, usersFileAuthenticator, type Authenticator } from './auth.js';
+import { allowAll, UsersFileAuthenticator, type Authenticator } from './auth.js';
+import { AuthGuard } from './auth-guard.js';
 import { historyRetention, loadConfig, type BrokerConfig, type ConfigInput } from './config.js';
 import type { Connection } from './connection.js';
 import { parseDestination, type Destination } from './destinations.js';
@@ -17,6 +18,7 @@ import { BROKER_ERRORS, ProtocolError } from './errors.js';
 import { brokerHttpHandler } from './http.js';
 import { silentLogger, type Logger } from './logger.js';
 import { Session } from './session.js';
+import { EitherAuthenticator, TokenAuthenticator } from './tokens.js';
 import { BrokerStats } from './stats.js';
 import type { QueuedMessage, Subscription } from './subscription.js';
 import { listenTransports, type HttpHandler, type Listeners, type ListenAddresses } from './transports/listen.js';
@@ -87,6 +89,9 @@ export function openFilesSoftLimit(limitsText: string): number | undefined {
   return Number.isInteger(n) ? n : undefined;
 }
 
+/** Distinct CONNECT host names remembered so each mapping to `/` is logged once; forgotten all at once when full. */
+const MAX_LOGGED_HOSTS = 1000;
+
 /**
  * A broker node: virtual hosts with their topics and queues, the sessions of connected clients, and the
  * listeners that feed them. Transports and the cluster bus plug in around it.
@@ -102,6 +107,7 @@ export class Broker {
   readonly stats = new BrokerStats();
   #vhosts = new Map<string, VirtualHost>();
   #localNames: Set<string>;
+  #loggedHosts = new Set<string>();
   #messageSeq = 0;
   #sessionSeq = 0;
   /** CONNECTed sessions per login, for maxConnectionsPerUser. */
@@ -150,8 +156,9 @@ export class Broker {
       throw new TypeError(`nodeId "${config.nodeId}" may use only letters, digits, ".", "_" and "-" (at most 64)`);
     }
     this.nodeId = config.nodeId !== '' ? config.nodeId : randomBytes(4).toString('hex');
-    this.authenticator = authenticator;
     this.logger = logger;
+    // Every real authenticator sits behind the failure delay and the cap on concurrent checks.
+    this.authenticator = authenticator === allowAll ? allowAll : new AuthGuard(authenticator, config, logger, this.stats);
     this.#localNames = new Set(['', '/', 'localhost', '127.0.0.1', '::1', '[::1]', '0.0.0.0', hostname(), config.host]);
   }
 
@@ -223,18 +230,36 @@ export class Broker {
   }
 
   /**
-   * The CONNECT `host` names a virtual host (STOMP 1.2 §CONNECT). Names of this machine, and no header at all,
-   * mean the default `/`; clients send those without meaning anything by them (stompit sends `localhost`,
-   * stomp.py the socket's host name). With `virtualHosts` configured, other names must be on that list.
+   * The CONNECT `host` names a virtual host (STOMP 1.2 §CONNECT). Only configured names are virtual hosts: names of
+   * this machine, no header at all, and (with no `virtualHosts` configured) every other name mean the default `/`.
+   * Clients send a host without meaning anything by it (stompit sends `localhost`, stomp.py the name it dialed),
+   * and a namespace per value would let any client create them without bound. With `virtualHosts` configured an
+   * unknown name is refused, without listing the others: tenants' names are not told to unauthenticated clients.
    */
   resolveVhost(host: string | undefined): VirtualHost {
-    let name = host === undefined || this.#localNames.has(host) ? '/' : host;
+    if (host === undefined || this.#localNames.has(host)) return this.#vhostNamed('/');
     const allowed = this.config.virtualHosts;
-    if (allowed.length > 0 && name !== '/' && !allowed.includes(name)) {
-      throw new ProtocolError(BROKER_ERRORS.ERR_UNKNOWN_VHOST, `unknown virtual host "${name}"`,
-        `This broker serves the virtual hosts: /, ${allowed.join(', ')}.`);
+    if (allowed.length === 0) {
+      if (!this.#loggedHosts.has(host)) {
+        if (this.#loggedHosts.size >= MAX_LOGGED_HOSTS) this.#loggedHosts.clear();
+        this.#loggedHosts.add(host);
+        this.logger.debug({ host: host.slice(0, 256) }, 'CONNECT host is not a configured virtual host; using the default virtual host /');
+      }
+      return this.#vhostNamed('/');
     }
-    return this.#vhostNamed(name);
+    if (!allowed.includes(host)) {
+      throw new ProtocolError(BROKER_ERRORS.ERR_UNKNOWN_VHOST, `unknown virtual host "${host}"`,
+        'This broker does not serve that virtual host; ask its operator for the right name.');
+    }
+    return this.#vhostNamed(host);
+  }
+
+  /**
+   * Reads the users file (and a JWKS file) again, as on SIGHUP. Rejects when the new file is invalid; the previous
+   * users then stay in force.
+   */
+  reloadAuth(): Promise<void> {
+    return this.authenticator.reload?.() ?? Promise.resolve();
   }
 
   // ---- routing --------------------------------------------------------------------------------------------
@@ -629,6 +654,7 @@ export class Broker {
       await this.#closeEngine('queues', this.#queues?.close());
       await this.#closeEngine('fanout', this.#fanout?.close());
       await this.#closeEngine('history', this.history.close());
+      this.authenticator.close?.();
     })();
     return this.#closing;
   }
@@ -653,12 +679,28 @@ export class Broker {
   }
 }
 
-/** Builds a broker from options: loads the config, and the users file when one is configured. */
+/**
+ * The authenticator the config asks for: the users file (watched for changes), bearer tokens, both (a passcode
+ * that looks like a JWT goes to the tokens), or nobody checked at all.
+ */
+async function configuredAuthenticator(config: Readonly<BrokerConfig>, logger: Logger): Promise<Authenticator> {
+  const tokens = config.jwksFile !== '' || config.jwksUrl !== '' ? await TokenAuthenticator.open(config) : undefined;
+  let users: UsersFileAuthenticator | undefined;
+  if (config.usersFile !== '') {
+    users = await UsersFileAuthenticator.open(config.usersFile, logger);
+    users.watch();
+  }
+  if (tokens === undefined && users === undefined) return allowAll;
+  if (tokens === undefined) return users as UsersFileAuthenticator;
+  return new EitherAuthenticator(users, tokens);
+}
+
+/** Builds a broker from options: loads the config, and the users file or token keys when configured. */
 export async function createBroker(options: BrokerOptions = {}): Promise<Broker> {
   let config = loadConfig({ overrides: options.config ?? {} });
   if (config.nodeId === '') config = Object.freeze({ ...config, nodeId: randomBytes(4).toString('hex') });
-  const authenticator = options.authenticator ?? (config.usersFile !== '' ? await usersFileAuthenticator(config.usersFile) : allowAll);
   const { config: _c, authenticator: _a, logger = silentLogger, ...given } = options;
+  const authenticator = options.authenticator ?? (await configuredAuthenticator(config, logger));
   // Engines named in the config are built here, their client libraries loaded only when configured.
   const { createEngines } = await import('../bridge/engines.js');
   const engines = await createEngines(config, logger, given);

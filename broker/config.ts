@@ -29,12 +29,29 @@ export const DEFAULT_CONFIG = {
   tlsKeyFile: '',
   /** Names this node in logs, message ids and the cluster; random when empty. */
   nodeId: '',
-  /** JSON users file with scrypt password hashes; empty lets anyone connect. */
+  /** JSON users file with scrypt password hashes and permissions, reloaded on SIGHUP and on change. */
   usersFile: '',
+  /** Bearer tokens: a passcode that is a JWT is verified against this JWKS file or URL (set at most one). */
+  jwksFile: '',
+  jwksUrl: '',
+  /** Required `iss` and `aud` of tokens; empty: not checked. */
+  jwtIssuer: '',
+  jwtAudience: '',
+  /** Token claim holding the login, and the claim holding the rights (`{"vhosts": {...}}`, as in the users file). */
+  jwtUserClaim: 'sub',
+  jwtPermissionsClaim: 'stompede',
+  /** Delay before the next attempt after a failed login, per remote address and per login; doubles per failure. */
+  authFailureDelayMs: 100,
+  /** Cap of that delay. */
+  authFailureDelayMaxMs: 5_000,
+  /** Failures are forgiven after this long without another. */
+  authFailureForgetMs: 60_000,
+  /** Password checks (scrypt, ~30 ms of CPU each) running at once, node-wide; more wait in a queue. */
+  maxConcurrentAuthChecks: 2,
   logLevel: 'info',
   /**
-   * Virtual hosts a client may name in CONNECT `host`. Empty: every host value is its own namespace, and the
-   * names of this machine (localhost, 127.0.0.1, ::1, the configured host, no header at all) are the default `/`.
+   * Virtual hosts a client may name in CONNECT `host`, besides the default `/` (which the names of this machine and
+   * no header at all mean). Empty: every host value means `/`; set: any other name is refused.
    */
   virtualHosts: [] as string[],
   /** What we offer in CONNECTED `heart-beat`: how often we can send, how often we want to hear from the client. */
@@ -259,8 +276,14 @@ function validate(c: Record<string, unknown>): string[] {
     const v = c[key];
     if (typeof v === 'string' && v !== '' && !/^[a-z+]+:\/\//.test(v)) problems.push(`${key}: "${v}" is not a URL (e.g. ${key === 'redis' ? 'redis://127.0.0.1:6379' : 'mongodb://127.0.0.1:27017'})`);
   }
-  const nonNegative = ['historyMaxPerDestination', 'historyMaxAgeMs', 'historyCacheSize', 'historyMaxBytesPerDestination',
-    'historyMaxBytes', 'memoryHighWatermarkBytes', 'heartbeatSendMs', 'heartbeatReceiveMs', 'connectTimeoutMs', 'maxDeliveries', 'closeTimeoutMs', 'idleTimeoutMs'];
+  if (c.jwksFile !== '' && c.jwksUrl !== '') problems.push('jwksFile and jwksUrl: set at most one');
+  if (typeof c.jwksUrl === 'string' && c.jwksUrl !== '' && !/^https?:\/\//.test(c.jwksUrl)) problems.push(`jwksUrl: "${c.jwksUrl}" is not an http(s) URL`);
+  for (const key of ['jwtUserClaim', 'jwtPermissionsClaim'] as const) if (c[key] === '') problems.push(`${key}: must name a claim`);
+  if (!Number.isInteger(c.maxConcurrentAuthChecks) || (c.maxConcurrentAuthChecks as number) < 1) problems.push('maxConcurrentAuthChecks: must be an integer of 1 or more');
+  if ((c.authFailureDelayMaxMs as number) < (c.authFailureDelayMs as number)) problems.push('authFailureDelayMaxMs: must not be less than authFailureDelayMs');
+  const nonNegative = ['authFailureDelayMs', 'authFailureDelayMaxMs', 'authFailureForgetMs', 'historyMaxPerDestination', 'historyMaxAgeMs',
+    'historyCacheSize', 'historyMaxBytesPerDestination', 'historyMaxBytes', 'memoryHighWatermarkBytes', 'heartbeatSendMs', 'heartbeatReceiveMs',
+    'connectTimeoutMs', 'maxDeliveries', 'closeTimeoutMs', 'idleTimeoutMs'];
   for (const key of nonNegative) if (!((c[key] as number) >= 0)) problems.push(`${key}: must be 0 or more`);
   // Counts compare against integers: a fraction would silently round one way or the other.
   const counts = ['maxConnections', 'maxConnectionsPerUser', 'maxSubscriptionsPerConnection', 'maxTransactionsPerConnection', 'maxUnackedPerSubscription'];

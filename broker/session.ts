@@ -8,6 +8,7 @@ import type { Connection } from './connection.js';
 import { parseDestination, isPattern, type Destination } from './destinations.js';
 import { BROKER_ERRORS, ProtocolError } from './errors.js';
 import type { Logger } from './logger.js';
+import { allowsName, allowsRead, type RightsSource, type VhostRights } from './permissions.js';
 import { redeliveryTemplate } from './queue.js';
 import { ACK_MODES, Subscription, type AckMode, type Consumer, type Delivery, type QueuedMessage } from './subscription.js';
 import type { VirtualHost } from './vhost.js';
@@ -40,6 +41,15 @@ const NOT_COPIED = new Set(['destination', 'transaction', 'receipt', 'content-le
  */
 const REPLAY_POLL_MS = 10;
 
+/**
+ * Permission decisions remembered per session, by destination: the per-frame cost of authorization is one Map
+ * lookup. Bounded: a client cycling through names only makes the cache start over.
+ */
+const MAX_CACHED_DECISIONS = 256;
+
+/** `#rightsSeen` before the first check: differs from every real value, so the first check fills the caches. */
+const UNSEEN: unique symbol = Symbol('unseen');
+
 /** Shared by every session with nothing in flight: one settled Promise instead of one per connection. */
 const RESOLVED: Promise<void> = Promise.resolve();
 
@@ -58,6 +68,14 @@ export class Session implements FrameSink, Consumer {
   version: StompVersion = '1.2';
   vhost: VirtualHost | undefined;
   user: string | undefined;
+  /** What the user may do, looked up per frame; undefined: every right (no authenticator, or one without rights). */
+  #rights: RightsSource | undefined;
+  /** The rights the caches below were computed for; a reload makes new objects, which empties the caches. */
+  #rightsSeen: VhostRights | undefined | typeof UNSEEN = UNSEEN;
+  #mayRead: Map<string, boolean> | undefined;
+  #mayWrite: Map<string, boolean> | undefined;
+  /** Stamp `user-id` on published messages: only when someone authenticated the user (see docs/security.md). */
+  #stampUser = false;
 
   readonly subscriptions = new Map<string, Subscription>();
   /** Client-ack deliveries by ack id, across subscriptions. */
@@ -421,10 +439,19 @@ export class Session implements FrameSink, Consumer {
       if (!result.ok) {
         throw new ProtocolError(BROKER_ERRORS.ERR_BAD_CREDENTIALS, 'Access refused', `Authentication failed: ${result.reason}.`);
       }
+      // A user whose rights list virtual hosts may use only those.
+      const rights = result.rights?.();
+      if (result.rights !== undefined && (rights === undefined || (rights.vhosts !== undefined && !rights.vhosts.has(vhost.name)))) {
+        this.#broker.stats.limitHit('permission');
+        throw new ProtocolError(BROKER_ERRORS.ERR_ACCESS_REFUSED, `access refused: user "${result.user}" may not use virtual host "${vhost.name}"`,
+          'The user has no permissions on this virtual host.');
+      }
       // Only now is the login known, so only now can connections per user be counted (Broker.sessionConnected).
       this.#broker.admitUser(result.user);
       this.user = result.user;
       this.vhost = vhost;
+      this.#rights = result.rights;
+      this.#stampUser = this.#broker.authenticator !== allowAll;
       this.#state = CONNECTED;
       this.#authenticated();
       this.#childLog = undefined; // made again with the user and virtual host on next use
@@ -476,6 +503,8 @@ export class Session implements FrameSink, Consumer {
     // Refused before anything is buffered, transactional SENDs included: RabbitMQ's memory alarm blocks publishers.
     if (this.#broker.memoryAlarm) throw this.#broker.lowMemoryError();
     const destination = this.#destination(frame);
+    // Checked now, also inside a transaction: a refused SEND fails at once, not at COMMIT.
+    this.#authorize('write', destination);
     const tx = frame.headers.get('transaction');
     if (tx !== undefined) {
       this.#hold(tx, 'SEND', frame);
@@ -486,7 +515,10 @@ export class Session implements FrameSink, Consumer {
 
   #publish(destination: Destination, frame: Frame): void | Promise<void> {
     const headers: [string, string][] = [];
-    for (const entry of frame.headers) if (!NOT_COPIED.has(entry[0])) headers.push(entry);
+    const stamp = this.#stampUser;
+    for (const entry of frame.headers) if (!NOT_COPIED.has(entry[0]) && !(stamp && entry[0] === 'user-id')) headers.push(entry);
+    // Receivers can trust `user-id`: the broker sets it from the login and drops any the sender wrote (as RabbitMQ does).
+    if (stamp) headers.push(['user-id', this.user as string]);
     return this.#broker.publish(this.#vhost(), destination, headers, frame.body);
   }
 
@@ -495,6 +527,8 @@ export class Session implements FrameSink, Consumer {
   #onSubscribe(frame: Frame): void | Promise<void> {
     const h = frame.headers;
     const destination = this.#destination(frame);
+    // A SUBSCRIBE reads, history included (x-history, x-resume-after, x-stream-offset are reads too).
+    this.#authorize('read', destination);
     // STOMP 1.2 §SUBSCRIBE id Header: required since 1.1; a 1.0 subscription without one is named by its destination.
     const id = this.version === '1.0' ? h.get('id') ?? destination.full : this.#required(frame, 'id');
     const maxSubs = this.#broker.config.maxSubscriptionsPerConnection;
@@ -722,6 +756,37 @@ export class Session implements FrameSink, Consumer {
     };
     if (this.#inflight === 0) done();
     else this.#tail = this.#tail.then(done);
+  }
+
+  // ---- authorization --------------------------------------------------------------------------------------
+
+  /** Refuses (ERROR, then close) a SEND or SUBSCRIBE the user's rights on this virtual host do not allow. */
+  #authorize(permission: 'read' | 'write', destination: Destination): void {
+    const source = this.#rights;
+    if (source === undefined) return;
+    const user = source();
+    const rights = user === undefined ? undefined : user.vhosts === undefined ? null : user.vhosts.get(this.#vhost().name);
+    if (rights === null) return; // every right on every virtual host
+    if (rights !== this.#rightsSeen) {
+      this.#rightsSeen = rights;
+      this.#mayRead = undefined;
+      this.#mayWrite = undefined;
+    }
+    let cache = permission === 'read' ? this.#mayRead : this.#mayWrite;
+    let allowed = cache?.get(destination.full);
+    if (allowed === undefined) {
+      allowed = rights !== undefined && (permission === 'read' ? allowsRead(rights.read, destination) : allowsName(rights.write, destination.full));
+      if (cache === undefined || cache.size >= MAX_CACHED_DECISIONS) {
+        cache = new Map();
+        if (permission === 'read') this.#mayRead = cache;
+        else this.#mayWrite = cache;
+      }
+      cache.set(destination.full, allowed);
+    }
+    if (allowed) return;
+    this.#broker.stats.limitHit('permission');
+    throw new ProtocolError(BROKER_ERRORS.ERR_ACCESS_REFUSED, `access refused: user "${this.user ?? ''}" may not ${permission} ${destination.full}`,
+      user === undefined ? 'The user no longer exists; it may not publish or subscribe.' : `The user has no ${permission} permission on this destination.`);
   }
 
   // ---- helpers --------------------------------------------------------------------------------------------

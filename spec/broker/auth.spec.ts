@@ -17,7 +17,9 @@ describe('broker › wire › authentication (users file)', () => {
     // CONNECT is never unescaped (S6): this password is sent exactly as these bytes.
     await addUser(usersFile, 'bob', 'p\\cw:x\\t');
   });
-  const h = useBroker({ usersFile });
+  // No failure delay here: these specs refuse many CONNECTs in a row from one address (the delay itself is
+  // specified in spec/security/auth-hardening.spec.ts).
+  const h = useBroker({ usersFile, authFailureDelayMs: 0, authFailureDelayMaxMs: 0 });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
   it('accepts good credentials and names the user in CONNECTED', async () => {
