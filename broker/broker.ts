@@ -294,7 +294,8 @@ export class Broker {
   }
 
   /** A SEND, accepted: route it. Returns a Promise when the RECEIPT must wait (cross-node and durable routes). */
-  #publish(vhost: VirtualHost, destination: Destination, headers: ReadonlyArray<readonly [string, string]>, body: Buffer): void | Promise<void> {
+  #publish(vhost: VirtualHost, destination: Destination, headers: ReadonlyArray<readonly [string, string]>, body: Buffer)
+    : void | Promise<void> {
     const route = this.routes.route(destination.full);
     const memory = this.#memoryHistory;
     // Only what this node holds per name counts (local queues, in-memory history): shared queues live in Redis.

@@ -15,7 +15,11 @@ export interface MetricsSource {
   readonly nodeId: string;
   readonly config: { readonly clusterName: string };
   readonly stats: BrokerStats;
-  readonly sessions: Iterable<{ readonly connected: boolean; readonly version: string; readonly connection: { readonly transport: string } }>;
+  readonly sessions: Iterable<{
+    readonly connected: boolean;
+    readonly version: string;
+    readonly connection: { readonly transport: string };
+  }>;
   readiness(): { readonly engines: Record<string, boolean> };
 }
 

@@ -42,7 +42,8 @@ export interface SessionHost {
   /** The session is about to be closed as a slow consumer. */
   slowConsumer(session: Session): void;
   /** A SEND, accepted and authorized: route it. A Promise when its RECEIPT must wait. */
-  publish(vhost: VirtualHost, destination: Destination, headers: ReadonlyArray<readonly [string, string]>, body: Buffer): void | Promise<void>;
+  publish(vhost: VirtualHost, destination: Destination, headers: readonly (readonly [string, string])[], body: Buffer)
+    : void | Promise<void>;
   /** Makes a subscription live (after replaying history when `headers` ask). A Promise when its RECEIPT must wait. */
   subscribe(vhost: VirtualHost, sub: Subscription, headers: Headers): void | Promise<void>;
   unsubscribe(vhost: VirtualHost, sub: Subscription): void;

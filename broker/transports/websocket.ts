@@ -112,7 +112,8 @@ export function createWsServer(options: WsOptions, accept: ConnectionAcceptor): 
   wss.on('connection', (ws: WebSocket, request: IncomingMessage) => {
     const remote = `${request.socket.remoteAddress ?? '?'}:${request.socket.remotePort ?? 0}`;
     let handler: ConnectionHandler | undefined;
-    const connection = new WsConnection(ws, options.transport, remote, options.highWaterBytes, options.maxPayloadBytes, () => handler?.drained());
+    const drained = (): void => handler?.drained();
+    const connection = new WsConnection(ws, options.transport, remote, options.highWaterBytes, options.maxPayloadBytes, drained);
     handler = accept(connection);
     const s = handler;
     // Text and binary messages alike are bytes to the parser; a frame may span messages, or a message hold several.
