@@ -53,6 +53,7 @@ export interface SessionHost {
   acknowledge(vhost: VirtualHost, message: QueuedMessage): void;
 }
 
+/** Session states, as small integers: the state is compared on every frame. */
 const AWAITING_CONNECT = 0;
 const CONNECTING = 1;
 const CONNECTED = 2;
@@ -67,8 +68,8 @@ const SUPPORTED_HEADER = '1.0,1.1,1.2';
 const BODY_ALLOWED = new Set(['SEND']);
 
 /**
- * Frames a client pipelines while its CONNECT is being authenticated wait here. Bounded so that a client
- * cannot make us buffer without limit before we know who it is.
+ * Most frames a client may pipeline behind a CONNECT that is still being authenticated (they wait in
+ * `Session.#backlog`): bounded so that a client cannot make us buffer without limit before we know who it is.
  */
 const MAX_BACKLOG_FRAMES = 1000;
 
@@ -131,6 +132,7 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
   /** Reading from the peer is paused while our unsent bytes to it are above outboundHighWaterBytes. */
   #readPaused = false;
 
+  /** Frames that arrived while `#busy` (a CONNECT being authenticated), handled in order once it is done. */
   #backlog: Frame[] = [];
   #busy = false;
   /** Frames whose outcome (RECEIPT or ERROR) waits on asynchronous work, and the chain that keeps them in order. */
