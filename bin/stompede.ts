@@ -8,7 +8,9 @@ import { Command, Option } from 'commander';
 import { pino } from 'pino';
 import { createInterface } from 'node:readline';
 import { addUser } from '../broker/auth.js';
-import { createBroker, SERVER_VERSION, type Broker } from '../broker/broker.js';
+import { createBroker, type Broker } from '../broker/broker.js';
+import { listen } from '../broker/server.js';
+import { SERVER_VERSION } from '../broker/version.js';
 import { ConfigError, DEFAULT_CONFIG, envName, flagName, loadConfig, type BrokerConfig, type ConfigInput } from '../broker/config.js';
 import type { Logger } from '../broker/logger.js';
 
@@ -155,7 +157,7 @@ function serveCommand(program: Command): void {
     }
     const logger = pino({ level: config.logLevel, base: { node: config.nodeId || undefined } }) as unknown as Logger;
     const broker = await createBroker({ config, logger });
-    const a = await broker.listen();
+    const { addresses: a } = await listen(broker);
     const where = [`stomp tcp://${a.tcp.host}:${a.tcp.port}`];
     if (a.ws) where.push(`websocket ${a.ws.url}`);
     if (a.tls) where.push(`stomp+ssl://${a.tls.host}:${a.tls.port}`);

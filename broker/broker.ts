@@ -11,21 +11,17 @@ import type { Queue } from './queue.js';
 import { SharedQueueFeed } from './shared-feed.js';
 import { allowAll, UsersFileAuthenticator, type Authenticator } from './auth.js';
 import { AuthGuard } from './auth-guard.js';
-import { historyRetention, loadConfig, type BrokerConfig, type ConfigInput } from './config.js';
-import type { Connection } from './connection.js';
+import { FD_HEADROOM, historyRetention, loadConfig, type BrokerConfig, type ConfigInput } from './config.js';
+import type { Connection, ConnectionHandler, ConnectionSource } from './connection.js';
 import { parseDestination, type Destination } from './destinations.js';
 import { BROKER_ERRORS, ProtocolError } from './errors.js';
-import { brokerHttpHandler } from './http.js';
 import { silentLogger, type Logger } from './logger.js';
-import { Session } from './session.js';
+import { Session, type SessionHost } from './session.js';
 import { EitherAuthenticator, TokenAuthenticator } from './tokens.js';
 import { BrokerStats } from './stats.js';
 import type { QueuedMessage, Subscription } from './subscription.js';
-import { listenTransports, type HttpHandler, type Listeners, type ListenAddresses } from './transports/listen.js';
 import { VirtualHost } from './vhost.js';
-
-export const SERVER_NAME = 'stompede';
-export const SERVER_VERSION = '0.1.0';
+import { SERVER_NAME, SERVER_VERSION } from './version.js';
 
 export interface BrokerOptions {
   /** Settings on top of the defaults; a loaded config (from `loadConfig`) is used as it is. */
@@ -42,8 +38,6 @@ export interface BrokerOptions {
   history?: HistoryStore;
   /** Overrides the routes of the config. */
   routes?: readonly Route[];
-  /** Plain-HTTP handlers on the WebSocket port, tried in order after /healthz, /readyz and /metrics (e.g. a web page). */
-  httpHandlers?: readonly HttpHandler[];
 }
 
 /** How long Broker.close waits for each engine (Kafka, shared queues, fan-out, history) before leaving it behind. */
@@ -69,12 +63,6 @@ const DEFAULT_WATERMARK_FRACTION = 0.4;
 /** What one held-back live message counts against maxOutboundBytes besides its body (its headers and frame). */
 const HELD_MESSAGE_OVERHEAD_BYTES = 256;
 
-/**
- * File descriptors a node needs besides its client connections: listeners, engine clients, log files, and the
- * sockets of connections being refused. maxConnections should leave this much below the soft RLIMIT_NOFILE.
- */
-export const FD_HEADROOM = 64;
-
 /** Longest gap between two idle sweeps, whatever idleTimeoutMs is. */
 const IDLE_SWEEP_MAX_MS = 30_000;
 
@@ -93,8 +81,9 @@ export function openFilesSoftLimit(limitsText: string): number | undefined {
 const MAX_LOGGED_HOSTS = 1000;
 
 /**
- * A broker node: virtual hosts with their topics and queues, the sessions of connected clients, and the
- * listeners that feed them. Transports and the cluster bus plug in around it.
+ * A broker node: virtual hosts with their topics and queues, and the sessions of connected clients. It opens no
+ * socket: transports hand it connections through `handle` (server.ts wires them up), and the cluster engines
+ * plug in around it.
  */
 export class Broker {
   readonly config: Readonly<BrokerConfig>;
@@ -113,9 +102,12 @@ export class Broker {
   /** CONNECTed sessions per login, for maxConnectionsPerUser. */
   #perUser = new Map<string, number>();
   #idleSweep: NodeJS.Timeout | undefined;
-  #listeners: Listeners | undefined;
+  /** Listeners feeding this broker (`attach`): closed first at shutdown. */
+  #sources: ConnectionSource[] = [];
+  #starting: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
-  #httpHandlers: readonly HttpHandler[];
+  /** What sessions see of this broker (SessionHost): the callbacks they need, kept off the public API. */
+  readonly #host: SessionHost;
 
   readonly routes: RouteTable;
   readonly history: HistoryStore;
@@ -138,7 +130,6 @@ export class Broker {
     this.#fanout = backends.fanout;
     this.#log = backends.log;
     this.#queues = backends.queues;
-    this.#httpHandlers = backends.httpHandlers ?? [];
     const configured = config.routes.length > 0 ? config.routes as Route[] : defaultRoutes({ redis: this.#fanout !== undefined, kafka: this.#log !== undefined });
     this.routes = new RouteTable(backends.routes ?? configured);
     for (const r of this.routes.routes) {
@@ -160,14 +151,47 @@ export class Broker {
     // Every real authenticator sits behind the failure delay and the cap on concurrent checks.
     this.authenticator = authenticator === allowAll ? allowAll : new AuthGuard(authenticator, config, logger, this.stats);
     this.#localNames = new Set(['', '/', 'localhost', '127.0.0.1', '::1', '[::1]', '0.0.0.0', hostname(), config.host]);
+    this.#host = this.#sessionHost();
+  }
+
+  /**
+   * Made once per broker. Config and stats are the broker's own objects; each method is one call into the broker
+   * (no closure or wrapper per frame), so a session costs what it did when it held the Broker itself.
+   */
+  #sessionHost(): SessionHost {
+    const broker = this;
+    return {
+      config: this.config,
+      stats: this.stats,
+      authenticator: this.authenticator,
+      serverHeader: this.serverHeader,
+      get memoryAlarm() {
+        return broker.#memoryAlarm;
+      },
+      lowMemoryError: () => this.#lowMemoryError(),
+      resolveVhost: (host) => this.resolveVhost(host),
+      admitUser: (user) => this.#admitUser(user),
+      sessionConnected: (session) => this.#sessionConnected(session),
+      sessionClosed: (session, wasConnected) => this.#sessionClosed(session, wasConnected),
+      sessionFailed: (session, problem) => this.events.emit('session-error', session, problem),
+      slowConsumer: (session) => this.events.emit('slow-consumer', session),
+      publish: (vhost, destination, headers, body) => this.#publish(vhost, destination, headers, body),
+      subscribe: (vhost, sub, headers) => this.#subscribe(vhost, sub, headers),
+      unsubscribe: (vhost, sub) => this.#unsubscribe(vhost, sub),
+      returnMessage: (vhost, message) => this.#returnMessage(vhost, message),
+      acknowledge: (vhost, message) => this.#acknowledge(vhost, message),
+    };
   }
 
   // ---- sessions -------------------------------------------------------------------------------------------
 
-  /** Wraps a new transport connection in a session; the transport then feeds it bytes. */
-  handle(connection: Connection): Session {
+  /**
+   * Takes a new transport connection (as aedes's `handle(conn)`): wraps it in a session and returns what the
+   * transport feeds it with. TCP, TLS, WebSocket and in-memory connections all come in here.
+   */
+  handle(connection: Connection): ConnectionHandler {
     const id = `${this.nodeId}-${(++this.#sessionSeq).toString(36)}`;
-    const session = new Session(this, connection, id, this.logger);
+    const session = new Session(this.#host, connection, id, this.logger);
     this.sessions.add(session);
     const max = this.config.maxConnections;
     if (this.sessions.size > max) {
@@ -196,7 +220,7 @@ export class Broker {
   }
 
   /** At CONNECTED time: throws the ERROR for a login that already has maxConnectionsPerUser sessions. */
-  admitUser(user: string): void {
+  #admitUser(user: string): void {
     // Without authentication every client is `anonymous`: that is the node limit's business, not a user's.
     if (this.authenticator === allowAll) return;
     const max = this.config.maxConnectionsPerUser;
@@ -207,13 +231,13 @@ export class Broker {
     }
   }
 
-  sessionConnected(session: Session): void {
+  #sessionConnected(session: Session): void {
     if (session.vhost !== undefined) session.vhost.sessions++;
     if (session.user !== undefined) this.#perUser.set(session.user, (this.#perUser.get(session.user) ?? 0) + 1);
     this.events.emit('session-open', session);
   }
 
-  sessionClosed(session: Session, wasConnected: boolean): void {
+  #sessionClosed(session: Session, wasConnected: boolean): void {
     this.sessions.delete(session);
     const vhost = session.vhost;
     const user = session.user;
@@ -270,7 +294,8 @@ export class Broker {
   }
 
   /** A SEND, accepted: route it. Returns a Promise when the RECEIPT must wait (cross-node and durable routes). */
-  publish(vhost: VirtualHost, destination: Destination, headers: ReadonlyArray<readonly [string, string]>, body: Buffer): void | Promise<void> {
+  #publish(vhost: VirtualHost, destination: Destination, headers: ReadonlyArray<readonly [string, string]>, body: Buffer)
+    : void | Promise<void> {
     const route = this.routes.route(destination.full);
     const memory = this.#memoryHistory;
     // Only what this node holds per name counts (local queues, in-memory history): shared queues live in Redis.
@@ -289,7 +314,7 @@ export class Broker {
       }
       // Live local messages carry no x-stream-offset: positions are shown where they are real stream offsets
       // (Kafka routes) and on replays, so plain pub-sub MESSAGEs stay exactly what the client sent.
-      this.deliverLocal(vhost, destination, new MessageTemplate(destination.full, id, headers, body));
+      this.#deliverLocal(vhost, destination, new MessageTemplate(destination.full, id, headers, body));
       return;
     }
     const shared = this.#queues;
@@ -302,7 +327,7 @@ export class Broker {
     }
     if (destination.kind === 'queue' && route.kind === 'redis') {
       // No shared queue engine (a pub/sub-only bus, as in in-process tests): the queue stays on this node.
-      this.deliverLocal(vhost, destination, new MessageTemplate(destination.full, this.nextMessageId(), headers, body));
+      this.#deliverLocal(vhost, destination, new MessageTemplate(destination.full, this.nextMessageId(), headers, body));
       return;
     }
     const bus = route.kind === 'redis' ? this.#fanout : this.#log;
@@ -353,14 +378,14 @@ export class Broker {
   }
 
   /** The refusal of a SEND while the memory alarm is on, with the figures (RabbitMQ's memory alarm blocks publishers). */
-  lowMemoryError(): ProtocolError {
+  #lowMemoryError(): ProtocolError {
     this.stats.limitHit('memory');
     return new ProtocolError(BROKER_ERRORS.ERR_LOW_MEMORY, 'broker low on memory',
       `The node's resident memory (RSS ${this.#rssBytes} bytes) is above its high watermark (memoryHighWatermarkBytes: ${this.memoryWatermarkBytes} bytes), so it accepts no SEND until memory falls. Retry later.`);
   }
 
   /** Hands a message to this node's subscribers: every matching topic subscription, or one queue consumer. */
-  deliverLocal(vhost: VirtualHost, destination: Destination, template: MessageTemplate, position?: number): void {
+  #deliverLocal(vhost: VirtualHost, destination: Destination, template: MessageTemplate, position?: number): void {
     if (destination.kind === 'topic') {
       for (const sub of vhost.topics.match(destination.name)) {
         // Replayed already: history may hold a record before its fan-out reaches this node (Kafka routes).
@@ -396,7 +421,7 @@ export class Broker {
     const template = new MessageTemplate(envelope.destination, envelope.id, headers, envelope.body);
     this.stats.deliveryLatency.observe(Date.now() - envelope.time);
     try {
-      this.deliverLocal(vhost, destination, template, envelope.position);
+      this.#deliverLocal(vhost, destination, template, envelope.position);
     } catch (error) {
       this.logger.warn({ err: error, destination: envelope.destination }, 'dropped a message from the bus');
     }
@@ -439,7 +464,7 @@ export class Broker {
    * Topic subscriptions may ask for history first: `x-history: N`, `x-resume-after: <message-id>`, or
    * RabbitMQ streams' `x-stream-offset` (first, last, next, offset=N, timestamp=T in seconds).
    */
-  subscribe(vhost: VirtualHost, sub: Subscription, headers: Headers): void | Promise<void> {
+  #subscribe(vhost: VirtualHost, sub: Subscription, headers: Headers): void | Promise<void> {
     if (sub.destination.kind === 'queue') {
       if (!vhost.queues.has(sub.destination.name)) this.#admit(vhost, sub.destination);
       vhost.queue(sub.destination.name).addConsumer(sub);
@@ -557,7 +582,7 @@ export class Broker {
     }
   }
 
-  unsubscribe(vhost: VirtualHost, sub: Subscription): void {
+  #unsubscribe(vhost: VirtualHost, sub: Subscription): void {
     sub.cancelled = true;
     if (sub.destination.kind === 'topic') {
       vhost.topics.remove(sub);
@@ -574,32 +599,47 @@ export class Broker {
   }
 
   /** An unacknowledged queue message came back (NACK, UNSUBSCRIBE, disconnect). */
-  returnMessage(vhost: VirtualHost, message: QueuedMessage): void {
+  #returnMessage(vhost: VirtualHost, message: QueuedMessage): void {
     vhost.queue(message.queue).returnMessage(message);
     vhost.dropIfIdle(message.queue);
   }
 
   /** The client acknowledged a queue message (shared queues forget it only now). */
-  acknowledge(vhost: VirtualHost, message: QueuedMessage): void {
+  #acknowledge(vhost: VirtualHost, message: QueuedMessage): void {
     vhost.queues.get(message.queue)?.acknowledge(message);
     vhost.dropIfIdle(message.queue);
   }
 
   // ---- lifecycle ------------------------------------------------------------------------------------------
 
-  /** Opens the TCP, WebSocket and (when configured) TLS listeners. */
-  async listen(): Promise<ListenAddresses> {
-    if (this.#listeners !== undefined) return this.#listeners.addresses;
-    await this.#fanout?.start(this.#fromBus);
-    this.#fanout?.setLinkListener?.({ down: () => this.#linkDown(), up: () => this.#linkUp() });
-    await this.#queues?.start();
-    await this.#log?.start(this.#fromBus);
-    this.#listeners = await listenTransports(this, brokerHttpHandler(this, this.#httpHandlers));
-    this.#checkFileDescriptors();
-    this.#sampleMemory();
-    this.#memoryTimer = setInterval(() => this.#sampleMemory(), MEMORY_SAMPLE_MS);
-    this.#memoryTimer.unref();
-    return this.#listeners.addresses;
+  /**
+   * Connects the cluster engines and starts the memory sampler; once, however often it is called. `listen`
+   * (server.ts) calls it before opening any listener, so no client arrives before the engines are up.
+   */
+  start(): Promise<void> {
+    this.#starting ??= (async () => {
+      await this.#fanout?.start(this.#fromBus);
+      this.#fanout?.setLinkListener?.({ down: () => this.#linkDown(), up: () => this.#linkUp() });
+      await this.#queues?.start();
+      await this.#log?.start(this.#fromBus);
+      this.#checkFileDescriptors();
+      this.#sampleMemory();
+      this.#memoryTimer = setInterval(() => this.#sampleMemory(), MEMORY_SAMPLE_MS);
+      this.#memoryTimer.unref();
+    })();
+    return this.#starting;
+  }
+
+  /**
+   * Listeners that feed this broker: `close` stops them accepting before it closes the sessions, and waits for
+   * their sockets before it closes the engines. One attached while closing is stopped at once.
+   */
+  attach(source: ConnectionSource): void {
+    if (this.#closing !== undefined) {
+      void source.stopAccepting();
+      return;
+    }
+    this.#sources.push(source);
   }
 
   /**
@@ -635,20 +675,16 @@ export class Broker {
     return { ready: !closing && Object.values(engines).every((healthy) => healthy), closing, engines };
   }
 
-  get addresses(): ListenAddresses | undefined {
-    return this.#listeners?.addresses;
-  }
-
   /** Stops accepting, lets in-flight work and its RECEIPTs finish, closes every session. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
       clearInterval(this.#idleSweep);
       this.#idleSweep = undefined;
       clearInterval(this.#memoryTimer);
-      const listeners = this.#listeners;
-      const stopped = listeners?.stopAccepting();
+      const sources = this.#sources;
+      const stopped = Promise.all(sources.map((source) => source.stopAccepting()));
       await Promise.all([...this.sessions].map((s) => s.shutdown()));
-      await listeners?.waitClosed(this.config.closeTimeoutMs);
+      await Promise.all(sources.map((source) => source.waitClosed(this.config.closeTimeoutMs)));
       await stopped;
       await this.#closeEngine('log', this.#log?.close());
       await this.#closeEngine('queues', this.#queues?.close());

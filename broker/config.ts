@@ -137,6 +137,12 @@ export const DEFAULT_CONFIG = {
 
 export type BrokerConfig = typeof DEFAULT_CONFIG;
 
+/**
+ * File descriptors a node needs besides its client connections: listeners, engine clients, log files, and the
+ * sockets of connections being refused. maxConnections should leave this much below the soft RLIMIT_NOFILE.
+ */
+export const FD_HEADROOM = 64;
+
 /** The history retention the config asks for, as every HistoryStore takes it. */
 export function historyRetention(c: Readonly<BrokerConfig>): HistoryRetention {
   return {

@@ -3,12 +3,25 @@
  * them to a listener of their own), and room for more handlers (the chat page) tried after them. Handlers
  * compose: the first that answers a request wins.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { allowAll } from './auth.js';
-import type { Broker } from './broker.js';
-import { brokerMetrics } from './metrics.js';
-import type { HttpHandler } from './transports/listen.js';
+import type { ServerResponse } from 'node:http';
+import { allowAll, type Authenticator } from './auth.js';
+import type { Logger } from './logger.js';
+import { brokerMetrics, type MetricsSource } from './metrics.js';
+import { urlPath, type HttpHandler } from './transports/listen.js';
 import { chatConfigHandler, webPageHandler, type ChatConfig } from './web.js';
+
+/** What the operator endpoints read of a broker (a `Broker` is one): readiness, memory, metrics, a logger. */
+export interface OpsSource extends MetricsSource {
+  readonly logger: Logger;
+  readiness(): { readonly ready: boolean; readonly closing: boolean; readonly engines: Record<string, boolean> };
+  memoryStatus(): { readonly rssBytes: number; readonly watermarkBytes: number; readonly alarm: boolean };
+}
+
+/** What the WebSocket port's handlers read besides: where the ops endpoints live, and who may log in. */
+export interface HttpSource extends OpsSource {
+  readonly config: { readonly clusterName: string; readonly opsPort: number; readonly wsPath: string };
+  readonly authenticator: Authenticator;
+}
 
 export type { HttpHandler } from './transports/listen.js';
 
@@ -24,23 +37,19 @@ export function composeHttpHandlers(handlers: readonly HttpHandler[]): HttpHandl
   };
 }
 
-/** The request path, without the query string. */
-export function requestPath(request: IncomingMessage): string {
-  return (request.url ?? '/').split('?')[0] ?? '/';
-}
-
 function send(response: ServerResponse, status: number, contentType: string, body: string): void {
   response.writeHead(status, { 'content-type': contentType, 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) }).end(body);
 }
 
 /**
  * `GET /healthz`: 200 while the process runs. `GET /readyz`: 200 when every configured engine is connected, else
- * 503 with JSON naming the engines that are down (and the last memory sample, which never affects readiness). `GET /metrics`: the Prometheus text of the broker and process.
+ * 503 with JSON naming the engines that are down (and the last memory sample, which never affects readiness).
+ * `GET /metrics`: the Prometheus text of the broker and process.
  */
-export function opsHttpHandler(broker: Broker): HttpHandler {
+export function opsHttpHandler(broker: OpsSource): HttpHandler {
   const metrics = brokerMetrics(broker);
   return (request, response) => {
-    const path = requestPath(request);
+    const path = urlPath(request.url);
     if (!isOpsPath(path)) return false;
     if (request.method !== 'GET' && request.method !== 'HEAD') {
       response.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain' }).end(`${path} answers GET only.\n`);
@@ -69,7 +78,7 @@ export function opsHttpHandler(broker: Broker): HttpHandler {
  * What the chat page needs to know of this node. Read per request: `login` follows the authenticator the broker
  * has now. Any authenticator but `allowAll` (users file, tokens, or one a program passed in) wants credentials.
  */
-export function chatConfig(broker: Broker): () => ChatConfig {
+export function chatConfig(broker: HttpSource): () => ChatConfig {
   return () => ({ wsPath: broker.config.wsPath, login: broker.authenticator !== allowAll });
 }
 
@@ -83,7 +92,7 @@ function isOpsPath(path: string): boolean {
  */
 function opsElsewhereHandler(): HttpHandler {
   return (request, response) => {
-    if (!isOpsPath(requestPath(request))) return false;
+    if (!isOpsPath(urlPath(request.url))) return false;
     response.writeHead(404, { 'content-type': 'text/plain', 'cache-control': 'no-store' })
       .end('Not found here: this node serves /metrics, /healthz and /readyz on its ops port (opsPort).\n');
     return true;
@@ -91,10 +100,10 @@ function opsElsewhereHandler(): HttpHandler {
 }
 
 /**
- * What `Broker.listen` serves on the WebSocket port: the operator endpoints first (or their 404 when they live on
- * the ops port), then `extra` handlers in order, then the chat page (`/` and its config).
+ * What `listen` (server.ts) serves on the WebSocket port: the operator endpoints first (or their 404 when they live
+ * on the ops port), then `extra` handlers in order, then the chat page (`/` and its config).
  */
-export function brokerHttpHandler(broker: Broker, extra: readonly HttpHandler[] = []): HttpHandler {
+export function brokerHttpHandler(broker: HttpSource, extra: readonly HttpHandler[] = []): HttpHandler {
   const ops = broker.config.opsPort >= 0 ? opsElsewhereHandler() : opsHttpHandler(broker);
   return composeHttpHandlers([ops, ...extra, chatConfigHandler(chatConfig(broker)), webPageHandler()]);
 }

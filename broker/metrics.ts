@@ -7,8 +7,21 @@
  * prom-client (CPU, memory, event loop lag, GC) live in one registry per process and are merged in at scrape.
  */
 import { Counter, Gauge, Histogram as PromHistogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { Broker } from './broker.js';
-import { Histogram } from './stats.js';
+import { Histogram, type BrokerStats } from './stats.js';
+import { SERVER_VERSION } from './version.js';
+
+/** What the metrics read of a broker at scrape time (a `Broker` is one): counters, sessions, engine health. */
+export interface MetricsSource {
+  readonly nodeId: string;
+  readonly config: { readonly clusterName: string };
+  readonly stats: BrokerStats;
+  readonly sessions: Iterable<{
+    readonly connected: boolean;
+    readonly version: string;
+    readonly connection: { readonly transport: string };
+  }>;
+  readiness(): { readonly engines: Record<string, boolean> };
+}
 
 export interface BrokerMetrics {
   /** This broker's metrics (the process metrics are not in it; `scrape` adds them). */
@@ -98,18 +111,17 @@ function processMetrics(): Registry {
   return processRegistry;
 }
 
-function createMetrics(broker: Broker): BrokerMetrics {
+function createMetrics(broker: MetricsSource): BrokerMetrics {
   const registry = new Registry();
   const stats = broker.stats;
   const shared = processMetrics();
-  const version = broker.serverHeader.slice(broker.serverHeader.indexOf('/') + 1);
 
   new Gauge({
     name: 'stompede_info', help: 'Always 1; the labels name this node and its version.',
     labelNames: ['node', 'version', 'cluster'], registers: [registry],
     collect() {
       this.reset();
-      this.set({ node: broker.nodeId, version, cluster: broker.config.clusterName }, 1);
+      this.set({ node: broker.nodeId, version: SERVER_VERSION, cluster: broker.config.clusterName }, 1);
     },
   });
   new Gauge({
@@ -171,10 +183,10 @@ function createMetrics(broker: Broker): BrokerMetrics {
   };
 }
 
-const byBroker = new WeakMap<Broker, BrokerMetrics>();
+const byBroker = new WeakMap<MetricsSource, BrokerMetrics>();
 
 /** The metrics of a broker, created on first use and then the same for its lifetime. */
-export function brokerMetrics(broker: Broker): BrokerMetrics {
+export function brokerMetrics(broker: MetricsSource): BrokerMetrics {
   let metrics = byBroker.get(broker);
   if (metrics === undefined) {
     metrics = createMetrics(broker);

@@ -1,18 +1,59 @@
 import {
   EMPTY_BODY, FrameError, FrameParser, HEARTBEAT, ackLine, encodeFrame,
-  type Frame, type FrameLimits, type FrameSink, type MessageTemplate, type StompVersion,
+  type Frame, type FrameLimits, type FrameSink, type Headers, type MessageTemplate, type StompVersion,
 } from '../frames/index.js';
-import { allowAll } from './auth.js';
-import type { Broker } from './broker.js';
-import type { Connection } from './connection.js';
+import { allowAll, type Authenticator } from './auth.js';
+import type { BrokerConfig } from './config.js';
+import type { Connection, ConnectionHandler } from './connection.js';
 import { parseDestination, isPattern, type Destination } from './destinations.js';
 import { BROKER_ERRORS, ProtocolError } from './errors.js';
 import type { Logger } from './logger.js';
 import { allowsName, allowsRead, type RightsSource, type VhostRights } from './permissions.js';
 import { redeliveryTemplate } from './queue.js';
+import type { BrokerStats } from './stats.js';
 import { ACK_MODES, Subscription, type AckMode, type Consumer, type Delivery, type QueuedMessage } from './subscription.js';
 import type { VirtualHost } from './vhost.js';
 
+/**
+ * Everything a Session knows of the broker, and nothing more. The Broker hands each session a private object of
+ * this shape (its callbacks are not public API); the unit specs hand it a fake. Config and stats are the broker's
+ * own objects and the methods call straight into it, so nothing is allocated or wrapped per frame.
+ */
+export interface SessionHost {
+  readonly config: Readonly<BrokerConfig>;
+  /** Counters bumped on the hot path (plain increments). */
+  readonly stats: BrokerStats;
+  readonly authenticator: Authenticator;
+  /** The CONNECTED `server` header: `name/version`. */
+  readonly serverHeader: string;
+  /** True while SENDs are refused for memory; `lowMemoryError` is the refusal. */
+  readonly memoryAlarm: boolean;
+  lowMemoryError(): ProtocolError;
+  /** The virtual host a CONNECT's `host` header names; throws the ERROR for one this node does not serve. */
+  resolveVhost(host: string | undefined): VirtualHost;
+  /** At CONNECTED time: throws the ERROR for a login past maxConnectionsPerUser. */
+  admitUser(user: string): void;
+  /** The session sent CONNECTED: it counts against its virtual host and user from now on. */
+  sessionConnected(session: Session): void;
+  /** The session is gone (once), connected or not. */
+  sessionClosed(session: Session, wasConnected: boolean): void;
+  /** The session is about to send this ERROR and close. */
+  sessionFailed(session: Session, problem: ProtocolError): void;
+  /** The session is about to be closed as a slow consumer. */
+  slowConsumer(session: Session): void;
+  /** A SEND, accepted and authorized: route it. A Promise when its RECEIPT must wait. */
+  publish(vhost: VirtualHost, destination: Destination, headers: readonly (readonly [string, string])[], body: Buffer)
+    : void | Promise<void>;
+  /** Makes a subscription live (after replaying history when `headers` ask). A Promise when its RECEIPT must wait. */
+  subscribe(vhost: VirtualHost, sub: Subscription, headers: Headers): void | Promise<void>;
+  unsubscribe(vhost: VirtualHost, sub: Subscription): void;
+  /** An unacknowledged queue message goes back for redelivery (NACK, UNSUBSCRIBE, disconnect). */
+  returnMessage(vhost: VirtualHost, message: QueuedMessage): void;
+  /** The client acknowledged a queue message. */
+  acknowledge(vhost: VirtualHost, message: QueuedMessage): void;
+}
+
+/** Session states, as small integers: the state is compared on every frame. */
 const AWAITING_CONNECT = 0;
 const CONNECTING = 1;
 const CONNECTED = 2;
@@ -23,12 +64,12 @@ type State = typeof AWAITING_CONNECT | typeof CONNECTING | typeof CONNECTED | ty
 const SUPPORTED: readonly StompVersion[] = ['1.2', '1.1', '1.0'];
 const SUPPORTED_HEADER = '1.0,1.1,1.2';
 
-/** Frames a client may send that we handle; anything else is an ERROR (STOMP 1.2 §Client Frames). */
+/** Client frames that may carry a body; a body on any other is an ERROR (STOMP 1.2 §STOMP Frames). */
 const BODY_ALLOWED = new Set(['SEND']);
 
 /**
- * Frames a client pipelines while its CONNECT is being authenticated wait here. Bounded so that a client
- * cannot make us buffer without limit before we know who it is.
+ * Most frames a client may pipeline behind a CONNECT that is still being authenticated (they wait in
+ * `Session.#backlog`): bounded so that a client cannot make us buffer without limit before we know who it is.
  */
 const MAX_BACKLOG_FRAMES = 1000;
 
@@ -56,10 +97,11 @@ const RESOLVED: Promise<void> = Promise.resolve();
 type TxAction = { readonly kind: 'SEND' | 'ACK' | 'NACK'; readonly frame: Frame; readonly bytes: number };
 
 /** One client connection: its protocol state machine, subscriptions, unacknowledged deliveries and transactions. */
-export class Session implements FrameSink, Consumer {
+export class Session implements FrameSink, Consumer, ConnectionHandler {
   readonly id: string;
   readonly connection: Connection;
-  #broker: Broker;
+  /** The broker, as far as a session may see it. */
+  #broker: SessionHost;
   /** The node's logger; the per-session child is made on first use (pino children cost ~10 µs to create). */
   #parentLog: Logger;
   #childLog: Logger | undefined;
@@ -78,8 +120,10 @@ export class Session implements FrameSink, Consumer {
   #stampUser = false;
 
   readonly subscriptions = new Map<string, Subscription>();
-  /** Client-ack deliveries by ack id, across subscriptions. */
-  /** Made on first client-ack delivery: most sessions (auto-ack subscribers, publishers) never need it. */
+  /**
+   * Client-ack deliveries by ack id, across subscriptions. Made on first client-ack delivery: most sessions
+   * (auto-ack subscribers, publishers) never need it.
+   */
   #ackMap: Map<string, Delivery> | undefined;
   #ackSeq = 0;
   #txMap: Map<string, TxAction[]> | undefined;
@@ -88,6 +132,7 @@ export class Session implements FrameSink, Consumer {
   /** Reading from the peer is paused while our unsent bytes to it are above outboundHighWaterBytes. */
   #readPaused = false;
 
+  /** Frames that arrived while `#busy` (a CONNECT being authenticated), handled in order once it is done. */
   #backlog: Frame[] = [];
   #busy = false;
   /** Frames whose outcome (RECEIPT or ERROR) waits on asynchronous work, and the chain that keeps them in order. */
@@ -106,7 +151,7 @@ export class Session implements FrameSink, Consumer {
   #replayTimer: NodeJS.Timeout | undefined;
   #replaysStopped = false;
 
-  constructor(broker: Broker, connection: Connection, id: string, log: Logger) {
+  constructor(broker: SessionHost, connection: Connection, id: string, log: Logger) {
     this.#parentLog = log;
     this.#broker = broker;
     this.connection = connection;
@@ -446,7 +491,7 @@ export class Session implements FrameSink, Consumer {
         throw new ProtocolError(BROKER_ERRORS.ERR_ACCESS_REFUSED, `access refused: user "${result.user}" may not use virtual host "${vhost.name}"`,
           'The user has no permissions on this virtual host.');
       }
-      // Only now is the login known, so only now can connections per user be counted (Broker.sessionConnected).
+      // Only now is the login known, so only now can connections per user be counted (SessionHost.sessionConnected).
       this.#broker.admitUser(result.user);
       this.user = result.user;
       this.vhost = vhost;
@@ -835,7 +880,7 @@ export class Session implements FrameSink, Consumer {
     const c = this.#broker.config;
     this.#broker.stats.slowConsumerDisconnects++;
     this.#broker.stats.limitHit('outbound-bytes');
-    this.#broker.events.emit('slow-consumer', this);
+    this.#broker.slowConsumer(this);
     this.#fail(new ProtocolError(BROKER_ERRORS.ERR_SLOW_CONSUMER, `slow consumer (limit ${c.maxOutboundBytes} unsent bytes)`,
       `More than ${c.maxOutboundBytes} bytes waited to be sent to this client; it reads too slowly and was disconnected.`));
   }
@@ -852,7 +897,7 @@ export class Session implements FrameSink, Consumer {
       problem = new ProtocolError(BROKER_ERRORS.ERR_INTERNAL, 'internal error', 'The broker failed to process the frame; see its log.', [], { cause: error });
     }
     this.#broker.stats.error(String(problem.code));
-    this.#broker.events.emit('session-error', this, problem);
+    this.#broker.sessionFailed(this, problem);
     const headers: (readonly [string, string])[] = [["message", problem.message]];
     const receipt = frame?.headers.get('receipt');
     if (receipt !== undefined) headers.push(['receipt-id', receipt]);

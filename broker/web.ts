@@ -7,7 +7,7 @@ import { createReadStream, statSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import type { HttpHandler } from './transports/listen.js';
+import { urlPath, type HttpHandler } from './transports/listen.js';
 
 /** `dist/web/`, next to `dist/broker/` where this module runs from. */
 export const WEB_ROOT = fileURLToPath(new URL('../web/', import.meta.url));
@@ -35,7 +35,7 @@ const PAGE_POLICY = "default-src 'self'; script-src 'self'; style-src 'self'; co
 
 /** The file a request path names (`/` is `index.html`), or undefined when it names none that could be served. */
 export function webFileName(url: string | undefined): string | undefined {
-  const path = (url ?? '/').split('?')[0] ?? '/';
+  const path = urlPath(url);
   if (path === '/') return 'index.html';
   let name: string;
   try {
@@ -65,7 +65,7 @@ export const CHAT_CONFIG_PATH = '/chat/config.json';
 /** `GET /chat/config.json`: `config()` as JSON, never cached (the node may be restarted with other settings). */
 export function chatConfigHandler(config: () => ChatConfig): HttpHandler {
   return (request, response) => {
-    if ((request.url ?? '/').split('?')[0] !== CHAT_CONFIG_PATH) return false;
+    if (urlPath(request.url) !== CHAT_CONFIG_PATH) return false;
     if (!isGetOrHead(request)) {
       response.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' }).end(`${request.method ?? ''} is not allowed here: GET or HEAD only.\n`);
       return true;

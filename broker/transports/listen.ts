@@ -5,9 +5,8 @@ import { createServer as createNetServer, type Server as NetServer, type Socket 
 import type { Duplex } from 'node:stream';
 import { createServer as createTlsServer } from 'node:tls';
 import type { WebSocketServer } from 'ws';
-import { FD_HEADROOM, type Broker } from '../broker.js';
-import { envName, flagName } from '../config.js';
-import { opsHttpHandler } from '../http.js';
+import { envName, FD_HEADROOM, flagName, type BrokerConfig } from '../config.js';
+import type { ConnectionAcceptor } from '../connection.js';
 import { attachSocket } from './tcp.js';
 import { createWsServer } from './websocket.js';
 
@@ -36,6 +35,33 @@ export interface Listeners {
 /** Answers plain HTTP requests on the WebSocket or ops port (health, metrics, the chat page). True when handled. */
 export type HttpHandler = (request: IncomingMessage, response: ServerResponse) => boolean;
 
+/** The path of a request URL without its query string: what every HTTP handler here matches on. */
+export function urlPath(url: string | undefined): string {
+  if (url === undefined) return '/';
+  const query = url.indexOf('?');
+  return query === -1 ? url : url.slice(0, query);
+}
+
+/** The settings the listeners read: addresses, TLS files, and the limits enforced before a session exists. */
+export type ListenConfig = Readonly<Pick<BrokerConfig,
+  'host' | 'port' | 'tlsPort' | 'wsPort' | 'wssPort' | 'opsPort' | 'wsPath' | 'tlsCertFile' | 'tlsKeyFile' | 'maxConnections'
+  | 'connectTimeoutMs' | 'maxFrameBytes' | 'maxFrameBytesUnauthenticated' | 'outboundHighWaterBytes'>>;
+
+/** What the listeners need of a broker, and nothing more: its settings, its limit counter, and `handle`. */
+export interface ListenTarget {
+  readonly config: ListenConfig;
+  /** Counts a peer refused by a transport-level defence, beside the broker's other limit hits. */
+  limitHit(limit: 'connections' | 'handshake' | 'websocket-message'): void;
+  /** `Broker.handle`: a new connection in, its handler out. */
+  readonly accept: ConnectionAcceptor;
+}
+
+/** The plain-HTTP answers: `web` on the WebSocket ports, `ops` on the ops port when `opsPort` is set. */
+export interface ListenHttp {
+  readonly web?: HttpHandler | undefined;
+  readonly ops?: HttpHandler | undefined;
+}
+
 /** `setting` names the config key of the port, so the error can say which flag or variable to change. */
 function listenOn(server: NetServer, host: string, port: number, setting: 'port' | 'wsPort' | 'tlsPort' | 'wssPort' | 'opsPort'): Promise<Address> {
   return new Promise((resolve, reject) => {
@@ -63,8 +89,10 @@ function close(server: NetServer): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
 }
 
-export async function listenTransports(broker: Broker, httpHandler?: HttpHandler): Promise<Listeners> {
-  const c = broker.config;
+/** Opens the TCP, WebSocket, TLS and ops listeners the config asks for, each handing connections to `target`. */
+export async function listenTransports(target: ListenTarget, http: ListenHttp = {}): Promise<Listeners> {
+  const c = target.config;
+  const accept = target.accept;
   const sockets = new Set<Socket | Duplex>();
   const track = (socket: Socket): void => {
     sockets.add(socket);
@@ -79,12 +107,12 @@ export async function listenTransports(broker: Broker, httpHandler?: HttpHandler
    */
   const guard = (server: NetServer): void => {
     server.maxConnections = c.maxConnections + FD_HEADROOM / 2;
-    server.on('drop', () => broker.stats.limitHit('connections'));
+    server.on('drop', () => target.limitHit('connections'));
   };
 
   const tcp = createNetServer((socket) => {
     track(socket);
-    attachSocket(socket, 'tcp', (conn) => broker.handle(conn));
+    attachSocket(socket, 'tcp', accept);
   });
   guard(tcp);
   servers.push(tcp);
@@ -96,14 +124,14 @@ export async function listenTransports(broker: Broker, httpHandler?: HttpHandler
   const tlsOptions = c.tlsCertFile !== '' ? { cert: readFileSync(c.tlsCertFile), key: readFileSync(c.tlsKeyFile), handshakeTimeout } : undefined;
   // With a listener, Node leaves closing the socket to us (without one it destroys it itself).
   const onTlsClientError = (error: Error & { code?: string }, socket: Duplex): void => {
-    if (error.code === 'ERR_TLS_HANDSHAKE_TIMEOUT') broker.stats.limitHit('handshake');
+    if (error.code === 'ERR_TLS_HANDSHAKE_TIMEOUT') target.limitHit('handshake');
     socket.destroy();
   };
   let tlsAddress: Address | undefined;
   if (tlsOptions !== undefined) {
     const tls = createTlsServer(tlsOptions, (socket) => {
       track(socket);
-      attachSocket(socket, 'tls', (conn) => broker.handle(conn));
+      attachSocket(socket, 'tls', accept);
     });
     tls.on('tlsClientError', onTlsClientError);
     guard(tls);
@@ -111,15 +139,10 @@ export async function listenTransports(broker: Broker, httpHandler?: HttpHandler
     tlsAddress = await listenOn(tls, c.host, c.tlsPort, 'tlsPort');
   }
 
-  // With an ops port, liveness is answered there only: the WebSocket port must not keep a `/healthz` of its own.
-  const opsOwnPort = c.opsPort >= 0;
+  // Health and metrics are the handlers' business (broker/http.ts), on whichever port the config puts them.
+  const webHandler = http.web;
   const onRequest = (request: IncomingMessage, response: ServerResponse): void => {
-    if (httpHandler?.(request, response) === true) return;
-    const path = (request.url ?? '/').split('?')[0];
-    if (path === '/healthz' && !opsOwnPort) {
-      response.writeHead(200, { 'content-type': 'text/plain' }).end('ok\n');
-      return;
-    }
+    if (webHandler?.(request, response) === true) return;
     response.writeHead(404, { 'content-type': 'text/plain' }).end(`Not found. STOMP over WebSocket is served at ${c.wsPath}.\n`);
   };
 
@@ -134,14 +157,13 @@ export async function listenTransports(broker: Broker, httpHandler?: HttpHandler
       // One WebSocket message may carry several frames (stomp.js batches none, but others do): room for a few.
       maxPayloadBytes: c.maxFrameBytes * 4,
       maxPayloadBytesUnauthenticated: c.maxFrameBytesUnauthenticated,
-      onOversize: () => broker.stats.limitHit('websocket-message'),
+      onOversize: () => target.limitHit('websocket-message'),
       highWaterBytes: c.outboundHighWaterBytes,
       transport,
-    }, (conn) => broker.handle(conn));
+    }, accept);
     wsServers.push(wss);
     server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
-      const path = (request.url ?? '/').split('?')[0];
-      if (path !== c.wsPath) {
+      if (urlPath(request.url) !== c.wsPath) {
         socket.end('HTTP/1.1 404 Not Found\r\nconnection: close\r\ncontent-length: 0\r\n\r\n');
         return;
       }
@@ -157,10 +179,10 @@ export async function listenTransports(broker: Broker, httpHandler?: HttpHandler
 
   // Plain HTTP even when TLS is configured: it is meant for an internal network (Prometheus, kubelet probes).
   let ops: (Address & { url: string }) | undefined;
-  if (opsOwnPort) {
-    const answer = opsHttpHandler(broker);
+  if (c.opsPort >= 0) {
+    const answer = http.ops;
     const server = createHttpServer((request, response) => {
-      if (answer(request, response)) return;
+      if (answer?.(request, response) === true) return;
       response.writeHead(404, { 'content-type': 'text/plain' }).end('Not found. This port serves /metrics, /healthz and /readyz only.\n');
     });
     server.on('connection', track);

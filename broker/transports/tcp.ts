@@ -1,6 +1,5 @@
 import type { Socket } from 'node:net';
-import type { Connection } from '../connection.js';
-import type { Session } from '../session.js';
+import type { Connection, ConnectionAcceptor } from '../connection.js';
 
 /**
  * STOMP over a TCP (or TLS) socket. Writes made in one turn of the event loop are corked together and leave in
@@ -50,7 +49,7 @@ export class TcpConnection implements Connection {
     this.#socket.destroy();
   }
 
-  /** The socket emits 'drain' once its buffer empties, which resumes reading (Session.drained). */
+  /** The socket emits 'drain' once its buffer empties, which resumes reading (ConnectionHandler.drained). */
   pauseReading(): void {
     this.#socket.pause();
   }
@@ -64,14 +63,14 @@ function uncork(connection: TcpConnection): void {
   connection.uncork();
 }
 
-/** Wires a freshly accepted socket to a new session. */
-export function attachSocket(socket: Socket, transport: 'tcp' | 'tls', open: (c: TcpConnection) => Session): void {
+/** Wires a freshly accepted socket to the broker. */
+export function attachSocket(socket: Socket, transport: 'tcp' | 'tls', accept: ConnectionAcceptor): void {
   // Nagle's algorithm would hold small frames (RECEIPTs, heart-beats) for up to 40 ms; we batch writes ourselves.
   socket.setNoDelay(true);
-  const session = open(new TcpConnection(socket, transport));
-  socket.on('data', (chunk: Buffer) => session.receive(chunk));
-  socket.on('drain', () => session.drained());
-  socket.on('close', () => session.transportClosed());
+  const handler = accept(new TcpConnection(socket, transport));
+  socket.on('data', (chunk: Buffer) => handler.receive(chunk));
+  socket.on('drain', () => handler.drained());
+  socket.on('close', () => handler.transportClosed());
   // A reset peer is an ordinary way for a connection to end; 'close' follows and tears the session down.
   socket.on('error', () => {});
 }

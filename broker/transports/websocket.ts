@@ -1,7 +1,6 @@
 import type { IncomingMessage } from 'node:http';
 import { WebSocket, WebSocketServer } from 'ws';
-import type { Connection } from '../connection.js';
-import type { Session } from '../session.js';
+import type { Connection, ConnectionAcceptor, ConnectionHandler } from '../connection.js';
 
 /** The subprotocols we speak, best first; `stomp` is what some older clients offer (ActiveMQ accepts it too). */
 const SUBPROTOCOLS = ['v12.stomp', 'v11.stomp', 'v10.stomp', 'stomp'];
@@ -99,8 +98,8 @@ export interface WsOptions {
   readonly transport: 'ws' | 'wss';
 }
 
-/** A WebSocket server (noServer) whose connections become sessions. */
-export function createWsServer(options: WsOptions, open: (c: WsConnection) => Session): WebSocketServer {
+/** A WebSocket server (noServer) whose connections are handed to `accept` (the broker). */
+export function createWsServer(options: WsOptions, accept: ConnectionAcceptor): WebSocketServer {
   const wss = new WebSocketServer({
     noServer: true,
     // Every connection starts with the pre-authentication limit, through ws's public option; authenticated()
@@ -112,10 +111,11 @@ export function createWsServer(options: WsOptions, open: (c: WsConnection) => Se
   });
   wss.on('connection', (ws: WebSocket, request: IncomingMessage) => {
     const remote = `${request.socket.remoteAddress ?? '?'}:${request.socket.remotePort ?? 0}`;
-    let session: Session | undefined;
-    const connection = new WsConnection(ws, options.transport, remote, options.highWaterBytes, options.maxPayloadBytes, () => session?.drained());
-    session = open(connection);
-    const s = session;
+    let handler: ConnectionHandler | undefined;
+    const drained = (): void => handler?.drained();
+    const connection = new WsConnection(ws, options.transport, remote, options.highWaterBytes, options.maxPayloadBytes, drained);
+    handler = accept(connection);
+    const s = handler;
     // Text and binary messages alike are bytes to the parser; a frame may span messages, or a message hold several.
     ws.on('message', (data: Buffer | ArrayBuffer | Buffer[]) => {
       if (Buffer.isBuffer(data)) s.receive(data);

@@ -1,4 +1,6 @@
-import { createBroker, type Broker, type BrokerOptions, type ConfigInput, type ListenAddresses } from '../../broker/index.js';
+import {
+  createBroker, listen, type Broker, type BrokerOptions, type ConfigInput, type ListenAddresses, type ListenOptions,
+} from '../../broker/index.js';
 
 export interface TestBroker {
   readonly broker: Broker;
@@ -9,9 +11,13 @@ export interface TestBroker {
 }
 
 /** A broker on free loopback ports (port 0 everywhere), closed by the caller in after/afterEach. */
-export async function startBroker(config: ConfigInput = {}, options: Omit<BrokerOptions, 'config'> = {}): Promise<TestBroker> {
-  const broker = await createBroker({ ...options, config: { host: '127.0.0.1', port: 0, wsPort: 0, ...config } });
-  const addresses = await broker.listen();
+export async function startBroker(
+  config: ConfigInput = {},
+  options: Omit<BrokerOptions, 'config'> & ListenOptions = {},
+): Promise<TestBroker> {
+  const { httpHandlers, ...given } = options;
+  const broker = await createBroker({ ...given, config: { host: '127.0.0.1', port: 0, wsPort: 0, ...config } });
+  const { addresses } = await listen(broker, httpHandlers === undefined ? {} : { httpHandlers });
   return {
     broker,
     addresses,
