@@ -244,7 +244,8 @@ export class BusConsumer {
             break;
           }
           this.#o.counters.dropped++;
-          this.#o.logger.error({ err: s.reason, id: w.envelope?.id, destination: w.envelope?.destination }, 'dropped a Kafka record the fanout refused for good');
+          const where = { err: s.reason, id: w.envelope?.id, destination: w.envelope?.destination };
+          this.#o.logger.error(where, 'dropped a Kafka record the fanout refused for good');
         }
       }
       for (let i = from; i < failedAt; i++) this.#delivered(work[i] as Work);

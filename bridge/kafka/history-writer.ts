@@ -173,7 +173,8 @@ export class HistoryWriter {
     const failures = this.#failures++;
     const delayMs = this.#backoffMs(failures);
     if (failures === 0) {
-      this.#logger.warn({ err: error, store: this.#storeName }, 'history append failed; delivery goes on, history catches up when the store returns');
+      const message = 'history append failed; delivery goes on, history catches up when the store returns';
+      this.#logger.warn({ err: error, store: this.#storeName }, message);
     }
     this.#retry?.(failures + 1, delayMs, error);
     this.#backoff = setTimeout(() => {

@@ -41,8 +41,12 @@ export class ProducerBatcher<M> {
   constructor(options: ProducerBatcherOptions<M>) {
     const { lingerMs, maxBatchMessages, maxBatchBytes, send } = options;
     if (!Number.isInteger(lingerMs) || lingerMs < 0) throw new TypeError(`lingerMs must be an integer >= 0, not ${lingerMs}`);
-    if (!Number.isInteger(maxBatchMessages) || maxBatchMessages < 1) throw new TypeError(`maxBatchMessages must be >= 1, not ${maxBatchMessages}`);
-    if (!Number.isInteger(maxBatchBytes) || maxBatchBytes < 1) throw new TypeError(`maxBatchBytes must be >= 1, not ${maxBatchBytes}`);
+    if (!Number.isInteger(maxBatchMessages) || maxBatchMessages < 1) {
+      throw new TypeError(`maxBatchMessages must be an integer >= 1, not ${maxBatchMessages}`);
+    }
+    if (!Number.isInteger(maxBatchBytes) || maxBatchBytes < 1) {
+      throw new TypeError(`maxBatchBytes must be an integer >= 1, not ${maxBatchBytes}`);
+    }
     if (typeof send !== 'function') throw new TypeError('ProducerBatcher needs a send function');
     this.#lingerMs = lingerMs;
     this.#maxBatchMessages = maxBatchMessages;

@@ -4,7 +4,7 @@ import { silentLogger } from '../../broker/logger.js';
 import { BridgeError } from '../../bridge/bus.js';
 import type { HistoryRecord } from '../../bridge/history.js';
 import { HistoryWriter, storeFirst, type HistoryCounters } from '../../bridge/kafka/history-writer.js';
-import { OffsetCommits, PartitionProgress, type CommitOffset } from '../../bridge/kafka/partition-progress.js';
+import { OffsetCommits, PartitionProgress, type CommitOffset, type Entry } from '../../bridge/kafka/partition-progress.js';
 import { ProducerBatcher, type Queued } from '../../bridge/kafka/producer-batcher.js';
 
 // The Kafka bus's pure parts, without Kafka: sends, commits and appends are fakes the tests settle by hand.
@@ -177,8 +177,7 @@ describe('bridge › kafka › ProducerBatcher', () => {
 describe('bridge › kafka › PartitionProgress', () => {
   it('makes only the contiguous done prefix committable when records finish out of order', () => {
     const p = new PartitionProgress('t', 0, 10);
-    const entries = [10, 11, 12, 13, 14].map((offset) => p.track(offset, 2));
-    const [e10, e11, e12, e13, e14] = entries as [typeof entries[0], typeof entries[0], typeof entries[0], typeof entries[0], typeof entries[0]];
+    const [e10, e11, e12, e13, e14] = [10, 11, 12, 13, 14].map((offset) => p.track(offset, 2)) as [Entry, Entry, Entry, Entry, Entry];
     expect(p.committable).to.equal(10);
     p.step(e12);
     p.step(e12);
@@ -213,17 +212,24 @@ describe('bridge › kafka › PartitionProgress', () => {
     const p = new PartitionProgress('t', 0, 0);
     const entries = Array.from({ length: 5_000 }, (_, i) => p.track(i, 1));
     // Everything but offset 3000 finishes, in reverse order, then 3000 itself.
-    for (let i = 4_999; i >= 0; i--) if (i !== 3_000) p.step(entries[i] as (typeof entries)[number]);
+    for (let i = 4_999; i >= 0; i--) if (i !== 3_000) p.step(entries[i] as Entry);
     expect(p.committable).to.equal(3_000);
     p.track(5_000, 1);
-    p.step(entries[3_000] as (typeof entries)[number]);
+    p.step(entries[3_000] as Entry);
     expect(p.committable).to.equal(5_000);
   });
 });
 
 describe('bridge › kafka › OffsetCommits', () => {
-  function harness(): { commits: OffsetCommits; calls: { offsets: CommitOffset[]; done: Deferred }[]; committed: CommitOffset[][]; failed: unknown[] } {
-    const calls: { offsets: CommitOffset[]; done: Deferred }[] = [];
+  interface CommitHarness {
+    commits: OffsetCommits;
+    calls: { offsets: CommitOffset[]; done: Deferred }[];
+    committed: CommitOffset[][];
+    failed: unknown[];
+  }
+
+  function harness(): CommitHarness {
+    const calls: CommitHarness['calls'] = [];
     const committed: CommitOffset[][] = [];
     const failed: unknown[] = [];
     const commits = new OffsetCommits({
@@ -270,7 +276,8 @@ describe('bridge › kafka › OffsetCommits', () => {
     expect(failed).to.deep.equal([error]);
     expect(committed).to.have.length(0);
     const second = commits.commit();
-    expect(calls.map((c) => c.offsets)).to.deep.equal([[{ topic: 't', partition: 0, offset: 1 }], [{ topic: 't', partition: 0, offset: 1 }]]);
+    const same = [{ topic: 't', partition: 0, offset: 1 }];
+    expect(calls.map((c) => c.offsets)).to.deep.equal([same, same]);
     calls[1]?.done.resolve();
     await second;
     expect(committed).to.have.length(1);
