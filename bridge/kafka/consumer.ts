@@ -1,0 +1,328 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
+import type { Logger } from '../../broker/logger.js';
+import { backoffMs, type ClusterBus, type Deliver } from '../bus.js';
+import type { HistoryRecord, HistoryStore } from '../history.js';
+import { decodeRecord } from '../kafka-codec.js';
+import type { SharedQueues } from '../queues.js';
+import type { HistoryCounters, HistoryWriter } from './history-writer.js';
+import { storeFirst } from './history-writer.js';
+import { OffsetCommits, type CommitOffset, type Entry } from './partition-progress.js';
+
+/** Where a partition starts (a new per-node group starts at the end of the log as of start()). */
+export interface PartitionOffset {
+  readonly topic: string;
+  readonly partition: number;
+  readonly offset: string;
+}
+
+/** The stages a delivery retry is reported for (the `retry` event of the bus). */
+export type DeliveryStage = 'fanout' | 'queues';
+
+export interface ConsumerCounters extends HistoryCounters {
+  consumed: number;
+}
+
+export interface BusConsumerOptions {
+  groupId: string;
+  topics: readonly string[];
+  /** Partitions per topic, for the number of partitions consumed concurrently. */
+  partitions: number;
+  sessionTimeoutMs: number;
+  heartbeatIntervalMs: number;
+  fetchMaxWaitMs: number;
+  fromBeginning: boolean;
+  maxPendingHistory: number;
+  fanout: ClusterBus | undefined;
+  queues: SharedQueues | undefined;
+  /** Where a batch's topic records are stored before delivery while the store is healthy. */
+  store: HistoryStore;
+  /** Where the records not stored first are appended afterwards. */
+  history: HistoryWriter;
+  counters: ConsumerCounters;
+  logger: Logger;
+  /** False once the bus is closing: batches in hand stop at their next retry. */
+  isRunning(): boolean;
+  retry?: ((stage: DeliveryStage, attempt: number, delayMs: number, error: unknown) => void) | undefined;
+  committed?: ((offsets: readonly CommitOffset[]) => void) | undefined;
+}
+
+interface Work {
+  readonly envelope: HistoryRecord | undefined;
+  readonly entry: Entry;
+  readonly kind: 'topic' | 'queue' | 'none';
+  /** Stored in history before delivery (the normal case), so no background append is owed. */
+  stored?: boolean;
+}
+
+const TOPIC_PREFIX = '/topic/';
+const QUEUE_PREFIX = '/queue/';
+
+/**
+ * The consumer side of the Kafka bus: one kafkajs consumer (replaced when kafkajs gives up on it), each batch
+ * decoded and handed on in offset order, offsets committed by hand only up to the last record whose delivery AND
+ * history append succeeded.
+ */
+export class BusConsumer {
+  readonly offsets: OffsetCommits;
+  #o: BusConsumerOptions;
+  #consumer: Consumer | undefined;
+  #ok = false;
+  #deliver: Deliver = () => {};
+  #activeBatches = 0;
+  #batchesIdle: (() => void) | undefined;
+
+  constructor(options: BusConsumerOptions) {
+    this.#o = options;
+    this.offsets = new OffsetCommits({
+      commit: (offsets) => {
+        const consumer = this.#consumer;
+        if (consumer === undefined) return Promise.reject(new Error('no Kafka consumer'));
+        return consumer.commitOffsets(offsets.map((o) => ({ topic: o.topic, partition: o.partition, offset: String(o.offset) })));
+      },
+      committed: options.committed,
+      // Rebalancing or a coordinator move: the next tick (or the next owner) commits.
+      failed: (error) => this.#o.logger.debug({ err: error }, 'Kafka offset commit failed; retrying on the next tick'),
+    });
+  }
+
+  /** In a group generation and not crashed. */
+  get healthy(): boolean {
+    return this.#ok;
+  }
+
+  async start(kafka: Kafka, fresh: readonly PartitionOffset[], deliver: Deliver): Promise<void> {
+    this.#deliver = deliver;
+    await this.#start(kafka, fresh);
+  }
+
+  async #start(kafka: Kafka, fresh: readonly PartitionOffset[]): Promise<void> {
+    const o = this.#o;
+    const consumer = kafka.consumer({
+      groupId: o.groupId,
+      sessionTimeout: o.sessionTimeoutMs,
+      rebalanceTimeout: Math.max(o.sessionTimeoutMs, 30_000),
+      heartbeatInterval: o.heartbeatIntervalMs,
+      maxWaitTimeInMs: o.fetchMaxWaitMs,
+      allowAutoTopicCreation: false,
+    });
+    this.#consumer = consumer;
+    consumer.on(consumer.events.GROUP_JOIN, () => {
+      // A new generation: kafkajs reads every assigned partition again from its committed offset.
+      this.offsets.reset();
+      this.#ok = true;
+    });
+    consumer.on(consumer.events.CRASH, (event) => {
+      this.#ok = false;
+      const { error, restart } = event.payload;
+      if (restart) o.logger.warn({ err: error }, 'Kafka consumer crashed; kafkajs restarts it');
+      else {
+        o.logger.error({ err: error }, 'Kafka consumer crashed and kafkajs gave up on it; starting a new one');
+        this.#replace(kafka, consumer, 0);
+      }
+    });
+    await consumer.connect();
+    await consumer.subscribe({ topics: [...o.topics], fromBeginning: o.fromBeginning });
+    await consumer.run({
+      autoCommit: false,
+      eachBatchAutoResolve: false,
+      partitionsConsumedConcurrently: Math.min(16, o.topics.length * o.partitions),
+      eachBatch: (payload) => this.#eachBatch(payload),
+    });
+    if (fresh.length > 0) {
+      // A new per-node group starts at the end of the log as it was when start() began, not wherever the end is
+      // by its first fetch: then everything published once start() resolves is delivered. Seeking now (before
+      // that fetch) places it; the commit keeps the place if this node stops before it processes anything.
+      for (const f of fresh) consumer.seek(f);
+      await consumer.commitOffsets(fresh.map((f) => ({ ...f }))).catch((error: unknown) => {
+        o.logger.warn({ err: error }, 'could not commit the starting offsets of a new consumer group');
+      });
+    }
+  }
+
+  /**
+   * kafkajs does not restart a consumer after a crash it deems non-retriable, e.g. "Failed to find group
+   * coordinator" once its retries ran out while Kafka restarts: the node would stop consuming for good (and stay
+   * unready). A new consumer joins the group instead, retried with backoff until it runs or the bus closes.
+   */
+  #replace(kafka: Kafka, crashed: Consumer, attempt: number): void {
+    const timer = setTimeout(() => {
+      if (!this.#o.isRunning() || this.#consumer !== crashed) return;
+      void crashed.disconnect().catch(() => {}).then(() => this.#start(kafka, [])).then(
+        () => this.#o.logger.info({ attempt }, 'a new Kafka consumer replaced the crashed one'),
+        (error: unknown) => {
+          this.#o.logger.warn({ err: error, attempt }, 'could not start a new Kafka consumer; retrying');
+          this.#replace(kafka, this.#consumer ?? crashed, attempt + 1);
+        },
+      );
+    }, backoffMs(Math.min(attempt, 6)));
+    timer.unref();
+  }
+
+  /** Stops fetching (at close); batches in hand go on until their next retry. */
+  pause(): void {
+    try {
+      this.#consumer?.pause(this.#o.topics.map((topic) => ({ topic })));
+    } catch {
+      // A consumer that crashed (kafkajs restarting it, or gave up) has no running group to pause: nothing to stop.
+    }
+  }
+
+  /** Resolves when no batch is in hand, or after `timeoutMs`. */
+  async idle(timeoutMs: number): Promise<void> {
+    if (this.#activeBatches > 0) {
+      await Promise.race([new Promise<void>((resolve) => (this.#batchesIdle = resolve)), sleep(timeoutMs, undefined, { ref: false })]);
+    }
+    this.#batchesIdle = undefined;
+  }
+
+  /** Leaves the group; never rejects. */
+  disconnect(): Promise<void> {
+    this.#ok = false;
+    return this.#consumer?.disconnect().catch(() => {}) ?? Promise.resolve();
+  }
+
+  async #eachBatch(payload: EachBatchPayload): Promise<void> {
+    const { batch } = payload;
+    const first = batch.messages[0];
+    if (first === undefined || !this.#o.isRunning()) return;
+    this.#activeBatches++;
+    try {
+      const progress = this.offsets.partition(batch.topic, batch.partition, Number(first.offset));
+      if (!(await this.#waitForHistoryRoom(payload))) return;
+      const work: Work[] = [];
+      for (const message of batch.messages) {
+        const envelope = decodeRecord(batch.topic, batch.partition, message);
+        const kind = envelope === undefined ? 'none' : envelope.destination.startsWith(TOPIC_PREFIX) ? 'topic' : 'queue';
+        if (envelope === undefined) this.#o.counters.dropped++;
+        work.push({ envelope, kind, entry: progress.track(Number(message.offset), kind === 'none' ? 0 : kind === 'topic' ? 2 : 1) });
+      }
+      await this.#storeFirst(work);
+      const done = await this.#dispatch(work, payload);
+      if (done > 0) payload.resolveOffset(String((work[done - 1] as Work).entry.offset));
+    } finally {
+      if (--this.#activeBatches === 0) this.#batchesIdle?.();
+    }
+  }
+
+  async #storeFirst(work: Work[]): Promise<void> {
+    if (!this.#o.store.healthy) return;
+    const topics = work.filter((w) => w.kind === 'topic' && w.envelope !== undefined);
+    const stored = await storeFirst(this.#o.store, topics.map((w) => w.envelope as HistoryRecord));
+    for (let i = 0; i < stored; i++) (topics[i] as Work).stored = true;
+  }
+
+  /**
+   * Hands the records of one batch on, in order; returns how many (from the start) are delivered. Remote steps
+   * are pipelined (all issued in order, then awaited); a failure is retried from the first failed record on,
+   * with backoff, until it succeeds, the bus closes or the partition moves to another node.
+   */
+  async #dispatch(work: readonly Work[], payload: EachBatchPayload): Promise<number> {
+    let from = 0;
+    let attempt = 0;
+    while (from < work.length) {
+      const pending: { index: number; promise: Promise<void> }[] = [];
+      let failedAt = work.length;
+      let failure: unknown;
+      let stage: DeliveryStage = 'fanout';
+      for (let i = from; i < work.length; i++) {
+        const w = work[i] as Work;
+        const promise = this.#hand(w);
+        if (promise !== undefined) pending.push({ index: i, promise });
+      }
+      // Local steps finished synchronously; remote ones are settled in order.
+      const settled = await Promise.allSettled(pending.map((p) => p.promise));
+      for (let k = 0; k < settled.length; k++) {
+        const s = settled[k] as PromiseSettledResult<void>;
+        if (s.status === 'rejected') {
+          const index = (pending[k] as { index: number }).index;
+          const w = work[index] as Work;
+          if (isRetriable(s.reason)) {
+            failedAt = index;
+            failure = s.reason;
+            stage = w.kind === 'queue' ? 'queues' : 'fanout';
+            break;
+          }
+          this.#o.counters.dropped++;
+          const where = { err: s.reason, id: w.envelope?.id, destination: w.envelope?.destination };
+          this.#o.logger.error(where, 'dropped a Kafka record the fanout refused for good');
+        }
+      }
+      for (let i = from; i < failedAt; i++) this.#delivered(work[i] as Work);
+      if (failedAt === work.length) return work.length;
+      from = failedAt;
+      attempt++;
+      const delayMs = backoffMs(attempt - 1);
+      if (attempt === 1) this.#o.logger.warn({ err: failure, stage }, `Kafka records could not be handed to the ${stage}; retrying`);
+      this.#o.retry?.(stage, attempt, delayMs, failure);
+      if (!(await this.#pause(delayMs, payload))) return from;
+    }
+    return from;
+  }
+
+  /** Starts one record's delivery step: undefined when it completed on the spot. */
+  #hand(w: Work): Promise<void> | undefined {
+    const envelope = w.envelope;
+    if (envelope === undefined) return undefined;
+    const fanout = this.#o.fanout;
+    const queues = this.#o.queues;
+    if (fanout !== undefined) {
+      if (w.kind === 'topic') return attempt(() => fanout.publish(envelope));
+      if (queues !== undefined && envelope.destination.startsWith(QUEUE_PREFIX)) return attempt(() => queues.push(envelope));
+    }
+    try {
+      this.#deliver(envelope);
+    } catch (error) {
+      // The broker's deliver catches its own failures; this is a bug there, reported and not retried.
+      this.#o.logger.error({ err: error, id: envelope.id, destination: envelope.destination }, 'deliver threw for a Kafka record');
+    }
+    return undefined;
+  }
+
+  #delivered(w: Work): void {
+    if (w.envelope === undefined) return;
+    this.#o.counters.consumed++;
+    w.entry.progress.step(w.entry);
+    if (w.kind !== 'topic') return;
+    if (w.stored === true) {
+      this.#o.counters.historyAppended++;
+      w.entry.progress.step(w.entry);
+    } else {
+      this.#o.history.enqueue({ envelope: w.envelope, entry: w.entry });
+    }
+  }
+
+  /** Sleeps while keeping the group membership; false when this batch should be abandoned. */
+  async #pause(ms: number, payload: EachBatchPayload): Promise<boolean> {
+    const until = Date.now() + ms;
+    while (Date.now() < until) {
+      await sleep(Math.min(250, Math.max(1, until - Date.now())));
+      if (!this.#o.isRunning() || !payload.isRunning() || payload.isStale()) return false;
+      // Throws when the group rebalances: kafkajs then rejoins and the new owner resumes from the commit.
+      await payload.heartbeat();
+    }
+    return this.#o.isRunning() && payload.isRunning() && !payload.isStale();
+  }
+
+  async #waitForHistoryRoom(payload: EachBatchPayload): Promise<boolean> {
+    while (this.#o.history.pending >= this.#o.maxPendingHistory) {
+      if (!(await this.#pause(100, payload))) return false;
+    }
+    return true;
+  }
+}
+
+/** A Promise for an engine call, also when the call throws instead of rejecting. */
+function attempt(call: () => Promise<void>): Promise<void> {
+  try {
+    return call();
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+/** kafkajs and BridgeError both say whether trying again can help; unknown errors are treated as transient. */
+export function isRetriable(error: unknown): boolean {
+  if (typeof error === 'object' && error !== null && 'retriable' in error) return (error as { retriable: unknown }).retriable !== false;
+  return true;
+}

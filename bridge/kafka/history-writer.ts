@@ -1,0 +1,194 @@
+import type { Logger } from '../../broker/logger.js';
+import { BridgeError, backoffMs } from '../bus.js';
+import type { HistoryRecord, HistoryStore } from '../history.js';
+import type { Entry } from './partition-progress.js';
+
+/**
+ * How long delivery waits for history before going ahead without it. Storing first is what makes `x-history`
+ * and `x-resume-after` gap-free (a subscriber reads history, then listens); a slow or absent store must not stop
+ * the chat, so past this the records are delivered and their appends retried in the background.
+ */
+export const HISTORY_FIRST_MS = 2_000;
+
+/**
+ * Appends a consumed batch's topic records to history before they are delivered, while the store is healthy.
+ * Returns how many, from the first, are stored: 0 when the store is unhealthy, fails or is slower than `waitMs`.
+ */
+export async function storeFirst(store: Pick<HistoryStore, 'healthy' | 'appendMany'>, records: readonly HistoryRecord[],
+  waitMs: number = HISTORY_FIRST_MS): Promise<number> {
+  if (!store.healthy || records.length === 0) return 0;
+  // One ordered bulk append per consumed batch: what is stored is a prefix of the batch, so history never holds
+  // a later record of a destination without the earlier ones (a reader would get those live, out of order).
+  const appends = store.appendMany(records).then(
+    (stored) => stored,
+    () => 0,
+  );
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<undefined>((resolve) => {
+    timer = setTimeout(resolve, waitMs, undefined);
+  });
+  const results = await Promise.race([appends, late]);
+  clearTimeout(timer);
+  // Timed out: the appends may still land; the background retries are idempotent by id.
+  return results ?? 0;
+}
+
+/** A topic record delivered without being stored first: its history step of `entry` is still owed. */
+export interface HistoryJob {
+  readonly envelope: HistoryRecord;
+  readonly entry: Entry;
+}
+
+/** Counters the writer adds to (the bus's stats object, shared so that nothing is copied per record). */
+export interface HistoryCounters {
+  historyAppended: number;
+  dropped: number;
+}
+
+export interface HistoryWriterOptions {
+  append(record: HistoryRecord): Promise<void>;
+  /** For the log line when the store starts failing. */
+  storeName: string;
+  concurrency: number;
+  counters: HistoryCounters;
+  logger: Logger;
+  retry?: ((attempt: number, delayMs: number, error: unknown) => void) | undefined;
+  /** The wait before retry `attempt` (0 first); jittered exponential by default. */
+  backoff?: ((attempt: number) => number) | undefined;
+}
+
+/**
+ * Background history appends, a bounded number at a time, in arrival order. A retriable failure puts the record
+ * back at the head of the line and pauses every append for a backoff (the store is down for all of them, not for
+ * one); the record's offset stays uncommitted until it is stored. A non-retriable failure drops the record (logged,
+ * counted) and releases its offset: retrying cannot help and would stall the partition for good.
+ */
+export class HistoryWriter {
+  #append: HistoryWriterOptions['append'];
+  #storeName: string;
+  #concurrency: number;
+  #counters: HistoryCounters;
+  #logger: Logger;
+  #retry: HistoryWriterOptions['retry'];
+  #backoffMs: (attempt: number) => number;
+  #queue: HistoryJob[] = [];
+  #head = 0;
+  #active = 0;
+  #failures = 0;
+  #backoff: NodeJS.Timeout | undefined;
+  #idle: (() => void) | undefined;
+  #closed = false;
+
+  constructor(options: HistoryWriterOptions) {
+    if (typeof options.append !== 'function') throw new TypeError('HistoryWriter needs an append function');
+    if (!Number.isInteger(options.concurrency) || options.concurrency < 1) {
+      throw new TypeError(`HistoryWriter concurrency must be an integer >= 1, not ${options.concurrency}`);
+    }
+    this.#append = options.append;
+    this.#storeName = options.storeName;
+    this.#concurrency = options.concurrency;
+    this.#counters = options.counters;
+    this.#logger = options.logger;
+    this.#retry = options.retry;
+    this.#backoffMs = options.backoff ?? backoffMs;
+  }
+
+  /** Records queued or being appended: the consumer stops taking batches while this is at its limit. */
+  get pending(): number {
+    return this.#queue.length - this.#head + this.#active;
+  }
+
+  enqueue(job: HistoryJob): void {
+    this.#queue.push(job);
+    this.#pump();
+  }
+
+  /** Resolves once nothing is pending, or after `timeoutMs`, whichever comes first; never rejects. */
+  drained(timeoutMs: number): Promise<void> {
+    if (this.pending === 0) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(finish, timeoutMs);
+      function finish(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      this.#idle = () => {
+        this.#idle = undefined;
+        finish();
+      };
+    });
+  }
+
+  /** Forgets what is queued and stops retrying; appends in flight finish, and their offsets still step. */
+  close(): void {
+    this.#closed = true;
+    clearTimeout(this.#backoff);
+    this.#backoff = undefined;
+    this.#queue = [];
+    this.#head = 0;
+  }
+
+  #pump(): void {
+    while (this.#backoff === undefined && this.#active < this.#concurrency && this.#head < this.#queue.length) {
+      const job = this.#queue[this.#head] as HistoryJob;
+      this.#head++;
+      this.#active++;
+      attempt(this.#append, job.envelope).then(
+        () => this.#done(job),
+        (error: unknown) => this.#failed(job, error),
+      );
+    }
+    if (this.#head === this.#queue.length) {
+      this.#queue = [];
+      this.#head = 0;
+    } else if (this.#head > 4096 && this.#head * 2 > this.#queue.length) {
+      this.#queue = this.#queue.slice(this.#head);
+      this.#head = 0;
+    }
+    if (this.pending === 0) this.#idle?.();
+  }
+
+  #done(job: HistoryJob): void {
+    this.#active--;
+    this.#failures = 0;
+    this.#counters.historyAppended++;
+    job.entry.progress.step(job.entry);
+    this.#pump();
+  }
+
+  #failed(job: HistoryJob, error: unknown): void {
+    this.#active--;
+    if (this.#closed) return;
+    if (error instanceof BridgeError && !error.retriable) {
+      this.#counters.dropped++;
+      this.#logger.error({ err: error, id: job.envelope.id }, 'the history store refused a record for good');
+      job.entry.progress.step(job.entry);
+      this.#pump();
+      return;
+    }
+    // Back to the head of the line; the offset stays uncommitted until it is stored.
+    if (this.#head > 0) this.#queue[--this.#head] = job;
+    else this.#queue.unshift(job);
+    if (this.#backoff !== undefined) return;
+    const failures = this.#failures++;
+    const delayMs = this.#backoffMs(failures);
+    if (failures === 0) {
+      const message = 'history append failed; delivery goes on, history catches up when the store returns';
+      this.#logger.warn({ err: error, store: this.#storeName }, message);
+    }
+    this.#retry?.(failures + 1, delayMs, error);
+    this.#backoff = setTimeout(() => {
+      this.#backoff = undefined;
+      this.#pump();
+    }, delayMs);
+  }
+}
+
+/** A Promise for a store call, also when the call throws instead of rejecting. */
+function attempt(append: (record: HistoryRecord) => Promise<void>, record: HistoryRecord): Promise<void> {
+  try {
+    return append(record);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
