@@ -24,8 +24,8 @@ import type { QueuedMessage, Subscription } from './subscription.js';
 import { listenTransports, type HttpHandler, type Listeners, type ListenAddresses } from './transports/listen.js';
 import { VirtualHost } from './vhost.js';
 
-export const SERVER_NAME = 'stompede';
-export const SERVER_VERSION = '0.1.0';
+import { SERVER_NAME, SERVER_VERSION } from './version.js';
+export { SERVER_NAME, SERVER_VERSION };
 
 export interface BrokerOptions {
   /** Settings on top of the defaults; a loaded config (from `loadConfig`) is used as it is. */
