@@ -41,7 +41,7 @@ export interface KafkaBusOptions {
    */
   nodeId: string;
   /** The Kafka topic of a destination; must be one of `topics`. */
-  topicFor(destination: string): string;
+  topicFor: (destination: string) => string;
   /** Every topic this bus writes and reads; created at start when missing. */
   topics: readonly string[];
   /** Partitions of topics this bus creates (existing topics keep theirs). */
@@ -692,7 +692,7 @@ export class KafkaBus implements ClusterBus {
             break;
           }
           this.#stats.dropped++;
-          this.#logger.error({ err: s.reason, id: w.envelope?.id, destination: w.envelope?.destination }, 'dropped a Kafka record the fanout refused for good');
+          this.#logger.error({ err: s.reason as unknown, id: w.envelope?.id, destination: w.envelope?.destination }, 'dropped a Kafka record the fanout refused for good');
         }
       }
       for (let i = from; i < failedAt; i++) this.#delivered(work[i] as Work);
@@ -995,6 +995,6 @@ function messageOf(error: unknown): string {
 
 /** kafkajs and BridgeError both say whether trying again can help; unknown errors are treated as transient. */
 function isRetriable(error: unknown): boolean {
-  if (typeof error === 'object' && error !== null && 'retriable' in error) return (error as { retriable: unknown }).retriable !== false;
+  if (typeof error === 'object' && error !== null && 'retriable' in error) return error.retriable !== false;
   return true;
 }

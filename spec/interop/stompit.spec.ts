@@ -69,7 +69,7 @@ describe('interop › stompit 1.0.0 over TCP', function () {
     socket.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
       written.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
       return write(chunk, ...rest);
-    }) as typeof socket.write;
+    });
     socket.on('data', (chunk: Buffer) => {
       read.push(chunk);
       if (chunk.length === 1 && chunk[0] === 0x0a) beatsIn.push(Date.now());
