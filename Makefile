@@ -20,8 +20,9 @@ build: install
 run: build
 	node dist/bin/stompede.js $(ARGS)
 
-# Lint first (ESLint, Prettier check, dependency rules, ShellCheck: `npm run lint`), before any service starts; then
-# starts Redis, Kafka and the MongoDB-protocol server once for the whole run, runs every spec, stops them.
+# Lints first (`npm run lint`: Prettier check, dependency rules, ShellCheck, ESLint, each reported), before any
+# service starts; then starts Redis, Kafka and the MongoDB-protocol server once for the whole run, runs every spec,
+# stops them.
 test: build lint
 	infra/with-services.sh npx mocha
 

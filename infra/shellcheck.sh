@@ -21,9 +21,9 @@ if ! command -v shellcheck >/dev/null; then
   }
   log "installing Debian's shellcheck (first run on this machine only)"
   # Lock timeout: another apt run on the machine (say, infra/services.sh) is waited for, not failed on.
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update -qq \
-    && as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq shellcheck >/dev/null \
-    || true
+  if as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 update -qq; then
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=300 install -y -qq shellcheck >/dev/null || true
+  fi
   command -v shellcheck >/dev/null || { log "shellcheck is missing and could not be installed (apt-get install shellcheck)"; exit 1; }
 fi
 
