@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 NODE_STAMP := node_modules/.package-lock.json
 
-.PHONY: run test build install services services-stop cluster cluster-stop bench clean
+.PHONY: run test lint build install services services-stop cluster cluster-stop bench clean
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -20,9 +20,14 @@ build: install
 run: build
 	node dist/bin/stompede.js $(ARGS)
 
-# Starts Redis, Kafka and the MongoDB-protocol server once for the whole run, runs every spec, stops them.
-test: build
+# Lints first (`npm run lint`: Prettier check, dependency rules, ShellCheck, ESLint, each reported), before any
+# service starts; then starts Redis, Kafka and the MongoDB-protocol server once for the whole run, runs every spec,
+# stops them.
+test: build lint
 	infra/with-services.sh npx mocha
+
+lint: install
+	npm run --silent lint
 
 services: build
 	infra/services.sh start

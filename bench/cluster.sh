@@ -21,7 +21,6 @@
 # Kafka topics, so that nothing is shared with other users of the services.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-ROOT=$PWD
 
 RUNS=${RUNS:-1}
 DURATION_S=${DURATION_S:-15}
@@ -103,8 +102,10 @@ if [[ $need_services -eq 1 ]]; then
     KAFKA_RESTARTED=1
     STOMPEDE_KAFKA_JVM_OPTS=$KAFKA_JVM_OPTS infra/services.sh restart kafka >&2
   fi
-  # shellcheck disable=SC1091
-  set -a; . .services/env; set +a
+  set -a
+  # shellcheck source=/dev/null # written by infra/services.sh at run time
+  . .services/env
+  set +a
   log "services: redis $STOMPEDE_TEST_REDIS_URL, kafka $STOMPEDE_TEST_KAFKA_BROKERS, mongo $STOMPEDE_TEST_MONGO_URL"
   ps -o args= -p "$(cat "$STOMPEDE_TEST_KAFKA_PID_FILE")" 2>/dev/null | grep -o -- '-X[^ ]*' | tr '\n' ' ' > "$OUT/kafka-jvm-flags.txt" || true
 fi

@@ -57,13 +57,13 @@ async function main(): Promise<void> {
       format: { type: 'string', default: 'rules' },
     },
   });
-  const format = values.format as string;
+  const format = values.format;
   if (values.out === undefined || !(FORMATS as readonly string[]).includes(format)) {
     process.stderr.write('usage: node dist/bench/permissions-users.js --out FILE [--login L --password P] [--format rules|legacy]\n');
     process.exit(2);
   }
-  const login = values.login as string;
-  const hash = await hashPassword(values.password as string);
+  const login = values.login;
+  const hash = await hashPassword(values.password);
   let users: Record<string, unknown>;
   if ((format as Format) === 'legacy') {
     users = { [login]: hash };

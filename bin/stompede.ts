@@ -11,7 +11,7 @@ import { addUser } from '../broker/auth.js';
 import { createBroker, type Broker } from '../broker/broker.js';
 import { listen } from '../broker/server.js';
 import { SERVER_VERSION } from '../broker/version.js';
-import { ConfigError, DEFAULT_CONFIG, envName, flagName, loadConfig, type BrokerConfig, type ConfigInput } from '../broker/config.js';
+import { ConfigError, DEFAULT_CONFIG, envName, flagName, loadConfig, type BrokerConfig } from '../broker/config.js';
 import type { Logger } from '../broker/logger.js';
 
 const SECRET_KEYS = new Set(['redis', 'kafka', 'mongo']);
@@ -148,7 +148,7 @@ function serveCommand(program: Command): void {
   program.action(async (opts: Record<string, unknown>) => {
     const overrides: Record<string, unknown> = {};
     for (const key of Object.keys(DEFAULT_CONFIG)) if (opts[key] !== undefined) overrides[key] = opts[key];
-    const config = loadConfig({ file: opts.config as string | undefined, env: process.env, overrides: overrides as ConfigInput });
+    const config = loadConfig({ file: opts.config as string | undefined, env: process.env, overrides });
     loaded = config;
     if (opts.printConfig === true) {
       const shown = Object.fromEntries(Object.entries(config).map(([k, v]) => [k, mask(k, v)]));

@@ -48,7 +48,7 @@ export interface KafkaBusOptions {
    */
   nodeId: string;
   /** The Kafka topic of a destination; must be one of `topics`. */
-  topicFor(destination: string): string;
+  topicFor: (destination: string) => string;
   /** Every topic this bus writes and reads; created at start when missing. */
   topics: readonly string[];
   /** Partitions of topics this bus creates (existing topics keep theirs). */

@@ -486,8 +486,8 @@ function toDocument(record: HistoryRecord): HistoryDocument {
 /** The first failed write of an ordered bulk insert: its index in the batch and its code. */
 function firstWriteError(error: unknown): { index: number; code: number | undefined } | undefined {
   if (!(error instanceof MongoBulkWriteError)) return undefined;
-  const errors = Array.isArray(error.writeErrors) ? error.writeErrors : [error.writeErrors];
-  const first = errors[0];
+  // writeErrors is typed one-or-many; flat() gives WriteError[] where Array.isArray would give any[].
+  const first = [error.writeErrors].flat()[0];
   if (first === undefined) return undefined;
   return { index: first.index, code: typeof first.code === 'number' ? first.code : undefined };
 }

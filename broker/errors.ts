@@ -37,11 +37,14 @@ export type BrokerErrorCode = (typeof BROKER_ERRORS)[keyof typeof BROKER_ERRORS]
 
 /** A refusal the client is told about in an ERROR frame, after which its connection closes. */
 export class ProtocolError extends Error {
+  // The union names the broker's own codes for readers; `string` admits the codec's (frames/ FRAME_ERRORS) too.
+  // eslint-disable-next-line @typescript-eslint/no-redundant-type-constituents
   readonly code: BrokerErrorCode | string;
   /** Extra ERROR headers, such as `version` for a failed negotiation. */
   readonly headers: ReadonlyArray<readonly [string, string]>;
   readonly detail: string;
 
+  // eslint-disable-next-line @typescript-eslint/no-redundant-type-constituents -- as for `code` above
   constructor(code: BrokerErrorCode | string, message: string, detail = '', headers: ReadonlyArray<readonly [string, string]> = [], options?: ErrorOptions) {
     super(message, options);
     this.name = 'ProtocolError';

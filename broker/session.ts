@@ -1,5 +1,5 @@
 import {
-  EMPTY_BODY, FrameError, FrameParser, HEARTBEAT, ackLine, encodeFrame,
+  EMPTY_BODY, type FrameError, FrameParser, HEARTBEAT, ackLine, encodeFrame,
   type Frame, type FrameLimits, type FrameSink, type Headers, type MessageTemplate, type StompVersion,
 } from '../frames/index.js';
 import { allowAll, type Authenticator } from './auth.js';

@@ -22,8 +22,10 @@ start() {
   [[ -f $ROOT/dist/bin/stompede.js ]] || { log "cluster.sh: build first (make build)"; exit 1; }
   mkdir -p "$RUN"
   "$INFRA/services.sh" start
-  # shellcheck disable=SC1091
-  set -a; . "$ROOT/.services/env"; set +a
+  set -a
+  # shellcheck source=/dev/null # written by infra/services.sh at run time
+  . "$ROOT/.services/env"
+  set +a
   for n in "${NODES[@]}"; do
     local pidfile=$RUN/node$n.pid
     if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then

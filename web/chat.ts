@@ -17,7 +17,7 @@
  *
  * `@stomp/stompjs` is loaded by a plain <script> (its UMD build, copied at build time) as the global `StompJs`.
  */
-import type { Client, IFrame, IMessage, StompHeaders, StompSubscription } from '@stomp/stompjs';
+import type { Client, IFrame, IMessage, StompHeaders } from '@stomp/stompjs';
 import { serverList } from './servers.js';
 
 declare global {
@@ -141,7 +141,6 @@ class ChatRoom {
   #server = 0;
   #attempts = 0;
   #client: Client;
-  #subscription: StompSubscription | undefined;
   #connected = false;
   #joined = false;
   /** The id of the newest message shown: where a resumed subscription starts. */
@@ -238,7 +237,8 @@ class ChatRoom {
       else this.#system(`Back in #${this.#room}: ${n} message${n === 1 ? '' : 's'} caught up.`);
       this.#joined = true;
     });
-    this.#subscription = this.#client.subscribe(this.#topic, (m) => this.#onMessage(m), headers);
+    // Not kept: the subscription ends with its connection, and each reconnect subscribes anew.
+    this.#client.subscribe(this.#topic, (m) => this.#onMessage(m), headers);
     this.#connected = true;
     const node = nodeOf(frame);
     const url = this.#client.brokerURL ?? '';
@@ -247,7 +247,6 @@ class ChatRoom {
   }
 
   #onClose(): void {
-    this.#subscription = undefined;
     if (this.#connected) {
       this.#connected = false;
       if (this.#client.active) this.#system('Connection lost. Reconnecting…', 'error');

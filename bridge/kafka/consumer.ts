@@ -323,6 +323,6 @@ function attempt(call: () => Promise<void>): Promise<void> {
 
 /** kafkajs and BridgeError both say whether trying again can help; unknown errors are treated as transient. */
 export function isRetriable(error: unknown): boolean {
-  if (typeof error === 'object' && error !== null && 'retriable' in error) return (error as { retriable: unknown }).retriable !== false;
+  if (typeof error === 'object' && error !== null && 'retriable' in error) return error.retriable !== false;
   return true;
 }

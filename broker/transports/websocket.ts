@@ -42,7 +42,7 @@ export class WsConnection implements Connection {
   writeFrame(pieces: readonly Buffer[], utf8: boolean): void {
     const ws = this.#ws;
     if (ws.readyState !== WebSocket.OPEN) return;
-    const data = pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces as Buffer[]);
+    const data = pieces.length === 1 ? (pieces[0] as Buffer) : Buffer.concat(pieces);
     // A completion callback only while we are above the high-water mark: that is when a drain matters.
     if (ws.bufferedAmount > this.#highWater) {
       this.#waitingForDrain = true;

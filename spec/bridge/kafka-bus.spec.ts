@@ -443,7 +443,7 @@ describe('KafkaBus on Kafka', function () {
       const stored = await history.read('/', d, { all: true }, 100);
       expect(stored.map((r) => r.body.toString())).to.deep.equal(Array.from({ length: 50 }, (_, i) => String(i)));
       const { partition, offset: last } = coordinates(ids[ids.length - 1] as string);
-      let commit = -1;
+      let commit: number;
       const deadline = Date.now() + 10_000;
       while ((commit = (await committed(cluster.clusterName, topics.topics)).get(partition) ?? -1) <= last && Date.now() < deadline) await sleep(250);
       expect(commit, 'committed offset once history is back').to.be.above(last);

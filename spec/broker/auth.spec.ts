@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { addUser, type Authenticator } from '../../broker/index.js';
+import { SERVER_VERSION } from '../../broker/version.js';
 import { uniqueName } from '../support/broker.js';
 import { stompFrame } from '../support/raw.js';
 import { connect, expectError, expectQuiet, header, subscribe, useBroker } from './harness.js';
@@ -26,7 +27,7 @@ describe('broker › wire › authentication (users file)', () => {
     const c = await h.raw();
     const reply = await connect(c, { 'accept-version': '1.2', host: 'localhost', login: 'alice', passcode: 's3cret' });
     expect(reply.raw.toString()).to.equal(
-      `CONNECTED\nversion:1.2\nsession:${header(reply, 'session')}\nserver:stompede/0.1.0\nheart-beat:0,0\nuser-name:alice\n\n\0`,
+      `CONNECTED\nversion:1.2\nsession:${header(reply, 'session')}\nserver:stompede/${SERVER_VERSION}\nheart-beat:0,0\nuser-name:alice\n\n\0`,
     );
   });
 

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { SERVER_VERSION } from '../../broker/version.js';
 import { startBroker, uniqueName } from '../support/broker.js';
 import { RawClient, stompFrame } from '../support/raw.js';
 import {
@@ -17,7 +18,7 @@ function expectConnected(raw: string, version: string, heartBeat: string | undef
   const [, v, session, server, rest] = m as RegExpExecArray;
   expect(v).to.equal(version);
   expect(session).to.match(/^[A-Za-z0-9._-]+$/);
-  expect(server).to.equal('stompede/0.1.0');
+  expect(server).to.equal(`stompede/${SERVER_VERSION}`);
   let tail = heartBeat === undefined ? '' : `heart-beat:${heartBeat}\n`;
   if (userName !== undefined) tail += `user-name:${userName}\n`;
   expect(rest).to.equal(tail);

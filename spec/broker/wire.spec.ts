@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { uniqueName } from '../support/broker.js';
-import { RawClient, stompFrame } from '../support/raw.js';
+import { type RawClient, stompFrame } from '../support/raw.js';
 import {
   LEGACY, V10, V11, V12, expectError, expectQuiet, expectReceipt, header, messageWire, nextMessage, sleep, subscribe, useBroker,
 } from './harness.js';

@@ -217,7 +217,7 @@ describe('cluster › kafka route (3 node processes, Redis fan-out, MongoDB hist
       // History catches up in the background once MongoDB answers: new subscriptions see it, in order, no gap.
       const started = Date.now();
       const reader = await ctx.pool.stompit(ctx.node(2));
-      let lastProblems: string[] = [];
+      let lastProblems: string[];
       let attempts = 0;
       for (;;) {
         attempts++;

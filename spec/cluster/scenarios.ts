@@ -112,7 +112,7 @@ export async function waitForFlow(ctx: ClusterContext, timeoutMs = 60_000): Prom
         await until(() => subs.every(arrived), wait, 'probes on every node');
         return;
       } catch (error) {
-        if (Date.now() >= deadline) throw new Error(`messages do not flow through every node within ${timeoutMs} ms: ${String(error)}`);
+        if (Date.now() >= deadline) throw new Error(`messages do not flow through every node within ${timeoutMs} ms: ${String(error)}`, { cause: error });
       }
     }
   } finally {

@@ -2,6 +2,7 @@ import { expect } from 'chai';
 import stompit from 'stompit';
 import { startBroker, uniqueName, type TestBroker } from '../support/broker.js';
 import { delay, Inbox, sessionById, watchSessionErrors, within, type SessionErrorLog } from './harness.js';
+import { SERVER_VERSION } from '../../broker/version.js';
 
 /**
  * stompit 1.0.0 over TCP: CONNECT with `host` = the TCP host and `accept-version:1.0,1.1,1.2`; bodies streamed with
@@ -68,7 +69,7 @@ describe('interop › stompit 1.0.0 over TCP', function () {
     socket.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
       written.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
       return write(chunk, ...rest);
-    }) as typeof socket.write;
+    });
     socket.on('data', (chunk: Buffer) => {
       read.push(chunk);
       if (chunk.length === 1 && chunk[0] === 0x0a) beatsIn.push(Date.now());
@@ -129,7 +130,7 @@ describe('interop › stompit 1.0.0 over TCP', function () {
     expect(peer.client.headers).to.deep.equal({
       version: '1.2',
       session: peer.session,
-      server: 'stompede/0.1.0',
+      server: `stompede/${SERVER_VERSION}`,
       'heart-beat': `${HEARTBEAT_MS},${HEARTBEAT_MS}`,
     });
     const session = sessionById(t.broker, peer.session);

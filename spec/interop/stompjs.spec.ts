@@ -4,6 +4,7 @@ import { WebSocket } from 'ws';
 import { startBroker, uniqueName, type TestBroker } from '../support/broker.js';
 import { binaryFixture, delay, Inbox, largeText, sessionById, watchSessionErrors, within, type SessionErrorLog } from './harness.js';
 import { TcpStompSocket } from './tcp-stomp-socket.js';
+import { SERVER_VERSION } from '../../broker/version.js';
 
 /**
  * @stomp/stompjs 7 in Node, over WebSocket (the `ws` package, offering stompjs' v12/v11/v10.stomp subprotocols)
@@ -138,7 +139,7 @@ function describeStompjs(transport: Transport): void {
       expect(peer.connected?.headers).to.deep.equal({
         version: '1.2',
         session: peer.connected?.headers.session,
-        server: 'stompede/0.1.0',
+        server: `stompede/${SERVER_VERSION}`,
         'heart-beat': `${HEARTBEAT_MS},${HEARTBEAT_MS}`,
       });
       if (transport === 'ws') expect(peer.ws?.protocol).to.equal('v12.stomp');

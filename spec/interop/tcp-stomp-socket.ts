@@ -45,7 +45,7 @@ export class TcpStompSocket implements IStompSocket {
 
   /** Half-closes: the broker reads to the end, then closes its side, and only then does `onclose` fire. */
   close(): void {
-    if (this.readyState >= StompSocketState.CLOSING) return;
+    if (this.readyState >= (StompSocketState.CLOSING as number)) return;
     this.readyState = StompSocketState.CLOSING;
     this.#socket.end();
   }

@@ -34,7 +34,7 @@ function execForm(args: string): string[] {
   const json = args.slice(args.indexOf('['));
   const parsed: unknown = JSON.parse(json);
   if (!Array.isArray(parsed) || !parsed.every((a) => typeof a === 'string')) throw new Error(`not an exec form: ${args}`);
-  return parsed as string[];
+  return parsed;
 }
 
 /** The long flags `stompede --help` lists. */

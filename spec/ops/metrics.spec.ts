@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { MemoryBus } from '../../bridge/memory-bus.js';
 import { brokerMetrics } from '../../broker/metrics.js';
+import { SERVER_VERSION } from '../../broker/version.js';
 import { startBroker, uniqueName, type TestBroker } from '../support/broker.js';
 import { RawClient, connect, stompFrame, type RawClient as Client, type RawFrame } from '../support/raw.js';
 import { delta, metricTypes, scrape, wsPort, type Samples } from './http.js';
@@ -86,7 +87,7 @@ describe('ops › metrics', () => {
       nodejs_heap_size_used_bytes: 'gauge',
     };
     for (const [name, type] of Object.entries(expected)) expect(types.get(name), name).to.equal(type);
-    expect(samples.get(`stompede_info{cluster="stompede",node="${b.broker.nodeId}",version="0.1.0"}`)).to.equal(1);
+    expect(samples.get(`stompede_info{cluster="stompede",node="${b.broker.nodeId}",version="${SERVER_VERSION}"}`)).to.equal(1);
     expect(samples.get('stompede_engine_up{engine="history"}')).to.equal(1);
     expect(samples.get('stompede_slow_consumer_disconnects_total')).to.equal(0);
     for (const route of ['local', 'redis', 'kafka']) expect(samples.get(`stompede_messages_routed_total{route="${route}"}`)).to.equal(0);

@@ -86,7 +86,7 @@ describe('security › connection limits (issue #8 item 5)', () => {
       await b.close();
       expect(warnings.some((w) => w.includes(`leaves less than ${FD_HEADROOM} file descriptors of headroom below the open-file limit`)), warnings.join('\n')).to.equal(true);
       const quiet: string[] = [];
-      const fine = await startBroker({ maxConnections: 1 }, { logger: { ...logger, warn: (o, m) => quiet.push(String(m ?? o)) } });
+      const fine = await startBroker({ maxConnections: 1 }, { logger: { ...logger, warn: (o, m) => quiet.push(m ?? JSON.stringify(o)) } });
       await fine.close();
       expect(quiet.filter((w) => w.includes('open-file limit'))).to.deep.equal([]);
     });

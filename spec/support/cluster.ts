@@ -140,7 +140,7 @@ export class StompedeNode {
 
   /** Spawns the process and resolves once it logged "listening" and `/readyz` answers 200. */
   async start(): Promise<void> {
-    if (this.running) throw new Error(`${this} is already running`);
+    if (this.running) throw new Error(`${this.toString()} is already running`);
     const reuse = this.tcpPort !== 0;
     try {
       await this.#spawn(reuse ? this.tcpPort : 0, reuse ? this.wsPort : 0);
