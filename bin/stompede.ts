@@ -8,9 +8,10 @@ import { Command, Option } from 'commander';
 import { pino } from 'pino';
 import { createInterface } from 'node:readline';
 import { addUser } from '../broker/auth.js';
-import { createBroker, SERVER_VERSION, type Broker } from '../broker/broker.js';
+import { SERVER_VERSION, type Broker } from '../broker/broker.js';
+import { createBroker } from '../broker/server.js';
 import { ConfigError, DEFAULT_CONFIG, envName, flagName, loadConfig, type BrokerConfig, type ConfigInput } from '../broker/config.js';
-import type { Logger } from '../broker/logger.js';
+import type { Logger } from '../broker/ports/logger.js';
 
 const SECRET_KEYS = new Set(['redis', 'kafka', 'mongo']);
 

@@ -7,7 +7,7 @@ import type { Broker } from './broker.js';
 import type { Connection } from './connection.js';
 import { parseDestination, isPattern, type Destination } from './destinations.js';
 import { BROKER_ERRORS, ProtocolError } from './errors.js';
-import type { Logger } from './logger.js';
+import type { Logger } from './ports/logger.js';
 import { allowsName, allowsRead, type RightsSource, type VhostRights } from './permissions.js';
 import { redeliveryTemplate } from './queue.js';
 import { ACK_MODES, Subscription, type AckMode, type Consumer, type Delivery, type QueuedMessage } from './subscription.js';
