@@ -7,3 +7,8 @@ export type { Connection } from './connection.js';
 export type { Logger } from './ports/logger.js';
 export { Session } from './session.js';
 export type { ListenAddresses } from './transports/listen.js';
+// The ports: what a custom engine implements to be passed as `fanout`, `log`, `queues` or `history`.
+export { BridgeError, type BusCapabilities, type BusEnvelope, type ClusterBus, type Deliver, type LinkListener, type PublishInput } from './ports/bus.js';
+export type { HistoryQuery, HistoryRecord, HistoryRetention, HistoryStore } from './ports/history.js';
+export type { SharedQueueMessage, SharedQueues } from './ports/queues.js';
+export type { Route, RouteKind } from './ports/routes.js';
