@@ -35,14 +35,18 @@ export interface EngineSettings {
  * configured). Each client library is imported only here and only when its engine is configured, so a single node
  * on the in-memory bus loads none of them. Engines in `given` are used as they are, and not built.
  */
-export async function createEngines(settings: EngineSettings, logger: Logger, given: Engines = {}): Promise<Engines & { history: HistoryStore }> {
+export async function createEngines(
+  settings: EngineSettings, logger: Logger, given: Engines = {},
+): Promise<Engines & { history: HistoryStore }> {
   const out: Engines = {};
   const common = { clusterName: settings.clusterName, nodeId: settings.nodeId };
   if (settings.redis !== '' && given.fanout === undefined) {
     const { RedisBus } = await import('./redis-bus.js');
     const { RedisSharedQueues } = await import('./redis-queues.js');
     out.fanout = new RedisBus({ url: settings.redis, ...common, logger: logger.child({ engine: 'redis' }) });
-    if (given.queues === undefined) out.queues = new RedisSharedQueues({ url: settings.redis, ...common, logger: logger.child({ engine: 'redis-queues' }) });
+    if (given.queues === undefined) {
+      out.queues = new RedisSharedQueues({ url: settings.redis, ...common, logger: logger.child({ engine: 'redis-queues' }) });
+    }
   }
   let history = given.history;
   if (history === undefined && settings.mongo !== '') {

@@ -2,7 +2,9 @@ import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Kafka, Partitioners, logLevel, type Admin, type Consumer, type EachBatchPayload, type KafkaConfig, type LogEntry, type Message, type Producer } from 'kafkajs';
 import { silentLogger, type Logger } from '../broker/ports/logger.js';
-import { BridgeError, backoffMs, type BusCapabilities, type ClusterBus, type Deliver, type LinkListener, type PublishInput } from '../broker/ports/bus.js';
+import {
+  BridgeError, backoffMs, type BusCapabilities, type ClusterBus, type Deliver, type LinkListener, type PublishInput,
+} from '../broker/ports/bus.js';
 import type { HistoryRecord, HistoryStore } from '../broker/ports/history.js';
 import { decodeRecord, encodeRecord } from './kafka-codec.js';
 import type { SharedQueues } from '../broker/ports/queues.js';

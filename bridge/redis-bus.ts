@@ -1,4 +1,6 @@
-import { BridgeError, type BusCapabilities, type BusEnvelope, type ClusterBus, type Deliver, type LinkListener, type PublishInput } from '../broker/ports/bus.js';
+import {
+  BridgeError, type BusCapabilities, type BusEnvelope, type ClusterBus, type Deliver, type LinkListener, type PublishInput,
+} from '../broker/ports/bus.js';
 import { decodeEnvelope, encodeEnvelope } from './envelope-codec.js';
 import { connectRedis, type RedisClient } from './redis-client.js';
 import { silentLogger, type Logger } from '../broker/ports/logger.js';

@@ -44,6 +44,9 @@ export interface BrokerBackends {
   httpHandlers?: readonly HttpHandler[] | undefined;
 }
 
+/** The engines of a node by role, as `readiness()` names them. */
+export type BrokerEngines = Readonly<Pick<BrokerBackends, 'fanout' | 'queues' | 'log' | 'history'>>;
+
 /** How long Broker.close waits for each engine (Kafka, shared queues, fan-out, history) before leaving it behind. */
 const ENGINE_CLOSE_MS = 10_000;
 
@@ -289,7 +292,10 @@ export class Broker {
           else stored = this.#appendLocal(record);
         } else {
           // The store looks up where the destination's stored history ends first (once per destination).
-          stored = this.#appendLocal(position.then((p) => ({ id, origin: this.nodeId, vhost: vhost.name, destination: destination.full, headers, body, time, position: p })));
+          const origin = this.nodeId;
+          const name = vhost.name;
+          const full = destination.full;
+          stored = this.#appendLocal(position.then((p) => ({ id, origin, vhost: name, destination: full, headers, body, time, position: p })));
         }
       }
       // Live local messages carry no x-stream-offset: positions are shown where they are real stream offsets
@@ -665,7 +671,7 @@ export class Broker {
   }
 
   /** The engines this node was built with, by the roles `readiness()` names them with (for operators and tests). */
-  get engines(): { fanout?: ClusterBus | undefined; queues?: SharedQueues | undefined; log?: ClusterBus | undefined; history: HistoryStore } {
+  get engines(): BrokerEngines {
     return { fanout: this.#fanout, queues: this.#queues, log: this.#log, history: this.history };
   }
 

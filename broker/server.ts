@@ -47,7 +47,8 @@ function randomNodeId(): string {
 export function routeTable(config: Readonly<BrokerConfig>, options: Pick<BrokerOptions, 'routes' | 'fanout' | 'log'> = {}): RouteTable {
   if (options.routes !== undefined) return new RouteTable(options.routes);
   if (config.routes.length > 0) return new RouteTable(config.routes as Route[]);
-  return new RouteTable(defaultRoutes({ redis: options.fanout !== undefined || config.redis !== '', kafka: options.log !== undefined || config.kafka !== '' }));
+  const engines = { redis: options.fanout !== undefined || config.redis !== '', kafka: options.log !== undefined || config.kafka !== '' };
+  return new RouteTable(defaultRoutes(engines));
 }
 
 /** What the engines take from the config, in their own terms (bridge/ never reads the broker's config). */
