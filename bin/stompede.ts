@@ -8,11 +8,11 @@ import { Command, Option } from 'commander';
 import { pino } from 'pino';
 import { createInterface } from 'node:readline';
 import { addUser } from '../broker/auth.js';
-import { createBroker, type Broker } from '../broker/broker.js';
-import { listen } from '../broker/server.js';
+import type { Broker } from '../broker/broker.js';
+import { createBroker, listen } from '../broker/server.js';
 import { SERVER_VERSION } from '../broker/version.js';
 import { ConfigError, DEFAULT_CONFIG, envName, flagName, loadConfig, type BrokerConfig } from '../broker/config.js';
-import type { Logger } from '../broker/logger.js';
+import type { Logger } from '../broker/ports/logger.js';
 
 const SECRET_KEYS = new Set(['redis', 'kafka', 'mongo']);
 

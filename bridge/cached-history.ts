@@ -1,8 +1,8 @@
-import { backoffMs } from './bus.js';
+import { backoffMs } from '../broker/ports/bus.js';
 import { decodeEnvelope, encodeEnvelope } from './envelope-codec.js';
-import type { HistoryQuery, HistoryRecord, HistoryRetention, HistoryStore } from './history.js';
+import type { HistoryQuery, HistoryRecord, HistoryRetention, HistoryStore } from '../broker/ports/history.js';
 import { BUFFERS, connectRedis, withTimeout, type RedisClient } from './redis-client.js';
-import { silentLogger, type Logger } from '../broker/logger.js';
+import { silentLogger, type Logger } from '../broker/ports/logger.js';
 
 export interface CachedHistoryOptions {
   /** The store of record; every append goes there first, every read the cache cannot answer goes there. */
@@ -152,7 +152,7 @@ export class CachedHistoryStore implements HistoryStore {
     return this.#untrusted.size;
   }
 
-  nextPosition(vhost: string, destination: string): number {
+  nextPosition(vhost: string, destination: string): number | Promise<number> {
     return this.inner.nextPosition(vhost, destination);
   }
 

@@ -1,9 +1,8 @@
-import { historyRetention, type BrokerConfig } from '../broker/config.js';
-import type { Logger } from '../broker/logger.js';
-import type { ClusterBus } from './bus.js';
-import type { HistoryStore } from './history.js';
-import type { SharedQueues } from './queues.js';
-import { defaultRoutes, RouteTable, type Route } from './routes.js';
+import type { ClusterBus } from '../broker/ports/bus.js';
+import type { HistoryRetention, HistoryStore } from '../broker/ports/history.js';
+import type { Logger } from '../broker/ports/logger.js';
+import type { SharedQueues } from '../broker/ports/queues.js';
+import type { RouteTable } from '../broker/ports/routes.js';
 
 export interface Engines {
   fanout?: ClusterBus;
@@ -13,54 +12,77 @@ export interface Engines {
 }
 
 /**
- * Builds the cluster engines the config names. Each client library is imported only here and only when its
- * engine is configured, so a single node on the in-memory bus loads none of them.
+ * What the engines need to know, in their own terms: the composition root (broker/server.ts) derives it from the
+ * broker's config, so the adapters never read that config themselves.
  */
-export async function createEngines(config: Readonly<BrokerConfig>, logger: Logger, given: Engines = {}): Promise<Engines> {
+export interface EngineSettings {
+  readonly clusterName: string;
+  /** This node's id, already chosen (never empty): it names Kafka consumer groups and Redis consumers. */
+  readonly nodeId: string;
+  /** Engine addresses; empty: not used. */
+  readonly redis: string;
+  readonly kafka: string;
+  readonly mongo: string;
+  readonly retention: HistoryRetention;
+  /** Most recent messages per destination kept in Redis in front of MongoDB (0: no cache). */
+  readonly historyCacheSize: number;
+  /** The node's one route table, as the broker routes with it: Kafka topics come from its kafka routes. */
+  readonly routes: RouteTable;
+}
+
+/**
+ * Builds the cluster engines the settings name, and the history store every node has (in memory unless MongoDB is
+ * configured). Each client library is imported only here and only when its engine is configured, so a single node
+ * on the in-memory bus loads none of them. Engines in `given` are used as they are, and not built.
+ */
+export async function createEngines(
+  settings: EngineSettings, logger: Logger, given: Engines = {},
+): Promise<Engines & { history: HistoryStore }> {
   const out: Engines = {};
-  const common = { clusterName: config.clusterName, nodeId: config.nodeId };
-  if (config.redis !== '' && given.fanout === undefined) {
+  const common = { clusterName: settings.clusterName, nodeId: settings.nodeId };
+  if (settings.redis !== '' && given.fanout === undefined) {
     const { RedisBus } = await import('./redis-bus.js');
     const { RedisSharedQueues } = await import('./redis-queues.js');
-    out.fanout = new RedisBus({ url: config.redis, ...common, logger: logger.child({ engine: 'redis' }) });
-    if (given.queues === undefined) out.queues = new RedisSharedQueues({ url: config.redis, ...common, logger: logger.child({ engine: 'redis-queues' }) });
+    out.fanout = new RedisBus({ url: settings.redis, ...common, logger: logger.child({ engine: 'redis' }) });
+    if (given.queues === undefined) {
+      out.queues = new RedisSharedQueues({ url: settings.redis, ...common, logger: logger.child({ engine: 'redis-queues' }) });
+    }
   }
   let history = given.history;
-  if (history === undefined && config.mongo !== '') {
+  if (history === undefined && settings.mongo !== '') {
     const { MongoHistoryStore } = await import('./mongo-history.js');
     const inner = new MongoHistoryStore({
-      url: config.mongo,
-      collectionPrefix: `${config.clusterName}_`,
-      retention: { maxPerDestination: config.historyMaxPerDestination, maxAgeMs: config.historyMaxAgeMs },
+      url: settings.mongo,
+      collectionPrefix: `${settings.clusterName}_`,
+      retention: settings.retention,
       logger: logger.child({ engine: 'mongo' }),
     });
     let store: HistoryStore = inner;
-    if (config.redis !== '' && config.historyCacheSize > 0) {
+    if (settings.redis !== '' && settings.historyCacheSize > 0) {
       const { CachedHistoryStore } = await import('./cached-history.js');
       store = new CachedHistoryStore({
-        url: config.redis, clusterName: config.clusterName, cacheSize: config.historyCacheSize, inner,
-        retention: historyRetention(config), logger: logger.child({ engine: 'history-cache' }),
+        url: settings.redis, clusterName: settings.clusterName, cacheSize: settings.historyCacheSize, inner,
+        retention: settings.retention, logger: logger.child({ engine: 'history-cache' }),
       });
     }
     history = store;
     out.history = store;
   }
-  if (config.kafka !== '' && given.log === undefined) {
+  if (history === undefined) {
+    const { InMemoryHistoryStore } = await import('./memory-history.js');
+    history = new InMemoryHistoryStore(settings.retention);
+    out.history = history;
+  }
+  if (settings.kafka !== '' && given.log === undefined) {
     const { KafkaBus } = await import('./kafka-bus.js');
-    const engines = { redis: config.redis !== '', kafka: true };
-    const table = new RouteTable(config.routes.length > 0 ? config.routes as Route[] : defaultRoutes(engines));
+    const table = settings.routes;
     const topics = [...new Set(table.routes.filter((r) => r.kind === 'kafka').map((r) => r.kafkaTopic ?? ''))].filter((t) => t !== '');
-    const { InMemoryHistoryStore } = await import('./history.js');
-    if (history === undefined) {
-      history = new InMemoryHistoryStore(historyRetention(config));
-      out.history = history;
-    }
     const fanout = given.fanout ?? out.fanout;
     const queues = given.queues ?? out.queues;
     out.log = new KafkaBus({
-      brokers: config.kafka.split(',').map((b) => b.trim()),
+      brokers: settings.kafka.split(',').map((b) => b.trim()),
       ...common,
-      topicFor: (destination: string) => table.route(destination).kafkaTopic ?? topics[0] ?? `${config.clusterName}.messages`,
+      topicFor: (destination: string) => table.route(destination).kafkaTopic ?? topics[0] ?? `${settings.clusterName}.messages`,
       topics,
       ...(fanout !== undefined ? { fanout } : {}),
       ...(queues !== undefined ? { queues } : {}),
@@ -68,5 +90,5 @@ export async function createEngines(config: Readonly<BrokerConfig>, logger: Logg
       logger: logger.child({ engine: 'kafka' }),
     });
   }
-  return out;
+  return { ...out, history };
 }

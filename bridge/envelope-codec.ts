@@ -1,4 +1,4 @@
-import type { BusEnvelope } from './bus.js';
+import type { BusEnvelope } from '../broker/ports/bus.js';
 
 /**
  * Envelopes on Redis: a 4-byte length, a small JSON head (id, origin, vhost, destination, headers, time,

@@ -1,16 +1,17 @@
-import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Kafka, Partitioners, logLevel, type Admin, type KafkaConfig, type LogEntry, type Message, type Producer } from 'kafkajs';
-import { silentLogger, type Logger } from '../broker/logger.js';
-import { BridgeError, backoffMs, type BusCapabilities, type ClusterBus, type Deliver, type LinkListener, type PublishInput } from './bus.js';
-import type { HistoryStore } from './history.js';
+import { silentLogger, type Logger } from '../broker/ports/logger.js';
+import {
+  BridgeError, backoffMs, type BusCapabilities, type ClusterBus, type Deliver, type LinkListener, type PublishInput,
+} from '../broker/ports/bus.js';
+import type { HistoryStore } from '../broker/ports/history.js';
+import type { SharedQueues } from '../broker/ports/queues.js';
+import { validKafkaTopic } from '../broker/ports/routes.js';
 import { BusConsumer, isRetriable, type PartitionOffset } from './kafka/consumer.js';
 import { HistoryWriter } from './kafka/history-writer.js';
 import { ProducerBatcher, type Queued } from './kafka/producer-batcher.js';
 import { encodeRecord } from './kafka-codec.js';
-import type { SharedQueues } from './queues.js';
-import { validKafkaTopic } from './routes.js';
 
 /**
  * The durable, ordered bus: every SEND becomes a Kafka record; the consumer side turns records back into
@@ -43,8 +44,8 @@ export interface KafkaBusOptions {
   /** Names the consumer group(s); the same on every node of one cluster. */
   clusterName: string;
   /**
-   * Names this node's consumer group when there is no fanout. Empty (not configured): a random id, so such a
-   * node's group is new at every start and begins at the end of the log.
+   * Names this node's consumer group when there is no fanout. A node configured without an id gets a random one
+   * (broker/server.ts), so such a node's group is new at every start and begins at the end of the log.
    */
   nodeId: string;
   /** The Kafka topic of a destination; must be one of `topics`. */
@@ -186,8 +187,9 @@ export class KafkaBus implements ClusterBus {
     if (!Array.isArray(options.brokers) || options.brokers.length === 0) problems.push('brokers: at least one host:port is needed');
     else for (const b of options.brokers) if (typeof b !== 'string' || !/^[^:\s]+:\d{1,5}$/.test(b)) problems.push(`brokers: "${String(b)}" is not host:port`);
     if (!NAME.test(options.clusterName)) problems.push(`clusterName "${options.clusterName}" may use only letters, digits, ".", "_" and "-"`);
-    const nodeId = options.nodeId === '' ? randomBytes(4).toString('hex') : options.nodeId;
-    if (!NAME.test(nodeId)) problems.push(`nodeId "${options.nodeId}" may use only letters, digits, ".", "_" and "-"`);
+    const nodeId = options.nodeId;
+    // Never made up here: the composition root chooses a node's id once, so every engine and the broker agree.
+    if (!NAME.test(nodeId)) problems.push(`nodeId "${options.nodeId}" must be 1-200 of letters, digits, ".", "_" and "-"`);
     if (options.topics.length === 0) problems.push('topics: at least one Kafka topic is needed');
     for (const t of options.topics) if (!validKafkaTopic(t)) problems.push(`topics: "${t}" is not a valid Kafka topic name`);
     const positive = (name: keyof typeof KAFKA_BUS_DEFAULTS, value: number | undefined, min = 1): number => {
@@ -266,6 +268,16 @@ export class KafkaBus implements ClusterBus {
 
   get healthy(): boolean {
     return this.#state === 'running' && this.#producerOk && this.#consumer.healthy;
+  }
+
+  /** The Kafka topic that carries a destination's records (as the node's route table says). */
+  topicFor(destination: string): string {
+    return this.#topicFor(destination);
+  }
+
+  /** Every Kafka topic this bus writes and reads. */
+  get topics(): readonly string[] {
+    return this.#topics;
   }
 
   get stats(): KafkaBusStats {

@@ -1,6 +1,6 @@
 import type { IHeaders, KafkaMessage, Message } from 'kafkajs';
-import type { PublishInput } from './bus.js';
-import type { HistoryRecord } from './history.js';
+import type { PublishInput } from '../broker/ports/bus.js';
+import type { HistoryRecord } from '../broker/ports/history.js';
 
 /**
  * How a BusEnvelope sits in a Kafka record. The record key is the destination (so the default partitioner keeps

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import type { BusCapabilities, BusEnvelope, ClusterBus, Deliver, PublishInput } from './bus.js';
+import type { BusCapabilities, BusEnvelope, ClusterBus, Deliver, PublishInput } from '../broker/ports/bus.js';
 
 /**
  * A bus inside one process. One instance shared by several brokers is a cluster in a process, which is how the

@@ -2,9 +2,9 @@ import {
   Binary, MongoBulkWriteError, MongoClient, MongoError, MongoNetworkError, MongoServerSelectionError,
   type Collection, type Db, type Filter, type FindOptions,
 } from 'mongodb';
-import { BridgeError } from './bus.js';
-import type { HistoryQuery, HistoryRecord, HistoryRetention, HistoryStore } from './history.js';
-import { silentLogger, type Logger } from '../broker/logger.js';
+import { BridgeError } from '../broker/ports/bus.js';
+import type { HistoryQuery, HistoryRecord, HistoryRetention, HistoryStore } from '../broker/ports/history.js';
+import { silentLogger, type Logger } from '../broker/ports/logger.js';
 
 export interface MongoHistoryOptions {
   /** `mongodb://…` URL; the store owns the client it creates. Exactly one of `url` and `db`. */
@@ -61,7 +61,7 @@ const DUPLICATE_KEY = 11000;
 /** Fewest appends to one destination between two count prunes of it (reads apply retention exactly anyway). */
 const PRUNE_AFTER_APPENDS = 64;
 
-/** Destinations whose next position is remembered (`nextPosition`). */
+/** Destinations whose next local position is remembered (`nextPosition`); one forgotten is looked up again. */
 const MAX_TRACKED_DESTINATIONS = 100_000;
 
 /**
@@ -74,9 +74,9 @@ const MAX_TRACKED_DESTINATIONS = 100_000;
  * - Retention is applied exactly on every read (records beyond the count or older than the age are never
  *   returned), and enforced in storage by `deleteMany`: every `pruneIntervalMs`, and for one destination after
  *   an eighth of its count limit in appends (at least 64), never per append. No TTL index: FerretDB rejects them.
- * - `nextPosition` is only meaningful within one process: it counts on from the highest position this store
- *   has seen for the destination (seeded lazily by appends and reads). Routes that share history across nodes
- *   (Kafka) bring their own positions.
+ * - `nextPosition` numbers the messages of a route that has no positions of its own (the local route) in this
+ *   process: on from the highest position stored for the destination, looked up once (so a restarted node goes on
+ *   where it stopped), then counted here. Routes that share history across nodes (Kafka) bring their own.
  */
 export class MongoHistoryStore implements HistoryStore {
   readonly name = 'mongo';
@@ -94,7 +94,10 @@ export class MongoHistoryStore implements HistoryStore {
   /** Destinations appended to since their last prune, with how many appends. */
   #dirty = new Map<string, { vhost: string; destination: string; appends: number }>();
   #prunesInFlight = new Set<string>();
+  /** The next position of each destination numbered here, once looked up in storage. */
   #next = new Map<string, number>();
+  /** Destinations whose highest stored position is being looked up; callers meanwhile queue behind it, in order. */
+  #seeding = new Map<string, Promise<void>>();
   #unsubscribe: () => void;
 
   constructor(options: MongoHistoryOptions) {
@@ -209,19 +212,31 @@ export class MongoHistoryStore implements HistoryStore {
       `mongodb history ${action} failed: ${message}`, retriable, { cause: error });
   }
 
-  nextPosition(vhost: string, destination: string): number {
-    const next = this.#next.get(streamKey(vhost, destination)) ?? 0;
-    this.#saw(vhost, destination, next);
-    return next;
-  }
-
-  #saw(vhost: string, destination: string, position: number): void {
+  /**
+   * Synchronous once the destination's highest stored position is known; the first calls for a destination wait
+   * for that one lookup, and get their positions in call order (the continuations of one Promise run in order).
+   */
+  nextPosition(vhost: string, destination: string): number | Promise<number> {
     const key = streamKey(vhost, destination);
     const next = this.#next.get(key);
-    if (next !== undefined && position < next) return;
-    this.#next.set(key, position + 1);
-    // Bounded like every per-destination map: the destination first seen is forgotten first.
-    if (next === undefined && this.#next.size > MAX_TRACKED_DESTINATIONS) {
+    if (next !== undefined) {
+      this.#next.set(key, next + 1);
+      return next;
+    }
+    let seeding = this.#seeding.get(key);
+    if (seeding === undefined) {
+      seeding = this.#positionOf({ vhost, destination }, { sort: { position: -1 } })
+        .then((last) => this.#seed(key, last === undefined ? 0 : last + 1))
+        .finally(() => this.#seeding.delete(key));
+      this.#seeding.set(key, seeding);
+    }
+    return seeding.then(() => this.nextPosition(vhost, destination));
+  }
+
+  #seed(key: string, next: number): void {
+    this.#next.set(key, next);
+    // Bounded like every per-destination map: the destination first numbered is forgotten (and looked up) first.
+    if (this.#next.size > MAX_TRACKED_DESTINATIONS) {
       const oldest = this.#next.keys().next().value;
       if (oldest !== undefined) this.#next.delete(oldest);
     }
@@ -251,10 +266,7 @@ export class MongoHistoryStore implements HistoryStore {
     } catch (error) {
       if (stored === 0) throw error;
     }
-    for (const r of records.slice(0, stored)) {
-      this.#saw(r.vhost, r.destination, r.position);
-      this.#appended(r.vhost, r.destination);
-    }
+    for (const r of records.slice(0, stored)) this.#appended(r.vhost, r.destination);
     return stored;
   }
 
@@ -267,7 +279,6 @@ export class MongoHistoryStore implements HistoryStore {
         if (!(error instanceof MongoError && error.code === DUPLICATE_KEY)) throw error;
       }
     });
-    this.#saw(record.vhost, record.destination, record.position);
     this.#appended(record.vhost, record.destination);
   }
 
@@ -402,7 +413,6 @@ export class MongoHistoryStore implements HistoryStore {
         this.#log.warn({ id: String(document._id) }, 'skipped a malformed history document');
         continue;
       }
-      this.#saw(record.vhost, record.destination, record.position);
       records.push(record);
     }
     return records;

@@ -1,7 +1,9 @@
-import { BridgeError, type BusCapabilities, type BusEnvelope, type ClusterBus, type Deliver, type LinkListener, type PublishInput } from './bus.js';
+import {
+  BridgeError, type BusCapabilities, type BusEnvelope, type ClusterBus, type Deliver, type LinkListener, type PublishInput,
+} from '../broker/ports/bus.js';
 import { decodeEnvelope, encodeEnvelope } from './envelope-codec.js';
 import { connectRedis, type RedisClient } from './redis-client.js';
-import { silentLogger, type Logger } from '../broker/logger.js';
+import { silentLogger, type Logger } from '../broker/ports/logger.js';
 
 export interface RedisBusOptions {
   readonly url: string;

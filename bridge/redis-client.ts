@@ -1,5 +1,5 @@
-import { backoffMs } from './bus.js';
-import type { Logger } from '../broker/logger.js';
+import { backoffMs } from '../broker/ports/bus.js';
+import type { Logger } from '../broker/ports/logger.js';
 
 /** The part of a node-redis client we use, typed narrowly at the boundary. */
 export interface RedisClient {

@@ -1,8 +1,8 @@
-import { BridgeError, type BusEnvelope } from './bus.js';
+import { BridgeError, type BusEnvelope } from '../broker/ports/bus.js';
 import { decodeEnvelope, encodeEnvelope } from './envelope-codec.js';
-import type { SharedQueueMessage, SharedQueues } from './queues.js';
+import type { SharedQueueMessage, SharedQueues } from '../broker/ports/queues.js';
 import { BUFFERS, connectRedis, type RedisClient } from './redis-client.js';
-import { silentLogger, type Logger } from '../broker/logger.js';
+import { silentLogger, type Logger } from '../broker/ports/logger.js';
 
 export interface RedisQueuesOptions {
   readonly url: string;

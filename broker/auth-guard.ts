@@ -6,7 +6,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { AuthResult, Authenticator, Credentials } from './auth.js';
-import type { Logger } from './logger.js';
+import type { Logger } from './ports/logger.js';
 import type { BrokerStats } from './stats.js';
 
 export interface AuthGuardSettings {

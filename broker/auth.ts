@@ -3,8 +3,8 @@ import { watch, type FSWatcher } from 'node:fs';
 import { readFile, writeFile } from 'node:fs/promises';
 import { basename, dirname } from 'node:path';
 import { promisify } from 'node:util';
-import type { Logger } from './logger.js';
-import { silentLogger } from './logger.js';
+import type { Logger } from './ports/logger.js';
+import { silentLogger } from './ports/logger.js';
 import { ALL_RIGHTS, parseRights, type RightsSource, type UserRights } from './permissions.js';
 
 const scrypt = promisify(scryptCallback) as (password: string, salt: Buffer, keylen: number, options: { N: number; r: number; p: number; maxmem: number }) => Promise<Buffer>;

@@ -1,44 +1,45 @@
 import { EventEmitter } from 'node:events';
-import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { hostname, totalmem } from 'node:os';
 import { MessageTemplate, type Headers } from '../frames/index.js';
-import type { BusEnvelope, ClusterBus } from '../bridge/bus.js';
-import { InMemoryHistoryStore, MAX_REPLAY, type HistoryQuery, type HistoryRecord, type HistoryStore } from '../bridge/history.js';
-import type { SharedQueues } from '../bridge/queues.js';
-import { defaultRoutes, RouteTable, type Route } from '../bridge/routes.js';
+import type { BusEnvelope, ClusterBus } from './ports/bus.js';
+import { MAX_REPLAY, type HistoryQuery, type HistoryRecord, type HistoryStore } from './ports/history.js';
+import type { SharedQueues } from './ports/queues.js';
+import type { RouteTable } from './ports/routes.js';
 import type { Queue } from './queue.js';
 import { SharedQueueFeed } from './shared-feed.js';
-import { allowAll, UsersFileAuthenticator, type Authenticator } from './auth.js';
+import { allowAll, type Authenticator } from './auth.js';
 import { AuthGuard } from './auth-guard.js';
-import { FD_HEADROOM, historyRetention, loadConfig, type BrokerConfig, type ConfigInput } from './config.js';
+import { FD_HEADROOM, type BrokerConfig } from './config.js';
 import type { Connection, ConnectionHandler, ConnectionSource } from './connection.js';
 import { parseDestination, type Destination } from './destinations.js';
 import { BROKER_ERRORS, ProtocolError } from './errors.js';
-import { silentLogger, type Logger } from './logger.js';
+import type { Logger } from './ports/logger.js';
 import { Session, type SessionHost } from './session.js';
-import { EitherAuthenticator, TokenAuthenticator } from './tokens.js';
 import { BrokerStats } from './stats.js';
 import type { QueuedMessage, Subscription } from './subscription.js';
 import { VirtualHost } from './vhost.js';
 import { SERVER_NAME, SERVER_VERSION } from './version.js';
 
-export interface BrokerOptions {
-  /** Settings on top of the defaults; a loaded config (from `loadConfig`) is used as it is. */
-  config?: ConfigInput;
-  authenticator?: Authenticator;
-  logger?: Logger;
+/**
+ * The collaborators a Broker is built with, through the ports it consumes; `createBroker` (broker/server.ts)
+ * chooses and builds them from the config.
+ */
+export interface BrokerBackends {
   /** Engine of `redis` routes: cross-node pub/sub (a RedisBus, or a shared MemoryBus in tests). */
-  fanout?: ClusterBus;
+  fanout?: ClusterBus | undefined;
   /** Engine of `kafka` routes: the durable ordered log. */
-  log?: ClusterBus;
+  log?: ClusterBus | undefined;
   /** Queues shared across nodes, for queue destinations on redis and kafka routes. */
-  queues?: SharedQueues;
-  /** Topic history; in memory by default. */
-  history?: HistoryStore;
-  /** Overrides the routes of the config. */
-  routes?: readonly Route[];
+  queues?: SharedQueues | undefined;
+  /** Topic history (the same store the Kafka route writes to, when there is one). */
+  history: HistoryStore;
+  /** The node's one route table, shared with the engines (the Kafka route picks topics with it). */
+  routes: RouteTable;
 }
+
+/** The engines of a node by role, as `readiness()` names them. */
+export type BrokerEngines = Readonly<Pick<BrokerBackends, 'fanout' | 'queues' | 'log' | 'history'>>;
 
 /** How long Broker.close waits for each engine (Kafka, shared queues, fan-out, history) before leaving it behind. */
 const ENGINE_CLOSE_MS = 10_000;
@@ -53,8 +54,6 @@ export interface BrokerEventMap {
   'session-error': [Session, ProtocolError];
   'slow-consumer': [Session];
 }
-
-const NODE_ID = /^[A-Za-z0-9._-]{1,64}$/;
 
 /** How often resident memory is sampled for the watermark: never per message, always within a second. */
 const MEMORY_SAMPLE_MS = 500;
@@ -114,8 +113,10 @@ export class Broker {
   #fanout: ClusterBus | undefined;
   #log: ClusterBus | undefined;
   #queues: SharedQueues | undefined;
-  /** The in-memory store, when that is the store: local-route SENDs append to it synchronously. */
-  #memoryHistory: InMemoryHistoryStore | undefined;
+  /** Whether each topic with history counts against maxDestinationsPerVhost (the store holds it in this process). */
+  #historyHeldHere: boolean;
+  /** Whether the last asynchronous history append failed (logged once per outage, not once per message). */
+  #historyFailing = false;
   #recent = new Set<string>();
   #recentOrder: string[] = [];
   #recentHead = 0;
@@ -125,28 +126,24 @@ export class Broker {
   #memoryAlarm = false;
   #memoryTimer: NodeJS.Timeout | undefined;
 
-  constructor(config: Readonly<BrokerConfig>, authenticator: Authenticator, logger: Logger, backends: Omit<BrokerOptions, 'config' | 'authenticator' | 'logger'> = {}) {
+  constructor(config: Readonly<BrokerConfig>, authenticator: Authenticator, logger: Logger, backends: BrokerBackends) {
+    // Chosen once, by createBroker (broker/server.ts), before the engines that are named after it are built.
+    if (config.nodeId === '') throw new TypeError('config.nodeId is empty: createBroker chooses one; a Broker built directly needs it set');
     this.config = config;
     this.#fanout = backends.fanout;
     this.#log = backends.log;
     this.#queues = backends.queues;
-    const configured = config.routes.length > 0 ? config.routes as Route[] : defaultRoutes({ redis: this.#fanout !== undefined, kafka: this.#log !== undefined });
-    this.routes = new RouteTable(backends.routes ?? configured);
+    this.routes = backends.routes;
     for (const r of this.routes.routes) {
       if (r.kind === 'redis' && this.#fanout === undefined) throw new TypeError(`route ${r.pattern} needs a redis engine, and none is configured`);
       if (r.kind === 'kafka' && this.#log === undefined) throw new TypeError(`route ${r.pattern} needs a kafka engine, and none is configured`);
     }
-    this.history = backends.history ?? new InMemoryHistoryStore(historyRetention(config));
-    if (this.history instanceof InMemoryHistoryStore) {
-      this.#memoryHistory = this.history;
-      // A topic whose history was evicted entirely no longer counts against maxDestinationsPerVhost.
-      this.history.onForgotten((vhost, destination) => this.#vhosts.get(vhost)?.releaseHistory(destination));
-    }
+    this.history = backends.history;
+    this.#historyHeldHere = this.history.onForgotten !== undefined;
+    // A topic whose history was evicted entirely no longer counts against maxDestinationsPerVhost.
+    this.history.onForgotten?.((vhost, destination) => this.#vhosts.get(vhost)?.releaseHistory(destination));
     this.memoryWatermarkBytes = config.memoryHighWatermarkBytes > 0 ? config.memoryHighWatermarkBytes : Math.floor(availableMemory() * DEFAULT_WATERMARK_FRACTION);
-    if (config.nodeId !== '' && !NODE_ID.test(config.nodeId)) {
-      throw new TypeError(`nodeId "${config.nodeId}" may use only letters, digits, ".", "_" and "-" (at most 64)`);
-    }
-    this.nodeId = config.nodeId !== '' ? config.nodeId : randomBytes(4).toString('hex');
+    this.nodeId = config.nodeId;
     this.logger = logger;
     // Every real authenticator sits behind the failure delay and the cap on concurrent checks.
     this.authenticator = authenticator === allowAll ? allowAll : new AuthGuard(authenticator, config, logger, this.stats);
@@ -297,25 +294,39 @@ export class Broker {
   #publish(vhost: VirtualHost, destination: Destination, headers: ReadonlyArray<readonly [string, string]>, body: Buffer)
     : void | Promise<void> {
     const route = this.routes.route(destination.full);
-    const memory = this.#memoryHistory;
     // Only what this node holds per name counts (local queues, in-memory history): shared queues live in Redis.
     if (destination.kind === 'queue') {
       if ((route.kind === 'local' || (route.kind === 'redis' && this.#queues === undefined)) && !vhost.queues.has(destination.name)) this.#admit(vhost, destination);
-    } else if (route.kind === 'local' && memory !== undefined && !vhost.holdsHistory(destination.full)) {
+    } else if (route.kind === 'local' && this.#historyHeldHere && !vhost.holdsHistory(destination.full)) {
       this.#admit(vhost, destination);
       vhost.holdHistory(destination.full);
     }
     this.stats.routed[route.kind]++;
     if (route.kind === 'local') {
       const id = this.nextMessageId();
-      if (destination.kind === 'topic' && memory !== undefined) {
-        const position = memory.nextPosition(vhost.name, destination.full);
-        memory.appendNow({ id, origin: this.nodeId, vhost: vhost.name, destination: destination.full, headers, body, time: Date.now(), position });
+      let stored: Promise<void> | undefined;
+      if (destination.kind === 'topic') {
+        const history = this.history;
+        // Numbered here, in accept order, whatever the store: appends that complete out of order still read back
+        // in the order the SENDs were accepted.
+        const position = history.nextPosition(vhost.name, destination.full);
+        const time = Date.now();
+        if (typeof position === 'number') {
+          const record = { id, origin: this.nodeId, vhost: vhost.name, destination: destination.full, headers, body, time, position };
+          if (history.appendNow !== undefined) history.appendNow(record);
+          else stored = this.#appendLocal(record);
+        } else {
+          // The store looks up where the destination's stored history ends first (once per destination).
+          const origin = this.nodeId;
+          const name = vhost.name;
+          const full = destination.full;
+          stored = this.#appendLocal(position.then((p) => ({ id, origin, vhost: name, destination: full, headers, body, time, position: p })));
+        }
       }
       // Live local messages carry no x-stream-offset: positions are shown where they are real stream offsets
       // (Kafka routes) and on replays, so plain pub-sub MESSAGEs stay exactly what the client sent.
       this.#deliverLocal(vhost, destination, new MessageTemplate(destination.full, id, headers, body));
-      return;
+      return stored;
     }
     const shared = this.#queues;
     if (destination.kind === 'queue' && route.kind === 'redis' && shared !== undefined) {
@@ -339,6 +350,30 @@ export class Broker {
       throw new ProtocolError(BROKER_ERRORS.ERR_ROUTE_FAILED, `could not route the message to ${destination.full}`,
         `The ${route.kind} engine did not accept the message (${error instanceof Error ? error.message : String(error)}); it was not delivered. Retry later.`, [], { cause: error });
     });
+  }
+
+  /**
+   * A local-route topic message, stored in a history store outside this process (MongoDB): the RECEIPT waits for
+   * it, so a client that saw its RECEIPT finds the message in `x-history`. The message was delivered live already,
+   * so a failed write is not the sender's ERROR: it is logged once per outage, and readiness shows the store down.
+   */
+  async #appendLocal(numbered: HistoryRecord | Promise<HistoryRecord>): Promise<void> {
+    let destination: string | undefined;
+    try {
+      const record = await numbered;
+      destination = record.destination;
+      await this.history.append(record);
+      if (this.#historyFailing) {
+        this.#historyFailing = false;
+        this.logger.info({ store: this.history.name }, 'local-route topic history is stored again');
+      }
+    } catch (error) {
+      if (!this.#historyFailing) {
+        this.#historyFailing = true;
+        this.logger.warn({ err: error, store: this.history.name, destination },
+          'could not store local-route topic history; messages are delivered live but missing from replays until the store is back');
+      }
+    }
   }
 
   /**
@@ -675,6 +710,11 @@ export class Broker {
     return { ready: !closing && Object.values(engines).every((healthy) => healthy), closing, engines };
   }
 
+  /** The engines this node was built with, by the roles `readiness()` names them with (for operators and tests). */
+  get engines(): BrokerEngines {
+    return { fanout: this.#fanout, queues: this.#queues, log: this.#log, history: this.history };
+  }
+
   /** Stops accepting, lets in-flight work and its RECEIPTs finish, closes every session. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
@@ -713,34 +753,6 @@ export class Broker {
       clearTimeout(timer);
     }
   }
-}
-
-/**
- * The authenticator the config asks for: the users file (watched for changes), bearer tokens, both (a passcode
- * that looks like a JWT goes to the tokens), or nobody checked at all.
- */
-async function configuredAuthenticator(config: Readonly<BrokerConfig>, logger: Logger): Promise<Authenticator> {
-  const tokens = config.jwksFile !== '' || config.jwksUrl !== '' ? await TokenAuthenticator.open(config) : undefined;
-  let users: UsersFileAuthenticator | undefined;
-  if (config.usersFile !== '') {
-    users = await UsersFileAuthenticator.open(config.usersFile, logger);
-    users.watch();
-  }
-  if (tokens === undefined && users === undefined) return allowAll;
-  if (tokens === undefined) return users as UsersFileAuthenticator;
-  return new EitherAuthenticator(users, tokens);
-}
-
-/** Builds a broker from options: loads the config, and the users file or token keys when configured. */
-export async function createBroker(options: BrokerOptions = {}): Promise<Broker> {
-  let config = loadConfig({ overrides: options.config ?? {} });
-  if (config.nodeId === '') config = Object.freeze({ ...config, nodeId: randomBytes(4).toString('hex') });
-  const { config: _c, authenticator: _a, logger = silentLogger, ...given } = options;
-  const authenticator = options.authenticator ?? (await configuredAuthenticator(config, logger));
-  // Engines named in the config are built here, their client libraries loaded only when configured.
-  const { createEngines } = await import('../bridge/engines.js');
-  const engines = await createEngines(config, logger, given);
-  return new Broker(config, authenticator, logger, { ...engines, ...given });
 }
 
 /** Memory this process may use: the cgroup limit when there is one, else the machine's memory. */

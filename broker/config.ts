@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import { DEFAULT_FRAME_LIMITS } from '../frames/index.js';
-import type { HistoryRetention } from '../bridge/history.js';
-import { parseRoutes, validateRoutes, type RouteKind } from '../bridge/routes.js';
+import type { HistoryRetention } from './ports/history.js';
+import { parseRoutes, validateRoutes, type RouteKind } from './ports/routes.js';
 
 /**
  * Every setting of a node, with units in the names. Each key also has a flag (`--ws-port`) and an environment
@@ -271,6 +271,10 @@ function validate(c: Record<string, unknown>): string[] {
   if (Array.isArray(c.routes)) {
     const engines = { redis: c.redis !== '', kafka: c.kafka !== '' };
     problems.push(...validateRoutes(c.routes as { pattern: string; kind: RouteKind }[], engines));
+  }
+  // Checked here, with every other problem, rather than when the node starts: it names Kafka groups and Redis keys.
+  if (typeof c.nodeId === 'string' && c.nodeId !== '' && !/^[A-Za-z0-9._-]{1,64}$/.test(c.nodeId)) {
+    problems.push(`nodeId: "${c.nodeId}" may use only letters, digits, ".", "_" and "-" (at most 64)`);
   }
   if (typeof c.clusterName === 'string' && !/^[A-Za-z0-9._-]{1,100}$/.test(c.clusterName)) {
     problems.push(`clusterName: "${c.clusterName}" may use only letters, digits, ".", "_" and "-"`);

@@ -5,7 +5,7 @@
  */
 import type { ServerResponse } from 'node:http';
 import { allowAll, type Authenticator } from './auth.js';
-import type { Logger } from './logger.js';
+import type { Logger } from './ports/logger.js';
 import { brokerMetrics, type MetricsSource } from './metrics.js';
 import { urlPath, type HttpHandler } from './transports/listen.js';
 import { chatConfigHandler, webPageHandler, type ChatConfig } from './web.js';

@@ -7,7 +7,7 @@ import type { BrokerConfig } from './config.js';
 import type { Connection, ConnectionHandler } from './connection.js';
 import { parseDestination, isPattern, type Destination } from './destinations.js';
 import { BROKER_ERRORS, ProtocolError } from './errors.js';
-import type { Logger } from './logger.js';
+import type { Logger } from './ports/logger.js';
 import { allowsName, allowsRead, type RightsSource, type VhostRights } from './permissions.js';
 import { redeliveryTemplate } from './queue.js';
 import type { BrokerStats } from './stats.js';

@@ -1,7 +1,7 @@
 import { MessageTemplate } from '../frames/index.js';
-import type { BusEnvelope } from '../bridge/bus.js';
-import type { SharedQueueMessage, SharedQueues } from '../bridge/queues.js';
-import type { Logger } from './logger.js';
+import type { BusEnvelope } from './ports/bus.js';
+import type { SharedQueueMessage, SharedQueues } from './ports/queues.js';
+import type { Logger } from './ports/logger.js';
 import { DEAD_LETTER_SUFFIX, deadLetterHeaders, type Queue, type QueueFeed } from './queue.js';
 import type { QueuedMessage } from './subscription.js';
 

@@ -1,6 +1,6 @@
 import { messagePrefix, type MessageTemplate, type StompVersion } from '../frames/index.js';
 import type { Destination } from './destinations.js';
-import type { BusEnvelope } from '../bridge/bus.js';
+import type { BusEnvelope } from './ports/bus.js';
 
 export const ACK_MODES = ['auto', 'client', 'client-individual'] as const;
 export type AckMode = (typeof ACK_MODES)[number];

@@ -1,10 +1,10 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
-import type { Logger } from '../../broker/logger.js';
-import { backoffMs, type ClusterBus, type Deliver } from '../bus.js';
-import type { HistoryRecord, HistoryStore } from '../history.js';
+import type { Logger } from '../../broker/ports/logger.js';
+import { backoffMs, type ClusterBus, type Deliver } from '../../broker/ports/bus.js';
+import type { HistoryRecord, HistoryStore } from '../../broker/ports/history.js';
 import { decodeRecord } from '../kafka-codec.js';
-import type { SharedQueues } from '../queues.js';
+import type { SharedQueues } from '../../broker/ports/queues.js';
 import type { HistoryCounters, HistoryWriter } from './history-writer.js';
 import { storeFirst } from './history-writer.js';
 import { OffsetCommits, type CommitOffset, type Entry } from './partition-progress.js';

@@ -1,6 +1,6 @@
-import type { Logger } from '../../broker/logger.js';
-import { BridgeError, backoffMs } from '../bus.js';
-import type { HistoryRecord, HistoryStore } from '../history.js';
+import type { Logger } from '../../broker/ports/logger.js';
+import { BridgeError, backoffMs } from '../../broker/ports/bus.js';
+import type { HistoryRecord, HistoryStore } from '../../broker/ports/history.js';
 import type { Entry } from './partition-progress.js';
 
 /**

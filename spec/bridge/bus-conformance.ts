@@ -1,7 +1,7 @@
 import { createServer } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import { expect } from 'chai';
-import type { BusCapabilities, BusEnvelope, ClusterBus, PublishInput } from '../../bridge/bus.js';
+import type { BusCapabilities, BusEnvelope, ClusterBus, PublishInput } from '../../broker/ports/bus.js';
 
 /**
  * The contract every ClusterBus backend passes (see bridge/bus.ts), as mocha tests. A backend spec calls

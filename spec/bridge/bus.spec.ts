@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { BridgeError, backoffMs, RETRY_DEFAULTS } from '../../bridge/bus.js';
+import { BridgeError, backoffMs, RETRY_DEFAULTS } from '../../broker/ports/bus.js';
 import { MemoryBus } from '../../bridge/memory-bus.js';
 import { busConformance, envelope, Recorder, uniqueDestination } from './bus-conformance.js';
 

@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import { InMemoryHistoryStore, recordBytes, type HistoryRecord } from '../../bridge/history.js';
+import { InMemoryHistoryStore } from '../../bridge/memory-history.js';
+import { recordBytes, type HistoryRecord } from '../../broker/ports/history.js';
 
 /** A record of `size` body bytes at `position` of `destination`. */
 function record(destination: string, position: number, size: number, vhost = '/'): HistoryRecord {

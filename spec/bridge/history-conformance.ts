@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { expect } from 'chai';
-import type { HistoryQuery, HistoryRecord, HistoryRetention, HistoryStore } from '../../bridge/history.js';
+import type { HistoryQuery, HistoryRecord, HistoryRetention, HistoryStore } from '../../broker/ports/history.js';
 import { uniqueName } from '../support/broker.js';
 
 /** Opens a store with the given retention (no limits when omitted); the suite closes every store it opens. */
@@ -113,9 +113,17 @@ export function historyConformance(name: string, make: MakeHistoryStore, caps: H
       it('numbers positions on from the highest one appended, per destination', async () => {
         const store = await open();
         const { destination } = await filled(store, 5);
-        expect(store.nextPosition('/', destination)).to.equal(5);
-        expect(store.nextPosition('/', destination)).to.equal(6);
-        expect(store.nextPosition('/', `/topic/${uniqueName()}`)).to.equal(0);
+        // A store outside this process may look the highest position up first, answering with a Promise.
+        expect(await store.nextPosition('/', destination)).to.equal(5);
+        expect(await store.nextPosition('/', destination)).to.equal(6);
+        expect(await store.nextPosition('/', `/topic/${uniqueName()}`)).to.equal(0);
+      });
+
+      it('numbers concurrent callers in call order, without gaps or repeats', async () => {
+        const store = await open();
+        const { destination } = await filled(store, 3);
+        const got = await Promise.all([0, 1, 2, 3].map(() => store.nextPosition('/', destination)));
+        expect(got).to.deep.equal([3, 4, 5, 6]);
       });
     });
 
@@ -365,6 +373,8 @@ export function historyConformance(name: string, make: MakeHistoryStore, caps: H
         expect(positions(await read(second, destination, { afterId: (records[1] as HistoryRecord).id }))).to.deep.equal([2, 3]);
         await second.append(records[0] as HistoryRecord);
         expect(positions(await read(second, destination, { all: true }))).to.deep.equal([0, 1, 2, 3]);
+        // A restarted node numbers its local-route messages on after what is stored, never from 0 again.
+        expect(await second.nextPosition('/', destination)).to.equal(4);
       });
     });
   });

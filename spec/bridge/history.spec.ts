@@ -1,4 +1,4 @@
-import { InMemoryHistoryStore } from '../../bridge/history.js';
+import { InMemoryHistoryStore } from '../../bridge/memory-history.js';
 import { historyConformance } from './history-conformance.js';
 
 describe('bridge › history › memory', () => {

@@ -3,12 +3,13 @@ import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { expect } from 'chai';
 import { Kafka, logLevel, type IHeaders, type ISocketFactory, type KafkaMessage } from 'kafkajs';
-import { BridgeError, type BusCapabilities, type BusEnvelope, type ClusterBus, type Deliver, type PublishInput } from '../../bridge/bus.js';
-import { InMemoryHistoryStore, type HistoryQuery, type HistoryRecord, type HistoryStore } from '../../bridge/history.js';
+import { BridgeError, type BusCapabilities, type BusEnvelope, type ClusterBus, type Deliver, type PublishInput } from '../../broker/ports/bus.js';
+import { InMemoryHistoryStore } from '../../bridge/memory-history.js';
+import type { HistoryQuery, HistoryRecord, HistoryStore } from '../../broker/ports/history.js';
 import { KafkaBus, KAFKA_ERRORS, type KafkaBusOptions } from '../../bridge/kafka-bus.js';
 import { decodeRecord, encodeRecord, RECORD_HEADERS, recordId } from '../../bridge/kafka-codec.js';
 import { MemoryBus } from '../../bridge/memory-bus.js';
-import type { SharedQueueMessage, SharedQueues } from '../../bridge/queues.js';
+import type { SharedQueueMessage, SharedQueues } from '../../broker/ports/queues.js';
 import { busConformance, closedPort, envelope, Recorder, uniqueDestination, until, type BusCluster } from './bus-conformance.js';
 
 const BROKERS = process.env.STOMPEDE_TEST_KAFKA_BROKERS;
@@ -326,7 +327,8 @@ describe('KafkaBus options and lifecycle without Kafka', function () {
     const perNode = new KafkaBus(base());
     expect(perNode.groupId).to.equal('c-n');
     expect(new KafkaBus({ ...base(), fanout: new MemoryBus() }).groupId).to.equal('c');
-    expect(new KafkaBus({ ...base(), nodeId: '' }).groupId, 'no node id configured').to.match(/^c-[0-9a-f]{8}$/);
+    // The node id is chosen once, by the composition root: the bus makes none up.
+    expect(() => new KafkaBus({ ...base(), nodeId: '' })).to.throw(TypeError, 'nodeId ""');
     const error: unknown = await perNode.publish(envelope('/topic/x', 'x')).then(() => undefined, (e: unknown) => e);
     expect(error).to.be.instanceOf(BridgeError).and.include({ code: KAFKA_ERRORS.ERR_KAFKA_NOT_RUNNING });
     expect(perNode.healthy).to.equal(false);
@@ -616,7 +618,7 @@ describe('KafkaBus on Kafka', function () {
         env: {
           ...process.env,
           STOMPEDE_KAFKA_BUS: new URL('../../bridge/kafka-bus.js', import.meta.url).href,
-          STOMPEDE_HISTORY: new URL('../../bridge/history.js', import.meta.url).href,
+          STOMPEDE_HISTORY: new URL('../../bridge/memory-history.js', import.meta.url).href,
           STOMPEDE_CRASH_CONFIG: JSON.stringify(config),
         },
       });

@@ -1,8 +1,8 @@
 import { setImmediate as turn, setTimeout as sleep } from 'node:timers/promises';
 import { expect } from 'chai';
-import { silentLogger } from '../../broker/logger.js';
-import { BridgeError } from '../../bridge/bus.js';
-import type { HistoryRecord } from '../../bridge/history.js';
+import { silentLogger } from '../../broker/ports/logger.js';
+import { BridgeError } from '../../broker/ports/bus.js';
+import type { HistoryRecord } from '../../broker/ports/history.js';
 import { HistoryWriter, storeFirst, type HistoryCounters } from '../../bridge/kafka/history-writer.js';
 import { OffsetCommits, PartitionProgress, type CommitOffset, type Entry } from '../../bridge/kafka/partition-progress.js';
 import { ProducerBatcher, type Queued } from '../../bridge/kafka/producer-batcher.js';

@@ -4,13 +4,16 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
 import { Binary, MongoClient } from 'mongodb';
-import { silentLogger } from '../../broker/logger.js';
-import { BridgeError, backoffMs } from '../../bridge/bus.js';
+import { silentLogger } from '../../broker/ports/logger.js';
+import { BridgeError, backoffMs } from '../../broker/ports/bus.js';
 import { CachedHistoryStore } from '../../bridge/cached-history.js';
-import { InMemoryHistoryStore, type HistoryQuery, type HistoryRecord, type HistoryRetention, type HistoryStore } from '../../bridge/history.js';
+import { InMemoryHistoryStore } from '../../bridge/memory-history.js';
+import type { HistoryQuery, HistoryRecord, HistoryRetention, HistoryStore } from '../../broker/ports/history.js';
 import { MongoHistoryStore, type MongoHistoryOptions } from '../../bridge/mongo-history.js';
 import { connectRedis, type RedisClient } from '../../bridge/redis-client.js';
-import { uniqueName } from '../support/broker.js';
+import { startBroker, uniqueName } from '../support/broker.js';
+import { connectedTcp } from '../support/raw.js';
+import { expectQuiet, nextMessage, publish, subscribe } from '../broker/harness.js';
 import { historyConformance } from './history-conformance.js';
 
 const MONGO_URL = process.env.STOMPEDE_TEST_MONGO_URL;
@@ -424,6 +427,58 @@ describe('bridge › history › mongo', function () {
           await client.close();
         }
       });
+    });
+  });
+
+  describe('a broker with MongoDB history and no Kafka (issue #10)', function () {
+    /** The broker's collection: `<clusterName>_history` in the database the URL names (else `stompede`). */
+    const cluster = `lh${process.pid.toString(36)}${Date.now().toString(36)}`;
+    after(async () => {
+      if (MONGO_URL === undefined) return;
+      const client = new MongoClient(MONGO_URL, { serverSelectionTimeoutMS: 5_000 });
+      try {
+        const db = /^mongodb(?:\+srv)?:\/\/[^/?]*\/([^?#]+)/.exec(MONGO_URL)?.[1] ?? 'stompede';
+        await client.db(decodeURIComponent(db)).collection(`${cluster}_history`).drop().catch(() => undefined);
+      } finally {
+        await client.close();
+      }
+    });
+
+    it('stores local-route topic messages, replayed by x-history after a reconnect and after a restart', async () => {
+      const topic = `/topic/${uniqueName('local')}`;
+      /** What a new subscriber asking for the last 10 gets: `count` MESSAGEs, then nothing more within 200 ms. */
+      const replay = async (port: number, count: number): Promise<string[]> => {
+        const sub = await connectedTcp(port);
+        try {
+          await subscribe(sub, topic, 's', [['x-history', '10']]);
+          const texts: string[] = [];
+          while (texts.length < count) texts.push((await nextMessage(sub)).text);
+          await expectQuiet(sub, 200);
+          return texts;
+        } finally {
+          sub.close();
+        }
+      };
+      let node = await startBroker({ mongo: MONGO_URL as string, clusterName: cluster });
+      try {
+        expect(node.broker.routes.route(topic).kind, 'no Kafka or Redis: the local route').to.equal('local');
+        expect(node.broker.history.name).to.equal('mongo');
+        const pub = await connectedTcp(node.tcpPort);
+        // Each RECEIPT comes once the message is stored, so the replay below cannot race the writes.
+        for (const text of ['m1', 'm2', 'm3']) await publish(pub, topic, text);
+        pub.close();
+        expect(await replay(node.tcpPort, 3)).to.deep.equal(['m1', 'm2', 'm3']);
+        await node.close();
+        // A new process on the same store numbers on after what is stored: the replay keeps the send order.
+        node = await startBroker({ mongo: MONGO_URL as string, clusterName: cluster });
+        const again = await connectedTcp(node.tcpPort);
+        await publish(again, topic, 'm4');
+        await publish(again, topic, 'm5');
+        again.close();
+        expect(await replay(node.tcpPort, 5)).to.deep.equal(['m1', 'm2', 'm3', 'm4', 'm5']);
+      } finally {
+        await node.close();
+      }
     });
   });
 

@@ -14,7 +14,7 @@ import { DEFAULT_CONFIG, type BrokerConfig } from '../../broker/config.js';
 import type { Connection } from '../../broker/connection.js';
 import type { Destination } from '../../broker/destinations.js';
 import { BROKER_ERRORS, ProtocolError } from '../../broker/errors.js';
-import { silentLogger } from '../../broker/logger.js';
+import { silentLogger } from '../../broker/ports/logger.js';
 import { Session, type SessionHost } from '../../broker/session.js';
 import { BrokerStats } from '../../broker/stats.js';
 import type { QueuedMessage, Subscription } from '../../broker/subscription.js';

@@ -176,5 +176,11 @@ describe('ops › CLI', function () {
       expect(r.code).to.equal(2);
       expect(r.stderr).to.include('port: "abc" is not a number').and.include('logLevel: "loud" is not one of');
     });
+
+    it('a bad node id is a configuration error (exit 2, named with the other problems), not a crash at start', async () => {
+      const r = await runCli(['--node-id', 'no spaces please', '--port', 'abc']);
+      expect(r.code).to.equal(2);
+      expect(r.stderr).to.include('nodeId: "no spaces please" may use only letters').and.include('port: "abc" is not a number');
+    });
   });
 });

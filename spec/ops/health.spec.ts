@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import type { BusCapabilities, ClusterBus, Deliver, PublishInput } from '../../bridge/bus.js';
+import type { BusCapabilities, ClusterBus, Deliver, PublishInput } from '../../broker/ports/bus.js';
 import { composeHttpHandlers, type HttpHandler } from '../../broker/http.js';
 import { startBroker, type TestBroker } from '../support/broker.js';
 import { http, wsPort } from './http.js';

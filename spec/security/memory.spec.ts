@@ -3,7 +3,7 @@
  * Each states the figure an unbounded broker reached next to the bound asserted here.
  */
 import { expect } from 'chai';
-import type { InMemoryHistoryStore } from '../../bridge/history.js';
+import type { InMemoryHistoryStore } from '../../bridge/memory-history.js';
 import { uniqueName } from '../support/broker.js';
 import { stompFrame } from '../support/raw.js';
 import { V12, expectError, expectReceipt, nextMessage, publish, subscribe, useBroker, withReceipt } from '../broker/harness.js';
