@@ -11,6 +11,7 @@ import { InMemoryHistoryStore, type HistoryQuery, type HistoryRecord, type Histo
 import { MongoHistoryStore, type MongoHistoryOptions } from '../../bridge/mongo-history.js';
 import { connectRedis, type RedisClient } from '../../bridge/redis-client.js';
 import { uniqueName } from '../support/broker.js';
+import { requireService } from '../support/services.js';
 import { historyConformance } from './history-conformance.js';
 
 const MONGO_URL = process.env.STOMPEDE_TEST_MONGO_URL;
@@ -144,8 +145,8 @@ function flaky(real: RedisClient): RedisClient & { failing: boolean } {
 describe('bridge › history › mongo', function () {
   this.timeout(30_000);
 
-  before(function () {
-    if (MONGO_URL === undefined) this.skip();
+  before(() => {
+    requireService('mongo');
   });
 
   after(async () => {
@@ -286,8 +287,8 @@ describe('bridge › history › mongo', function () {
   });
 
   describe('CachedHistoryStore (Redis in front of MongoDB)', function () {
-    before(function () {
-      if (REDIS_URL === undefined) this.skip();
+    before(() => {
+      requireService('redis');
     });
 
     historyConformance('CachedHistoryStore(redis, mongo)', async (retention = NO_LIMITS) => cachedStore(mongoStore({ retention })), {
@@ -487,7 +488,7 @@ describe('bridge › history › mongo', function () {
     });
 
     it('lets the cache answer last reads while MongoDB is down', async function () {
-      if (REDIS_URL === undefined) this.skip();
+      requireService('redis');
       const store = await cachedStore(mongoStore({ serverSelectionTimeoutMs: 1_500, heartbeatMs: 500 }), 8);
       opened.push(store);
       const destination = `/topic/${uniqueName()}`;
