@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import type { PublishInput } from '../../bridge/bus.js';
 import { MemoryBus } from '../../bridge/memory-bus.js';
 import { brokerMetrics } from '../../broker/metrics.js';
 import { startBroker, uniqueName, type TestBroker } from '../support/broker.js';
@@ -49,6 +50,16 @@ function histogramOf(samples: Samples, name: string): { buckets: number[]; inf: 
     sum: samples.get(`${name}_sum`) ?? NaN,
     count: samples.get(`${name}_count`) ?? NaN,
   };
+}
+
+const BUS_DELAY_MS = 30;
+
+/** A MemoryBus that takes BUS_DELAY_MS to accept each publish: latencies with a known floor, to tell s from ms. */
+class DelayedBus extends MemoryBus {
+  override async publish(envelope: PublishInput): Promise<void> {
+    await new Promise((resolve) => setTimeout(resolve, BUS_DELAY_MS));
+    await super.publish(envelope);
+  }
 }
 
 /** The documented bucket boundaries of every latency histogram, in seconds (0.25 ms to 10 s). */
@@ -153,7 +164,7 @@ describe('ops › metrics', () => {
   });
 
   it('exports bus publish and delivery latencies as cumulative histograms in seconds', async () => {
-    b = await startBroker({}, { fanout: new MemoryBus() });
+    b = await startBroker({}, { fanout: new DelayedBus() });
     const port = wsPort(b);
     const topic = `/topic/${uniqueName('bus')}`;
     const before = (await scrape(port)).samples;
@@ -177,8 +188,11 @@ describe('ops › metrics', () => {
       expect(h.inf, name).to.equal(3);
       // Units: a histogram fed milliseconds would have a sum 1000 times too large, and its observations would land
       // in buckets far above the window (a 2 ms delivery counted as "2" sits under le="2.5", not le="0.005").
-      expect(h.sum, `${name}: sum of 3 observations, each within the ${wallSeconds} s window`).to.be.above(0).and.at.most(3 * wallSeconds);
-      const le = LE_SECONDS.find((b) => b >= wallSeconds);
+      // The broker observes whole milliseconds (Date.now), so each reading may be up to 1 ms off either way.
+      const most = wallSeconds + 0.001;
+      expect(h.sum, `${name}: 3 observations, each within the ${wallSeconds} s window and at least the bus delay`)
+        .to.be.at.least(3 * (BUS_DELAY_MS - 1) / 1000).and.at.most(3 * most);
+      const le = LE_SECONDS.find((b) => b >= most);
       if (le !== undefined) expect(after.get(`${name}_bucket{le="${le}"}`), `${name}: all 3 under le=${le}`).to.equal(3);
       expect(bucketBounds(after, name), `${name}: bucket boundaries in seconds`).to.deep.equal([...LE_SECONDS.map(String), '+Inf']);
       expect(h.buckets, name).to.have.length(15);
