@@ -20,8 +20,11 @@ build: install
 run: build
 	node dist/bin/stompede.js $(ARGS)
 
-# Starts Redis, Kafka and the MongoDB-protocol server once for the whole run, runs every spec, stops them.
+# Checks (and installs) every tool the specs need, failing here naming any that is missing; then starts Redis, Kafka
+# and the MongoDB-protocol server once for the whole run, runs every spec, stops them. Mocha fails on a `.only` and
+# on any pending test not declared in spec/pending-allowed.json.
 test: build
+	infra/tools.sh
 	infra/with-services.sh npx mocha
 
 services: build
