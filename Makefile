@@ -20,10 +20,12 @@ build: install
 run: build
 	node dist/bin/stompede.js $(ARGS)
 
-# Lints first (`npm run lint`: Prettier check, dependency rules, ShellCheck, ESLint, each reported), before any
-# service starts; then starts Redis, Kafka and the MongoDB-protocol server once for the whole run, runs every spec,
-# stops them.
+# Lints first (`npm run lint`: Prettier check, dependency rules, ShellCheck, ESLint, each reported); checks (and
+# installs) every tool the specs need, failing here naming any that is missing; then starts Redis, Kafka and the
+# MongoDB-protocol server once for the whole run, runs every spec, stops them. Mocha fails on a `.only` and on any
+# pending test not declared in spec/pending-allowed.json.
 test: build lint
+	infra/tools.sh
 	infra/with-services.sh npx mocha
 
 lint: install

@@ -285,6 +285,36 @@ def check_nack_redelivery(v, _hb_ms):
     return {"message-id": first.headers["message-id"]}
 
 
+def check_exactly_once(v, _hb_ms):
+    """Two consumers on one queue: each of 40 messages reaches exactly one of them, none is lost."""
+    dest = f"/queue/{unique('once')}"
+    consumers = [v.open(), v.open()]
+    for i, c in enumerate(consumers):
+        c.subscribe(dest, f"once-{i}")
+    producer = v.open()
+    sent = [f"job-{i}" for i in range(40)]
+    for body in sent:
+        producer.send(dest, body)
+
+    def total():
+        return sum(len(c.rec.messages) for c in consumers)
+
+    deadline = time.monotonic() + WAIT_S
+    while total() < len(sent) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    # The UNSUBSCRIBE receipts come after any MESSAGE the broker sent before them, and stomp.py hands a connection's
+    # frames to its listener in order: a duplicate would be recorded by then.
+    for i, c in enumerate(consumers):
+        c.unsubscribe(f"once-{i}")
+    got = [[m.body for m in c.rec.messages] for c in consumers]
+    seen = [body for bodies in got for body in bodies]
+    twice = sorted({body for body in seen if seen.count(body) > 1})
+    lost = [body for body in sent if body not in seen]
+    expect_true(not twice and not lost and len(seen) == len(sent),
+                f"exactly-once: received {len(got[0])} + {len(got[1])} of {len(sent)}; twice: {twice}; lost: {lost}")
+    return {"per-consumer": [len(bodies) for bodies in got]}
+
+
 def check_client_ack(v, _hb_ms):
     dest = f"/queue/{unique('cum')}"
     consumer = v.open()
@@ -407,6 +437,7 @@ SCENARIOS = [
     ("connect", check_connect),
     ("send-subscribe", check_send_subscribe),
     ("nack-redelivery", check_nack_redelivery),
+    ("exactly-once", check_exactly_once),
     ("client-ack", check_client_ack),
     ("transaction", check_transaction),
     ("transactional-ack", check_transactional_ack),

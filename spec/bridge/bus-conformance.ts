@@ -221,6 +221,17 @@ export function busConformance(name: string, make: () => Promise<BusCluster>, ca
       });
     }
 
+    if (caps.filters === false) {
+      // The declared opposite, checked too: a bus that claims not to filter hands every node everything, and the
+      // broker's subscription table does the filtering. (A bus that did filter would have to declare it, and
+      // pass the cases above.)
+      it('hands a destination no node watches to every node all the same (filters: false)', async function () {
+        const unwatched = uniqueDestination('topic', 'unfiltered');
+        await node(0).publish(envelope(unwatched, 'everyone'));
+        await everyNodeHas(unwatched, 1);
+      });
+    }
+
     if (caps.ordered) {
       it('keeps per-destination order on every node (500 messages over 5 destinations, 2 publishers)', async function () {
         const dests = Array.from({ length: 5 }, (_, i) => uniqueDestination('topic', `order${i}`));

@@ -14,6 +14,7 @@ import { connectRedis, type RedisClient } from '../../bridge/redis-client.js';
 import { startBroker, uniqueName } from '../support/broker.js';
 import { connectedTcp } from '../support/raw.js';
 import { expectQuiet, nextMessage, publish, subscribe } from '../broker/harness.js';
+import { requireService } from '../support/services.js';
 import { historyConformance } from './history-conformance.js';
 
 const MONGO_URL = process.env.STOMPEDE_TEST_MONGO_URL;
@@ -147,8 +148,8 @@ function flaky(real: RedisClient): RedisClient & { failing: boolean } {
 describe('bridge › history › mongo', function () {
   this.timeout(30_000);
 
-  before(function () {
-    if (MONGO_URL === undefined) this.skip();
+  before(() => {
+    requireService('mongo');
   });
 
   after(async () => {
@@ -289,8 +290,8 @@ describe('bridge › history › mongo', function () {
   });
 
   describe('CachedHistoryStore (Redis in front of MongoDB)', function () {
-    before(function () {
-      if (REDIS_URL === undefined) this.skip();
+    before(() => {
+      requireService('redis');
     });
 
     historyConformance('CachedHistoryStore(redis, mongo)', async (retention = NO_LIMITS) => cachedStore(mongoStore({ retention })), {
@@ -542,7 +543,7 @@ describe('bridge › history › mongo', function () {
     });
 
     it('lets the cache answer last reads while MongoDB is down', async function () {
-      if (REDIS_URL === undefined) this.skip();
+      requireService('redis');
       const store = await cachedStore(mongoStore({ serverSelectionTimeoutMs: 1_500, heartbeatMs: 500 }), 8);
       opened.push(store);
       const destination = `/topic/${uniqueName()}`;

@@ -4,7 +4,8 @@
  * across nodes (exactly one consumer, ACK/NACK and redelivery, a consumer node killed with unacked messages).
  */
 import { expect } from 'chai';
-import { missingServices, sleep, StompedeCluster, until, type RoutePreset, type ServiceName, type StompedeNode } from '../support/cluster.js';
+import { requireServices } from '../support/services.js';
+import { sleep, StompedeCluster, until, type RoutePreset, type ServiceName, type StompedeNode } from '../support/cluster.js';
 import { ClientPool, sequenceProblems, type Received, type StompClient, type Subscription } from './clients.js';
 
 export interface ClusterContext {
@@ -55,11 +56,7 @@ export function useCluster(route: RoutePreset, engines: readonly ServiceName[], 
   };
 
   before(async function () {
-    const missing = missingServices(engines);
-    if (missing.length > 0) {
-      console.log(`    (skipped: ${missing.join(', ')} not configured; run through infra/with-services.sh)`);
-      this.skip();
-    }
+    requireServices(engines);
     this.timeout(120_000);
     const started = Date.now();
     cluster = await StompedeCluster.start({ name: `spec-${route}`, engines, routes: route, ...(options.args !== undefined ? { args: options.args } : {}) });

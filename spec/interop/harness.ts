@@ -92,3 +92,32 @@ export function largeText(bytes = 1024 * 1024): string {
   }
   return lines.join('').slice(0, bytes);
 }
+
+/**
+ * The exactly-once check of a queue shared by several consumers: every sent body arrived at exactly one of them,
+ * none twice, none lost. `received` is what each consumer got, read only once the consumers have settled (an
+ * UNSUBSCRIBE or DISCONNECT receipt: the broker sends a connection's frames in order, so no late copy can follow).
+ */
+export function expectEachDeliveredOnce(sent: readonly string[], received: readonly (readonly string[])[]): void {
+  const seen = new Map<string, number[]>();
+  received.forEach((bodies, consumer) => {
+    for (const body of bodies) seen.set(body, [...(seen.get(body) ?? []), consumer]);
+  });
+  const twice = [...seen].filter(([, consumers]) => consumers.length > 1).map(([body, consumers]) => `${body} → consumers ${consumers.join(', ')}`);
+  const lost = sent.filter((body) => !seen.has(body));
+  const stray = [...seen.keys()].filter((body) => !sent.includes(body));
+  const counts = received.map((r) => r.length).join(' + ');
+  if (twice.length + lost.length + stray.length > 0) {
+    throw new Error(`queue delivery was not exactly-once (received ${counts} of ${sent.length}): `
+      + `delivered twice: [${twice.join('; ')}], lost: [${lost.join(', ')}], never sent: [${stray.join(', ')}]`);
+  }
+}
+
+/** Polls `check` every 10 ms until it holds, failing with `what` after `ms`. */
+export async function waitUntil(check: () => boolean, ms: number, what: () => string): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${ms} ms waiting for ${what()}`);
+    await delay(10);
+  }
+}

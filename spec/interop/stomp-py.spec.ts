@@ -23,6 +23,7 @@ const SCENARIOS = {
   connect: 'connects with the STOMP command and one accept-version; CONNECTED headers exact',
   'send-subscribe': 'publishes to a topic subscriber with receipts; body and escaped headers exact',
   'nack-redelivery': 'NACK redelivers with redelivered:true and the same message-id; ACK settles it',
+  'exactly-once': 'a queue with two consumers gives each of 40 messages to exactly one of them, none lost',
   'client-ack': 'client mode: one ACK covers earlier messages; the rest return on disconnect',
   transaction: 'SENDs take effect at COMMIT, in order; ABORT drops them',
   'transactional-ack': 'an ACK in an aborted transaction does not settle; in a committed one it does',

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { Client, type IFrame, type IMessage, type IStompSocket, type StompConfig, type StompHeaders } from '@stomp/stompjs';
 import { WebSocket } from 'ws';
 import { startBroker, uniqueName, type TestBroker } from '../support/broker.js';
-import { binaryFixture, delay, Inbox, largeText, sessionById, watchSessionErrors, within, type SessionErrorLog } from './harness.js';
+import { binaryFixture, delay, expectEachDeliveredOnce, Inbox, largeText, sessionById, waitUntil, watchSessionErrors, within, type SessionErrorLog } from './harness.js';
 import { TcpStompSocket } from './tcp-stomp-socket.js';
 import { SERVER_VERSION } from '../../broker/version.js';
 
@@ -240,6 +240,20 @@ function describeStompjs(transport: Transport): void {
       const second = await inbox2.next('job-2');
       expect([second.body, second.headers.redelivered]).to.deep.equal(['job-2', undefined]);
       await settle(next, second, 'ack');
+      expect(log.errors).to.deep.equal([]);
+    });
+
+    it('a queue with two consumers gives each of 40 messages to exactly one of them, none lost', async () => {
+      const dest = `/queue/${uniqueName('stompjs-once')}`;
+      const [a, b, producer] = [await open(), await open(), await open()];
+      const consumers = [await subscribe(a, dest), await subscribe(b, dest)];
+      const sent = Array.from({ length: 40 }, (_, i) => `job-${i}`);
+      for (const body of sent) await publish(producer, dest, body);
+      const total = (): number => consumers.reduce((n, c) => n + c.inbox.pending.length, 0);
+      await waitUntil(() => total() >= sent.length, 5_000, () => `${sent.length} messages across both consumers; have ${total()}`);
+      // The UNSUBSCRIBE receipts come after any MESSAGE the broker sent before them: a duplicate would be here by then.
+      for (const c of consumers) await c.unsubscribe();
+      expectEachDeliveredOnce(sent, consumers.map((c) => c.inbox.pending.map((m) => m.body)));
       expect(log.errors).to.deep.equal([]);
     });
 

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import type { PublishInput } from '../../broker/ports/bus.js';
 import { MemoryBus } from '../../bridge/memory-bus.js';
 import { brokerMetrics } from '../../broker/metrics.js';
 import { SERVER_VERSION } from '../../broker/version.js';
@@ -50,6 +51,29 @@ function histogramOf(samples: Samples, name: string): { buckets: number[]; inf: 
     sum: samples.get(`${name}_sum`) ?? NaN,
     count: samples.get(`${name}_count`) ?? NaN,
   };
+}
+
+const BUS_DELAY_MS = 30;
+
+/** A MemoryBus that takes BUS_DELAY_MS to accept each publish: latencies with a known floor, to tell s from ms. */
+class DelayedBus extends MemoryBus {
+  override async publish(envelope: PublishInput): Promise<void> {
+    await new Promise((resolve) => setTimeout(resolve, BUS_DELAY_MS));
+    await super.publish(envelope);
+  }
+}
+
+/** The documented bucket boundaries of every latency histogram, in seconds (0.25 ms to 10 s). */
+const LE_SECONDS = [0.00025, 0.0005, 0.001, 0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10] as const;
+
+/** The `le` labels of a histogram's buckets, in exposition order. */
+function bucketBounds(samples: Samples, name: string): string[] {
+  const out: string[] = [];
+  for (const key of samples.keys()) {
+    const m = key.startsWith(`${name}_bucket{`) ? /le="([^"]*)"/.exec(key) : null;
+    if (m !== null) out.push(m[1] as string);
+  }
+  return out;
 }
 
 describe('ops › metrics', () => {
@@ -141,7 +165,7 @@ describe('ops › metrics', () => {
   });
 
   it('exports bus publish and delivery latencies as cumulative histograms in seconds', async () => {
-    b = await startBroker({}, { fanout: new MemoryBus() });
+    b = await startBroker({}, { fanout: new DelayedBus() });
     const port = wsPort(b);
     const topic = `/topic/${uniqueName('bus')}`;
     const before = (await scrape(port)).samples;
@@ -149,8 +173,11 @@ describe('ops › metrics', () => {
     clients.push(c);
     c.send('SUBSCRIBE', { id: 's1', destination: topic, receipt: 'r1' });
     await c.frames(1);
+    // Every observation lies inside this window, so it bounds each one, in seconds.
+    const t0 = performance.now();
     for (let i = 0; i < 3; i++) c.send('SEND', { destination: topic, receipt: `p${i}` }, `m${i}`);
     const frames = await c.frames(6);
+    const wallSeconds = (performance.now() - t0) / 1000;
     expect(frames.filter((f) => f.command === 'MESSAGE')).to.have.length(3);
 
     const after = (await scrape(port)).samples;
@@ -160,7 +187,15 @@ describe('ops › metrics', () => {
       const h = histogramOf(after, name);
       expect(h.count, name).to.equal(3);
       expect(h.inf, name).to.equal(3);
-      expect(h.sum, name).to.be.at.least(0).and.below(30);
+      // Units: a histogram fed milliseconds would have a sum 1000 times too large, and its observations would land
+      // in buckets far above the window (a 2 ms delivery counted as "2" sits under le="2.5", not le="0.005").
+      // The broker observes whole milliseconds (Date.now), so each reading may be up to 1 ms off either way.
+      const most = wallSeconds + 0.001;
+      expect(h.sum, `${name}: 3 observations, each within the ${wallSeconds} s window and at least the bus delay`)
+        .to.be.at.least(3 * (BUS_DELAY_MS - 1) / 1000).and.at.most(3 * most);
+      const le = LE_SECONDS.find((b) => b >= most);
+      if (le !== undefined) expect(after.get(`${name}_bucket{le="${le}"}`), `${name}: all 3 under le=${le}`).to.equal(3);
+      expect(bucketBounds(after, name), `${name}: bucket boundaries in seconds`).to.deep.equal([...LE_SECONDS.map(String), '+Inf']);
       expect(h.buckets, name).to.have.length(15);
       for (let i = 1; i < h.buckets.length; i++) expect(h.buckets[i], name).to.be.at.least(h.buckets[i - 1] as number);
     }

@@ -22,6 +22,7 @@ import { dirname, resolve } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
+import { serviceUrl, type ServiceName } from './services.js';
 
 /** The repository root (this file runs from dist/spec/support). */
 export const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
@@ -29,18 +30,14 @@ export const BIN = resolve(ROOT, 'dist/bin/stompede.js');
 export const ARTIFACTS = resolve(ROOT, 'spec/artifacts');
 export const SERVICES_SCRIPT = process.env.STOMPEDE_TEST_SERVICES_SCRIPT ?? resolve(ROOT, 'infra/services.sh');
 
-export type ServiceName = 'redis' | 'kafka' | 'mongo';
+export type { ServiceName };
 
 /** The engine URLs the environment names (unset ones are undefined). */
 export const SERVICE_URLS: Readonly<Record<ServiceName, string | undefined>> = Object.freeze({
-  redis: nonEmpty(process.env.STOMPEDE_TEST_REDIS_URL),
-  kafka: nonEmpty(process.env.STOMPEDE_TEST_KAFKA_BROKERS),
-  mongo: nonEmpty(process.env.STOMPEDE_TEST_MONGO_URL),
+  redis: serviceUrl('redis'),
+  kafka: serviceUrl('kafka'),
+  mongo: serviceUrl('mongo'),
 });
-
-function nonEmpty(value: string | undefined): string | undefined {
-  return value === undefined || value === '' ? undefined : value;
-}
 
 /** The services of `names` that the environment does not name (empty: all there). */
 export function missingServices(names: readonly ServiceName[]): ServiceName[] {

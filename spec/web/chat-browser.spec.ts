@@ -21,7 +21,8 @@ import { resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { connectedTcp, stompFrame } from '../support/raw.js';
-import { ARTIFACTS, missingServices, ROOT, StompedeCluster, uniqueRunName, until, type StompedeNode } from '../support/cluster.js';
+import { requireServices } from '../support/services.js';
+import { ARTIFACTS, ROOT, StompedeCluster, uniqueRunName, until, type StompedeNode } from '../support/cluster.js';
 
 const SHOTS = resolve(ARTIFACTS, 'web');
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
@@ -118,11 +119,7 @@ describe('web: the chat page in Chromium against a three-node cluster', function
   const consoleErrors: string[] = [];
 
   before(async function () {
-    const missing = missingServices(['redis', 'kafka', 'mongo']);
-    if (missing.length > 0) {
-      console.log(`    (skipped: ${missing.join(', ')} not in the environment; run through infra/with-services.sh, as make test does)`);
-      this.skip();
-    }
+    requireServices(['redis', 'kafka', 'mongo']);
     // The first run on a machine installs Chromium with apt.
     this.timeout(15 * 60_000);
     const { stdout } = await promisify(execFile)(resolve(ROOT, 'infra/chromium.sh'), { timeout: 14 * 60_000 });

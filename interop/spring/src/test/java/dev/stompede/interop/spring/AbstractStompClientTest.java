@@ -214,6 +214,11 @@ public abstract class AbstractStompClientTest {
 		awaitReceipt(session.acknowledge(ackId(one.headers()), false), "NACK one");
 		Inbox.Received again = inbox.next();
 		assertEquals("one", again.text());
+		// The redelivery says so (and how often the message came back); the first delivery did not.
+		assertNull(one.headers().getFirst("redelivered"), "a first delivery carries no redelivered header");
+		assertEquals("true", again.headers().getFirst("redelivered"), "a NACKed message comes back with redelivered:true");
+		assertEquals("1", again.headers().getFirst("x-delivery-count"), "x-delivery-count counts the returns");
+		assertEquals(one.headers().getMessageId(), again.headers().getMessageId(), "a redelivery keeps its message-id");
 		// Individual: acknowledging "two" must not settle the redelivered "one", which is acknowledged after it.
 		awaitReceipt(session.acknowledge(ackId(two.headers()), true), "ACK two");
 		awaitReceipt(session.acknowledge(ackId(again.headers()), true), "ACK one");

@@ -1,0 +1,44 @@
+/**
+ * The test services a spec needs, named by the environment that `infra/with-services.sh` (and so `make test`)
+ * exports. A spec that needs one and does not find it FAILS, naming what is missing: a suite that turned
+ * pending whenever a variable was unset would pass without testing anything.
+ */
+
+export type ServiceName = 'redis' | 'kafka' | 'mongo';
+
+/** Which variable names each service's URL. */
+export const SERVICE_VARIABLES = Object.freeze({
+  redis: 'STOMPEDE_TEST_REDIS_URL',
+  kafka: 'STOMPEDE_TEST_KAFKA_BROKERS',
+  mongo: 'STOMPEDE_TEST_MONGO_URL',
+} as const satisfies Record<ServiceName, string>);
+
+/** The URL the environment gives for a service, or undefined when it is unset or empty. */
+export function serviceUrl(name: ServiceName): string | undefined {
+  const value = process.env[SERVICE_VARIABLES[name]];
+  return value === undefined || value === '' ? undefined : value;
+}
+
+/** Thrown (from a `before` hook, so the whole block fails) when a service the spec needs is not configured. */
+export class MissingServiceError extends Error {
+  readonly missing: readonly ServiceName[];
+  constructor(missing: readonly ServiceName[]) {
+    const list = missing.map((n) => `${n} (${SERVICE_VARIABLES[n]})`).join(', ');
+    super(`required test service(s) not configured: ${list}; run the specs through \`make test\` or infra/with-services.sh`);
+    this.name = 'MissingServiceError';
+    this.missing = missing;
+  }
+}
+
+/** The URL of `name`; throws MissingServiceError when the environment does not name it. */
+export function requireService(name: ServiceName): string {
+  const url = serviceUrl(name);
+  if (url === undefined) throw new MissingServiceError([name]);
+  return url;
+}
+
+/** Checks several at once, so that one failure names every missing service. */
+export function requireServices(names: readonly ServiceName[]): void {
+  const missing = names.filter((n) => serviceUrl(n) === undefined);
+  if (missing.length > 0) throw new MissingServiceError(missing);
+}
