@@ -36,7 +36,7 @@ describe('security › connection limits (issue #8 item 5)', () => {
       held[2]?.close();
       await until(() => h.broker.sessions.size === 2, 2000, 'the closed session to go');
       const again = await h.client(V12);
-      await expectQuiet(again, 20);
+      await expectQuiet(again);
     });
   });
 
