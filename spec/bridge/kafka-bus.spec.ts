@@ -10,6 +10,7 @@ import { decodeRecord, encodeRecord, RECORD_HEADERS, recordId } from '../../brid
 import { MemoryBus } from '../../bridge/memory-bus.js';
 import type { SharedQueueMessage, SharedQueues } from '../../bridge/queues.js';
 import { busConformance, closedPort, envelope, Recorder, uniqueDestination, until, type BusCluster } from './bus-conformance.js';
+import { waitQuiet } from '../support/timing.js';
 
 const BROKERS = process.env.STOMPEDE_TEST_KAFKA_BROKERS;
 const brokers = (BROKERS ?? '').split(',').filter((b) => b !== '');
@@ -430,7 +431,7 @@ describe('KafkaBus on Kafka', function () {
         const ids = (recorders[0] as Recorder).unique(d).map((e) => e.id);
         expect(ids.some((id) => history.appends.has(id))).to.equal(false);
         await until(() => retries.includes('history'), DELIVERY_MS, () => 'a history retry');
-        await sleep(1_000); // several commit ticks
+        await waitQuiet(1_000); // several commit ticks
         const { partition, offset: first } = coordinates(ids[0] as string);
         const commits = await committed(cluster.clusterName, topics.topics);
         expect(commits.get(partition) ?? -1, 'committed offset while history is down').to.be.at.most(first);
@@ -454,7 +455,7 @@ describe('KafkaBus on Kafka', function () {
       cluster.control.failing = true;
       try {
         await Promise.all(Array.from({ length: 40 }, (_, i) => node(1).publish(envelope(d, String(i)))));
-        await sleep(1_500);
+        await waitQuiet(1_500);
         for (const r of recorders) expect(r.for(d)).to.deep.equal([]);
       } finally {
         cluster.control.failing = false;
@@ -521,7 +522,7 @@ describe('KafkaBus on Kafka', function () {
           await z.start(fresh.deliver);
           await publisher.publish(envelope(d, 'm4'));
           await until(() => fresh.for(d).length >= 1 && a2.unique(d).length >= 3, DELIVERY_MS, () => 'm4 at z and a');
-          await sleep(300);
+          await waitQuiet(300);
           expect(a2.unique(d).map((e) => e.body.toString())).to.deep.equal(['m2', 'm3', 'm4']);
           expect(fresh.unique(d).map((e) => e.body.toString())).to.deep.equal(['m4']);
         } finally {
