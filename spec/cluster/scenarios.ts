@@ -176,7 +176,8 @@ export function chatScenarios(ctx: ClusterContext): void {
     expect(ctx.pool.errors()).to.deep.equal([]);
   });
 
-  it('wildcard subscriptions (* one segment, # any) match destinations published on other nodes', async () => {
+  it('wildcard subscriptions (* one segment, # any) match destinations published on other nodes', async function () {
+    this.timeout(90_000); // three 20 s waits for deliveries in a row, plus the clients
     const base = dest('topic', 'wild').slice('/topic/'.length);
     const publisher = await ctx.pool.stompjs(ctx.node(0));
     const star = await (await ctx.pool.stompjs(ctx.node(1))).subscribe(`/topic/${base}.*`);
@@ -228,7 +229,7 @@ export function loadScenario(ctx: ClusterContext, options: { messages?: number; 
   const destinations = options.destinations ?? 50;
   const publishers = options.publishers ?? 5;
   it(`${total.toLocaleString('en')} messages over ${destinations} destinations from ${publishers} publishers on every node arrive complete and in order on every node`, async function () {
-    this.timeout(180_000);
+    this.timeout(240_000); // 120 s for the deliveries, after subscribing and sending 10,000 with receipts
     const base = dest('topic', 'load').slice('/topic/'.length);
     const names = Array.from({ length: destinations }, (_, d) => `/topic/${base}.d${String(d).padStart(2, '0')}`);
     const c = ctx.cluster();
@@ -358,7 +359,7 @@ export function queueScenarios(ctx: ClusterContext): void {
   });
 
   it('/queue/*: NACK returns a message for redelivery (redelivered:true), on another node when the NACKing consumer leaves', async function () {
-    this.timeout(60_000);
+    this.timeout(120_000); // two 20 s waits for deliveries, then 30 s for every ACK, plus the clients
     const queue = dest('queue', 'nack');
     const failures: string[] = [];
     const producer = await ctx.pool.stompit(ctx.node(1));
@@ -461,7 +462,7 @@ export function queueScenarios(ctx: ClusterContext): void {
   });
 
   it('/queue/*: a node killed with kill -9 and restarted at once (same node id) does not strand the messages it held', async function () {
-    this.timeout(90_000);
+    this.timeout(150_000); // 20 s for deliveries, a restart (up to 60 s to be ready), 30 s for the redeliveries
     const queue = dest('queue', 'crash-restart');
     const victim = ctx.node(2);
     const holder = await ctx.pool.stompjs(victim, 'holder@n3');
