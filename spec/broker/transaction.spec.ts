@@ -2,7 +2,8 @@ import { expect } from 'chai';
 import { uniqueName } from '../support/broker.js';
 import { stompFrame } from '../support/raw.js';
 import {
-  V11, V12, closeAtBroker, expectError, expectQuiet, expectReceipt, header, nextMessage, publish, subscribe, useBroker, withReceipt, type Harness,
+  V11, V12, closeAtBroker, expectError, expectQuiet, expectReceipt, header, nextMessage, publish, subscribe, useBroker, withReceipt,
+  type Harness,
 } from './harness.js';
 
 /** A topic subscriber, and a publisher connection. */

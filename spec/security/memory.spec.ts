@@ -6,7 +6,9 @@ import { expect } from 'chai';
 import { InMemoryHistoryStore } from '../../bridge/history.js';
 import { uniqueName } from '../support/broker.js';
 import { stompFrame } from '../support/raw.js';
-import { V12, expectError, expectQuiet, expectReceipt, nextMessage, publish, subscribe, useBroker, withReceipt } from '../broker/harness.js';
+import {
+  V12, expectError, expectQuiet, expectReceipt, nextMessage, publish, subscribe, useBroker, withReceipt,
+} from '../broker/harness.js';
 import { retainedMiB } from './support.js';
 
 const MiB = 1024 * 1024;
