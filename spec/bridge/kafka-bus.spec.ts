@@ -12,6 +12,7 @@ import { MemoryBus } from '../../bridge/memory-bus.js';
 import type { SharedQueueMessage, SharedQueues } from '../../broker/ports/queues.js';
 import { requireService } from '../support/services.js';
 import { busConformance, closedPort, envelope, Recorder, uniqueDestination, until, type BusCluster } from './bus-conformance.js';
+import { waitQuiet } from '../support/timing.js';
 
 const BROKERS = process.env.STOMPEDE_TEST_KAFKA_BROKERS;
 const brokers = (BROKERS ?? '').split(',').filter((b) => b !== '');
@@ -431,7 +432,7 @@ describe('KafkaBus on Kafka', function () {
         const ids = (recorders[0] as Recorder).unique(d).map((e) => e.id);
         expect(ids.some((id) => history.appends.has(id))).to.equal(false);
         await until(() => retries.includes('history'), DELIVERY_MS, () => 'a history retry');
-        await sleep(1_000); // several commit ticks
+        await waitQuiet(1_000); // several commit ticks
         const { partition, offset: first } = coordinates(ids[0] as string);
         const commits = await committed(cluster.clusterName, topics.topics);
         expect(commits.get(partition) ?? -1, 'committed offset while history is down').to.be.at.most(first);
@@ -455,7 +456,7 @@ describe('KafkaBus on Kafka', function () {
       cluster.control.failing = true;
       try {
         await Promise.all(Array.from({ length: 40 }, (_, i) => node(1).publish(envelope(d, String(i)))));
-        await sleep(1_500);
+        await waitQuiet(1_500);
         for (const r of recorders) expect(r.for(d)).to.deep.equal([]);
       } finally {
         cluster.control.failing = false;
@@ -522,7 +523,7 @@ describe('KafkaBus on Kafka', function () {
           await z.start(fresh.deliver);
           await publisher.publish(envelope(d, 'm4'));
           await until(() => fresh.for(d).length >= 1 && a2.unique(d).length >= 3, DELIVERY_MS, () => 'm4 at z and a');
-          await sleep(300);
+          await waitQuiet(300);
           expect(a2.unique(d).map((e) => e.body.toString())).to.deep.equal(['m2', 'm3', 'm4']);
           expect(fresh.unique(d).map((e) => e.body.toString())).to.deep.equal(['m4']);
         } finally {
@@ -580,8 +581,17 @@ describe('KafkaBus on Kafka', function () {
   describe('a node crash (kill -9 of a partition owner)', function () {
     let child: ChildProcess | undefined;
 
-    afterEach(function () {
-      child?.kill('SIGKILL');
+    afterEach(async function () {
+      const c = child;
+      child = undefined;
+      if (c === undefined) return;
+      // Detached first: a fanout acknowledgement still in flight must find nobody to answer once the test is over.
+      c.removeAllListeners('message');
+      if (c.exitCode === null && c.signalCode === null) {
+        const exited = new Promise((resolve) => c.once('exit', resolve));
+        c.kill('SIGKILL');
+        await exited;
+      }
     });
 
     it('the survivor resumes from the committed offsets: everything arrives, in order per destination', async function () {
@@ -622,6 +632,9 @@ describe('KafkaBus on Kafka', function () {
         },
       });
       const doomed = child;
+      // A send racing the SIGKILL fails with EPIPE or ERR_IPC_CHANNEL_CLOSED: `connected` is only a hint, and an
+      // error with no listener would be uncaught and fail whichever test runs at that moment.
+      doomed.on('error', () => {});
       let ready = false;
       let fromChild = 0;
       doomed.on('message', (m: { ready?: boolean; n?: number; envelope?: Omit<HistoryRecord, 'body'> & { body: string } }) => {
@@ -629,7 +642,8 @@ describe('KafkaBus on Kafka', function () {
         if (m.envelope !== undefined) {
           fromChild++;
           void shared.publish({ ...m.envelope, body: Buffer.from(m.envelope.body, 'base64') }).then(() => {
-            if (doomed.connected) doomed.send({ ack: m.n });
+            // With a callback, a failed send is reported here rather than as an 'error' event; the child is gone.
+            if (doomed.connected) doomed.send({ ack: m.n }, () => {});
           });
         }
       });

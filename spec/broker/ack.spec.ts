@@ -24,7 +24,7 @@ async function leftOver(h: Harness, queue: string, expected: number): Promise<st
   await subscribe(c, queue, 'rest');
   const texts: string[] = [];
   for (let i = 0; i < expected; i++) texts.push((await nextMessage(c)).text);
-  await expectQuiet(c, 60);
+  await expectQuiet(c);
   return texts;
 }
 
@@ -213,7 +213,7 @@ describe('broker › wire › ACK and NACK', () => {
         subscription: 'sub', ack: header(again, 'ack'), destination, messageId: header(m2, 'message-id'),
         headers: [['redelivered', 'true'], ['x-delivery-count', '1']], body: 'm2',
       }).toString());
-      await expectQuiet(consumer, 40);
+      await expectQuiet(consumer);
       // The old ack id is spent; m1 is untouched.
       consumer.send(stompFrame('ACK', { id: header(messages[0]!, 'ack'), receipt: 'm1' }));
       await expectReceipt(consumer, 'm1');
@@ -222,7 +222,7 @@ describe('broker › wire › ACK and NACK', () => {
     it('NACK of a topic message settles it without redelivery', async () => {
       const { consumer, messages } = await delivered(h, 'client-individual', 1, V12, 'topic');
       await withReceipt(consumer, 'NACK', [['id', header(messages[0]!, 'ack')]]);
-      await expectQuiet(consumer, 60);
+      await expectQuiet(consumer);
     });
   });
 

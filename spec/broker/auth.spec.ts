@@ -73,7 +73,7 @@ describe('broker › wire › authentication (users file)', () => {
     ]));
     await expectError(c, REFUSED);
     expect(c.frames.map((f) => f.command)).to.deep.equal(['ERROR']);
-    await expectQuiet(sub, 80);
+    await expectQuiet(sub);
   });
 
   describe('an authenticator that fails', () => {

@@ -7,6 +7,7 @@ import type { Broker, BrokerOptions, ConfigInput } from '../../broker/index.js';
 import { escapeHeader, type StompVersion } from '../../frames/index.js';
 import { startBroker, type TestBroker } from '../support/broker.js';
 import { RawClient, connect, stompFrame, type HeaderList, type RawFrame, type TcpRawClient, type WsRawClient } from '../support/raw.js';
+import { MIN_QUIET_MS, quietPeriod } from '../support/timing.js';
 
 export interface Harness {
   readonly broker: Broker;
@@ -180,10 +181,42 @@ export function messageWire(m: {
   return Buffer.concat([Buffer.from(head), body, Buffer.from([0])]);
 }
 
-/** A connection that is still open and has received nothing new for `ms`. */
-export async function expectQuiet(client: RawClient, ms = 100): Promise<void> {
-  await client.noFrame(ms);
+let probes = 0;
+
+/**
+ * Nothing is on its way to `client`, and its connection is open. Proved by an event rather than by a silence
+ * window: a BEGIN/ABORT pair (no state survives it, no permission applies) asks for a RECEIPT, which the session
+ * writes after everything already written to this connection, so a frame that was due arrives first and fails the
+ * check. It covers frames caused by work the broker has finished (a SEND whose RECEIPT came back, a closed
+ * connection the broker has dropped: `closeAtBroker`); timers and pre-CONNECT checks use `expectSilence`.
+ */
+export async function expectQuiet(client: RawClient): Promise<void> {
+  const id = `quiet-probe-${++probes}`;
+  client.send(Buffer.concat([stompFrame('BEGIN', { transaction: id }), stompFrame('ABORT', { transaction: id, receipt: id })]));
+  const frame = await client.nextFrame(10_000);
+  expect(frame.raw.toString('latin1'), 'nothing before the probe RECEIPT').to.equal(`RECEIPT\nreceipt-id:${id}\n\n\0`);
   expect(client.isClosed, 'connection still open').to.equal(false);
+}
+
+/**
+ * No frame arrives for `quietPeriod(minMs)` (at least 100 ms, more on a busy machine) and the connection stays
+ * open. Only for what no RECEIPT can order: a timer that must not fire, a connection that has not CONNECTed.
+ */
+export async function expectSilence(client: RawClient, minMs = MIN_QUIET_MS): Promise<void> {
+  await client.noFrame(await quietPeriod(minMs));
+  expect(client.isClosed, 'connection still open').to.equal(false);
+}
+
+/** Closes `client` from the test's side and resolves once the broker has dropped its session. */
+export async function closeAtBroker(broker: Broker, client: TcpRawClient, timeoutMs = 10_000): Promise<void> {
+  // Taken before the close: a destroyed socket forgets its port.
+  const address = `:${client.socket.localPort ?? -1}`;
+  client.close();
+  const deadline = Date.now() + timeoutMs;
+  while ([...broker.sessions].some((s) => s.connection.remoteAddress.endsWith(address))) {
+    if (Date.now() > deadline) throw new Error(`the broker still holds the session of ${address} after ${timeoutMs} ms`);
+    await sleep(5);
+  }
 }
 
 export { connect, stompFrame };

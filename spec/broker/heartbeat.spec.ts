@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { uniqueName } from '../support/broker.js';
 import { stompFrame, type RawClient } from '../support/raw.js';
+import { eventLoopLag } from '../support/timing.js';
 import { connect, expectError, expectQuiet, header, sleep, useBroker } from './harness.js';
 
 /** Gaps between consecutive heart-beats, starting from `from`. */
@@ -18,6 +19,14 @@ function afterConnected(client: RawClient): string {
 
 describe('broker › wire › heart-beating (S27–S30, V4)', () => {
   const h = useBroker({ heartbeatSendMs: 100, heartbeatReceiveMs: 100, heartbeatGrace: 2 });
+  /**
+   * How late a beat may be: 50 ms on an idle machine, more when this process's timers already run late (the
+   * broker's beat timer is one of them). Checks that something must NOT happen keep their exact bounds.
+   */
+  let slackMs = 50;
+  before(async () => {
+    slackMs = Math.max(50, 10 * (await eventLoopLag(10)));
+  });
 
   for (const version of ['1.1', '1.2']) {
     it(`${version}: CONNECTED offers heart-beat:<heartbeatSendMs>,<heartbeatReceiveMs>`, async () => {
@@ -34,7 +43,7 @@ describe('broker › wire › heart-beating (S27–S30, V4)', () => {
       const start = Date.now();
       await sleep(650);
       expect(c.heartbeats.length).to.be.at.least(5);
-      for (const gap of gaps(c, start)) expect(gap).to.be.at.most(100 + 50);
+      for (const gap of gaps(c, start)) expect(gap).to.be.at.most(100 + slackMs);
       expect(afterConnected(c)).to.equal('\n'.repeat(c.heartbeats.length));
       expect(c.isClosed).to.equal(false);
     });
@@ -46,18 +55,18 @@ describe('broker › wire › heart-beating (S27–S30, V4)', () => {
       await sleep(950);
       // Every 300 ms at the least; a broker that used its own 100 ms would have sent about 18.
       expect(c.heartbeats.length).to.be.within(3, 8);
-      for (const gap of gaps(c, start)) expect(gap).to.be.at.most(300 + 50);
+      for (const gap of gaps(c, start)) expect(gap).to.be.at.most(300 + slackMs);
     });
 
     for (const [label, headers] of [
       ['heart-beat:0,0', { 'accept-version': '1.2', host: 'localhost', 'heart-beat': '0,0' }],
       ['no heart-beat header (means 0,0)', { 'accept-version': '1.2', host: 'localhost' }],
-      ['heart-beat:100,0 (client wants none)', { 'accept-version': '1.2', host: 'localhost', 'heart-beat': '100,0' }],
+      ['heart-beat:300,0 (client wants none)', { 'accept-version': '1.2', host: 'localhost', 'heart-beat': '300,0' }],
     ] as const) {
       it(`sends none for ${label}`, async () => {
         const c = await h.raw();
         await connect(c, headers);
-        if (label.startsWith('heart-beat:100,0')) {
+        if (label.startsWith('heart-beat:300,0')) {
           // Keep the client alive for the broker while we watch.
           for (let i = 0; i < 8; i++) {
             c.send('\n');
@@ -93,7 +102,7 @@ describe('broker › wire › heart-beating (S27–S30, V4)', () => {
         message: 'heart-beat timeout',
         body: 'Nothing was received for more than 200 ms (negotiated interval 100 ms × grace 2).\n',
       });
-      expect(Date.now() - start).to.be.within(190, 500);
+      expect(Date.now() - start).to.be.within(190, 500 + slackMs);
     });
 
     it('uses the larger interval for the timeout: client offers 300,0', async () => {
@@ -103,37 +112,39 @@ describe('broker › wire › heart-beating (S27–S30, V4)', () => {
       await sleep(450);
       expect(c.isClosed, 'still open at 450 ms').to.equal(false);
       await expectError(c, { message: 'heart-beat timeout', body: 'Nothing was received for more than 600 ms (negotiated interval 300 ms × grace 2).\n' });
-      expect(Date.now() - start).to.be.within(590, 1000);
+      expect(Date.now() - start).to.be.within(590, 1000 + slackMs);
     });
 
+    // The keep-alive specs offer 300,0 (a 600 ms limit) and send far more often for twice that long: only a stall
+    // of this process longer than 500 ms could fail them (250 ms stalls were seen with CPU hogs running).
     it('keeps a client that sends an EOL within each interval', async () => {
       const c = await h.raw();
-      await connect(c, { 'accept-version': '1.2', host: 'localhost', 'heart-beat': '100,0' });
-      for (let i = 0; i < 10; i++) {
+      await connect(c, { 'accept-version': '1.2', host: 'localhost', 'heart-beat': '300,0' });
+      for (let i = 0; i < 40; i++) {
         c.send(i % 2 === 0 ? '\n' : '\r\n');
-        await sleep(60);
+        await sleep(30);
       }
-      await expectQuiet(c, 10);
+      await expectQuiet(c);
     });
 
     it('counts any frame as a sign of life, not only EOLs', async () => {
       const c = await h.raw();
-      await connect(c, { 'accept-version': '1.2', host: 'localhost', 'heart-beat': '100,0' });
+      await connect(c, { 'accept-version': '1.2', host: 'localhost', 'heart-beat': '300,0' });
       const topic = `/topic/${uniqueName()}`;
-      for (let i = 0; i < 10; i++) {
+      for (let i = 0; i < 40; i++) {
         c.send(stompFrame('SEND', { destination: topic }, String(i)));
-        await sleep(60);
+        await sleep(30);
       }
-      await expectQuiet(c, 10);
+      await expectQuiet(c);
     });
 
     it('counts a frame arriving a byte at a time as a sign of life', async () => {
       const c = await h.raw();
-      await connect(c, { 'accept-version': '1.2', host: 'localhost', 'heart-beat': '100,0' });
+      await connect(c, { 'accept-version': '1.2', host: 'localhost', 'heart-beat': '300,0' });
       const bytes = stompFrame('SEND', { destination: `/topic/${uniqueName()}` }, 'slow');
       for (let i = 0; i < bytes.length && i < 12; i++) {
         c.send(bytes.subarray(i, i + 1));
-        await sleep(50);
+        await sleep(100);
       }
       expect(c.isClosed).to.equal(false);
     });

@@ -2,7 +2,8 @@ import { expect } from 'chai';
 import { uniqueName } from '../support/broker.js';
 import { stompFrame } from '../support/raw.js';
 import {
-  V11, V12, expectError, expectQuiet, expectReceipt, header, nextMessage, publish, subscribe, useBroker, withReceipt, type Harness,
+  V11, V12, closeAtBroker, expectError, expectQuiet, expectReceipt, header, nextMessage, publish, subscribe, useBroker, withReceipt,
+  type Harness,
 } from './harness.js';
 
 /** A topic subscriber, and a publisher connection. */
@@ -23,7 +24,7 @@ describe('broker › wire › transactions (S43, S44)', () => {
       await withReceipt(pub, 'BEGIN', [['transaction', 'tx1']]);
       await withReceipt(pub, 'SEND', [['destination', topic], ['transaction', 'tx1'], ['x-n', '1']], 'one');
       await withReceipt(pub, 'SEND', [['destination', topic], ['transaction', 'tx1'], ['x-n', '2']], 'two');
-      await expectQuiet(sub, 60);
+      await expectQuiet(sub);
       await withReceipt(pub, 'COMMIT', [['transaction', 'tx1']]);
       const one = await nextMessage(sub);
       const two = await nextMessage(sub);
@@ -38,7 +39,7 @@ describe('broker › wire › transactions (S43, S44)', () => {
       await withReceipt(pub, 'ABORT', [['transaction', 'tx']]);
       await publish(pub, topic, 'plain');
       expect((await nextMessage(sub)).text).to.equal('plain');
-      await expectQuiet(sub, 50);
+      await expectQuiet(sub);
     });
 
     it('keeps transactional and plain SENDs apart, and transactions apart from each other', async () => {
@@ -68,15 +69,15 @@ describe('broker › wire › transactions (S43, S44)', () => {
       ]));
       await expectReceipt(pub, 'bye');
       await pub.closed();
-      await expectQuiet(sub, 80);
+      await expectQuiet(sub);
     });
 
     it('aborts an open transaction when the connection drops', async () => {
       const { topic, sub, pub } = await pair(h);
       await withReceipt(pub, 'BEGIN', [['transaction', 'tx']]);
       await withReceipt(pub, 'SEND', [['destination', topic], ['transaction', 'tx']], 'never');
-      pub.close();
-      await expectQuiet(sub, 80);
+      await closeAtBroker(h.broker, pub);
+      await expectQuiet(sub);
     });
 
     it('checks the destination of a transactional SEND when it is sent, not at COMMIT', async () => {
@@ -103,7 +104,7 @@ describe('broker › wire › transactions (S43, S44)', () => {
       await subscribe(other, q, 'o');
       const texts = [];
       for (let i = 0; i < count; i++) texts.push((await nextMessage(other)).text);
-      await expectQuiet(other, 60);
+      await expectQuiet(other);
       return texts;
     }
 
@@ -140,7 +141,7 @@ describe('broker › wire › transactions (S43, S44)', () => {
       const { c, m1 } = await pending('client-individual');
       await withReceipt(c, 'BEGIN', [['transaction', 't']]);
       await withReceipt(c, 'NACK', [['id', header(m1, 'ack')], ['transaction', 't']]);
-      await expectQuiet(c, 50);
+      await expectQuiet(c);
       c.send(stompFrame('COMMIT', { transaction: 't' }));
       const again = await nextMessage(c);
       expect([again.text, header(again, 'redelivered')]).to.deep.equal(['m1', 'true']);

@@ -8,6 +8,7 @@ import { expect } from 'chai';
 import { services, sleep, until, withServiceFault } from '../support/cluster.js';
 import { sequenceProblems, type StompClient, type Subscription } from './clients.js';
 import { seqOf, Publisher } from './flow.js';
+import { waitQuiet } from '../support/timing.js';
 import { chatScenarios, dest, loadScenario, queueScenarios, shutdownScenario, useCluster, waitForFlow } from './scenarios.js';
 
 describe('cluster › kafka route (3 node processes, Redis fan-out, MongoDB history)', function () {
@@ -44,7 +45,7 @@ describe('cluster › kafka route (3 node processes, Redis fan-out, MongoDB hist
         expect(publisher.records.filter((r) => r.outcome !== 'receipt').map((r) => `${r.body} ${r.outcome}`), 'publisher on a surviving node').to.deep.equal([]);
         const resumed = second;
         await resumed.inbox.until(() => resumed.inbox.messages.some((m) => m.body === sent.at(-1)), 60_000, 'the last message on the resumed subscription');
-        await sleep(500);
+        await waitQuiet(500);
         const got = [...first.inbox.bodies(), ...resumed.inbox.bodies()];
         console.log(`      ${sent.length} sent; ${first.inbox.length} on n3 before kill -9 (last ${last?.body} ${lastId}), ${resumed.inbox.length} after resuming on n2`);
         expect(sequenceProblems(got, sent, 'reader'), 'one stream across the crash').to.deep.equal([]);
@@ -81,7 +82,7 @@ describe('cluster › kafka route (3 node processes, Redis fan-out, MongoDB hist
       }
       const sent = publisher.receipted();
       await Promise.all(resumed.map(({ sub }, i) => sub.inbox.until(() => sub.inbox.bodies().includes(sent.at(-1) as string), 30_000, `resumption ${i}: the last message`)));
-      await sleep(500);
+      await waitQuiet(500);
       const problems: string[] = [];
       for (const [i, r] of resumed.entries()) {
         const rest = sent.slice(sent.indexOf(r.from) + 1);
@@ -121,7 +122,7 @@ describe('cluster › kafka route (3 node processes, Redis fan-out, MongoDB hist
             // before this node's subscribing connection had resubscribed (pub/sub keeps nothing for absent subscribers).
             throw new Error(`${String(error)}; missing ${sent.filter((b) => !got.has(b)).join(', ')} (receipted, so in Kafka and history, but never delivered live)`);
           })));
-        await sleep(500);
+        await waitQuiet(500);
         for (const { label, sub } of subs) {
           const bodies = sub.inbox.bodies();
           expect(new Set(bodies).size, `${label}: no duplicates`).to.equal(bodies.length);
@@ -170,7 +171,7 @@ describe('cluster › kafka route (3 node processes, Redis fan-out, MongoDB hist
           const got = new Set(sub.inbox.bodies());
           throw new Error(`${String(error)}; missing ${sent.filter((b) => !got.has(b)).slice(0, 20).join(', ')}`);
         })));
-      await sleep(500);
+      await waitQuiet(500);
       for (const { label, sub } of subs) {
         const bodies = sub.inbox.bodies();
         expect(new Set(bodies).size, `${label}: no duplicates`).to.equal(bodies.length);
@@ -211,7 +212,7 @@ describe('cluster › kafka route (3 node processes, Redis fan-out, MongoDB hist
       await send('after', 20);
       await live.inbox.until(() => live.inbox.length >= sent.length, 20_000, 'live delivery after the outage');
       await liveWs.inbox.until(() => liveWs.inbox.length >= sent.length, 20_000, 'live delivery after the outage (WebSocket)');
-      await sleep(200);
+      await waitQuiet(200);
       expect(sequenceProblems(live.inbox.bodies(), sent, 'live on n2')).to.deep.equal([]);
       expect(sequenceProblems(liveWs.inbox.bodies(), sent, 'live on n3 (WebSocket)')).to.deep.equal([]);
       // History catches up in the background once MongoDB answers: new subscriptions see it, in order, no gap.

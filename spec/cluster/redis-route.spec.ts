@@ -6,6 +6,7 @@ import { expect } from 'chai';
 import { services, sleep, until, withServiceFault } from '../support/cluster.js';
 import type { Subscription } from './clients.js';
 import { seqOf, Publisher } from './flow.js';
+import { waitQuiet } from '../support/timing.js';
 import { chatScenarios, dest, loadScenario, queueScenarios, shutdownScenario, useCluster } from './scenarios.js';
 
 describe('cluster › redis route (3 node processes)', function () {
@@ -51,7 +52,7 @@ describe('cluster › redis route (3 node processes)', function () {
         await publisher.stop();
         const after = publisher.records.slice(from).filter((r) => r.outcome === 'receipt').map((r) => r.body);
         await Promise.all(subs.map(({ label, sub }) => sub.inbox.until(() => after.every((b) => sub.inbox.bodies().includes(b)), 20_000, `${label}: messages after the restart`)));
-        await sleep(300);
+        await waitQuiet(300);
         const lost = subs.map(({ label, sub }) => {
           const got = new Set(sub.inbox.bodies());
           return `${label} ${publisher.records.filter((r) => !got.has(r.body)).length}`;

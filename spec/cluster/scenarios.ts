@@ -7,6 +7,7 @@ import { expect } from 'chai';
 import { requireServices } from '../support/services.js';
 import { sleep, StompedeCluster, until, type RoutePreset, type ServiceName, type StompedeNode } from '../support/cluster.js';
 import { ClientPool, sequenceProblems, type Received, type StompClient, type Subscription } from './clients.js';
+import { waitQuiet } from '../support/timing.js';
 
 export interface ClusterContext {
   readonly route: RoutePreset;
@@ -68,7 +69,7 @@ export function useCluster(route: RoutePreset, engines: readonly ServiceName[], 
 
   afterEach(async function () {
     // A moment first, so that the nodes' last lines have reached their log files.
-    if (this.currentTest?.state === 'failed') await sleep(300);
+    if (this.currentTest?.state === 'failed') await waitQuiet(300);
     cluster?.printLogsOnFailure(this.currentTest);
     await pool.closeAll();
     // A test that failed half-way may leave a node down: the next one gets a whole cluster.
@@ -150,7 +151,7 @@ export function chatScenarios(ctx: ClusterContext): void {
       }
     }
     await Promise.all(subs.map((s, i) => s.inbox.count(lines.length, 20_000, `${people[i]?.label} to hear everyone`)));
-    await sleep(200);
+    await waitQuiet(200);
     const ids = new Map<string, string>();
     for (const [i, s] of subs.entries()) {
       // One sender's lines arrive in the order they were sent (each waited for its receipt before the next).
@@ -172,7 +173,8 @@ export function chatScenarios(ctx: ClusterContext): void {
     expect(ctx.pool.errors()).to.deep.equal([]);
   });
 
-  it('wildcard subscriptions (* one segment, # any) match destinations published on other nodes', async () => {
+  it('wildcard subscriptions (* one segment, # any) match destinations published on other nodes', async function () {
+    this.timeout(90_000); // three 20 s waits for deliveries in a row, plus the clients
     const base = dest('topic', 'wild').slice('/topic/'.length);
     const publisher = await ctx.pool.stompjs(ctx.node(0));
     const star = await (await ctx.pool.stompjs(ctx.node(1))).subscribe(`/topic/${base}.*`);
@@ -190,7 +192,7 @@ export function chatScenarios(ctx: ClusterContext): void {
     await hash.inbox.count(5, 20_000, '# subscriber');
     await star.inbox.count(3, 20_000, '* subscriber');
     await exact.inbox.count(2, 20_000, 'exact subscriber');
-    await sleep(300);
+    await waitQuiet(300);
     const seen = (s: Subscription) => s.inbox.messages.map((m) => `${m.headers.destination} ${m.body}`);
     expect(seen(star)).to.deep.equal([`/topic/${base}.a to a`, `/topic/${base}.b to b`, `/topic/${base}.a to a again`]);
     expect(seen(hash)).to.deep.equal([`/topic/${base}.a to a`, `/topic/${base}.b.c to b.c`, `/topic/${base} to the base`, `/topic/${base}.b to b`, `/topic/${base}.a to a again`]);
@@ -211,7 +213,7 @@ export function chatScenarios(ctx: ClusterContext): void {
     await leaving.unsubscribe();
     await publisher.send(room, 'two');
     await staying.inbox.count(2, 20_000);
-    await sleep(300);
+    await waitQuiet(300);
     expect(leaving.inbox.bodies()).to.deep.equal(['one']);
     expect(staying.inbox.bodies()).to.deep.equal(['one', 'two']);
   });
@@ -224,7 +226,7 @@ export function loadScenario(ctx: ClusterContext, options: { messages?: number; 
   const destinations = options.destinations ?? 50;
   const publishers = options.publishers ?? 5;
   it(`${total.toLocaleString('en')} messages over ${destinations} destinations from ${publishers} publishers on every node arrive complete and in order on every node`, async function () {
-    this.timeout(180_000);
+    this.timeout(240_000); // 120 s for the deliveries, after subscribing and sending 10,000 with receipts
     const base = dest('topic', 'load').slice('/topic/'.length);
     const names = Array.from({ length: destinations }, (_, d) => `/topic/${base}.d${String(d).padStart(2, '0')}`);
     const c = ctx.cluster();
@@ -257,7 +259,7 @@ export function loadScenario(ctx: ClusterContext, options: { messages?: number; 
     const count = perDestination * destinations;
     await Promise.all(subscribers.map(({ label, sub }) => sub.inbox.count(count, 120_000, `${label} to get ${count}`)));
     const delivered = Date.now();
-    await sleep(300);
+    await waitQuiet(300);
     const problems: string[] = [];
     for (const { label, sub } of subscribers) {
       const got = new Map<string, string[]>();
@@ -342,7 +344,7 @@ export function queueScenarios(ctx: ClusterContext): void {
       return sendAll(p, items, 20);
     }));
     await until(() => ledger.acked.size >= bodies.length, 30_000, `${bodies.length} jobs acknowledged`, () => `${ledger.acked.size} acknowledged`);
-    await sleep(500);
+    await waitQuiet(500);
     expect(failures).to.deep.equal([]);
     expect(ledger.deliveries.map((d) => d.body)).to.have.members(bodies);
     expect(ledger.deliveries.filter((d) => d.redelivered)).to.deep.equal([]);
@@ -354,7 +356,7 @@ export function queueScenarios(ctx: ClusterContext): void {
   });
 
   it('/queue/*: NACK returns a message for redelivery (redelivered:true), on another node when the NACKing consumer leaves', async function () {
-    this.timeout(60_000);
+    this.timeout(120_000); // two 20 s waits for deliveries, then 30 s for every ACK, plus the clients
     const queue = dest('queue', 'nack');
     const failures: string[] = [];
     const producer = await ctx.pool.stompit(ctx.node(1));
@@ -371,7 +373,7 @@ export function queueScenarios(ctx: ClusterContext): void {
     const second = await ctx.pool.stompjs(ctx.node(2));
     const secondSub = await second.subscribe(queue, { ack: 'client-individual' });
     await secondSub.inbox.count(5, 20_000, 'redeliveries on node 3');
-    await sleep(300);
+    await waitQuiet(300);
     const again = secondSub.inbox.messages;
     expect(again.map((m) => m.body)).to.have.members(bodies);
     expect(again.length).to.equal(5);
@@ -407,7 +409,7 @@ export function queueScenarios(ctx: ClusterContext): void {
     const mixed = Array.from({ length: 60 }, (_, i) => `mixed ${i}`);
     await sendAll(producer, mixed.map((body) => ({ destination: mixedQueue, body })), 10);
     await until(() => ledger.acked.size >= mixed.length, 30_000, 'every message acknowledged', () => `${ledger.acked.size} acknowledged`);
-    await sleep(500);
+    await waitQuiet(500);
     expect(failures).to.deep.equal([]);
     expect([...ledger.acked.keys()]).to.have.members(mixed);
     let elsewhere = 0;
@@ -438,13 +440,13 @@ export function queueScenarios(ctx: ClusterContext): void {
       ledger.record(m);
       await ledger.ack(m);
     }, failures);
-    await sleep(500);
+    await waitQuiet(500);
     expect(ledger.deliveries, 'nothing for the survivor while n3 holds the messages').to.deep.equal([]);
     const killed = Date.now();
     await ctx.cluster().kill9(victim);
     await until(() => ledger.acked.size >= bodies.length, 30_000, 'the held messages redelivered to the survivor', () => `${ledger.acked.size} redelivered`);
     const after = Date.now() - killed;
-    await sleep(500);
+    await waitQuiet(500);
     console.log(`      redelivered ${ledger.deliveries.length} messages ${after} ms after kill -9`);
     expect(failures).to.deep.equal([]);
     expect(ledger.deliveries.map((d) => d.body)).to.have.members(bodies);
@@ -457,7 +459,7 @@ export function queueScenarios(ctx: ClusterContext): void {
   });
 
   it('/queue/*: a node killed with kill -9 and restarted at once (same node id) does not strand the messages it held', async function () {
-    this.timeout(90_000);
+    this.timeout(150_000); // 20 s for deliveries, a restart (up to 60 s to be ready), 30 s for the redeliveries
     const queue = dest('queue', 'crash-restart');
     const victim = ctx.node(2);
     const holder = await ctx.pool.stompjs(victim, 'holder@n3');

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { connectedTcp, stompFrame } from '../support/raw.js';
 import { RunningCli, freePort, runCli } from './cli.js';
 import { http } from './http.js';
+import { waitQuiet } from '../support/timing.js';
 
 /** pino's numeric levels. */
 const INFO = 30;
@@ -109,7 +110,8 @@ describe('ops › CLI', function () {
       } finally {
         client.close();
       }
-      await new Promise((r) => setTimeout(r, 100));
+      // Log lines reach us through the child's stdout: give a busy machine longer to show any.
+      await waitQuiet(100);
       expect(cli.logs.slice(linesBefore), cli.stdout).to.deep.equal([]);
     });
   });

@@ -144,7 +144,7 @@ describe('security › authentication hardening', () => {
       return { command, ms: performance.now() - started };
     };
 
-    it('lets a real user from another address connect promptly (< 2 s over the idle figure; unguarded: not within the 10 s connect timeout)', async function () {
+    it('lets a real user from another address connect promptly (< 4 × idle + 2 s; unguarded: > 10 s)', async function () {
       this.timeout(120_000);
       const quiet = await realUser();
       const sockets: Socket[] = [];
@@ -161,8 +161,10 @@ describe('security › authentication hardening', () => {
       // One scrypt check takes ~30 ms on an idle core and several hundred on a loaded shared one, and this process
       // also runs the 1,000 attacking sockets: the bound is stated over the idle figure and generously (measured
       // 0.8-1.3 s at load average 12 on 2 cores; without the guard the same flood kept this user out past the
-      // 10 s connect timeout), so it measures starvation by the flood, not the machine's speed.
-      expect(real.ms).to.be.below(quiet.ms + 2000);
+      // 10 s connect timeout), so it measures starvation by the flood, not the machine's speed. With CPU hogs on
+      // top (issue #10) the idle figure itself was 840 ms and the flood one 4.1 s: the bound grows with the idle
+      // figure measured just before, and stays under 9 s, below what the unguarded broker takes.
+      expect(real.ms).to.be.below(Math.min(9_000, 4 * quiet.ms + 2_000));
       const answers = await Promise.all(replies);
       expect(answers.filter((a) => a !== 'ERROR')).to.deep.equal([]);
     });

@@ -75,7 +75,7 @@ describe('security › authorization on the wire', () => {
     bob.send(stompFrame('SEND', { destination: '/topic/chat.lobby', transaction: 't1' }, 'ok'));
     bob.send(stompFrame('SEND', { destination: '/topic/chat.secret', transaction: 't1', receipt: 'in-tx' }, 'leak'));
     await expectError(bob, { message: refused('bob', 'write', '/topic/chat.secret'), receiptId: 'in-tx' });
-    await expectQuiet(watcher, 80);
+    await expectQuiet(watcher);
   });
 
   it('refuses a SUBSCRIBE outside the read rules', async () => {
@@ -146,7 +146,7 @@ describe('security › authorization on the wire', () => {
       bob.send(stompFrame('SEND', { destination: '/topic/chat.lobby' }, 'after'));
       await expectError(bob, { message: refused('bob', 'write', '/topic/chat.lobby') });
       // dave is gone from the file: the open connection stays until its next SEND or SUBSCRIBE.
-      await expectQuiet(dave, 30);
+      await expectQuiet(dave);
       dave.send(stompFrame('SUBSCRIBE', { destination: '/topic/chat.lobby', id: 'second' }));
       await expectError(dave, { message: refused('dave', 'read', '/topic/chat.lobby'), body: 'The user no longer exists; it may not publish or subscribe.\n' });
     });

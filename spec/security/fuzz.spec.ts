@@ -47,12 +47,12 @@ const CLOSE_AFTER_ERROR_MS = 4_000;
  * Two bounds on event-loop stalls. Measured here at load average 11-15 on the shared 2 cores: gaps of up to
  * 140-300 ms in which this process used 2-5 ms of CPU (the OS ran others), and busy gaps under 25 ms.
  * - STALL_BOUND_MS, wall time (`longestStallMs`): generous, because on a loaded machine a gap includes time the
- *   OS does not run us; the freezes issue #8 found (6.8 s from one SUBSCRIBE + SEND, > 5 s to close a
- *   connection) still fail it many times over.
+ *   OS does not run us (870 ms seen with seven test sessions on the 2 cores, issue #10); the freezes issue #8
+ *   found (6.8 s from one SUBSCRIBE + SEND, > 5 s to close a connection) still fail it more than twice over.
  * - BUSY_BOUND_MS, the worst gap counted only as far as this process spent CPU in it: the loop held by work.
  *   Twice the issue's 50 ms per-attack bound, since here 16 fuzz clients and the broker share the loop.
  */
-const STALL_BOUND_MS = 500;
+const STALL_BOUND_MS = 2_000;
 const BUSY_BOUND_MS = 100;
 const CONTROL_INTERVAL_MS = 100;
 

@@ -159,7 +159,11 @@ describe('web: the chat page in Chromium against a three-node cluster', function
   }
 
   it('two pages on two nodes chat; the page of a killed node reconnects to a survivor and misses nothing', async function () {
-    this.timeout(60_000);
+    // Its own bounded waits add up to about 425 s: 2 page loads (30 s each, Playwright's default), the joins
+    // (2 × 30 s), 11 says (5 s each), the waits for texts, status and storage (about 250 s, 40 s of it for Kafka's
+    // partition hand-over), the kill -9 (20 s). Mocha's timeout must be later, so a slow run fails naming what it
+    // waited for instead of "timeout of 60000ms exceeded" halfway through a wait that would have succeeded.
+    this.timeout(8 * 60_000);
     if (cluster === undefined) throw new Error('no cluster');
     const [n1, n2, n3] = [cluster.node(0), cluster.node(1), cluster.node(2)];
     const room = uniqueRunName('room');

@@ -25,6 +25,7 @@ import { WEB_ROOT } from '../../broker/web.js';
 import { ROOT, until } from '../support/cluster.js';
 import { startBroker, uniqueName, type TestBroker } from '../support/broker.js';
 import { connectedTcp, stompFrame, type RawFrame, type TcpRawClient } from '../support/raw.js';
+import { waitQuiet } from '../support/timing.js';
 
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
   '--disable-background-networking', '--disable-component-update', '--disable-sync'];
@@ -100,7 +101,9 @@ describe('web: the chat page logs in to a node with a users file, and finds its 
   });
 
   it('asks for a login, stops at Access refused, connects with the right passcode, and names senders by user-id', async function () {
-    this.timeout(60_000);
+    // Above the sum of its own waits (about 110 s: page load 30 s, form and refusal 20 s, the reconnect watch,
+    // connect and join 30 s, frames and messages 20 s), so a slow run fails naming the wait, not mocha's timeout.
+    this.timeout(3 * 60_000);
     if (browser === undefined || node === undefined) throw new Error('no browser or node');
     const wsPort = node.addresses.ws?.port ?? 0;
     const room = uniqueName('room');
@@ -150,8 +153,8 @@ describe('web: the chat page logs in to a node with a users file, and finds its 
     expect(await page.inputValue('#passcode'), 'the refused passcode is cleared').to.equal('');
     expect(await page.inputValue('#login')).to.equal('alice');
     expect(await statusState(page)).to.equal('disconnected');
-    // Three reconnect delays (1 s each) without a second attempt.
-    await new Promise((r) => setTimeout(r, 3_500));
+    // Three reconnect delays (1 s each) without a second attempt; longer when the machine is busy.
+    await waitQuiet(3_500);
     expect(connects, 'CONNECT frames sent with the wrong passcode').to.have.length(1);
     expect(connects[0]).to.include('\nlogin:alice\n').and.include('\npasscode:not-her-passcode\n');
     expect(sockets).to.deep.equal([own]);
@@ -205,7 +208,8 @@ describe('web: the chat page logs in to a node with a users file, and finds its 
   });
 
   it('on open nodes: nickname as sender, the node\'s wsPath, and a fallback on the same host when the node stops', async function () {
-    this.timeout(60_000);
+    // Above the sum of its own waits (about 85 s: page load 30 s, connect, join, message and fallback 55 s).
+    this.timeout(3 * 60_000);
     if (browser === undefined) throw new Error('no browser');
     const a = await startBroker({ nodeId: 'open-a', wsPath: '/stomp' });
     const b = await startBroker({ nodeId: 'open-b' });
