@@ -156,6 +156,8 @@ export class Broker {
    * (no closure or wrapper per frame), so a session costs what it did when it held the Broker itself.
    */
   #sessionHost(): SessionHost {
+    // The getter below runs with the host object as `this`, and still has to read the broker's private state.
+    // eslint-disable-next-line @typescript-eslint/no-this-alias
     const broker = this;
     return {
       config: this.config,

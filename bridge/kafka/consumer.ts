@@ -244,7 +244,7 @@ export class BusConsumer {
             break;
           }
           this.#o.counters.dropped++;
-          const where = { err: s.reason, id: w.envelope?.id, destination: w.envelope?.destination };
+          const where = { err: s.reason as unknown, id: w.envelope?.id, destination: w.envelope?.destination };
           this.#o.logger.error(where, 'dropped a Kafka record the fanout refused for good');
         }
       }

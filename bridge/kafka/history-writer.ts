@@ -46,7 +46,7 @@ export interface HistoryCounters {
 }
 
 export interface HistoryWriterOptions {
-  append(record: HistoryRecord): Promise<void>;
+  append: (record: HistoryRecord) => Promise<void>;
   /** For the log line when the store starts failing. */
   storeName: string;
   concurrency: number;

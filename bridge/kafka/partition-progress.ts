@@ -70,7 +70,7 @@ export interface CommitOffset {
 
 export interface OffsetCommitsOptions {
   /** Stores the offsets with the group coordinator (kafkajs `consumer.commitOffsets`); rejects when it could not. */
-  commit(offsets: readonly CommitOffset[]): Promise<void>;
+  commit: (offsets: readonly CommitOffset[]) => Promise<void>;
   committed?: ((offsets: readonly CommitOffset[]) => void) | undefined;
   /** A failed commit is not retried here: the next `commit()` (a timer tick, or the next owner) covers it. */
   failed?: ((error: unknown) => void) | undefined;

@@ -24,7 +24,7 @@ export interface ProducerBatcherOptions<M> {
   maxBatchMessages: number;
   /** A batch stops before the publish that would take it past this; a single larger publish goes alone. */
   maxBatchBytes: number;
-  send(batch: ReadonlyArray<Queued<M>>, bytes: number): Promise<void>;
+  send: (batch: ReadonlyArray<Queued<M>>, bytes: number) => Promise<void>;
 }
 
 export class ProducerBatcher<M> {

@@ -122,7 +122,7 @@ export function historyConformance(name: string, make: MakeHistoryStore, caps: H
       it('numbers concurrent callers in call order, without gaps or repeats', async () => {
         const store = await open();
         const { destination } = await filled(store, 3);
-        const got = await Promise.all([0, 1, 2, 3].map(() => store.nextPosition('/', destination)));
+        const got = await Promise.all([0, 1, 2, 3].map(async () => store.nextPosition('/', destination)));
         expect(got).to.deep.equal([3, 4, 5, 6]);
       });
     });

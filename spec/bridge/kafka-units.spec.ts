@@ -135,6 +135,8 @@ describe('bridge › kafka › ProducerBatcher', () => {
       send: () => {
         calls++;
         if (calls === 1) throw new Error('sync throw');
+        // A send that rejects with something other than an Error, as a foreign client library might.
+        // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
         return Promise.reject('a string');
       },
     });

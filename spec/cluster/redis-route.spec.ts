@@ -3,7 +3,7 @@
  * pub/sub, queues as Redis lists shared by the cluster. Real clients: stompit over TCP, stompjs over WebSocket.
  */
 import { expect } from 'chai';
-import { services, sleep, until, withServiceFault } from '../support/cluster.js';
+import { services, until, withServiceFault } from '../support/cluster.js';
 import type { Subscription } from './clients.js';
 import { seqOf, Publisher } from './flow.js';
 import { waitQuiet } from '../support/timing.js';
