@@ -494,7 +494,10 @@ export class StompClient {
       const grace = this.#options.heartbeatGrace ?? 2;
       this.#watchTimer = setInterval(() => {
         if (performance.now() - this.#lastReadMs > expectEvery * grace) {
-          this.#finish({ reason: 'heartbeat-timeout', error: new StompClientError(`no data from the server for ${grace}x${expectEvery} ms`) });
+          this.#finish({
+            reason: 'heartbeat-timeout',
+            error: new StompClientError(`no data from the server for ${grace}x${expectEvery} ms`),
+          });
         }
       }, expectEvery);
     }

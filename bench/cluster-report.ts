@@ -62,7 +62,20 @@ function main(): void {
     const ib = SETUP_ORDER.indexOf(b);
     return (ia < 0 ? 99 : ia) - (ib < 0 ? 99 : ib) || a.localeCompare(b);
   });
-  const head = ['scenario', 'route × nodes', 'rate', 'unit', 'p50 ms', 'p99 ms', 'p99.9 ms', 'loss+dup', 'broker CPU (sum)', 'client CPU', 'target', 'runs'];
+  const head = [
+    'scenario',
+    'route × nodes',
+    'rate',
+    'unit',
+    'p50 ms',
+    'p99 ms',
+    'p99.9 ms',
+    'loss+dup',
+    'broker CPU (sum)',
+    'client CPU',
+    'target',
+    'runs',
+  ];
   const lines = [`| ${head.join(' | ')} |`, `|${head.map((_, i) => (i < 2 || i === 3 || i === 10 ? '---' : '--:')).join('|')}|`];
   for (const scenario of SCENARIOS) {
     for (const label of labels) {
@@ -89,10 +102,16 @@ function main(): void {
       const cells = [
         scenario,
         label,
-        `${int(rate)}${range(rs.map((r) => r.rate), int)}`,
+        `${int(rate)}${range(
+          rs.map((r) => r.rate),
+          int,
+        )}`,
         rs[0]?.rateUnit ?? '',
         ms(p50),
-        `${ms(p99)}${range(rs.map((r) => r.p99Ms), ms)}`,
+        `${ms(p99)}${range(
+          rs.map((r) => r.p99Ms),
+          ms,
+        )}`,
         ms(p999),
         `${int(lost)}+${int(dup)}${maxLost > 0 && rs.length > 1 ? ` (max ${maxLost})` : ''}${errors > 0 ? `, ${int(errors)} errors` : ''}`,
         cpu === null ? '–' : `${Math.round(cpu)}%`,

@@ -71,8 +71,14 @@ async function main(): Promise<void> {
     users = {
       [login]: { password: hash, vhosts: { '/': { read: [...READ], write: { allow: [...WRITE_ALLOW], deny: [...WRITE_DENY] } } } },
       // Others in the same file: the lookup is by login, but a realistic file is not a single entry.
-      'reports-reader': { password: await hashPassword(`${login}-reports`), vhosts: { '/': { read: ['/queue/reports.*'], write: { allow: [], deny: ['**'] } } } },
-      'orders-service': { password: await hashPassword(`${login}-orders`), vhosts: { '/': { read: ['/queue/jobs.*'], write: { allow: ['/topic/orders.**'], deny: [] } } } },
+      'reports-reader': {
+        password: await hashPassword(`${login}-reports`),
+        vhosts: { '/': { read: ['/queue/reports.*'], write: { allow: [], deny: ['**'] } } },
+      },
+      'orders-service': {
+        password: await hashPassword(`${login}-orders`),
+        vhosts: { '/': { read: ['/queue/jobs.*'], write: { allow: ['/topic/orders.**'], deny: [] } } },
+      },
     };
   }
   writeFileSync(values.out, `${JSON.stringify({ users }, null, 2)}\n`, { mode: 0o600 });

@@ -104,8 +104,37 @@ function main(): void {
   const lines: string[] = [];
   const both = b !== undefined;
   const head = both
-    ? [`scenario`, `transport`, `unit`, `${a}`, `${b}`, `${a}/${b}`, `per broker CPU-s ${a}/${b}`, `p50 ms ${a} / ${b}`, `p99 ms ${a} / ${b}`, `p99 ${a}/${b}`, `p99.9 ms ${a} / ${b}`, `loss+dup ${a} / ${b}`, `broker CPU ${a} / ${b}`, `notes`, `runs`]
-    : [`scenario`, `transport`, `unit`, `${a}`, `per broker CPU-s`, `p50 ms`, `p99 ms`, `p99.9 ms`, `loss+dup`, `broker CPU`, `notes`, `runs`];
+    ? [
+        `scenario`,
+        `transport`,
+        `unit`,
+        `${a}`,
+        `${b}`,
+        `${a}/${b}`,
+        `per broker CPU-s ${a}/${b}`,
+        `p50 ms ${a} / ${b}`,
+        `p99 ms ${a} / ${b}`,
+        `p99 ${a}/${b}`,
+        `p99.9 ms ${a} / ${b}`,
+        `loss+dup ${a} / ${b}`,
+        `broker CPU ${a} / ${b}`,
+        `notes`,
+        `runs`,
+      ]
+    : [
+        `scenario`,
+        `transport`,
+        `unit`,
+        `${a}`,
+        `per broker CPU-s`,
+        `p50 ms`,
+        `p99 ms`,
+        `p99.9 ms`,
+        `loss+dup`,
+        `broker CPU`,
+        `notes`,
+        `runs`,
+      ];
   lines.push(`| ${head.join(' | ')} |`);
   lines.push(`|${head.map((_, i) => (i < 3 || i === head.length - 2 ? '---' : '--:')).join('|')}|`);
   const transports = ['tcp', 'ws'] as const;

@@ -108,7 +108,10 @@ function parse(argv: string[]): Parsed {
   if (scenario === undefined) problems.push('--scenario is required');
   else if (!(SCENARIOS as readonly string[]).includes(scenario)) problems.push(`--scenario must be one of ${SCENARIOS.join(', ')}`);
 
-  const targets = (values.target ?? []).flatMap((t) => t.split(',')).map((t) => t.trim()).filter((t) => t !== '');
+  const targets = (values.target ?? [])
+    .flatMap((t) => t.split(','))
+    .map((t) => t.trim())
+    .filter((t) => t !== '');
   const target = targets[0];
   if (target === undefined) problems.push('--target is required');
   const protocols = new Set<string>();
@@ -117,7 +120,8 @@ function parse(argv: string[]): Parsed {
       const url = new URL(t);
       protocols.add(url.protocol);
       if (url.protocol !== 'tcp:' && url.protocol !== 'ws:') problems.push(`--target must be tcp://… or ws://…, got ${t}`);
-      if (!LOCAL_HOSTS.has(url.hostname)) problems.push('--target must be on this machine (127.0.0.1): the benchmark only loads local brokers');
+      if (!LOCAL_HOSTS.has(url.hostname))
+        problems.push('--target must be on this machine (127.0.0.1): the benchmark only loads local brokers');
       if (!url.port) problems.push(`--target needs an explicit port: ${t}`);
     } catch {
       problems.push(`--target is not a URL: ${JSON.stringify(t)}`);

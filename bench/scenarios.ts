@@ -321,7 +321,8 @@ class Run {
     const stamp = this.#stamp;
     if (!readStamp(frame.body, stamp)) {
       this.badBodies++;
-      if (this.badBodies <= 3) this.error(`MESSAGE body without a benchmark stamp: ${JSON.stringify(frame.body.toString('latin1', 0, 80))}`);
+      if (this.badBodies <= 3)
+        this.error(`MESSAGE body without a benchmark stamp: ${JSON.stringify(frame.body.toString('latin1', 0, 80))}`);
       return undefined;
     }
     const tracker = trackers[stamp.publisher];
@@ -523,7 +524,8 @@ class Publisher {
   checkStall(): void {
     if (this.base >= this.sent || performance.now() - this.#lastProgressMs < STALL_MS) return;
     this.stalls++;
-    if (this.stalls <= 3) this.#run.error(`publisher ${this.id}: message ${this.base} not delivered to all ${this.#needed} receivers within ${STALL_MS} ms`);
+    if (this.stalls <= 3)
+      this.#run.error(`publisher ${this.id}: message ${this.base} not delivered to all ${this.#needed} receivers within ${STALL_MS} ms`);
     this.#ring[this.base % this.#window] = 0;
     this.base++;
     this.#advance();
@@ -639,7 +641,9 @@ async function queue(run: Run): Promise<BenchResult> {
       ),
     ),
   );
-  cfg.log(`queue: ${producers.length} producers, ${consumers.length} consumers (${ack}, prefetch ${cfg.prefetch}) on ${destination}, window ${run.window}`);
+  cfg.log(
+    `queue: ${producers.length} producers, ${consumers.length} consumers (${ack}, prefetch ${cfg.prefetch}) on ${destination}, window ${run.window}`,
+  );
   await run.measureClosedLoop(publishers, allDelivered);
   const t = tally(publishers.map((p, i) => [trackers[i] ?? new SeqTracker(), p.sent] as const));
   return run.result({
@@ -772,7 +776,9 @@ async function chat(run: Run): Promise<BenchResult> {
     for (let p = room * cfg.roomSize; p < (room + 1) * cfg.roomSize; p++) mine[p] = new SeqTracker(16);
     await client.subscribe(`/topic/chat.room${room}.${run.uniq}`, (frame) => run.receive(frame, mine), { receipt: true });
   });
-  cfg.log(`chat: ${members} connections in ${cfg.rooms} rooms of ${cfg.roomSize} (connected in ${connectS.toFixed(1)} s), one message per member every ${cfg.chatIntervalMs} ms`);
+  cfg.log(
+    `chat: ${members} connections in ${cfg.rooms} rooms of ${cfg.roomSize} (connected in ${connectS.toFixed(1)} s), one message per member every ${cfg.chatIntervalMs} ms`,
+  );
   const timers: NodeJS.Timeout[] = [];
   let sending = true;
   const sendOne = (m: number): void => {
@@ -853,7 +859,9 @@ async function conns(run: Run): Promise<BenchResult> {
   const ok = cfg.conns - failures;
   const connectS = (lastConnectedMs - t0) / 1000;
   const rate = connectS > 0 ? ok / connectS : 0;
-  cfg.log(`conns: ${ok}/${cfg.conns} connected in ${connectS.toFixed(2)} s (${Math.round(rate)}/s), heart-beat ${run.heartbeat.join(',')}; holding ${cfg.durationS} s`);
+  cfg.log(
+    `conns: ${ok}/${cfg.conns} connected in ${connectS.toFixed(2)} s (${Math.round(rate)}/s), heart-beat ${run.heartbeat.join(',')}; holding ${cfg.durationS} s`,
+  );
   await sleep(2000); // let the broker settle before reading its RSS
   const after = run.sampleBrokers();
   holding = true;

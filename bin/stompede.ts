@@ -53,9 +53,14 @@ function watchReadiness(broker: Broker, logger: Logger): void {
       logger.info({ engines }, 'every cluster engine is reachable again; /readyz answers 200');
       return;
     }
-    const down = Object.entries(engines).filter(([, healthy]) => !healthy).map(([engine]) => engine);
+    const down = Object.entries(engines)
+      .filter(([, healthy]) => !healthy)
+      .map(([engine]) => engine);
     const what = [...new Set(down.map((engine) => engineHint(engine, broker.config)))];
-    logger.warn({ engines, down }, `not ready: cannot reach ${what.join(' and ')}; /readyz answers 503 until it is reachable. Start it, or fix the address.`);
+    logger.warn(
+      { engines, down },
+      `not ready: cannot reach ${what.join(' and ')}; /readyz answers 503 until it is reachable. Start it, or fix the address.`,
+    );
   }, READINESS_CHECK_MS);
   timer.unref();
 }
@@ -67,9 +72,8 @@ function fileProblem(error: NodeJS.ErrnoException, config: Readonly<BrokerConfig
   const key = config === undefined ? undefined : (Object.keys(config) as (keyof BrokerConfig)[]).find((k) => config[k] === path);
   const reason = error.code === 'ENOENT' ? 'does not exist' : error.code === 'EACCES' ? 'is not readable by this user' : 'is a directory';
   if (key === undefined) return `${path} ${reason}`;
-  const fix = key === 'usersFile' && error.code === 'ENOENT'
-    ? `create it with \`stompede add-user --users-file ${path} <login>\`, or fix`
-    : 'fix';
+  const fix =
+    key === 'usersFile' && error.code === 'ENOENT' ? `create it with \`stompede add-user --users-file ${path} <login>\`, or fix` : 'fix';
   return `${path} ${reason}: ${fix} --${flagName(key)} (${envName(key)})`;
 }
 
@@ -163,26 +167,35 @@ function serveCommand(program: Command): void {
     if (a.tls) where.push(`stomp+ssl://${a.tls.host}:${a.tls.port}`);
     if (a.wss) where.push(`websocket ${a.wss.url}`);
     if (a.ops) where.push(`metrics ${a.ops.url}/metrics`);
-    logger.info({ tcp: a.tcp, ws: a.ws, tls: a.tls, wss: a.wss, ops: a.ops }, `stompede ${SERVER_VERSION} node ${broker.nodeId} listening: ${where.join(', ')}`);
+    logger.info(
+      { tcp: a.tcp, ws: a.ws, tls: a.tls, wss: a.wss, ops: a.ops },
+      `stompede ${SERVER_VERSION} node ${broker.nodeId} listening: ${where.join(', ')}`,
+    );
     watchReadiness(broker, logger);
     let stopping = false;
     const stop = (signal: string): void => {
       if (stopping) return;
       stopping = true;
       logger.info({ signal }, 'shutting down');
-      broker.close().then(() => {
-        logger.info('stopped');
-        process.exit(0);
-      }, (error: unknown) => {
-        logger.error({ err: error }, 'shutdown failed');
-        process.exit(1);
-      });
+      broker.close().then(
+        () => {
+          logger.info('stopped');
+          process.exit(0);
+        },
+        (error: unknown) => {
+          logger.error({ err: error }, 'shutdown failed');
+          process.exit(1);
+        },
+      );
     };
     // SIGHUP reloads the users file (and a JWKS file); an invalid file keeps the previous users in force.
     process.on('SIGHUP', () => {
-      broker.reloadAuth().then(() => logger.info('SIGHUP: authentication settings reloaded'), (error: unknown) => {
-        logger.error({ err: error }, 'SIGHUP: reload failed; the previous users stay in force');
-      });
+      broker.reloadAuth().then(
+        () => logger.info('SIGHUP: authentication settings reloaded'),
+        (error: unknown) => {
+          logger.error({ err: error }, 'SIGHUP: reload failed; the previous users stay in force');
+        },
+      );
     });
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
@@ -197,8 +210,11 @@ const program = new Command('stompede')
   .enablePositionalOptions();
 serveCommand(program);
 
-program.command('add-user')
-  .description('add or replace a user in a users file (password prompted without echo on a terminal, else the first line of standard input, unless --password)')
+program
+  .command('add-user')
+  .description(
+    'add or replace a user in a users file (password prompted without echo on a terminal, else the first line of standard input, unless --password)',
+  )
   .argument('<login>', 'the login clients send in CONNECT')
   .requiredOption('--users-file <file>', 'the JSON users file (created when missing)')
   .option('--password <password>', 'the password (prefer standard input: a flag shows in the process list)')

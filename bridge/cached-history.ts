@@ -110,7 +110,7 @@ export class CachedHistoryStore implements HistoryStore {
     this.#retention = options.retention ?? retentionOf(options.inner) ?? { maxPerDestination: 0, maxAgeMs: 0 };
     const max = this.#retention.maxPerDestination;
     this.#cap = max > 0 ? Math.min(max, options.cacheSize) : options.cacheSize;
-    this.#ttlMs = this.#retention.maxAgeMs > 0 ? this.#retention.maxAgeMs : options.idleTtlMs ?? CACHED_HISTORY_DEFAULTS.idleTtlMs;
+    this.#ttlMs = this.#retention.maxAgeMs > 0 ? this.#retention.maxAgeMs : (options.idleTtlMs ?? CACHED_HISTORY_DEFAULTS.idleTtlMs);
     this.#timeoutMs = options.commandTimeoutMs ?? CACHED_HISTORY_DEFAULTS.commandTimeoutMs;
     this.#ownsClient = options.client === undefined;
     if (options.client !== undefined) this.#client = options.client;
@@ -169,10 +169,12 @@ export class CachedHistoryStore implements HistoryStore {
       if (list === undefined) byKey.set(key, (list = []));
       list.push(r);
     }
-    await Promise.all([...byKey].map(async ([key, list]) => {
-      const first = list[0] as HistoryRecord;
-      if (!(await this.#add(key, list, false))) this.#distrust(key, first.vhost, first.destination);
-    }));
+    await Promise.all(
+      [...byKey].map(async ([key, list]) => {
+        const first = list[0] as HistoryRecord;
+        if (!(await this.#add(key, list, false))) this.#distrust(key, first.vhost, first.destination);
+      }),
+    );
     return stored;
   }
 
@@ -186,7 +188,15 @@ export class CachedHistoryStore implements HistoryStore {
   async #add(key: string, records: readonly HistoryRecord[], complete: boolean): Promise<boolean> {
     const client = this.#client;
     if (client?.isReady !== true) return false;
-    const args: (string | Buffer)[] = ['EVAL', ADD, '1', key, String(this.#cap), String(this.#ttlMs), String(this.#retention.maxBytesPerDestination ?? 0)];
+    const args: (string | Buffer)[] = [
+      'EVAL',
+      ADD,
+      '1',
+      key,
+      String(this.#cap),
+      String(this.#ttlMs),
+      String(this.#retention.maxBytesPerDestination ?? 0),
+    ];
     if (complete) args.push('-inf', COMPLETE);
     for (const r of records) args.push(String(r.position), encodeEnvelope(r));
     try {
@@ -199,8 +209,11 @@ export class CachedHistoryStore implements HistoryStore {
   }
 
   async #command(client: RedisClient, args: (string | Buffer)[]): Promise<unknown> {
-    const result = await withTimeout(client.sendCommand(args, BUFFERS), this.#timeoutMs,
-      () => new Error(`history cache: redis did not answer within ${this.#timeoutMs} ms`));
+    const result = await withTimeout(
+      client.sendCommand(args, BUFFERS),
+      this.#timeoutMs,
+      () => new Error(`history cache: redis did not answer within ${this.#timeoutMs} ms`),
+    );
     if (this.#cacheDown) {
       this.#cacheDown = false;
       this.#log.info({}, 'history cache: redis answering again');
@@ -233,7 +246,7 @@ export class CachedHistoryStore implements HistoryStore {
     const mark = this.#untrusted.get(key)?.mark;
     const records = await this.inner.read(vhost, destination, { last: this.#cap }, this.#cap);
     // A failure to append during the repair marked the key again: that one needs a repair of its own.
-    if (await this.#add(key, records, records.length < this.#cap) && this.#untrusted.get(key)?.mark === mark) this.#untrusted.delete(key);
+    if ((await this.#add(key, records, records.length < this.#cap)) && this.#untrusted.get(key)?.mark === mark) this.#untrusted.delete(key);
     return records;
   }
 
@@ -247,11 +260,13 @@ export class CachedHistoryStore implements HistoryStore {
         if (this.#closed || !this.cacheHealthy) break;
         if (this.#untrusted.has(key)) await this.#repair(key, vhost, destination);
       }
-    })().catch((error: unknown) => {
-      this.#log.warn({ err: error }, 'history cache: repair stopped; retrying when redis answers again');
-    }).finally(() => {
-      this.#repairing = undefined;
-    });
+    })()
+      .catch((error: unknown) => {
+        this.#log.warn({ err: error }, 'history cache: repair stopped; retrying when redis answers again');
+      })
+      .finally(() => {
+        this.#repairing = undefined;
+      });
   }
 
   async read(vhost: string, destination: string, query: HistoryQuery, limit: number): Promise<HistoryRecord[]> {

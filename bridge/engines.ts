@@ -36,7 +36,9 @@ export interface EngineSettings {
  * on the in-memory bus loads none of them. Engines in `given` are used as they are, and not built.
  */
 export async function createEngines(
-  settings: EngineSettings, logger: Logger, given: Engines = {},
+  settings: EngineSettings,
+  logger: Logger,
+  given: Engines = {},
 ): Promise<Engines & { history: HistoryStore }> {
   const out: Engines = {};
   const common = { clusterName: settings.clusterName, nodeId: settings.nodeId };
@@ -61,8 +63,12 @@ export async function createEngines(
     if (settings.redis !== '' && settings.historyCacheSize > 0) {
       const { CachedHistoryStore } = await import('./cached-history.js');
       store = new CachedHistoryStore({
-        url: settings.redis, clusterName: settings.clusterName, cacheSize: settings.historyCacheSize, inner,
-        retention: settings.retention, logger: logger.child({ engine: 'history-cache' }),
+        url: settings.redis,
+        clusterName: settings.clusterName,
+        cacheSize: settings.historyCacheSize,
+        inner,
+        retention: settings.retention,
+        logger: logger.child({ engine: 'history-cache' }),
       });
     }
     history = store;

@@ -39,11 +39,23 @@ export function decodeEnvelope(bytes: Buffer): BusEnvelope | undefined {
   }
   if (typeof head !== 'object' || head === null) return undefined;
   const h = head as Partial<Head>;
-  if (typeof h.i !== 'string' || typeof h.o !== 'string' || typeof h.v !== 'string' || typeof h.d !== 'string'
-    || !Array.isArray(h.h) || typeof h.t !== 'number') return undefined;
+  if (
+    typeof h.i !== 'string' ||
+    typeof h.o !== 'string' ||
+    typeof h.v !== 'string' ||
+    typeof h.d !== 'string' ||
+    !Array.isArray(h.h) ||
+    typeof h.t !== 'number'
+  )
+    return undefined;
   const headers = h.h.filter((x): x is [string, string] => Array.isArray(x) && typeof x[0] === 'string' && typeof x[1] === 'string');
   return {
-    id: h.i, origin: h.o, vhost: h.v, destination: h.d, headers, time: h.t,
+    id: h.i,
+    origin: h.o,
+    vhost: h.v,
+    destination: h.d,
+    headers,
+    time: h.t,
     position: typeof h.p === 'number' ? h.p : undefined,
     body: bytes.subarray(4 + n),
   };

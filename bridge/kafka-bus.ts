@@ -3,7 +3,13 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Kafka, Partitioners, logLevel, type Admin, type KafkaConfig, type LogEntry, type Message, type Producer } from 'kafkajs';
 import { silentLogger, type Logger } from '../broker/ports/logger.js';
 import {
-  BridgeError, backoffMs, type BusCapabilities, type ClusterBus, type Deliver, type LinkListener, type PublishInput,
+  BridgeError,
+  backoffMs,
+  type BusCapabilities,
+  type ClusterBus,
+  type Deliver,
+  type LinkListener,
+  type PublishInput,
 } from '../broker/ports/bus.js';
 import type { HistoryStore } from '../broker/ports/history.js';
 import type { SharedQueues } from '../broker/ports/queues.js';
@@ -163,9 +169,19 @@ export class KafkaBus implements ClusterBus {
   #fromBeginning: boolean;
   #client: KafkaBusOptions['client'];
   #o: {
-    partitions: number; replicationFactor: number; lingerMs: number; publishTimeoutMs: number; maxBatchMessages: number; maxBatchBytes: number;
-    connectTimeoutMs: number; sessionTimeoutMs: number; heartbeatIntervalMs: number; commitIntervalMs: number;
-    maxPendingHistory: number; historyConcurrency: number; closeTimeoutMs: number;
+    partitions: number;
+    replicationFactor: number;
+    lingerMs: number;
+    publishTimeoutMs: number;
+    maxBatchMessages: number;
+    maxBatchBytes: number;
+    connectTimeoutMs: number;
+    sessionTimeoutMs: number;
+    heartbeatIntervalMs: number;
+    commitIntervalMs: number;
+    maxPendingHistory: number;
+    historyConcurrency: number;
+    closeTimeoutMs: number;
   };
 
   #state: State = 'new';
@@ -185,8 +201,11 @@ export class KafkaBus implements ClusterBus {
   constructor(options: KafkaBusOptions) {
     const problems: string[] = [];
     if (!Array.isArray(options.brokers) || options.brokers.length === 0) problems.push('brokers: at least one host:port is needed');
-    else for (const b of options.brokers) if (typeof b !== 'string' || !/^[^:\s]+:\d{1,5}$/.test(b)) problems.push(`brokers: "${String(b)}" is not host:port`);
-    if (!NAME.test(options.clusterName)) problems.push(`clusterName "${options.clusterName}" may use only letters, digits, ".", "_" and "-"`);
+    else
+      for (const b of options.brokers)
+        if (typeof b !== 'string' || !/^[^:\s]+:\d{1,5}$/.test(b)) problems.push(`brokers: "${String(b)}" is not host:port`);
+    if (!NAME.test(options.clusterName))
+      problems.push(`clusterName "${options.clusterName}" may use only letters, digits, ".", "_" and "-"`);
     const nodeId = options.nodeId;
     // Never made up here: the composition root chooses a node's id once, so every engine and the broker agree.
     if (!NAME.test(nodeId)) problems.push(`nodeId "${options.nodeId}" must be 1-200 of letters, digits, ".", "_" and "-"`);
@@ -287,7 +306,8 @@ export class KafkaBus implements ClusterBus {
   // ---- start ----------------------------------------------------------------------------------------------
 
   async start(deliver: Deliver): Promise<void> {
-    if (this.#state !== 'new') throw new BridgeError(KAFKA_ERRORS.ERR_KAFKA_START, `the Kafka bus was already started (${this.#state})`, false);
+    if (this.#state !== 'new')
+      throw new BridgeError(KAFKA_ERRORS.ERR_KAFKA_START, `the Kafka bus was already started (${this.#state})`, false);
     this.#state = 'starting';
     const kafka = new Kafka({
       clientId: `stompede-${this.#nodeId}`,
@@ -307,12 +327,19 @@ export class KafkaBus implements ClusterBus {
       await this.#producer.connect();
       this.#producerConnected = true;
       await this.#consumer.start(kafka, fresh, deliver);
-      if (this.#state !== 'starting') throw new BridgeError(KAFKA_ERRORS.ERR_KAFKA_NOT_RUNNING, 'the Kafka bus was closed while it started', false);
+      if (this.#state !== 'starting')
+        throw new BridgeError(KAFKA_ERRORS.ERR_KAFKA_NOT_RUNNING, 'the Kafka bus was closed while it started', false);
     } catch (error) {
       if (this.#state === 'starting') this.#state = 'failed';
       await this.#disconnectAll();
-      throw error instanceof BridgeError ? error : new BridgeError(KAFKA_ERRORS.ERR_KAFKA_START,
-        `could not start the Kafka bus on ${this.#brokers.join(',')}: ${messageOf(error)}`, isRetriable(error), { cause: error });
+      throw error instanceof BridgeError
+        ? error
+        : new BridgeError(
+            KAFKA_ERRORS.ERR_KAFKA_START,
+            `could not start the Kafka bus on ${this.#brokers.join(',')}: ${messageOf(error)}`,
+            isRetriable(error),
+            { cause: error },
+          );
     }
     this.#state = 'running';
     this.#commitTimer = setInterval(() => void this.#consumer.offsets.commit(), this.#o.commitIntervalMs);
@@ -353,18 +380,24 @@ export class KafkaBus implements ClusterBus {
     })();
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new Error(`no answer within ${timeoutMs} ms${lastError === undefined ? '' : `; last: ${messageOf(lastError)}`}`)), timeoutMs);
+      timer = setTimeout(
+        () => reject(new Error(`no answer within ${timeoutMs} ms${lastError === undefined ? '' : `; last: ${messageOf(lastError)}`}`)),
+        timeoutMs,
+      );
     });
     try {
       return await Promise.race([work, deadline]);
     } catch (error) {
       work.catch(() => {});
       const unreachable = step === 'connecting';
-      throw new BridgeError(unreachable ? KAFKA_ERRORS.ERR_KAFKA_UNREACHABLE : KAFKA_ERRORS.ERR_KAFKA_START,
+      throw new BridgeError(
+        unreachable ? KAFKA_ERRORS.ERR_KAFKA_UNREACHABLE : KAFKA_ERRORS.ERR_KAFKA_START,
         unreachable
           ? `cannot reach Kafka at ${this.#brokers.join(',')} within ${timeoutMs} ms (${messageOf(error)}). Check that the brokers are running and that --kafka lists host:port addresses this node can reach.`
           : `Kafka at ${this.#brokers.join(',')} failed while ${step}: ${messageOf(error)}`,
-        unreachable || isRetriable(error), { cause: error });
+        unreachable || isRetriable(error),
+        { cause: error },
+      );
     } finally {
       clearTimeout(timer);
       await admin.disconnect().catch(() => {});
@@ -376,7 +409,8 @@ export class KafkaBus implements ClusterBus {
     for (const { topic, partitions } of await admin.fetchOffsets({ groupId: this.groupId, topics: [...this.#topics] })) {
       const never = new Set(partitions.filter((p) => p.offset === '-1').map((p) => p.partition));
       if (never.size === 0) continue;
-      for (const end of await admin.fetchTopicOffsets(topic)) if (never.has(end.partition)) fresh.push({ topic, partition: end.partition, offset: end.high });
+      for (const end of await admin.fetchTopicOffsets(topic))
+        if (never.has(end.partition)) fresh.push({ topic, partition: end.partition, offset: end.high });
     }
     return fresh;
   }
@@ -406,7 +440,13 @@ export class KafkaBus implements ClusterBus {
 
   publish(input: PublishInput): Promise<void> {
     if (this.#state !== 'running') {
-      return Promise.reject(new BridgeError(KAFKA_ERRORS.ERR_KAFKA_NOT_RUNNING, `the Kafka bus is ${this.#state === 'new' || this.#state === 'starting' ? 'not started' : this.#state}`, this.#state !== 'closed'));
+      return Promise.reject(
+        new BridgeError(
+          KAFKA_ERRORS.ERR_KAFKA_NOT_RUNNING,
+          `the Kafka bus is ${this.#state === 'new' || this.#state === 'starting' ? 'not started' : this.#state}`,
+          this.#state !== 'closed',
+        ),
+      );
     }
     let topic: string;
     let record: ReturnType<typeof encodeRecord>;
@@ -414,10 +454,20 @@ export class KafkaBus implements ClusterBus {
       topic = this.#topicFor(input.destination);
       record = encodeRecord(input);
     } catch (error) {
-      return Promise.reject(new BridgeError(KAFKA_ERRORS.ERR_KAFKA_TOPIC, `no Kafka record for ${input.destination}: ${messageOf(error)}`, false, { cause: error }));
+      return Promise.reject(
+        new BridgeError(KAFKA_ERRORS.ERR_KAFKA_TOPIC, `no Kafka record for ${input.destination}: ${messageOf(error)}`, false, {
+          cause: error,
+        }),
+      );
     }
     if (!this.#topicSet.has(topic)) {
-      return Promise.reject(new BridgeError(KAFKA_ERRORS.ERR_KAFKA_TOPIC, `${input.destination} maps to Kafka topic "${topic}", which this bus does not consume (${this.#topics.join(', ')})`, false));
+      return Promise.reject(
+        new BridgeError(
+          KAFKA_ERRORS.ERR_KAFKA_TOPIC,
+          `${input.destination} maps to Kafka topic "${topic}", which this bus does not consume (${this.#topics.join(', ')})`,
+          false,
+        ),
+      );
     }
     return this.#batcher.add(topic, record.message, record.bytes);
   }
@@ -445,23 +495,31 @@ export class KafkaBus implements ClusterBus {
       sent.catch(() => {}); // when the deadline wins, the late outcome is of no use
       let timer: NodeJS.Timeout | undefined;
       try {
-        await Promise.race([sent, new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new PublishTimeout(this.#o.publishTimeoutMs)), this.#o.publishTimeoutMs);
-        })]);
+        await Promise.race([
+          sent,
+          new Promise<never>((_, reject) => {
+            timer = setTimeout(() => reject(new PublishTimeout(this.#o.publishTimeoutMs)), this.#o.publishTimeoutMs);
+          }),
+        ]);
       } finally {
         clearTimeout(timer);
       }
     } catch (error) {
       this.#producerOk = false;
-      const e = new BridgeError(KAFKA_ERRORS.ERR_KAFKA_PUBLISH,
-        `Kafka at ${this.#brokers.join(',')} did not acknowledge the message: ${messageOf(error)}`, isRetriable(error), { cause: error });
+      const e = new BridgeError(
+        KAFKA_ERRORS.ERR_KAFKA_PUBLISH,
+        `Kafka at ${this.#brokers.join(',')} did not acknowledge the message: ${messageOf(error)}`,
+        isRetriable(error),
+        { cause: error },
+      );
       this.#replaceProducer();
       throw e;
     }
     this.#producerOk = true;
     this.#stats.published += batch.length;
     this.#stats.batches++;
-    if (this.events.listenerCount('batch') > 0) this.events.emit('batch', { messages: batch.length, bytes, durationMs: performance.now() - started });
+    if (this.events.listenerCount('batch') > 0)
+      this.events.emit('batch', { messages: batch.length, bytes, durationMs: performance.now() - started });
   }
 
   /**
@@ -562,4 +620,3 @@ function messageOf(error: unknown): string {
   }
   return String(error);
 }
-

@@ -37,7 +37,8 @@ export function encodeRecord(envelope: PublishInput): EncodedRecord {
     [RECORD_HEADERS.destination]: envelope.destination,
     [RECORD_HEADERS.time]: String(envelope.time),
   };
-  let bytes = RECORD_OVERHEAD_BYTES + envelope.body.length + 2 * envelope.destination.length + envelope.origin.length + envelope.vhost.length;
+  let bytes =
+    RECORD_OVERHEAD_BYTES + envelope.body.length + 2 * envelope.destination.length + envelope.origin.length + envelope.vhost.length;
   if (envelope.headers.length > 0) {
     const json = JSON.stringify(envelope.headers);
     headers[RECORD_HEADERS.headers] = json;

@@ -1,6 +1,12 @@
 import {
-  insertionPoint, recordBytes, selectRecords,
-  type HistoryForgotten, type HistoryQuery, type HistoryRecord, type HistoryRetention, type HistoryStore,
+  insertionPoint,
+  recordBytes,
+  selectRecords,
+  type HistoryForgotten,
+  type HistoryQuery,
+  type HistoryRecord,
+  type HistoryRetention,
+  type HistoryStore,
 } from '../broker/ports/history.js';
 
 /** Forgotten destinations whose next position is remembered (a few MiB at most). */
@@ -122,7 +128,7 @@ export class InMemoryHistoryStore implements HistoryStore {
     this.#bytes += bytes;
     this.#records++;
     const records = s.records;
-    const last = records.length > s.head ? records[records.length - 1] as HistoryRecord : undefined;
+    const last = records.length > s.head ? (records[records.length - 1] as HistoryRecord) : undefined;
     if (last === undefined || last.position < record.position) records.push(record);
     else records.splice(insertionPoint(records, record.position, s.head), 0, record);
     if (this.#maxBytes > 0) this.#order.push(entry);

@@ -1,6 +1,14 @@
 import {
-  Binary, MongoBulkWriteError, MongoClient, MongoError, MongoNetworkError, MongoServerSelectionError,
-  type Collection, type Db, type Filter, type FindOptions,
+  Binary,
+  MongoBulkWriteError,
+  MongoClient,
+  MongoError,
+  MongoNetworkError,
+  MongoServerSelectionError,
+  type Collection,
+  type Db,
+  type Filter,
+  type FindOptions,
 } from 'mongodb';
 import { BridgeError } from '../broker/ports/bus.js';
 import type { HistoryQuery, HistoryRecord, HistoryRetention, HistoryStore } from '../broker/ports/history.js';
@@ -135,7 +143,9 @@ export class MongoHistoryStore implements HistoryStore {
       this.#timer.unref();
     }
     // Connect now, so `healthy` says something before the first message; failures surface on first use.
-    this.#collection().catch((error: unknown) => this.#log.warn({ err: error }, 'mongodb not reachable yet; history operations will retry'));
+    this.#collection().catch((error: unknown) =>
+      this.#log.warn({ err: error }, 'mongodb not reachable yet; history operations will retry'),
+    );
   }
 
   get healthy(): boolean {
@@ -208,8 +218,12 @@ export class MongoHistoryStore implements HistoryStore {
     const retriable = !this.#closed && isRetriable(error);
     if (retriable) this.#setHealthy(false);
     const message = error instanceof Error ? error.message : String(error);
-    return new BridgeError(retriable ? 'ERR_HISTORY_UNAVAILABLE' : 'ERR_HISTORY_FAILED',
-      `mongodb history ${action} failed: ${message}`, retriable, { cause: error });
+    return new BridgeError(
+      retriable ? 'ERR_HISTORY_UNAVAILABLE' : 'ERR_HISTORY_FAILED',
+      `mongodb history ${action} failed: ${message}`,
+      retriable,
+      { cause: error },
+    );
   }
 
   /**
@@ -376,7 +390,10 @@ export class MongoHistoryStore implements HistoryStore {
       conditions.push({ position: { $gte: query.fromPosition } });
     } else if ('fromTime' in query) {
       // As selectRecords: from the first record (in position order) accepted at or after the time, onwards.
-      const first = await this.#positionOf({ $and: [...conditions, { time: { $gte: new Date(query.fromTime) } }] }, { sort: { position: 1 } });
+      const first = await this.#positionOf(
+        { $and: [...conditions, { time: { $gte: new Date(query.fromTime) } }] },
+        { sort: { position: 1 } },
+      );
       if (first === undefined) return [];
       conditions.push({ position: { $gte: first } });
     } else if (!('all' in query)) {
@@ -437,9 +454,18 @@ function streamKey(vhost: string, destination: string): string {
 function toRecord(document: unknown): HistoryRecord | undefined {
   if (typeof document !== 'object' || document === null) return undefined;
   const d = document as Partial<Record<keyof HistoryDocument, unknown>>;
-  if (typeof d._id !== 'string' || typeof d.vhost !== 'string' || typeof d.destination !== 'string'
-    || typeof d.position !== 'number' || typeof d.origin !== 'string' || !(d.time instanceof Date)
-    || !(d.body instanceof Binary) || !Array.isArray(d.headers) || d.headers.length % 2 !== 0) return undefined;
+  if (
+    typeof d._id !== 'string' ||
+    typeof d.vhost !== 'string' ||
+    typeof d.destination !== 'string' ||
+    typeof d.position !== 'number' ||
+    typeof d.origin !== 'string' ||
+    !(d.time instanceof Date) ||
+    !(d.body instanceof Binary) ||
+    !Array.isArray(d.headers) ||
+    d.headers.length % 2 !== 0
+  )
+    return undefined;
   const flat: unknown[] = d.headers;
   const headers: [string, string][] = [];
   for (let i = 0; i < flat.length; i += 2) {

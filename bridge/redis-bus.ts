@@ -1,5 +1,11 @@
 import {
-  BridgeError, type BusCapabilities, type BusEnvelope, type ClusterBus, type Deliver, type LinkListener, type PublishInput,
+  BridgeError,
+  type BusCapabilities,
+  type BusEnvelope,
+  type ClusterBus,
+  type Deliver,
+  type LinkListener,
+  type PublishInput,
 } from '../broker/ports/bus.js';
 import { decodeEnvelope, encodeEnvelope } from './envelope-codec.js';
 import { connectRedis, type RedisClient } from './redis-client.js';
@@ -84,10 +90,12 @@ export class RedisBus implements ClusterBus {
   async #resubscribe(): Promise<void> {
     const sub = this.#sub;
     if (sub === undefined) return;
-    await Promise.allSettled([...this.#interest.keys()].map((key) => {
-      const target = key.slice(2);
-      return key.startsWith('p:') ? sub.pSubscribe(target, this.#listener, true) : sub.subscribe(target, this.#listener, true);
-    }));
+    await Promise.allSettled(
+      [...this.#interest.keys()].map((key) => {
+        const target = key.slice(2);
+        return key.startsWith('p:') ? sub.pSubscribe(target, this.#listener, true) : sub.subscribe(target, this.#listener, true);
+      }),
+    );
   }
 
   #channel(vhost: string, destination: string): string {
@@ -105,7 +113,9 @@ export class RedisBus implements ClusterBus {
       // elsewhere and its relay retries until Redis takes it; delivering it here only would make the other nodes
       // miss it for good (the relay would count it as done and commit its offset). So it fails, retriably.
       if (input.id !== undefined) {
-        throw new BridgeError('ERR_REDIS', `redis publish failed: ${error instanceof Error ? error.message : String(error)}`, true, { cause: error });
+        throw new BridgeError('ERR_REDIS', `redis publish failed: ${error instanceof Error ? error.message : String(error)}`, true, {
+          cause: error,
+        });
       }
       // Redis is down: this node's own subscribers still get the message; other nodes cannot.
       this.#log.debug({ err: error }, 'redis publish failed; delivered locally only');
@@ -133,10 +143,12 @@ export class RedisBus implements ClusterBus {
     const sub = this.#sub;
     if (sub === undefined) return Promise.reject(new BridgeError('ERR_BUS_NOT_STARTED', 'redis bus not started', false));
     const target = key.slice(2);
-    const ready = (wildcard ? sub.pSubscribe(target, this.#listener, true) : sub.subscribe(target, this.#listener, true)).catch((error: unknown) => {
-      // Redis down: node-redis resubscribes on reconnect; the subscriber still gets this node's messages meanwhile.
-      this.#log.debug({ err: error, target }, 'redis subscribe deferred until reconnect');
-    });
+    const ready = (wildcard ? sub.pSubscribe(target, this.#listener, true) : sub.subscribe(target, this.#listener, true)).catch(
+      (error: unknown) => {
+        // Redis down: node-redis resubscribes on reconnect; the subscriber still gets this node's messages meanwhile.
+        this.#log.debug({ err: error, target }, 'redis subscribe deferred until reconnect');
+      },
+    );
     this.#interest.set(key, { count: 1, ready });
     return ready;
   }

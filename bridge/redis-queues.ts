@@ -137,15 +137,28 @@ export class RedisSharedQueues implements SharedQueues {
     // A previous run of this node id that crashed and came back before its liveness key expired would strand its
     // in-flight messages (survivors see the key and leave them): they go back to their queues first. The liveness
     // key passed is one that never exists, so RECOVER always runs.
-    const stranded = await this.#command(['EVAL', RECOVER, '3', this.#inflight(this.#o.nodeId), `${this.#prefix}restarted:${this.#o.nodeId}`,
-      this.#nodes, this.#o.nodeId, this.#prefix]);
-    if (typeof stranded === 'number' && stranded > 0) this.#log.warn({ moved: stranded }, 'returned the unacknowledged messages of this node id\'s previous run');
+    const stranded = await this.#command([
+      'EVAL',
+      RECOVER,
+      '3',
+      this.#inflight(this.#o.nodeId),
+      `${this.#prefix}restarted:${this.#o.nodeId}`,
+      this.#nodes,
+      this.#o.nodeId,
+      this.#prefix,
+    ]);
+    if (typeof stranded === 'number' && stranded > 0)
+      this.#log.warn({ moved: stranded }, "returned the unacknowledged messages of this node id's previous run");
     await this.#heartbeat();
     const beat = Math.max(100, Math.floor(this.#o.nodeTimeoutMs / 5));
     this.#timers.push(setInterval(() => void this.#heartbeat(), beat));
     this.#timers.push(setInterval(() => void this.#recover(), beat * 2));
     // A safety net for notifications lost while a connection was down: attached queues look again.
-    this.#timers.push(setInterval(() => { for (const available of this.#attached.values()) available(); }, 1_000));
+    this.#timers.push(
+      setInterval(() => {
+        for (const available of this.#attached.values()) available();
+      }, 1_000),
+    );
     for (const t of this.#timers) t.unref();
   }
 
@@ -168,7 +181,8 @@ export class RedisSharedQueues implements SharedQueues {
       for (const node of nodes) {
         if (typeof node !== 'string' || node === this.#o.nodeId) continue;
         const moved = await this.#command(['EVAL', RECOVER, '3', this.#inflight(node), this.#alive(node), this.#nodes, node, this.#prefix]);
-        if (typeof moved === 'number' && moved > 0) this.#log.warn({ node, moved }, 'returned the unacknowledged messages of a node that stopped answering');
+        if (typeof moved === 'number' && moved > 0)
+          this.#log.warn({ node, moved }, 'returned the unacknowledged messages of a node that stopped answering');
       }
     } catch {
       // Redis unreachable: the next sweep tries again.
@@ -177,8 +191,16 @@ export class RedisSharedQueues implements SharedQueues {
 
   async push(envelope: BusEnvelope): Promise<void> {
     const [vhost, queue] = queueOf(envelope);
-    await this.#command(['EVAL', PUSH, '2', this.#list(vhost, queue), `${this.#prefix}qid:${envelope.id}`,
-      encodeEntry(envelope, 0), this.#notify(vhost, queue), String(DEDUPE_TTL_MS)]);
+    await this.#command([
+      'EVAL',
+      PUSH,
+      '2',
+      this.#list(vhost, queue),
+      `${this.#prefix}qid:${envelope.id}`,
+      encodeEntry(envelope, 0),
+      this.#notify(vhost, queue),
+      String(DEDUPE_TTL_MS),
+    ]);
   }
 
   attach(vhost: string, queue: string, available: () => void): void {
@@ -196,8 +218,10 @@ export class RedisSharedQueues implements SharedQueues {
   }
 
   async take(vhost: string, queue: string, max: number): Promise<SharedQueueMessage[]> {
-    const entries = await this.#command(['EVAL', TAKE, '3', this.#list(vhost, queue), this.#inflight(this.#o.nodeId), this.#nodes,
-      String(max), this.#o.nodeId], true);
+    const entries = await this.#command(
+      ['EVAL', TAKE, '3', this.#list(vhost, queue), this.#inflight(this.#o.nodeId), this.#nodes, String(max), this.#o.nodeId],
+      true,
+    );
     if (!Array.isArray(entries)) return [];
     const out: SharedQueueMessage[] = [];
     for (const entry of entries) {
@@ -213,8 +237,16 @@ export class RedisSharedQueues implements SharedQueues {
 
   async requeue(vhost: string, queue: string, message: SharedQueueMessage): Promise<void> {
     const list = this.#list(vhost, queue);
-    await this.#command(['EVAL', REQUEUE, '2', list, this.#inflight(this.#o.nodeId), `${list}\n${message.envelope.id}`,
-      encodeEntry(message.envelope, message.deliveries), this.#notify(vhost, queue)]);
+    await this.#command([
+      'EVAL',
+      REQUEUE,
+      '2',
+      list,
+      this.#inflight(this.#o.nodeId),
+      `${list}\n${message.envelope.id}`,
+      encodeEntry(message.envelope, message.deliveries),
+      this.#notify(vhost, queue),
+    ]);
   }
 
   async close(): Promise<void> {

@@ -7,7 +7,12 @@ import type { Logger } from './ports/logger.js';
 import { silentLogger } from './ports/logger.js';
 import { ALL_RIGHTS, parseRights, type RightsSource, type UserRights } from './permissions.js';
 
-const scrypt = promisify(scryptCallback) as (password: string, salt: Buffer, keylen: number, options: { N: number; r: number; p: number; maxmem: number }) => Promise<Buffer>;
+const scrypt = promisify(scryptCallback) as (
+  password: string,
+  salt: Buffer,
+  keylen: number,
+  options: { N: number; r: number; p: number; maxmem: number },
+) => Promise<Buffer>;
 
 export interface Credentials {
   readonly login: string | undefined;
@@ -21,8 +26,7 @@ export interface Credentials {
  * means every right on every virtual host (authenticators that know nothing of permissions).
  */
 export type AuthResult =
-  | { readonly ok: true; readonly user: string; readonly rights?: RightsSource }
-  | { readonly ok: false; readonly reason: string };
+  { readonly ok: true; readonly user: string; readonly rights?: RightsSource } | { readonly ok: false; readonly reason: string };
 
 /** Decides who may connect. Called once per CONNECT, off the message path. */
 export interface Authenticator {
@@ -99,7 +103,8 @@ function parseUsers(text: string, path: string): Map<string, UserEntry> {
       continue;
     }
     const where = `${path}: user "${name}"`;
-    if (!isRecord(entry) || typeof entry.password !== 'string') throw new TypeError(`${where} must be a hash string or an object with a "password" hash`);
+    if (!isRecord(entry) || typeof entry.password !== 'string')
+      throw new TypeError(`${where} must be a hash string or an object with a "password" hash`);
     out.set(name, { hash: entry.password, rights: parseRights(entry, where, ['password']) });
   }
   return out;
@@ -161,13 +166,18 @@ export class UsersFileAuthenticator implements Authenticator {
       clearTimeout(this.#debounce);
       this.#debounce = setTimeout(() => {
         this.reload().catch((error: unknown) => {
-          this.#logger.error({ err: error, usersFile: this.path }, 'users file not reloaded: it is invalid; the previous users stay in force');
+          this.#logger.error(
+            { err: error, usersFile: this.path },
+            'users file not reloaded: it is invalid; the previous users stay in force',
+          );
         });
       }, WATCH_DEBOUNCE_MS);
       this.#debounce.unref();
     });
     this.#watcher.unref();
-    this.#watcher.on('error', (error) => this.#logger.error({ err: error, usersFile: this.path }, 'watching the users file failed; reload with SIGHUP'));
+    this.#watcher.on('error', (error) =>
+      this.#logger.error({ err: error, usersFile: this.path }, 'watching the users file failed; reload with SIGHUP'),
+    );
   }
 
   close(): void {

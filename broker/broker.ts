@@ -135,14 +135,17 @@ export class Broker {
     this.#queues = backends.queues;
     this.routes = backends.routes;
     for (const r of this.routes.routes) {
-      if (r.kind === 'redis' && this.#fanout === undefined) throw new TypeError(`route ${r.pattern} needs a redis engine, and none is configured`);
-      if (r.kind === 'kafka' && this.#log === undefined) throw new TypeError(`route ${r.pattern} needs a kafka engine, and none is configured`);
+      if (r.kind === 'redis' && this.#fanout === undefined)
+        throw new TypeError(`route ${r.pattern} needs a redis engine, and none is configured`);
+      if (r.kind === 'kafka' && this.#log === undefined)
+        throw new TypeError(`route ${r.pattern} needs a kafka engine, and none is configured`);
     }
     this.history = backends.history;
     this.#historyHeldHere = this.history.onForgotten !== undefined;
     // A topic whose history was evicted entirely no longer counts against maxDestinationsPerVhost.
     this.history.onForgotten?.((vhost, destination) => this.#vhosts.get(vhost)?.releaseHistory(destination));
-    this.memoryWatermarkBytes = config.memoryHighWatermarkBytes > 0 ? config.memoryHighWatermarkBytes : Math.floor(availableMemory() * DEFAULT_WATERMARK_FRACTION);
+    this.memoryWatermarkBytes =
+      config.memoryHighWatermarkBytes > 0 ? config.memoryHighWatermarkBytes : Math.floor(availableMemory() * DEFAULT_WATERMARK_FRACTION);
     this.nodeId = config.nodeId;
     this.logger = logger;
     // Every real authenticator sits behind the failure delay and the cap on concurrent checks.
@@ -197,8 +200,13 @@ export class Broker {
       // Refused with a reason rather than left to fail at accept once file descriptors run out, which silently
       // stops new clients and /healthz alike.
       this.stats.limitHit('connections');
-      session.refuse(new ProtocolError(BROKER_ERRORS.ERR_LIMIT_EXCEEDED, `too many connections (limit ${max} per node)`,
-        'This node has as many open connections as it accepts; retry later or connect to another node.'));
+      session.refuse(
+        new ProtocolError(
+          BROKER_ERRORS.ERR_LIMIT_EXCEEDED,
+          `too many connections (limit ${max} per node)`,
+          'This node has as many open connections as it accepts; retry later or connect to another node.',
+        ),
+      );
     } else if (this.#idleSweep === undefined && this.config.idleTimeoutMs > 0 && this.#closing === undefined) {
       this.#startIdleSweep();
     }
@@ -225,8 +233,11 @@ export class Broker {
     const max = this.config.maxConnectionsPerUser;
     if ((this.#perUser.get(user) ?? 0) >= max) {
       this.stats.limitHit('connections-per-user');
-      throw new ProtocolError(BROKER_ERRORS.ERR_LIMIT_EXCEEDED, `too many connections for this user (limit ${max} per user)`,
-        'This login already has as many sessions on this node as it may; close one first.');
+      throw new ProtocolError(
+        BROKER_ERRORS.ERR_LIMIT_EXCEEDED,
+        `too many connections for this user (limit ${max} per user)`,
+        'This login already has as many sessions on this node as it may; close one first.',
+      );
     }
   }
 
@@ -271,8 +282,11 @@ export class Broker {
       return this.#vhostNamed('/');
     }
     if (!allowed.includes(host)) {
-      throw new ProtocolError(BROKER_ERRORS.ERR_UNKNOWN_VHOST, `unknown virtual host "${host}"`,
-        'This broker does not serve that virtual host; ask its operator for the right name.');
+      throw new ProtocolError(
+        BROKER_ERRORS.ERR_UNKNOWN_VHOST,
+        `unknown virtual host "${host}"`,
+        'This broker does not serve that virtual host; ask its operator for the right name.',
+      );
     }
     return this.#vhostNamed(host);
   }
@@ -293,12 +307,17 @@ export class Broker {
   }
 
   /** A SEND, accepted: route it. Returns a Promise when the RECEIPT must wait (cross-node and durable routes). */
-  #publish(vhost: VirtualHost, destination: Destination, headers: ReadonlyArray<readonly [string, string]>, body: Buffer)
-    : void | Promise<void> {
+  #publish(
+    vhost: VirtualHost,
+    destination: Destination,
+    headers: ReadonlyArray<readonly [string, string]>,
+    body: Buffer,
+  ): void | Promise<void> {
     const route = this.routes.route(destination.full);
     // Only what this node holds per name counts (local queues, in-memory history): shared queues live in Redis.
     if (destination.kind === 'queue') {
-      if ((route.kind === 'local' || (route.kind === 'redis' && this.#queues === undefined)) && !vhost.queues.has(destination.name)) this.#admit(vhost, destination);
+      if ((route.kind === 'local' || (route.kind === 'redis' && this.#queues === undefined)) && !vhost.queues.has(destination.name))
+        this.#admit(vhost, destination);
     } else if (route.kind === 'local' && this.#historyHeldHere && !vhost.holdsHistory(destination.full)) {
       this.#admit(vhost, destination);
       vhost.holdHistory(destination.full);
@@ -322,7 +341,9 @@ export class Broker {
           const origin = this.nodeId;
           const name = vhost.name;
           const full = destination.full;
-          stored = this.#appendLocal(position.then((p) => ({ id, origin, vhost: name, destination: full, headers, body, time, position: p })));
+          stored = this.#appendLocal(
+            position.then((p) => ({ id, origin, vhost: name, destination: full, headers, body, time, position: p })),
+          );
         }
       }
       // Live local messages carry no x-stream-offset: positions are shown where they are real stream offsets
@@ -333,10 +354,17 @@ export class Broker {
     const shared = this.#queues;
     if (destination.kind === 'queue' && route.kind === 'redis' && shared !== undefined) {
       const id = this.nextMessageId();
-      return shared.push({ id, origin: this.nodeId, vhost: vhost.name, destination: destination.full, headers, body, time: Date.now() }).then(undefined, (error: unknown) => {
-        throw new ProtocolError(BROKER_ERRORS.ERR_ROUTE_FAILED, `could not queue the message for ${destination.full}`,
-          `The shared queue did not accept the message (${error instanceof Error ? error.message : String(error)}); it was not delivered. Retry later.`, [], { cause: error });
-      });
+      return shared
+        .push({ id, origin: this.nodeId, vhost: vhost.name, destination: destination.full, headers, body, time: Date.now() })
+        .then(undefined, (error: unknown) => {
+          throw new ProtocolError(
+            BROKER_ERRORS.ERR_ROUTE_FAILED,
+            `could not queue the message for ${destination.full}`,
+            `The shared queue did not accept the message (${error instanceof Error ? error.message : String(error)}); it was not delivered. Retry later.`,
+            [],
+            { cause: error },
+          );
+        });
     }
     if (destination.kind === 'queue' && route.kind === 'redis') {
       // No shared queue engine (a pub/sub-only bus, as in in-process tests): the queue stays on this node.
@@ -346,12 +374,20 @@ export class Broker {
     const bus = route.kind === 'redis' ? this.#fanout : this.#log;
     if (bus === undefined) throw new ProtocolError(BROKER_ERRORS.ERR_ROUTE_FAILED, `no ${route.kind} engine for ${destination.full}`);
     const envelope = { origin: this.nodeId, vhost: vhost.name, destination: destination.full, headers, body, time: Date.now() };
-    return bus.publish(envelope).then(() => {
-      this.stats.busLatency.observe(Date.now() - envelope.time);
-    }, (error: unknown) => {
-      throw new ProtocolError(BROKER_ERRORS.ERR_ROUTE_FAILED, `could not route the message to ${destination.full}`,
-        `The ${route.kind} engine did not accept the message (${error instanceof Error ? error.message : String(error)}); it was not delivered. Retry later.`, [], { cause: error });
-    });
+    return bus.publish(envelope).then(
+      () => {
+        this.stats.busLatency.observe(Date.now() - envelope.time);
+      },
+      (error: unknown) => {
+        throw new ProtocolError(
+          BROKER_ERRORS.ERR_ROUTE_FAILED,
+          `could not route the message to ${destination.full}`,
+          `The ${route.kind} engine did not accept the message (${error instanceof Error ? error.message : String(error)}); it was not delivered. Retry later.`,
+          [],
+          { cause: error },
+        );
+      },
+    );
   }
 
   /**
@@ -372,8 +408,10 @@ export class Broker {
     } catch (error) {
       if (!this.#historyFailing) {
         this.#historyFailing = true;
-        this.logger.warn({ err: error, store: this.history.name, destination },
-          'could not store local-route topic history; messages are delivered live but missing from replays until the store is back');
+        this.logger.warn(
+          { err: error, store: this.history.name, destination },
+          'could not store local-route topic history; messages are delivered live but missing from replays until the store is back',
+        );
       }
     }
   }
@@ -387,8 +425,11 @@ export class Broker {
     const max = this.config.maxDestinationsPerVhost;
     if (vhost.destinationCount < max) return;
     this.stats.limitHit('destinations');
-    throw new ProtocolError(BROKER_ERRORS.ERR_TOO_MANY_DESTINATIONS, `too many destinations: ${destination.full} would exceed maxDestinationsPerVhost (${max})`,
-      `The virtual host "${vhost.name}" already holds ${vhost.destinationCount} destinations (queues, topics with history, topics with subscribers); the limit is maxDestinationsPerVhost = ${max}. Reuse existing destinations, or let idle ones expire.`);
+    throw new ProtocolError(
+      BROKER_ERRORS.ERR_TOO_MANY_DESTINATIONS,
+      `too many destinations: ${destination.full} would exceed maxDestinationsPerVhost (${max})`,
+      `The virtual host "${vhost.name}" already holds ${vhost.destinationCount} destinations (queues, topics with history, topics with subscribers); the limit is maxDestinationsPerVhost = ${max}. Reuse existing destinations, or let idle ones expire.`,
+    );
   }
 
   // ---- memory watermark -----------------------------------------------------------------------------------
@@ -417,8 +458,11 @@ export class Broker {
   /** The refusal of a SEND while the memory alarm is on, with the figures (RabbitMQ's memory alarm blocks publishers). */
   #lowMemoryError(): ProtocolError {
     this.stats.limitHit('memory');
-    return new ProtocolError(BROKER_ERRORS.ERR_LOW_MEMORY, 'broker low on memory',
-      `The node's resident memory (RSS ${this.#rssBytes} bytes) is above its high watermark (memoryHighWatermarkBytes: ${this.memoryWatermarkBytes} bytes), so it accepts no SEND until memory falls. Retry later.`);
+    return new ProtocolError(
+      BROKER_ERRORS.ERR_LOW_MEMORY,
+      'broker low on memory',
+      `The node's resident memory (RSS ${this.#rssBytes} bytes) is above its high watermark (memoryHighWatermarkBytes: ${this.memoryWatermarkBytes} bytes), so it accepts no SEND until memory falls. Retry later.`,
+    );
   }
 
   /** Hands a message to this node's subscribers: every matching topic subscription, or one queue consumer. */
@@ -565,7 +609,7 @@ export class Broker {
   async #readyForReplay(sub: Subscription): Promise<boolean> {
     if (sub.cancelled) return false;
     const ready = sub.consumer.readyForReplay();
-    return (ready === true || await ready) && !sub.cancelled;
+    return (ready === true || (await ready)) && !sub.cancelled;
   }
 
   /** Kafka-route topic subscriptions of this node: the ones history can repair after a fan-out outage. */
@@ -574,7 +618,8 @@ export class Broker {
       const vhost = session.vhost;
       if (vhost === undefined) continue;
       for (const sub of session.subscriptions.values()) {
-        if (sub.destination.kind === 'topic' && sub.pattern === undefined && this.routes.route(sub.destination.full).kind === 'kafka') yield [vhost, sub];
+        if (sub.destination.kind === 'topic' && sub.pattern === undefined && this.routes.route(sub.destination.full).kind === 'kafka')
+          yield [vhost, sub];
       }
     }
   }
@@ -628,8 +673,7 @@ export class Broker {
       const route = this.routes.route(sub.destination.full);
       const bus = route.kind === 'redis' ? this.#fanout : route.kind === 'kafka' ? this.#log : undefined;
       bus?.unwatch(vhost.name, sub.destination.full);
-    }
-    else {
+    } else {
       vhost.queues.get(sub.destination.name)?.removeConsumer(sub);
       vhost.dropIfIdle(sub.destination.name);
     }
@@ -693,8 +737,10 @@ export class Broker {
     const soft = openFilesSoftLimit(text);
     const max = this.config.maxConnections;
     if (soft !== undefined && max + FD_HEADROOM > soft) {
-      this.logger.warn({ maxConnections: max, openFilesSoftLimit: soft, headroom: FD_HEADROOM },
-        `maxConnections ${max} leaves less than ${FD_HEADROOM} file descriptors of headroom below the open-file limit ${soft} (ulimit -n): raise the limit, or set maxConnections to ${Math.max(1, soft - FD_HEADROOM)} or less`);
+      this.logger.warn(
+        { maxConnections: max, openFilesSoftLimit: soft, headroom: FD_HEADROOM },
+        `maxConnections ${max} leaves less than ${FD_HEADROOM} file descriptors of headroom below the open-file limit ${soft} (ulimit -n): raise the limit, or set maxConnections to ${Math.max(1, soft - FD_HEADROOM)} or less`,
+      );
     }
   }
 
@@ -748,7 +794,8 @@ export class Broker {
     const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), ENGINE_CLOSE_MS)));
     try {
       const outcome = await Promise.race([closing.then(() => 'closed' as const), late]);
-      if (outcome === 'late') this.logger.warn({ engine: role, waitedMs: ENGINE_CLOSE_MS }, 'engine did not close in time; stopping without it');
+      if (outcome === 'late')
+        this.logger.warn({ engine: role, waitedMs: ENGINE_CLOSE_MS }, 'engine did not close in time; stopping without it');
     } catch (error) {
       this.logger.warn({ err: error, engine: role }, 'engine failed to close cleanly');
     } finally {

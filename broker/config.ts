@@ -184,7 +184,11 @@ function fromText(key: keyof BrokerConfig, text: string, problems: string[]): un
     return n;
   }
   if (key === 'routes') return parseRoutes(text);
-  if (Array.isArray(sample)) return text.split(',').map((s) => s.trim()).filter((s) => s !== '');
+  if (Array.isArray(sample))
+    return text
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
   return text;
 }
 
@@ -231,9 +235,11 @@ export function loadConfig(sources: ConfigSources = {}): Readonly<BrokerConfig> 
   for (const [key, value] of Object.entries(sources.overrides ?? {})) {
     if (value === undefined) continue;
     if (!(key in DEFAULT_CONFIG)) problems.push(`unknown setting "${key}"`);
-    else merged[key] = typeof value === 'string' && typeof DEFAULT_CONFIG[key as keyof BrokerConfig] !== 'string'
-      ? fromText(key as keyof BrokerConfig, value, problems)
-      : value;
+    else
+      merged[key] =
+        typeof value === 'string' && typeof DEFAULT_CONFIG[key as keyof BrokerConfig] !== 'string'
+          ? fromText(key as keyof BrokerConfig, value, problems)
+          : value;
   }
   problems.push(...validate(merged));
   if (problems.length > 0) throw new ConfigError(problems);
@@ -261,12 +267,28 @@ function validate(c: Record<string, unknown>): string[] {
   if (typeof c.opsPort === 'number' && c.opsPort > 0) {
     // The TLS ports only count when TLS listens (a certificate is configured).
     const listeners = c.tlsCertFile !== '' ? ['port', 'wsPort', 'tlsPort', 'wssPort'] : ['port', 'wsPort'];
-    for (const key of listeners) if (c[key] === c.opsPort) problems.push(`opsPort: ${c.opsPort} is also ${key}; give the ops listener a port of its own`);
+    for (const key of listeners)
+      if (c[key] === c.opsPort) problems.push(`opsPort: ${c.opsPort} is also ${key}; give the ops listener a port of its own`);
   }
-  const positive = ['heartbeatGrace', 'maxFrameBytes', 'maxBodyBytes', 'maxHeaders', 'maxHeaderLineBytes',
-    'maxFrameBytesUnauthenticated', 'maxOutboundBytes', 'outboundHighWaterBytes', 'maxQueueMessages', 'maxQueueBytes',
-    'maxConnections', 'maxConnectionsPerUser', 'maxSubscriptionsPerConnection', 'maxTransactionsPerConnection',
-    'maxTransactionBytes', 'maxUnackedPerSubscription', 'maxDestinationsPerVhost'];
+  const positive = [
+    'heartbeatGrace',
+    'maxFrameBytes',
+    'maxBodyBytes',
+    'maxHeaders',
+    'maxHeaderLineBytes',
+    'maxFrameBytesUnauthenticated',
+    'maxOutboundBytes',
+    'outboundHighWaterBytes',
+    'maxQueueMessages',
+    'maxQueueBytes',
+    'maxConnections',
+    'maxConnectionsPerUser',
+    'maxSubscriptionsPerConnection',
+    'maxTransactionsPerConnection',
+    'maxTransactionBytes',
+    'maxUnackedPerSubscription',
+    'maxDestinationsPerVhost',
+  ];
   for (const key of positive) if (!((c[key] as number) > 0)) problems.push(`${key}: must be greater than 0`);
   if (Array.isArray(c.routes)) {
     const engines = { redis: c.redis !== '', kafka: c.kafka !== '' };
@@ -284,19 +306,43 @@ function validate(c: Record<string, unknown>): string[] {
   }
   for (const key of ['redis', 'mongo'] as const) {
     const v = c[key];
-    if (typeof v === 'string' && v !== '' && !/^[a-z+]+:\/\//.test(v)) problems.push(`${key}: "${v}" is not a URL (e.g. ${key === 'redis' ? 'redis://127.0.0.1:6379' : 'mongodb://127.0.0.1:27017'})`);
+    if (typeof v === 'string' && v !== '' && !/^[a-z+]+:\/\//.test(v))
+      problems.push(`${key}: "${v}" is not a URL (e.g. ${key === 'redis' ? 'redis://127.0.0.1:6379' : 'mongodb://127.0.0.1:27017'})`);
   }
   if (c.jwksFile !== '' && c.jwksUrl !== '') problems.push('jwksFile and jwksUrl: set at most one');
-  if (typeof c.jwksUrl === 'string' && c.jwksUrl !== '' && !/^https?:\/\//.test(c.jwksUrl)) problems.push(`jwksUrl: "${c.jwksUrl}" is not an http(s) URL`);
+  if (typeof c.jwksUrl === 'string' && c.jwksUrl !== '' && !/^https?:\/\//.test(c.jwksUrl))
+    problems.push(`jwksUrl: "${c.jwksUrl}" is not an http(s) URL`);
   for (const key of ['jwtUserClaim', 'jwtPermissionsClaim'] as const) if (c[key] === '') problems.push(`${key}: must name a claim`);
-  if (!Number.isInteger(c.maxConcurrentAuthChecks) || (c.maxConcurrentAuthChecks as number) < 1) problems.push('maxConcurrentAuthChecks: must be an integer of 1 or more');
-  if ((c.authFailureDelayMaxMs as number) < (c.authFailureDelayMs as number)) problems.push('authFailureDelayMaxMs: must not be less than authFailureDelayMs');
-  const nonNegative = ['authFailureDelayMs', 'authFailureDelayMaxMs', 'authFailureForgetMs', 'historyMaxPerDestination', 'historyMaxAgeMs',
-    'historyCacheSize', 'historyMaxBytesPerDestination', 'historyMaxBytes', 'memoryHighWatermarkBytes', 'heartbeatSendMs', 'heartbeatReceiveMs',
-    'connectTimeoutMs', 'maxDeliveries', 'closeTimeoutMs', 'idleTimeoutMs'];
+  if (!Number.isInteger(c.maxConcurrentAuthChecks) || (c.maxConcurrentAuthChecks as number) < 1)
+    problems.push('maxConcurrentAuthChecks: must be an integer of 1 or more');
+  if ((c.authFailureDelayMaxMs as number) < (c.authFailureDelayMs as number))
+    problems.push('authFailureDelayMaxMs: must not be less than authFailureDelayMs');
+  const nonNegative = [
+    'authFailureDelayMs',
+    'authFailureDelayMaxMs',
+    'authFailureForgetMs',
+    'historyMaxPerDestination',
+    'historyMaxAgeMs',
+    'historyCacheSize',
+    'historyMaxBytesPerDestination',
+    'historyMaxBytes',
+    'memoryHighWatermarkBytes',
+    'heartbeatSendMs',
+    'heartbeatReceiveMs',
+    'connectTimeoutMs',
+    'maxDeliveries',
+    'closeTimeoutMs',
+    'idleTimeoutMs',
+  ];
   for (const key of nonNegative) if (!((c[key] as number) >= 0)) problems.push(`${key}: must be 0 or more`);
   // Counts compare against integers: a fraction would silently round one way or the other.
-  const counts = ['maxConnections', 'maxConnectionsPerUser', 'maxSubscriptionsPerConnection', 'maxTransactionsPerConnection', 'maxUnackedPerSubscription'];
+  const counts = [
+    'maxConnections',
+    'maxConnectionsPerUser',
+    'maxSubscriptionsPerConnection',
+    'maxTransactionsPerConnection',
+    'maxUnackedPerSubscription',
+  ];
   for (const key of counts) if (!Number.isInteger(c[key])) problems.push(`${key}: must be a whole number`);
   if (typeof c.wsPath === 'string' && !c.wsPath.startsWith('/')) problems.push(`wsPath: "${c.wsPath}" must start with /`);
   if ((c.tlsCertFile === '') !== (c.tlsKeyFile === '')) problems.push('tlsCertFile and tlsKeyFile must be given together');

@@ -44,8 +44,14 @@ export class ProtocolError extends Error {
   readonly headers: ReadonlyArray<readonly [string, string]>;
   readonly detail: string;
 
-  // eslint-disable-next-line @typescript-eslint/no-redundant-type-constituents -- as for `code` above
-  constructor(code: BrokerErrorCode | string, message: string, detail = '', headers: ReadonlyArray<readonly [string, string]> = [], options?: ErrorOptions) {
+  constructor(
+    // eslint-disable-next-line @typescript-eslint/no-redundant-type-constituents -- as for `code` above
+    code: BrokerErrorCode | string,
+    message: string,
+    detail = '',
+    headers: ReadonlyArray<readonly [string, string]> = [],
+    options?: ErrorOptions,
+  ) {
     super(message, options);
     this.name = 'ProtocolError';
     this.code = code;

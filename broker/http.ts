@@ -38,7 +38,9 @@ export function composeHttpHandlers(handlers: readonly HttpHandler[]): HttpHandl
 }
 
 function send(response: ServerResponse, status: number, contentType: string, body: string): void {
-  response.writeHead(status, { 'content-type': contentType, 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) }).end(body);
+  response
+    .writeHead(status, { 'content-type': contentType, 'cache-control': 'no-store', 'content-length': Buffer.byteLength(body) })
+    .end(body);
 }
 
 /**
@@ -59,16 +61,21 @@ export function opsHttpHandler(broker: OpsSource): HttpHandler {
       send(response, 200, 'text/plain; charset=utf-8', 'ok\n');
     } else if (path === OPS_PATHS.ready) {
       const { ready, closing, engines } = broker.readiness();
-      const down = Object.entries(engines).filter(([, healthy]) => !healthy).map(([name]) => name);
+      const down = Object.entries(engines)
+        .filter(([, healthy]) => !healthy)
+        .map(([name]) => name);
       // Memory is detail for operators, never a reason to be unready: the watermark refuses SENDs instead.
       const body = JSON.stringify({ ready, closing, engines, down, memory: broker.memoryStatus() }) + '\n';
       send(response, ready ? 200 : 503, 'application/json', body);
     } else {
-      metrics.scrape().then((text) => send(response, 200, metrics.contentType, text), (error: unknown) => {
-        broker.logger.error({ err: error }, 'metrics scrape failed');
-        if (!response.headersSent) send(response, 500, 'text/plain; charset=utf-8', 'metrics scrape failed; see the broker log\n');
-        else response.destroy();
-      });
+      metrics.scrape().then(
+        (text) => send(response, 200, metrics.contentType, text),
+        (error: unknown) => {
+          broker.logger.error({ err: error }, 'metrics scrape failed');
+          if (!response.headersSent) send(response, 500, 'text/plain; charset=utf-8', 'metrics scrape failed; see the broker log\n');
+          else response.destroy();
+        },
+      );
     }
     return true;
   };
@@ -93,7 +100,8 @@ function isOpsPath(path: string): boolean {
 function opsElsewhereHandler(): HttpHandler {
   return (request, response) => {
     if (!isOpsPath(urlPath(request.url))) return false;
-    response.writeHead(404, { 'content-type': 'text/plain', 'cache-control': 'no-store' })
+    response
+      .writeHead(404, { 'content-type': 'text/plain', 'cache-control': 'no-store' })
       .end('Not found here: this node serves /metrics, /healthz and /readyz on its ops port (opsPort).\n');
     return true;
   };

@@ -81,7 +81,10 @@ class StatsHistogram extends PromHistogram {
 /** A counter whose values are copied from a map of the stats at each scrape. */
 function mapCounter(registry: Registry, name: string, help: string, label: string, read: () => Iterable<readonly [string, number]>): void {
   new Counter({
-    name, help, labelNames: [label], registers: [registry],
+    name,
+    help,
+    labelNames: [label],
+    registers: [registry],
     collect() {
       this.reset();
       for (const [value, n] of read()) this.inc({ [label]: value }, n);
@@ -92,7 +95,9 @@ function mapCounter(registry: Registry, name: string, help: string, label: strin
 /** A counter without labels copied from one number of the stats. */
 function plainCounter(registry: Registry, name: string, help: string, read: () => number): void {
   new Counter({
-    name, help, registers: [registry],
+    name,
+    help,
+    registers: [registry],
     collect() {
       this.reset();
       this.inc(read());
@@ -117,16 +122,20 @@ function createMetrics(broker: MetricsSource): BrokerMetrics {
   const shared = processMetrics();
 
   new Gauge({
-    name: 'stompede_info', help: 'Always 1; the labels name this node and its version.',
-    labelNames: ['node', 'version', 'cluster'], registers: [registry],
+    name: 'stompede_info',
+    help: 'Always 1; the labels name this node and its version.',
+    labelNames: ['node', 'version', 'cluster'],
+    registers: [registry],
     collect() {
       this.reset();
       this.set({ node: broker.nodeId, version: SERVER_VERSION, cluster: broker.config.clusterName }, 1);
     },
   });
   new Gauge({
-    name: 'stompede_connections', help: 'Open client connections (CONNECTed or not yet), by transport.',
-    labelNames: ['transport'], registers: [registry],
+    name: 'stompede_connections',
+    help: 'Open client connections (CONNECTed or not yet), by transport.',
+    labelNames: ['transport'],
+    registers: [registry],
     collect() {
       this.reset();
       const counts = new Map<string, number>();
@@ -135,8 +144,10 @@ function createMetrics(broker: MetricsSource): BrokerMetrics {
     },
   });
   new Gauge({
-    name: 'stompede_sessions', help: 'CONNECTed STOMP sessions, by transport and negotiated protocol version.',
-    labelNames: ['transport', 'version'], registers: [registry],
+    name: 'stompede_sessions',
+    help: 'CONNECTed STOMP sessions, by transport and negotiated protocol version.',
+    labelNames: ['transport', 'version'],
+    registers: [registry],
     collect() {
       this.reset();
       const counts = new Map<string, { transport: string; version: string; n: number }>();
@@ -151,30 +162,66 @@ function createMetrics(broker: MetricsSource): BrokerMetrics {
     },
   });
   new Gauge({
-    name: 'stompede_engine_up', help: 'Whether each configured cluster engine is connected (1) or not (0); see /readyz.',
-    labelNames: ['engine'], registers: [registry],
+    name: 'stompede_engine_up',
+    help: 'Whether each configured cluster engine is connected (1) or not (0); see /readyz.',
+    labelNames: ['engine'],
+    registers: [registry],
     collect() {
       this.reset();
       for (const [engine, healthy] of Object.entries(broker.readiness().engines)) this.set({ engine }, healthy ? 1 : 0);
     },
   });
 
-  mapCounter(registry, 'stompede_frames_received_total', 'STOMP frames received from clients, by command.', 'command', () => stats.framesIn);
+  mapCounter(
+    registry,
+    'stompede_frames_received_total',
+    'STOMP frames received from clients, by command.',
+    'command',
+    () => stats.framesIn,
+  );
   mapCounter(registry, 'stompede_frames_sent_total', 'STOMP frames sent to clients, by command.', 'command', () => stats.framesOut);
   plainCounter(registry, 'stompede_received_bytes_total', 'Bytes received from clients (frames and heart-beats).', () => stats.bytesIn);
   plainCounter(registry, 'stompede_sent_bytes_total', 'Bytes sent to clients (frames and heart-beats).', () => stats.bytesOut);
-  mapCounter(registry, 'stompede_messages_routed_total', 'Messages accepted from clients (SEND), by the kind of route that carried them.', 'route',
-    () => Object.entries(stats.routed));
+  mapCounter(
+    registry,
+    'stompede_messages_routed_total',
+    'Messages accepted from clients (SEND), by the kind of route that carried them.',
+    'route',
+    () => Object.entries(stats.routed),
+  );
   mapCounter(registry, 'stompede_errors_total', 'ERROR frames sent to clients, by error code.', 'code', () => stats.errors);
-  plainCounter(registry, 'stompede_slow_consumer_disconnects_total', 'Sessions disconnected because too many bytes waited to be sent to them.',
-    () => stats.slowConsumerDisconnects);
-  mapCounter(registry, 'stompede_limit_hits_total', 'Frames, connections or sessions refused by a resource limit or a defence, by limit.', 'limit',
-    () => stats.limitHits);
+  plainCounter(
+    registry,
+    'stompede_slow_consumer_disconnects_total',
+    'Sessions disconnected because too many bytes waited to be sent to them.',
+    () => stats.slowConsumerDisconnects,
+  );
+  mapCounter(
+    registry,
+    'stompede_limit_hits_total',
+    'Frames, connections or sessions refused by a resource limit or a defence, by limit.',
+    'limit',
+    () => stats.limitHits,
+  );
 
-  new StatsHistogram(registry, 'stompede_delivery_latency_seconds',
-    'From SEND accepted on one node to delivery on this node, for messages that crossed a bus.', stats.deliveryLatency);
-  new StatsHistogram(registry, 'stompede_bus_publish_latency_seconds', 'Time a bus (Redis, Kafka) took to accept a publish.', stats.busLatency);
-  new StatsHistogram(registry, 'stompede_history_read_latency_seconds', 'Time a history read took for a replaying SUBSCRIBE.', stats.historyLatency);
+  new StatsHistogram(
+    registry,
+    'stompede_delivery_latency_seconds',
+    'From SEND accepted on one node to delivery on this node, for messages that crossed a bus.',
+    stats.deliveryLatency,
+  );
+  new StatsHistogram(
+    registry,
+    'stompede_bus_publish_latency_seconds',
+    'Time a bus (Redis, Kafka) took to accept a publish.',
+    stats.busLatency,
+  );
+  new StatsHistogram(
+    registry,
+    'stompede_history_read_latency_seconds',
+    'Time a history read took for a replaying SUBSCRIBE.',
+    stats.historyLatency,
+  );
 
   return {
     registry,

@@ -174,7 +174,11 @@ function overlaps(rule: readonly GlobPart[], sub: readonly SubPart[]): boolean {
 export function allowsName(rule: Rule, destination: string): boolean {
   const segments = segmentsOf(destination);
   let allowed = false;
-  for (const g of rule.allow) if (globMatches(g.parts, segments)) { allowed = true; break; }
+  for (const g of rule.allow)
+    if (globMatches(g.parts, segments)) {
+      allowed = true;
+      break;
+    }
   if (!allowed) return false;
   for (const g of rule.deny) if (globMatches(g.parts, segments)) return false;
   return true;

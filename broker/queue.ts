@@ -240,7 +240,11 @@ function withoutDeliveryHeaders(headers: ReadonlyArray<readonly [string, string]
 }
 
 /** Headers of a dead-lettered copy: where it came from, why, and how often it was delivered. Local and shared queues alike. */
-export function deadLetterHeaders(headers: ReadonlyArray<readonly [string, string]>, destination: string, deliveries: number): (readonly [string, string])[] {
+export function deadLetterHeaders(
+  headers: ReadonlyArray<readonly [string, string]>,
+  destination: string,
+  deliveries: number,
+): (readonly [string, string])[] {
   const out = withoutDeliveryHeaders(headers);
   out.push(['x-original-destination', destination], ['x-death-reason', 'delivery-limit'], ['x-delivery-count', String(deliveries)]);
   return out;

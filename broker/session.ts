@@ -1,6 +1,16 @@
 import {
-  EMPTY_BODY, type FrameError, FrameParser, HEARTBEAT, ackLine, encodeFrame,
-  type Frame, type FrameLimits, type FrameSink, type Headers, type MessageTemplate, type StompVersion,
+  EMPTY_BODY,
+  type FrameError,
+  FrameParser,
+  HEARTBEAT,
+  ackLine,
+  encodeFrame,
+  type Frame,
+  type FrameLimits,
+  type FrameSink,
+  type Headers,
+  type MessageTemplate,
+  type StompVersion,
 } from '../frames/index.js';
 import { allowAll, type Authenticator } from './auth.js';
 import type { BrokerConfig } from './config.js';
@@ -42,8 +52,12 @@ export interface SessionHost {
   /** The session is about to be closed as a slow consumer. */
   slowConsumer(session: Session): void;
   /** A SEND, accepted and authorized: route it. A Promise when its RECEIPT must wait. */
-  publish(vhost: VirtualHost, destination: Destination, headers: readonly (readonly [string, string])[], body: Buffer)
-    : void | Promise<void>;
+  publish(
+    vhost: VirtualHost,
+    destination: Destination,
+    headers: readonly (readonly [string, string])[],
+    body: Buffer,
+  ): void | Promise<void>;
   /** Makes a subscription live (after replaying history when `headers` ask). A Promise when its RECEIPT must wait. */
   subscribe(vhost: VirtualHost, sub: Subscription, headers: Headers): void | Promise<void>;
   unsubscribe(vhost: VirtualHost, sub: Subscription): void;
@@ -159,11 +173,19 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
     const c = broker.config;
     this.#parser = new FrameParser(this, limitsOf(c, c.maxFrameBytesUnauthenticated));
     if (c.connectTimeoutMs > 0) {
-      this.#timers.push(setTimeout(() => {
-        if (this.#state === AWAITING_CONNECT || this.#state === CONNECTING) {
-          this.#fail(new ProtocolError(BROKER_ERRORS.ERR_CONNECT_TIMEOUT, 'no CONNECT frame received in time', `A connection must send CONNECT within ${c.connectTimeoutMs} ms.`));
-        }
-      }, c.connectTimeoutMs));
+      this.#timers.push(
+        setTimeout(() => {
+          if (this.#state === AWAITING_CONNECT || this.#state === CONNECTING) {
+            this.#fail(
+              new ProtocolError(
+                BROKER_ERRORS.ERR_CONNECT_TIMEOUT,
+                'no CONNECT frame received in time',
+                `A connection must send CONNECT within ${c.connectTimeoutMs} ms.`,
+              ),
+            );
+          }
+        }, c.connectTimeoutMs),
+      );
     }
   }
 
@@ -184,8 +206,12 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
 
   get #log(): Logger {
     this.#childLog ??= this.#parentLog.child({
-      session: this.id, transport: this.connection.transport, remote: this.connection.remoteAddress,
-      user: this.user, vhost: this.vhost?.name, version: this.#state === CONNECTED ? this.version : undefined,
+      session: this.id,
+      transport: this.connection.transport,
+      remote: this.connection.remoteAddress,
+      user: this.user,
+      vhost: this.vhost?.name,
+      version: this.#state === CONNECTED ? this.version : undefined,
     });
     return this.#childLog;
   }
@@ -207,8 +233,12 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
     this.#parser.push(chunk);
     // Flow control, as RabbitMQ does: a client whose frames make us write faster than it reads (RECEIPTs it never
     // collects) is not read from until it drains, so its replies wait in its own socket, not in our memory.
-    if (this.#state === CONNECTED && !this.#readPaused && this.connection.pauseReading !== undefined
-      && this.connection.bufferedBytes > this.#broker.config.outboundHighWaterBytes) {
+    if (
+      this.#state === CONNECTED &&
+      !this.#readPaused &&
+      this.connection.pauseReading !== undefined &&
+      this.connection.bufferedBytes > this.#broker.config.outboundHighWaterBytes
+    ) {
       this.#readPaused = true;
       this.connection.pauseReading();
     }
@@ -224,8 +254,13 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
     const limit = this.#broker.config.idleTimeoutMs;
     if (this.#state !== CONNECTED || limit === 0 || now - this.lastActivity <= limit) return;
     this.#broker.stats.limitHit('idle');
-    this.#fail(new ProtocolError(BROKER_ERRORS.ERR_IDLE_TIMEOUT, `idle timeout (limit ${limit} ms without traffic)`,
-      `Nothing was sent or received for more than ${limit} ms; negotiate heart-beats to keep a quiet connection open.`));
+    this.#fail(
+      new ProtocolError(
+        BROKER_ERRORS.ERR_IDLE_TIMEOUT,
+        `idle timeout (limit ${limit} ms without traffic)`,
+        `Nothing was sent or received for more than ${limit} ms; negotiate heart-beats to keep a quiet connection open.`,
+      ),
+    );
   }
 
   /** Refuses the connection before anything is read from it (a node-wide limit): ERROR, then close. */
@@ -260,7 +295,9 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
     this.#wakeReplays();
     return this.#tail.then(() => {
       if (this.#state === CLOSED) return;
-      this.#fail(new ProtocolError(BROKER_ERRORS.ERR_SHUTDOWN, 'server shutting down', 'The broker is stopping; reconnect to another node.'));
+      this.#fail(
+        new ProtocolError(BROKER_ERRORS.ERR_SHUTDOWN, 'server shutting down', 'The broker is stopping; reconnect to another node.'),
+      );
     });
   }
 
@@ -269,7 +306,13 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
   frame(frame: Frame): void {
     if (this.#busy) {
       if (this.#backlog.length >= MAX_BACKLOG_FRAMES) {
-        this.#fail(new ProtocolError(BROKER_ERRORS.ERR_NOT_CONNECTED, 'too many frames before CONNECTED', `At most ${MAX_BACKLOG_FRAMES} frames may be sent before the CONNECTED frame arrives.`));
+        this.#fail(
+          new ProtocolError(
+            BROKER_ERRORS.ERR_NOT_CONNECTED,
+            'too many frames before CONNECTED',
+            `At most ${MAX_BACKLOG_FRAMES} frames may be sent before the CONNECTED frame arrives.`,
+          ),
+        );
         return;
       }
       this.#backlog.push(frame);
@@ -303,8 +346,13 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
       const max = this.#broker.config.maxUnackedPerSubscription;
       if (sub.destination.kind === 'topic' && sub.pending.size >= max) {
         this.#broker.stats.limitHit('unacked');
-        this.#fail(new ProtocolError(BROKER_ERRORS.ERR_LIMIT_EXCEEDED, `too many unacknowledged messages (limit ${max} per subscription)`,
-          `Subscription "${sub.id}" has ${sub.pending.size} messages waiting for ACK; acknowledge them, or use ack:auto.`));
+        this.#fail(
+          new ProtocolError(
+            BROKER_ERRORS.ERR_LIMIT_EXCEEDED,
+            `too many unacknowledged messages (limit ${max} per subscription)`,
+            `Subscription "${sub.id}" has ${sub.pending.size} messages waiting for ACK; acknowledge them, or use ack:auto.`,
+          ),
+        );
         return;
       }
       const ackId = (++this.#ackSeq).toString(36);
@@ -375,10 +423,13 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
     }
     if (outcome instanceof Promise) {
       this.#busy = true;
-      outcome.then(() => {
-        this.#busy = false;
-        while (!this.#busy && this.#backlog.length > 0 && this.#state !== CLOSED) this.#handle(this.#backlog.shift() as Frame);
-      }, (error: unknown) => this.#fail(error, frame));
+      outcome.then(
+        () => {
+          this.#busy = false;
+          while (!this.#busy && this.#backlog.length > 0 && this.#state !== CLOSED) this.#handle(this.#backlog.shift() as Frame);
+        },
+        (error: unknown) => this.#fail(error, frame),
+      );
     }
   }
 
@@ -388,25 +439,44 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
     if (this.#state === CLOSED) return;
     // STOMP 1.2 §STOMP Frames: only SEND, MESSAGE and ERROR frames may have a body (CONNECT included).
     if (frame.body.length > 0 && !BODY_ALLOWED.has(command)) {
-      throw new ProtocolError(BROKER_ERRORS.ERR_BODY_NOT_ALLOWED, `${command} frame must not have a body`, 'Only SEND frames may carry a body.');
+      throw new ProtocolError(
+        BROKER_ERRORS.ERR_BODY_NOT_ALLOWED,
+        `${command} frame must not have a body`,
+        'Only SEND frames may carry a body.',
+      );
     }
     if (command === 'CONNECT' || command === 'STOMP') return this.#onConnect(frame);
     if (this.#state !== CONNECTED) {
-      throw new ProtocolError(BROKER_ERRORS.ERR_NOT_CONNECTED, `${command} before CONNECT`, 'The first frame on a connection must be CONNECT or STOMP.');
+      throw new ProtocolError(
+        BROKER_ERRORS.ERR_NOT_CONNECTED,
+        `${command} before CONNECT`,
+        'The first frame on a connection must be CONNECT or STOMP.',
+      );
     }
     switch (command) {
-      case 'SEND': return this.#finish(frame, this.#onSend(frame));
-      case 'SUBSCRIBE': return this.#finish(frame, this.#onSubscribe(frame));
-      case 'UNSUBSCRIBE': return this.#finish(frame, this.#onUnsubscribe(frame));
+      case 'SEND':
+        return this.#finish(frame, this.#onSend(frame));
+      case 'SUBSCRIBE':
+        return this.#finish(frame, this.#onSubscribe(frame));
+      case 'UNSUBSCRIBE':
+        return this.#finish(frame, this.#onUnsubscribe(frame));
       case 'ACK':
-      case 'NACK': return this.#finish(frame, this.#onAck(frame, command));
-      case 'BEGIN': return this.#finish(frame, this.#onBegin(frame));
-      case 'COMMIT': return this.#finish(frame, this.#onCommit(frame));
-      case 'ABORT': return this.#finish(frame, this.#onAbort(frame));
-      case 'DISCONNECT': return this.#onDisconnect(frame);
+      case 'NACK':
+        return this.#finish(frame, this.#onAck(frame, command));
+      case 'BEGIN':
+        return this.#finish(frame, this.#onBegin(frame));
+      case 'COMMIT':
+        return this.#finish(frame, this.#onCommit(frame));
+      case 'ABORT':
+        return this.#finish(frame, this.#onAbort(frame));
+      case 'DISCONNECT':
+        return this.#onDisconnect(frame);
       default:
-        throw new ProtocolError(BROKER_ERRORS.ERR_UNKNOWN_COMMAND, `unknown command "${command}"`,
-          'Client frames are CONNECT, STOMP, SEND, SUBSCRIBE, UNSUBSCRIBE, ACK, NACK, BEGIN, COMMIT, ABORT and DISCONNECT.');
+        throw new ProtocolError(
+          BROKER_ERRORS.ERR_UNKNOWN_COMMAND,
+          `unknown command "${command}"`,
+          'Client frames are CONNECT, STOMP, SEND, SUBSCRIBE, UNSUBSCRIBE, ACK, NACK, BEGIN, COMMIT, ABORT and DISCONNECT.',
+        );
     }
   }
 
@@ -449,8 +519,12 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
     const accepted = offered === undefined ? ['1.0'] : offered.split(',').map((v) => v.trim());
     const version = SUPPORTED.find((v) => accepted.includes(v));
     if (version === undefined) {
-      throw new ProtocolError(BROKER_ERRORS.ERR_UNSUPPORTED_VERSION, 'Supported protocol versions are 1.0, 1.1 and 1.2',
-        `The client offered accept-version "${offered ?? ''}"; this server speaks ${SUPPORTED_HEADER}.`, [['version', SUPPORTED_HEADER]]);
+      throw new ProtocolError(
+        BROKER_ERRORS.ERR_UNSUPPORTED_VERSION,
+        'Supported protocol versions are 1.0, 1.1 and 1.2',
+        `The client offered accept-version "${offered ?? ''}"; this server speaks ${SUPPORTED_HEADER}.`,
+        [['version', SUPPORTED_HEADER]],
+      );
     }
     this.version = version;
     // Set before any pipelined frame is parsed: escaping follows the negotiated version (STOMP 1.2 §Value Encoding).
@@ -461,7 +535,11 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
     if (version !== '1.0' && hb !== undefined) {
       const m = /^(\d{1,9}),(\d{1,9})$/.exec(hb);
       if (m === null) {
-        throw new ProtocolError(BROKER_ERRORS.ERR_BAD_HEADER_VALUE, `invalid heart-beat header "${hb}"`, 'heart-beat must be two non-negative integers separated by a comma, e.g. 10000,10000.');
+        throw new ProtocolError(
+          BROKER_ERRORS.ERR_BAD_HEADER_VALUE,
+          `invalid heart-beat header "${hb}"`,
+          'heart-beat must be two non-negative integers separated by a comma, e.g. 10000,10000.',
+        );
       }
       heartbeat = [Number(m[1]), Number(m[2])];
     }
@@ -471,45 +549,54 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
     // get the full limits; otherwise they wait under the lower pre-authentication limit (as RabbitMQ does).
     if (this.#broker.authenticator === allowAll) this.#authenticated();
     const connection = this.connection;
-    return this.#broker.authenticator.authenticate({
-      login: h.get('login'),
-      passcode: h.get('passcode'),
-      host: vhost.name,
-      // A getter: the address string is built only for authenticators that look at it.
-      get remoteAddress() {
-        return connection.remoteAddress;
-      },
-    }).then((result) => {
-      if (this.#state !== CONNECTING) return;
-      if (!result.ok) {
-        throw new ProtocolError(BROKER_ERRORS.ERR_BAD_CREDENTIALS, 'Access refused', `Authentication failed: ${result.reason}.`);
-      }
-      // A user whose rights list virtual hosts may use only those.
-      const rights = result.rights?.();
-      if (result.rights !== undefined && (rights === undefined || (rights.vhosts !== undefined && !rights.vhosts.has(vhost.name)))) {
-        this.#broker.stats.limitHit('permission');
-        throw new ProtocolError(BROKER_ERRORS.ERR_ACCESS_REFUSED, `access refused: user "${result.user}" may not use virtual host "${vhost.name}"`,
-          'The user has no permissions on this virtual host.');
-      }
-      // Only now is the login known, so only now can connections per user be counted (SessionHost.sessionConnected).
-      this.#broker.admitUser(result.user);
-      this.user = result.user;
-      this.vhost = vhost;
-      this.#rights = result.rights;
-      this.#stampUser = this.#broker.authenticator !== allowAll;
-      this.#state = CONNECTED;
-      this.#authenticated();
-      this.#childLog = undefined; // made again with the user and virtual host on next use
-      const headers: [string, string][] = [['version', version], ['session', this.id], ['server', this.#broker.serverHeader]];
-      const c = this.#broker.config;
-      if (version !== '1.0') headers.push(['heart-beat', `${c.heartbeatSendMs},${c.heartbeatReceiveMs}`]);
-      if (result.user !== 'anonymous') headers.push(['user-name', result.user]);
-      this.#writeFrame('CONNECTED', headers);
-      this.#clearTimers(); // the connect timeout
-      // STOMP 1.0 has no heart-beating: such sessions get none (STOMP 1.1 §Heart-beating).
-      if (version !== '1.0') this.#startHeartbeats(heartbeat[0], heartbeat[1]);
-      this.#broker.sessionConnected(this);
-    });
+    return this.#broker.authenticator
+      .authenticate({
+        login: h.get('login'),
+        passcode: h.get('passcode'),
+        host: vhost.name,
+        // A getter: the address string is built only for authenticators that look at it.
+        get remoteAddress() {
+          return connection.remoteAddress;
+        },
+      })
+      .then((result) => {
+        if (this.#state !== CONNECTING) return;
+        if (!result.ok) {
+          throw new ProtocolError(BROKER_ERRORS.ERR_BAD_CREDENTIALS, 'Access refused', `Authentication failed: ${result.reason}.`);
+        }
+        // A user whose rights list virtual hosts may use only those.
+        const rights = result.rights?.();
+        if (result.rights !== undefined && (rights === undefined || (rights.vhosts !== undefined && !rights.vhosts.has(vhost.name)))) {
+          this.#broker.stats.limitHit('permission');
+          throw new ProtocolError(
+            BROKER_ERRORS.ERR_ACCESS_REFUSED,
+            `access refused: user "${result.user}" may not use virtual host "${vhost.name}"`,
+            'The user has no permissions on this virtual host.',
+          );
+        }
+        // Only now is the login known, so only now can connections per user be counted (SessionHost.sessionConnected).
+        this.#broker.admitUser(result.user);
+        this.user = result.user;
+        this.vhost = vhost;
+        this.#rights = result.rights;
+        this.#stampUser = this.#broker.authenticator !== allowAll;
+        this.#state = CONNECTED;
+        this.#authenticated();
+        this.#childLog = undefined; // made again with the user and virtual host on next use
+        const headers: [string, string][] = [
+          ['version', version],
+          ['session', this.id],
+          ['server', this.#broker.serverHeader],
+        ];
+        const c = this.#broker.config;
+        if (version !== '1.0') headers.push(['heart-beat', `${c.heartbeatSendMs},${c.heartbeatReceiveMs}`]);
+        if (result.user !== 'anonymous') headers.push(['user-name', result.user]);
+        this.#writeFrame('CONNECTED', headers);
+        this.#clearTimers(); // the connect timeout
+        // STOMP 1.0 has no heart-beating: such sessions get none (STOMP 1.1 §Heart-beating).
+        if (version !== '1.0') this.#startHeartbeats(heartbeat[0], heartbeat[1]);
+        this.#broker.sessionConnected(this);
+      });
   }
 
   /** The peer is trusted from here on: frames and transport messages get the full limits. */
@@ -530,16 +617,23 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
     // half the shorter interval; a beat goes out once a quarter of the outbound interval passed silently, so the
     // gap never reaches the interval (some clients, stompit among them, allow only 100 ms of lateness).
     const tick = Math.max(1, Math.floor(Math.min(outbound || Infinity, inbound || Infinity) / 2));
-    this.#timers.push(setInterval(() => {
-      const now = Date.now();
-      // While we are not reading (flow control), the peer's heart-beats wait in the socket unread.
-      if (inbound > 0 && !this.#readPaused && now - this.#lastRead > limit) {
-        this.#fail(new ProtocolError(BROKER_ERRORS.ERR_HEARTBEAT_TIMEOUT, 'heart-beat timeout',
-          `Nothing was received for more than ${limit} ms (negotiated interval ${inbound} ms × grace ${c.heartbeatGrace}).`));
-      } else if (outbound > 0 && now - this.#lastWrite >= outbound / 4) {
-        this.#write([HEARTBEAT], true);
-      }
-    }, tick));
+    this.#timers.push(
+      setInterval(() => {
+        const now = Date.now();
+        // While we are not reading (flow control), the peer's heart-beats wait in the socket unread.
+        if (inbound > 0 && !this.#readPaused && now - this.#lastRead > limit) {
+          this.#fail(
+            new ProtocolError(
+              BROKER_ERRORS.ERR_HEARTBEAT_TIMEOUT,
+              'heart-beat timeout',
+              `Nothing was received for more than ${limit} ms (negotiated interval ${inbound} ms × grace ${c.heartbeatGrace}).`,
+            ),
+          );
+        } else if (outbound > 0 && now - this.#lastWrite >= outbound / 4) {
+          this.#write([HEARTBEAT], true);
+        }
+      }, tick),
+    );
   }
 
   // ---- SEND -----------------------------------------------------------------------------------------------
@@ -575,26 +669,40 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
     // A SUBSCRIBE reads, history included (x-history, x-resume-after, x-stream-offset are reads too).
     this.#authorize('read', destination);
     // STOMP 1.2 §SUBSCRIBE id Header: required since 1.1; a 1.0 subscription without one is named by its destination.
-    const id = this.version === '1.0' ? h.get('id') ?? destination.full : this.#required(frame, 'id');
+    const id = this.version === '1.0' ? (h.get('id') ?? destination.full) : this.#required(frame, 'id');
     const maxSubs = this.#broker.config.maxSubscriptionsPerConnection;
     if (this.subscriptions.size >= maxSubs) {
       this.#broker.stats.limitHit('subscriptions');
-      throw new ProtocolError(BROKER_ERRORS.ERR_LIMIT_EXCEEDED, `too many subscriptions (limit ${maxSubs} per connection)`,
-        `This connection already holds ${this.subscriptions.size} subscriptions; UNSUBSCRIBE some, or open another connection.`);
+      throw new ProtocolError(
+        BROKER_ERRORS.ERR_LIMIT_EXCEEDED,
+        `too many subscriptions (limit ${maxSubs} per connection)`,
+        `This connection already holds ${this.subscriptions.size} subscriptions; UNSUBSCRIBE some, or open another connection.`,
+      );
     }
     if (this.subscriptions.has(id)) {
-      throw new ProtocolError(BROKER_ERRORS.ERR_DUPLICATE_SUBSCRIPTION, `subscription id "${id}" is already in use`,
-        'Each subscription on a connection needs a different id (STOMP 1.2 §SUBSCRIBE).');
+      throw new ProtocolError(
+        BROKER_ERRORS.ERR_DUPLICATE_SUBSCRIPTION,
+        `subscription id "${id}" is already in use`,
+        'Each subscription on a connection needs a different id (STOMP 1.2 §SUBSCRIBE).',
+      );
     }
     const ackText = h.get('ack') ?? 'auto';
     if (!(ACK_MODES as readonly string[]).includes(ackText)) {
-      throw new ProtocolError(BROKER_ERRORS.ERR_BAD_HEADER_VALUE, `invalid ack mode "${ackText}"`, 'ack must be auto, client or client-individual.');
+      throw new ProtocolError(
+        BROKER_ERRORS.ERR_BAD_HEADER_VALUE,
+        `invalid ack mode "${ackText}"`,
+        'ack must be auto, client or client-individual.',
+      );
     }
     const prefetchText = h.get('prefetch-count');
     let prefetch = 0;
     if (prefetchText !== undefined) {
       if (!/^\d{1,9}$/.test(prefetchText)) {
-        throw new ProtocolError(BROKER_ERRORS.ERR_BAD_HEADER_VALUE, `invalid prefetch-count "${prefetchText}"`, 'prefetch-count must be a non-negative integer (0 means unlimited).');
+        throw new ProtocolError(
+          BROKER_ERRORS.ERR_BAD_HEADER_VALUE,
+          `invalid prefetch-count "${prefetchText}"`,
+          'prefetch-count must be a non-negative integer (0 means unlimited).',
+        );
       }
       prefetch = Number(prefetchText);
     }
@@ -615,16 +723,24 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
 
   #onUnsubscribe(frame: Frame): void {
     // STOMP 1.0 lets UNSUBSCRIBE name the destination instead of the id; 1.1 and 1.2 require the id.
-    const id = this.version === '1.0' ? frame.headers.get('id') ?? frame.headers.get('destination') : frame.headers.get('id');
+    const id = this.version === '1.0' ? (frame.headers.get('id') ?? frame.headers.get('destination')) : frame.headers.get('id');
     if (id === undefined) throw this.#missing(frame, 'id');
     let sub = this.subscriptions.get(id);
     if (sub === undefined && this.version === '1.0' && !frame.headers.has('id')) {
       // STOMP 1.0 §UNSUBSCRIBE: the destination names the subscription even when SUBSCRIBE gave it an id.
-      for (const s of this.subscriptions.values()) if (s.destination.full === id) { sub = s; break; }
+      for (const s of this.subscriptions.values())
+        if (s.destination.full === id) {
+          sub = s;
+          break;
+        }
     }
     // STOMP 1.2 §UNSUBSCRIBE: the id MUST match an existing subscription.
     if (sub === undefined) {
-      throw new ProtocolError(BROKER_ERRORS.ERR_UNKNOWN_SUBSCRIPTION, `no subscription with id "${id}"`, 'UNSUBSCRIBE must name the id of an existing subscription.');
+      throw new ProtocolError(
+        BROKER_ERRORS.ERR_UNKNOWN_SUBSCRIPTION,
+        `no subscription with id "${id}"`,
+        'UNSUBSCRIBE must name the id of an existing subscription.',
+      );
     }
     this.#removeSubscription(sub);
   }
@@ -668,8 +784,11 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
     }
     if (delivery === undefined) {
       if (id === undefined && h.get('message-id') === undefined) throw this.#missing(frame, this.version === '1.2' ? 'id' : 'message-id');
-      throw new ProtocolError(BROKER_ERRORS.ERR_UNKNOWN_ACK, `${kind} for an unknown or already acknowledged message`,
-        `No unacknowledged message matches ${id !== undefined ? `id "${id}"` : `message-id "${h.get('message-id') ?? ''}"`}.`);
+      throw new ProtocolError(
+        BROKER_ERRORS.ERR_UNKNOWN_ACK,
+        `${kind} for an unknown or already acknowledged message`,
+        `No unacknowledged message matches ${id !== undefined ? `id "${id}"` : `message-id "${h.get('message-id') ?? ''}"`}.`,
+      );
     }
     const sub = delivery.subscription;
     if (sub.ackMode !== 'client') return [delivery];
@@ -702,7 +821,8 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
     }
     // Room under prefetch-count: the queues of the settled subscriptions may deliver again.
     const first = targets[0];
-    if (first !== undefined && first.subscription.destination.kind === 'queue') vhost.queues.get(first.subscription.destination.name)?.dispatch();
+    if (first !== undefined && first.subscription.destination.kind === 'queue')
+      vhost.queues.get(first.subscription.destination.name)?.dispatch();
   }
 
   // ---- transactions ---------------------------------------------------------------------------------------
@@ -711,13 +831,20 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
     const tx = this.#required(frame, 'transaction');
     // STOMP 1.2 §BEGIN: transaction identifiers are unique within a connection.
     if (this.#transactions.has(tx)) {
-      throw new ProtocolError(BROKER_ERRORS.ERR_DUPLICATE_TRANSACTION, `transaction "${tx}" is already open`, 'BEGIN must name a transaction that is not open.');
+      throw new ProtocolError(
+        BROKER_ERRORS.ERR_DUPLICATE_TRANSACTION,
+        `transaction "${tx}" is already open`,
+        'BEGIN must name a transaction that is not open.',
+      );
     }
     const max = this.#broker.config.maxTransactionsPerConnection;
     if (this.#transactions.size >= max) {
       this.#broker.stats.limitHit('transactions');
-      throw new ProtocolError(BROKER_ERRORS.ERR_LIMIT_EXCEEDED, `too many open transactions (limit ${max} per connection)`,
-        `This connection already has ${this.#transactions.size} open transactions; COMMIT or ABORT one before the next BEGIN.`);
+      throw new ProtocolError(
+        BROKER_ERRORS.ERR_LIMIT_EXCEEDED,
+        `too many open transactions (limit ${max} per connection)`,
+        `This connection already has ${this.#transactions.size} open transactions; COMMIT or ABORT one before the next BEGIN.`,
+      );
     }
     this.#transactions.set(tx, []);
   }
@@ -764,8 +891,11 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
     const max = this.#broker.config.maxTransactionBytes;
     if (this.#txBytes + bytes > max) {
       this.#broker.stats.limitHit('transaction-bytes');
-      throw new ProtocolError(BROKER_ERRORS.ERR_LIMIT_EXCEEDED, `transactions too large (limit ${max} bytes per connection)`,
-        `The open transactions of this connection already hold ${this.#txBytes} bytes; this ${kind} of ${bytes} bytes would pass the limit. COMMIT smaller transactions.`);
+      throw new ProtocolError(
+        BROKER_ERRORS.ERR_LIMIT_EXCEEDED,
+        `transactions too large (limit ${max} bytes per connection)`,
+        `The open transactions of this connection already hold ${this.#txBytes} bytes; this ${kind} of ${bytes} bytes would pass the limit. COMMIT smaller transactions.`,
+      );
     }
     this.#txBytes += bytes;
     // The parser hands out views into the bytes that arrived: held until COMMIT, a small body must not keep a
@@ -783,7 +913,11 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
   #transaction(tx: string): TxAction[] {
     const actions = this.#transactions.get(tx);
     if (actions === undefined) {
-      throw new ProtocolError(BROKER_ERRORS.ERR_UNKNOWN_TRANSACTION, `unknown transaction "${tx}"`, 'The transaction was never begun, or was already committed or aborted.');
+      throw new ProtocolError(
+        BROKER_ERRORS.ERR_UNKNOWN_TRANSACTION,
+        `unknown transaction "${tx}"`,
+        'The transaction was never begun, or was already committed or aborted.',
+      );
     }
     return actions;
   }
@@ -820,7 +954,8 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
     let cache = permission === 'read' ? this.#mayRead : this.#mayWrite;
     let allowed = cache?.get(destination.full);
     if (allowed === undefined) {
-      allowed = rights !== undefined && (permission === 'read' ? allowsRead(rights.read, destination) : allowsName(rights.write, destination.full));
+      allowed =
+        rights !== undefined && (permission === 'read' ? allowsRead(rights.read, destination) : allowsName(rights.write, destination.full));
       if (cache === undefined || cache.size >= MAX_CACHED_DECISIONS) {
         cache = new Map();
         if (permission === 'read') this.#mayRead = cache;
@@ -830,8 +965,13 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
     }
     if (allowed) return;
     this.#broker.stats.limitHit('permission');
-    throw new ProtocolError(BROKER_ERRORS.ERR_ACCESS_REFUSED, `access refused: user "${this.user ?? ''}" may not ${permission} ${destination.full}`,
-      user === undefined ? 'The user no longer exists; it may not publish or subscribe.' : `The user has no ${permission} permission on this destination.`);
+    throw new ProtocolError(
+      BROKER_ERRORS.ERR_ACCESS_REFUSED,
+      `access refused: user "${this.user ?? ''}" may not ${permission} ${destination.full}`,
+      user === undefined
+        ? 'The user no longer exists; it may not publish or subscribe.'
+        : `The user has no ${permission} permission on this destination.`,
+    );
   }
 
   // ---- helpers --------------------------------------------------------------------------------------------
@@ -852,8 +992,11 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
   }
 
   #missing(frame: Frame, header: string): ProtocolError {
-    return new ProtocolError(BROKER_ERRORS.ERR_MISSING_HEADER, `${frame.command} frame is missing the "${header}" header`,
-      `The ${header} header is required on ${frame.command}.`);
+    return new ProtocolError(
+      BROKER_ERRORS.ERR_MISSING_HEADER,
+      `${frame.command} frame is missing the "${header}" header`,
+      `The ${header} header is required on ${frame.command}.`,
+    );
   }
 
   #sendReceipt(receipt: string): void {
@@ -881,8 +1024,13 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
     this.#broker.stats.slowConsumerDisconnects++;
     this.#broker.stats.limitHit('outbound-bytes');
     this.#broker.slowConsumer(this);
-    this.#fail(new ProtocolError(BROKER_ERRORS.ERR_SLOW_CONSUMER, `slow consumer (limit ${c.maxOutboundBytes} unsent bytes)`,
-      `More than ${c.maxOutboundBytes} bytes waited to be sent to this client; it reads too slowly and was disconnected.`));
+    this.#fail(
+      new ProtocolError(
+        BROKER_ERRORS.ERR_SLOW_CONSUMER,
+        `slow consumer (limit ${c.maxOutboundBytes} unsent bytes)`,
+        `More than ${c.maxOutboundBytes} bytes waited to be sent to this client; it reads too slowly and was disconnected.`,
+      ),
+    );
   }
 
   /** STOMP 1.2 §ERROR: report the problem (with `receipt-id` when the frame asked for one), then close. */
@@ -894,11 +1042,17 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
       problem = error;
     } else {
       this.#log.error({ err: error }, 'internal error while handling a frame');
-      problem = new ProtocolError(BROKER_ERRORS.ERR_INTERNAL, 'internal error', 'The broker failed to process the frame; see its log.', [], { cause: error });
+      problem = new ProtocolError(
+        BROKER_ERRORS.ERR_INTERNAL,
+        'internal error',
+        'The broker failed to process the frame; see its log.',
+        [],
+        { cause: error },
+      );
     }
     this.#broker.stats.error(String(problem.code));
     this.#broker.sessionFailed(this, problem);
-    const headers: (readonly [string, string])[] = [["message", problem.message]];
+    const headers: (readonly [string, string])[] = [['message', problem.message]];
     const receipt = frame?.headers.get('receipt');
     if (receipt !== undefined) headers.push(['receipt-id', receipt]);
     // With a charset: stompit 1.0.0 crashes its whole process on an ERROR whose content-type is exactly `text/plain`.

@@ -30,29 +30,35 @@ export class SharedQueueFeed implements QueueFeed {
   request(capacity: number): void {
     if (this.#taking || !this.#active) return;
     this.#taking = true;
-    this.#queues.take(this.#vhost, this.#queue.name, capacity).then((messages) => {
-      this.#taking = false;
-      if (!this.#active) {
-        // The last local consumer left while the take was in flight: nobody here will ever take these, so they go
-        // back to the head of the cluster's queue (last first, to keep their order), never delivered.
-        for (let i = messages.length - 1; i >= 0; i--) this.#requeueTaken(messages[i] as SharedQueueMessage);
-        return;
-      }
-      for (const m of messages) {
-        const e = m.envelope;
-        this.#queue.accept(new MessageTemplate(e.destination, e.id, e.headers, e.body), m.deliveries, e);
-      }
-      if (messages.length > 0) this.#queue.dispatch();
-    }, (error: unknown) => {
-      this.#taking = false;
-      this.#log.debug({ err: error, queue: this.#queue.name }, 'taking from the shared queue failed; retried on the next signal');
-    });
+    this.#queues.take(this.#vhost, this.#queue.name, capacity).then(
+      (messages) => {
+        this.#taking = false;
+        if (!this.#active) {
+          // The last local consumer left while the take was in flight: nobody here will ever take these, so they go
+          // back to the head of the cluster's queue (last first, to keep their order), never delivered.
+          for (let i = messages.length - 1; i >= 0; i--) this.#requeueTaken(messages[i] as SharedQueueMessage);
+          return;
+        }
+        for (const m of messages) {
+          const e = m.envelope;
+          this.#queue.accept(new MessageTemplate(e.destination, e.id, e.headers, e.body), m.deliveries, e);
+        }
+        if (messages.length > 0) this.#queue.dispatch();
+      },
+      (error: unknown) => {
+        this.#taking = false;
+        this.#log.debug({ err: error, queue: this.#queue.name }, 'taking from the shared queue failed; retried on the next signal');
+      },
+    );
   }
 
   /** A message taken for this node that no local consumer can have: back to the cluster as it was. */
   #requeueTaken(message: SharedQueueMessage): void {
     this.#queues.requeue(this.#vhost, this.#queue.name, message).catch((error: unknown) => {
-      this.#log.warn({ err: error, id: message.envelope.id }, 'could not return a message to the shared queue; it returns when this node is presumed dead');
+      this.#log.warn(
+        { err: error, id: message.envelope.id },
+        'could not return a message to the shared queue; it returns when this node is presumed dead',
+      );
     });
   }
 
@@ -69,7 +75,10 @@ export class SharedQueueFeed implements QueueFeed {
     const e = message.envelope;
     if (e === undefined) return;
     this.#queues.requeue(this.#vhost, this.#queue.name, { envelope: e, deliveries: message.deliveries }).catch((error: unknown) => {
-      this.#log.warn({ err: error, id: e.id }, 'could not return a message to the shared queue; it returns when this node is presumed dead');
+      this.#log.warn(
+        { err: error, id: e.id },
+        'could not return a message to the shared queue; it returns when this node is presumed dead',
+      );
     });
   }
 
@@ -78,8 +87,11 @@ export class SharedQueueFeed implements QueueFeed {
     if (e === undefined) return;
     const headers = deadLetterHeaders(e.headers, e.destination, message.deliveries);
     const dead: BusEnvelope = { ...e, id: `${e.id}-dlq`, destination: `/queue/${this.#queue.name}${DEAD_LETTER_SUFFIX}`, headers };
-    this.#queues.push(dead).then(() => this.#queues.ack(this.#vhost, this.#queue.name, e.id)).catch((error: unknown) => {
-      this.#log.warn({ err: error, id: e.id }, 'could not dead-letter a message');
-    });
+    this.#queues
+      .push(dead)
+      .then(() => this.#queues.ack(this.#vhost, this.#queue.name, e.id))
+      .catch((error: unknown) => {
+        this.#log.warn({ err: error, id: e.id }, 'could not dead-letter a message');
+      });
   }
 }

@@ -25,8 +25,20 @@ export class Histogram {
  * Add a name here when adding a limit.
  */
 export const LIMITS = [
-  'connections', 'connections-per-user', 'subscriptions', 'transactions', 'transaction-bytes', 'unacked',
-  'outbound-bytes', 'destinations', 'history-bytes', 'memory', 'idle', 'handshake', 'auth-failures', 'permission',
+  'connections',
+  'connections-per-user',
+  'subscriptions',
+  'transactions',
+  'transaction-bytes',
+  'unacked',
+  'outbound-bytes',
+  'destinations',
+  'history-bytes',
+  'memory',
+  'idle',
+  'handshake',
+  'auth-failures',
+  'permission',
   'websocket-message',
 ] as const;
 export type LimitName = (typeof LIMITS)[number];
@@ -36,7 +48,17 @@ export type LimitName = (typeof LIMITS)[number];
  * scanner's junk) is counted as `unknown`, so client input never becomes a label value.
  */
 export const CLIENT_COMMANDS: ReadonlySet<string> = new Set([
-  'CONNECT', 'STOMP', 'SEND', 'SUBSCRIBE', 'UNSUBSCRIBE', 'ACK', 'NACK', 'BEGIN', 'COMMIT', 'ABORT', 'DISCONNECT',
+  'CONNECT',
+  'STOMP',
+  'SEND',
+  'SUBSCRIBE',
+  'UNSUBSCRIBE',
+  'ACK',
+  'NACK',
+  'BEGIN',
+  'COMMIT',
+  'ABORT',
+  'DISCONNECT',
 ]);
 
 export class BrokerStats {

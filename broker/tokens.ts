@@ -29,7 +29,8 @@ export function looksLikeJwt(passcode: string | undefined): passcode is string {
 function reasonOf(error: unknown): string {
   if (error instanceof joseErrors.JWTExpired) return 'the token has expired';
   if (error instanceof joseErrors.JWTClaimValidationFailed) return `the token's "${error.claim}" claim is not accepted`;
-  if (error instanceof joseErrors.JWKSNoMatchingKey || error instanceof joseErrors.JWSSignatureVerificationFailed) return 'the token is not signed by a trusted key';
+  if (error instanceof joseErrors.JWKSNoMatchingKey || error instanceof joseErrors.JWSSignatureVerificationFailed)
+    return 'the token is not signed by a trusted key';
   if (error instanceof joseErrors.JOSEError) return 'the token is not valid';
   throw error;
 }
@@ -53,7 +54,8 @@ export class TokenAuthenticator implements Authenticator {
   }
 
   static async #keySet(s: TokenSettings): Promise<JWTVerifyGetKey> {
-    if (s.jwksFile !== '') return createLocalJWKSet(JSON.parse(await readFile(s.jwksFile, 'utf8')) as Parameters<typeof createLocalJWKSet>[0]);
+    if (s.jwksFile !== '')
+      return createLocalJWKSet(JSON.parse(await readFile(s.jwksFile, 'utf8')) as Parameters<typeof createLocalJWKSet>[0]);
     if (s.jwksUrl !== '') return createRemoteJWKSet(new URL(s.jwksUrl));
     throw new TypeError('token authentication needs jwksFile or jwksUrl');
   }
@@ -72,7 +74,8 @@ export class TokenAuthenticator implements Authenticator {
       return { ok: false, reason: reasonOf(error) };
     }
     const user = payload[this.#settings.jwtUserClaim];
-    if (typeof user !== 'string' || user === '') return { ok: false, reason: `the token has no "${this.#settings.jwtUserClaim}" claim naming the user` };
+    if (typeof user !== 'string' || user === '')
+      return { ok: false, reason: `the token has no "${this.#settings.jwtUserClaim}" claim naming the user` };
     // Any `login` header is ignored, as RabbitMQ's OAuth 2 plugin does: the token alone names the user.
     let rights: UserRights;
     try {

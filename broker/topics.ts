@@ -85,7 +85,9 @@ class PatternNode {
 
   /** Holds no subscription and leads to none: it can be dropped from its parent. */
   get bare(): boolean {
-    return (this.subs === undefined || this.subs.size === 0) && this.literals === undefined && this.star === undefined && this.hash === undefined;
+    return (
+      (this.subs === undefined || this.subs.size === 0) && this.literals === undefined && this.star === undefined && this.hash === undefined
+    );
   }
 }
 

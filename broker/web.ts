@@ -31,7 +31,8 @@ const CONTENT_TYPES: Readonly<Record<string, string>> = Object.freeze({
 const FILE_NAME = /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$/;
 
 /** The page allows scripts and styles from its own node only, and WebSockets to any node (fallbacks). */
-const PAGE_POLICY = "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+const PAGE_POLICY =
+  "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self' ws: wss:; img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
 
 /** The file a request path names (`/` is `index.html`), or undefined when it names none that could be served. */
 export function webFileName(url: string | undefined): string | undefined {
@@ -67,7 +68,9 @@ export function chatConfigHandler(config: () => ChatConfig): HttpHandler {
   return (request, response) => {
     if (urlPath(request.url) !== CHAT_CONFIG_PATH) return false;
     if (!isGetOrHead(request)) {
-      response.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' }).end(`${request.method ?? ''} is not allowed here: GET or HEAD only.\n`);
+      response
+        .writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' })
+        .end(`${request.method ?? ''} is not allowed here: GET or HEAD only.\n`);
       return true;
     }
     const { wsPath, login } = config();
@@ -101,12 +104,15 @@ export function webPageHandler(root: string = WEB_ROOT): HttpHandler {
       modified = stat.mtime;
     } catch {
       if (name !== 'index.html') return false;
-      response.writeHead(503, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' })
+      response
+        .writeHead(503, { 'content-type': 'text/plain; charset=utf-8', 'cache-control': 'no-store' })
         .end(`The chat page is not built (no ${file}): run \`make build\`.\n`);
       return true;
     }
     if (!isGetOrHead(request)) {
-      response.writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' }).end(`${request.method ?? ''} is not allowed here: GET or HEAD only.\n`);
+      response
+        .writeHead(405, { allow: 'GET, HEAD', 'content-type': 'text/plain; charset=utf-8' })
+        .end(`${request.method ?? ''} is not allowed here: GET or HEAD only.\n`);
       return true;
     }
     const contentType = CONTENT_TYPES[extname(name)] ?? 'application/octet-stream';

@@ -19,9 +19,15 @@ export function unescapeHeader(raw: string, version: StompVersion): string | und
     out += raw.slice(from, at);
     const next = raw.charCodeAt(at + 1);
     switch (next) {
-      case 0x6e: out += '\n'; break; // \n
-      case 0x63: out += ':'; break; // \c
-      case BACKSLASH: out += '\\'; break;
+      case 0x6e:
+        out += '\n';
+        break; // \n
+      case 0x63:
+        out += ':';
+        break; // \c
+      case BACKSLASH:
+        out += '\\';
+        break;
       case 0x72: // \r exists only in 1.2; in 1.1 it is an undefined escape
         if (version !== '1.2') return undefined;
         out += '\r';
@@ -48,11 +54,20 @@ export function escapeHeader(value: string, version: StompVersion): string {
   let out = '';
   for (const ch of value) {
     switch (ch) {
-      case '\\': out += '\\\\'; break;
-      case '\n': out += '\\n'; break;
-      case ':': out += '\\c'; break;
-      case '\r': out += version === '1.2' ? '\\r' : '\r'; break;
-      default: out += ch;
+      case '\\':
+        out += '\\\\';
+        break;
+      case '\n':
+        out += '\\n';
+        break;
+      case ':':
+        out += '\\c';
+        break;
+      case '\r':
+        out += version === '1.2' ? '\\r' : '\r';
+        break;
+      default:
+        out += ch;
     }
   }
   return out;

@@ -184,7 +184,8 @@ export class FrameParser {
     const frameCrossedAt = this.#frameBytes + seen > limits.maxFrameBytes ? limits.maxFrameBytes - this.#frameBytes + 1 : Infinity;
     if (lineCrossedAt === Infinity && frameCrossedAt === Infinity) return true;
     if (lineCrossedAt <= frameCrossedAt) {
-      if (this.#state === COMMAND) return this.#fail(FRAME_ERRORS.ERR_BAD_COMMAND, `command line exceeds ${limits.maxHeaderLineBytes} bytes`);
+      if (this.#state === COMMAND)
+        return this.#fail(FRAME_ERRORS.ERR_BAD_COMMAND, `command line exceeds ${limits.maxHeaderLineBytes} bytes`);
       return this.#fail(FRAME_ERRORS.ERR_HEADER_TOO_LONG, `header line exceeds ${limits.maxHeaderLineBytes} bytes`);
     }
     return this.#fail(FRAME_ERRORS.ERR_FRAME_TOO_LARGE, `frame exceeds ${limits.maxFrameBytes} bytes`);
@@ -196,7 +197,8 @@ export class FrameParser {
     const bodyCrossedAt = this.#bodyBytes + extra > limits.maxBodyBytes ? limits.maxBodyBytes - this.#bodyBytes + 1 : Infinity;
     const frameCrossedAt = this.#frameBytes + extra > limits.maxFrameBytes ? limits.maxFrameBytes - this.#frameBytes + 1 : Infinity;
     if (bodyCrossedAt === Infinity && frameCrossedAt === Infinity) return true;
-    if (bodyCrossedAt <= frameCrossedAt) return this.#fail(FRAME_ERRORS.ERR_BODY_TOO_LARGE, `frame body exceeds ${limits.maxBodyBytes} bytes`);
+    if (bodyCrossedAt <= frameCrossedAt)
+      return this.#fail(FRAME_ERRORS.ERR_BODY_TOO_LARGE, `frame body exceeds ${limits.maxBodyBytes} bytes`);
     return this.#fail(FRAME_ERRORS.ERR_FRAME_TOO_LARGE, `frame exceeds ${limits.maxFrameBytes} bytes`);
   }
 

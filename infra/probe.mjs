@@ -43,7 +43,10 @@ function roundTrip({ host, port }, request, frameLength) {
     const socket = net.connect({ host, port });
     let buf = Buffer.alloc(0);
     const timer = setTimeout(() => socket.destroy(new Error(`no answer from ${host}:${port} in ${TIMEOUT_MS} ms`)), TIMEOUT_MS);
-    socket.once('error', (err) => { clearTimeout(timer); reject(err); });
+    socket.once('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
     socket.once('connect', () => socket.write(request));
     socket.on('data', (chunk) => {
       buf = Buffer.concat([buf, chunk]);
@@ -54,7 +57,10 @@ function roundTrip({ host, port }, request, frameLength) {
         resolve(buf.subarray(0, len));
       }
     });
-    socket.once('end', () => { clearTimeout(timer); reject(new Error('connection closed before a full answer')); });
+    socket.once('end', () => {
+      clearTimeout(timer);
+      reject(new Error('connection closed before a full answer'));
+    });
   });
 }
 
@@ -64,27 +70,34 @@ async function probeKafka(target) {
   const clientId = Buffer.from('stompede-probe');
   const body = Buffer.alloc(2 + 2 + 4 + 2 + clientId.length + 4);
   let o = 0;
-  o = body.writeInt16BE(3, o);        // api_key: Metadata
-  o = body.writeInt16BE(1, o);        // api_version 1
-  o = body.writeInt32BE(42, o);       // correlation_id
+  o = body.writeInt16BE(3, o); // api_key: Metadata
+  o = body.writeInt16BE(1, o); // api_version 1
+  o = body.writeInt32BE(42, o); // correlation_id
   o = body.writeInt16BE(clientId.length, o);
   o += clientId.copy(body, o);
-  body.writeInt32BE(-1, o);           // topics: null = all
+  body.writeInt32BE(-1, o); // topics: null = all
   const size = Buffer.alloc(4);
   size.writeInt32BE(body.length);
   const res = await roundTrip(target, Buffer.concat([size, body]), (b) => 4 + b.readInt32BE(0));
 
   let p = 4;
-  const correlationId = res.readInt32BE(p); p += 4;
+  const correlationId = res.readInt32BE(p);
+  p += 4;
   if (correlationId !== 42) throw new Error(`unexpected correlation id ${correlationId}`);
-  const brokerCount = res.readInt32BE(p); p += 4;
+  const brokerCount = res.readInt32BE(p);
+  p += 4;
   const brokers = [];
   for (let i = 0; i < brokerCount; i++) {
-    const nodeId = res.readInt32BE(p); p += 4;
-    const hostLen = res.readInt16BE(p); p += 2;
-    const host = res.toString('utf8', p, p + hostLen); p += hostLen;
-    const port = res.readInt32BE(p); p += 4;
-    const rackLen = res.readInt16BE(p); p += 2;
+    const nodeId = res.readInt32BE(p);
+    p += 4;
+    const hostLen = res.readInt16BE(p);
+    p += 2;
+    const host = res.toString('utf8', p, p + hostLen);
+    p += hostLen;
+    const port = res.readInt32BE(p);
+    p += 4;
+    const rackLen = res.readInt16BE(p);
+    p += 2;
     if (rackLen > 0) p += rackLen;
     brokers.push(`${nodeId}@${host}:${port}`);
   }
@@ -100,16 +113,19 @@ function bsonDoc(fields) {
   for (const [key, value] of fields) {
     const name = Buffer.concat([Buffer.from(key), Buffer.of(0)]);
     if (typeof value === 'number') {
-      const v = Buffer.alloc(4); v.writeInt32LE(value);
+      const v = Buffer.alloc(4);
+      v.writeInt32LE(value);
       parts.push(Buffer.of(0x10), name, v);
     } else {
       const s = Buffer.concat([Buffer.from(value), Buffer.of(0)]);
-      const len = Buffer.alloc(4); len.writeInt32LE(s.length);
+      const len = Buffer.alloc(4);
+      len.writeInt32LE(s.length);
       parts.push(Buffer.of(0x02), name, len, s);
     }
   }
   const content = Buffer.concat([...parts, Buffer.of(0)]);
-  const len = Buffer.alloc(4); len.writeInt32LE(content.length + 4);
+  const len = Buffer.alloc(4);
+  len.writeInt32LE(content.length + 4);
   return Buffer.concat([len, content]);
 }
 
@@ -119,20 +135,50 @@ function okField(doc) {
   while (p < doc.length && doc[p] !== 0) {
     const type = doc[p++];
     const end = doc.indexOf(0, p);
-    const key = doc.toString('utf8', p, end); p = end + 1;
-    let value; let size;
+    const key = doc.toString('utf8', p, end);
+    p = end + 1;
+    let value;
+    let size;
     switch (type) {
-      case 0x01: value = doc.readDoubleLE(p); size = 8; break;
-      case 0x10: value = doc.readInt32LE(p); size = 4; break;
-      case 0x12: value = Number(doc.readBigInt64LE(p)); size = 8; break;
-      case 0x08: value = doc[p]; size = 1; break;
-      case 0x09: case 0x11: size = 8; break;
-      case 0x02: case 0x0d: size = 4 + doc.readInt32LE(p); break;
-      case 0x03: case 0x04: size = doc.readInt32LE(p); break;
-      case 0x05: size = 5 + doc.readInt32LE(p); break;
-      case 0x07: size = 12; break;
-      case 0x0a: size = 0; break;
-      default: throw new Error(`unexpected BSON type 0x${type.toString(16)} in reply`);
+      case 0x01:
+        value = doc.readDoubleLE(p);
+        size = 8;
+        break;
+      case 0x10:
+        value = doc.readInt32LE(p);
+        size = 4;
+        break;
+      case 0x12:
+        value = Number(doc.readBigInt64LE(p));
+        size = 8;
+        break;
+      case 0x08:
+        value = doc[p];
+        size = 1;
+        break;
+      case 0x09:
+      case 0x11:
+        size = 8;
+        break;
+      case 0x02:
+      case 0x0d:
+        size = 4 + doc.readInt32LE(p);
+        break;
+      case 0x03:
+      case 0x04:
+        size = doc.readInt32LE(p);
+        break;
+      case 0x05:
+        size = 5 + doc.readInt32LE(p);
+        break;
+      case 0x07:
+        size = 12;
+        break;
+      case 0x0a:
+        size = 0;
+        break;
+      default:
+        throw new Error(`unexpected BSON type 0x${type.toString(16)} in reply`);
     }
     if (key === 'ok') return value;
     p += size;
@@ -141,14 +187,17 @@ function okField(doc) {
 }
 
 async function probeMongo(target) {
-  const doc = bsonDoc([['ping', 1], ['$db', 'admin']]);
+  const doc = bsonDoc([
+    ['ping', 1],
+    ['$db', 'admin'],
+  ]);
   const header = Buffer.alloc(16);
   const flags = Buffer.alloc(4);
   const msgLen = 16 + 4 + 1 + doc.length;
   header.writeInt32LE(msgLen, 0);
-  header.writeInt32LE(7, 4);          // requestID
-  header.writeInt32LE(0, 8);          // responseTo
-  header.writeInt32LE(2013, 12);      // OP_MSG
+  header.writeInt32LE(7, 4); // requestID
+  header.writeInt32LE(0, 8); // responseTo
+  header.writeInt32LE(2013, 12); // OP_MSG
   const res = await roundTrip(target, Buffer.concat([header, flags, Buffer.of(0), doc]), (b) => b.readInt32LE(0));
   const opCode = res.readInt32LE(12);
   if (opCode !== 2013) throw new Error(`unexpected reply opCode ${opCode}`);
@@ -163,7 +212,10 @@ async function main(argv) {
   switch (cmd) {
     case 'free-port': {
       for (const p of args.map(Number)) {
-        if (Number.isInteger(p) && p > 0 && await canBind(p)) { console.log(p); return 0; }
+        if (Number.isInteger(p) && p > 0 && (await canBind(p))) {
+          console.log(p);
+          return 0;
+        }
       }
       console.log(await anyFreePort());
       return 0;
@@ -183,6 +235,11 @@ async function main(argv) {
 }
 
 main(process.argv.slice(2)).then(
-  (code) => { process.exitCode = code; },
-  (err) => { console.error(err.message); process.exitCode = 1; },
+  (code) => {
+    process.exitCode = code;
+  },
+  (err) => {
+    console.error(err.message);
+    process.exitCode = 1;
+  },
 );

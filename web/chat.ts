@@ -78,7 +78,8 @@ async function fetchConfig(): Promise<NodeConfig> {
     if (!response.ok) return FALLBACK_CONFIG;
     const value: unknown = await response.json();
     if (typeof value !== 'object' || value === null) return FALLBACK_CONFIG;
-    const wsPath = 'wsPath' in value && typeof value.wsPath === 'string' && value.wsPath.startsWith('/') ? value.wsPath : FALLBACK_CONFIG.wsPath;
+    const wsPath =
+      'wsPath' in value && typeof value.wsPath === 'string' && value.wsPath.startsWith('/') ? value.wsPath : FALLBACK_CONFIG.wsPath;
     const login = 'login' in value && value.login === true;
     return { wsPath, login };
   } catch {
@@ -88,8 +89,7 @@ async function fetchConfig(): Promise<NodeConfig> {
 
 /** Who is chatting: on an open node a nickname; on a node that needs a login, the login and its passcode. */
 type Identity =
-  | { readonly kind: 'nick'; readonly nick: string }
-  | { readonly kind: 'login'; readonly login: string; readonly passcode: string };
+  { readonly kind: 'nick'; readonly nick: string } | { readonly kind: 'login'; readonly login: string; readonly passcode: string };
 
 /** What a message body says: our JSON, or (from other STOMP clients) plain text with an optional `nick` header. */
 function parseChat(message: IMessage): { nick: string; text: string; time: number | undefined } {
@@ -97,7 +97,7 @@ function parseChat(message: IMessage): { nick: string; text: string; time: numbe
   try {
     const value: unknown = JSON.parse(message.body);
     if (typeof value === 'object' && value !== null && 'text' in value && typeof value.text === 'string') {
-      const nick = 'nick' in value && typeof value.nick === 'string' && value.nick !== '' ? value.nick : header ?? 'anonymous';
+      const nick = 'nick' in value && typeof value.nick === 'string' && value.nick !== '' ? value.nick : (header ?? 'anonymous');
       const time = 'time' in value && typeof value.time === 'number' ? value.time : undefined;
       return { nick, text: value.text, time };
     }
@@ -233,7 +233,8 @@ class ChatRoom {
     const before = this.#seen.size;
     this.#client.watchForReceipt(receipt, () => {
       const n = this.#seen.size - before;
-      if (!this.#joined) this.#system(`You joined #${this.#room} as ${this.#nick}${n > 0 ? ` (${n} earlier message${n === 1 ? '' : 's'} above)` : ''}.`);
+      if (!this.#joined)
+        this.#system(`You joined #${this.#room} as ${this.#nick}${n > 0 ? ` (${n} earlier message${n === 1 ? '' : 's'} above)` : ''}.`);
       else this.#system(`Back in #${this.#room}: ${n} message${n === 1 ? '' : 's'} caught up.`);
       this.#joined = true;
     });
@@ -364,7 +365,9 @@ async function join(room: string): Promise<void> {
   remember('stompede.room', room);
   ui.joinForm.hidden = true;
   ui.chat.hidden = false;
-  const chat: ChatRoom = new ChatRoom(identity, room, serverList(location, config.wsPath, params.get('servers')), (reason) => refused(chat, reason));
+  const chat: ChatRoom = new ChatRoom(identity, room, serverList(location, config.wsPath, params.get('servers')), (reason) =>
+    refused(chat, reason),
+  );
   current = chat;
   current.start();
   ui.text.focus();
@@ -406,7 +409,8 @@ ui.room.value = params.get('room') ?? (remembered('stompede.room') || ui.room.va
 /** On a node that needs a login: the login and passcode fields instead of the nickname (the login is the name). */
 void nodeConfig.then((config) => {
   if (!config.login) return;
-  ui.joinIntro.textContent = 'This node needs a login. Log in and pick a room: everyone in the same room sees your messages, under your login.';
+  ui.joinIntro.textContent =
+    'This node needs a login. Log in and pick a room: everyone in the same room sees your messages, under your login.';
   ui.credentials.hidden = false;
   ui.credentials.disabled = false;
   ui.login.required = true;

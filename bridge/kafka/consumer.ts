@@ -146,16 +146,23 @@ export class BusConsumer {
    * unready). A new consumer joins the group instead, retried with backoff until it runs or the bus closes.
    */
   #replace(kafka: Kafka, crashed: Consumer, attempt: number): void {
-    const timer = setTimeout(() => {
-      if (!this.#o.isRunning() || this.#consumer !== crashed) return;
-      void crashed.disconnect().catch(() => {}).then(() => this.#start(kafka, [])).then(
-        () => this.#o.logger.info({ attempt }, 'a new Kafka consumer replaced the crashed one'),
-        (error: unknown) => {
-          this.#o.logger.warn({ err: error, attempt }, 'could not start a new Kafka consumer; retrying');
-          this.#replace(kafka, this.#consumer ?? crashed, attempt + 1);
-        },
-      );
-    }, backoffMs(Math.min(attempt, 6)));
+    const timer = setTimeout(
+      () => {
+        if (!this.#o.isRunning() || this.#consumer !== crashed) return;
+        void crashed
+          .disconnect()
+          .catch(() => {})
+          .then(() => this.#start(kafka, []))
+          .then(
+            () => this.#o.logger.info({ attempt }, 'a new Kafka consumer replaced the crashed one'),
+            (error: unknown) => {
+              this.#o.logger.warn({ err: error, attempt }, 'could not start a new Kafka consumer; retrying');
+              this.#replace(kafka, this.#consumer ?? crashed, attempt + 1);
+            },
+          );
+      },
+      backoffMs(Math.min(attempt, 6)),
+    );
     timer.unref();
   }
 
@@ -208,7 +215,10 @@ export class BusConsumer {
   async #storeFirst(work: Work[]): Promise<void> {
     if (!this.#o.store.healthy) return;
     const topics = work.filter((w) => w.kind === 'topic' && w.envelope !== undefined);
-    const stored = await storeFirst(this.#o.store, topics.map((w) => w.envelope as HistoryRecord));
+    const stored = await storeFirst(
+      this.#o.store,
+      topics.map((w) => w.envelope as HistoryRecord),
+    );
     for (let i = 0; i < stored; i++) (topics[i] as Work).stored = true;
   }
 

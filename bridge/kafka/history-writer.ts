@@ -14,8 +14,11 @@ export const HISTORY_FIRST_MS = 2_000;
  * Appends a consumed batch's topic records to history before they are delivered, while the store is healthy.
  * Returns how many, from the first, are stored: 0 when the store is unhealthy, fails or is slower than `waitMs`.
  */
-export async function storeFirst(store: Pick<HistoryStore, 'healthy' | 'appendMany'>, records: readonly HistoryRecord[],
-  waitMs: number = HISTORY_FIRST_MS): Promise<number> {
+export async function storeFirst(
+  store: Pick<HistoryStore, 'healthy' | 'appendMany'>,
+  records: readonly HistoryRecord[],
+  waitMs: number = HISTORY_FIRST_MS,
+): Promise<number> {
   if (!store.healthy || records.length === 0) return 0;
   // One ordered bulk append per consumed batch: what is stored is a prefix of the batch, so history never holds
   // a later record of a destination without the earlier ones (a reader would get those live, out of order).

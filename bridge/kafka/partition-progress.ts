@@ -118,12 +118,15 @@ export class OffsetCommits {
     if (due.length === 0) return Promise.resolve();
     const offsets = due.map((p) => ({ topic: p.topic, partition: p.partition, offset: p.committable }));
     this.#committing = this.#commit(offsets)
-      .then(() => {
-        for (let i = 0; i < due.length; i++) (due[i] as PartitionProgress).committed = (offsets[i] as CommitOffset).offset;
-        this.#committed?.(offsets);
-      }, (error: unknown) => {
-        this.#failed?.(error);
-      })
+      .then(
+        () => {
+          for (let i = 0; i < due.length; i++) (due[i] as PartitionProgress).committed = (offsets[i] as CommitOffset).offset;
+          this.#committed?.(offsets);
+        },
+        (error: unknown) => {
+          this.#failed?.(error);
+        },
+      )
       .finally(() => {
         this.#committing = undefined;
       });

@@ -47,7 +47,10 @@ export interface LinkListener {
 }
 
 /** What a publisher hands a bus: an envelope whose id the bus may assign (Kafka derives it from coordinates). */
-export type PublishInput = Omit<BusEnvelope, 'id' | 'position'> & { readonly id?: string | undefined; readonly position?: number | undefined };
+export type PublishInput = Omit<BusEnvelope, 'id' | 'position'> & {
+  readonly id?: string | undefined;
+  readonly position?: number | undefined;
+};
 
 export interface ClusterBus {
   readonly name: string;

@@ -49,7 +49,11 @@ export function defaultRoutes(engines: { redis: boolean; kafka: boolean }): Rout
       { pattern: '/queue/**', kind: 'kafka', kafkaTopic: 'stompede.queues' },
     ];
   }
-  if (engines.redis) return [{ pattern: '/topic/**', kind: 'redis' }, { pattern: '/queue/**', kind: 'redis' }];
+  if (engines.redis)
+    return [
+      { pattern: '/topic/**', kind: 'redis' },
+      { pattern: '/queue/**', kind: 'redis' },
+    ];
   return [{ pattern: '/**', kind: 'local' }];
 }
 
@@ -58,13 +62,17 @@ export function defaultRoutes(engines: { redis: boolean; kafka: boolean }): Rout
  * `/topic/chat.**=kafka:chat-topic,/topic/**=redis,/queue/**=local`.
  */
 export function parseRoutes(text: string): Route[] {
-  return text.split(',').map((s) => s.trim()).filter((s) => s !== '').map((entry) => {
-    const eq = entry.lastIndexOf('=');
-    const pattern = eq === -1 ? entry : entry.slice(0, eq);
-    const target = eq === -1 ? '' : entry.slice(eq + 1);
-    const [kind, kafkaTopic] = target.split(':');
-    return { pattern, kind: (kind ?? '') as RouteKind, kafkaTopic };
-  });
+  return text
+    .split(',')
+    .map((s) => s.trim())
+    .filter((s) => s !== '')
+    .map((entry) => {
+      const eq = entry.lastIndexOf('=');
+      const pattern = eq === -1 ? entry : entry.slice(0, eq);
+      const target = eq === -1 ? '' : entry.slice(eq + 1);
+      const [kind, kafkaTopic] = target.split(':');
+      return { pattern, kind: (kind ?? '') as RouteKind, kafkaTopic };
+    });
 }
 
 /** Checks a table against the engines configured; returns every problem found. */
@@ -73,12 +81,14 @@ export function validateRoutes(routes: readonly Route[], engines: { redis: boole
   for (const r of routes) {
     const where = `route "${r.pattern}"`;
     if (!r.pattern.startsWith('/')) problems.push(`${where}: pattern must start with /`);
-    if (!(ROUTE_KINDS as readonly string[]).includes(r.kind)) problems.push(`${where}: route must be one of ${ROUTE_KINDS.join(', ')}, not "${r.kind}"`);
+    if (!(ROUTE_KINDS as readonly string[]).includes(r.kind))
+      problems.push(`${where}: route must be one of ${ROUTE_KINDS.join(', ')}, not "${r.kind}"`);
     if (r.kind === 'redis' && !engines.redis) problems.push(`${where}: routes to redis, but no --redis URL is configured`);
     if (r.kind === 'kafka') {
       if (!engines.kafka) problems.push(`${where}: routes to kafka, but no --kafka brokers are configured`);
       if (r.kafkaTopic === undefined || r.kafkaTopic === '') problems.push(`${where}: a kafka route needs a topic (pattern=kafka:<topic>)`);
-      else if (!validKafkaTopic(r.kafkaTopic)) problems.push(`${where}: "${r.kafkaTopic}" is not a valid Kafka topic name (1-249 of A-Z a-z 0-9 . _ -)`);
+      else if (!validKafkaTopic(r.kafkaTopic))
+        problems.push(`${where}: "${r.kafkaTopic}" is not a valid Kafka topic name (1-249 of A-Z a-z 0-9 . _ -)`);
     }
   }
   return problems;

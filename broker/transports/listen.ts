@@ -43,9 +43,25 @@ export function urlPath(url: string | undefined): string {
 }
 
 /** The settings the listeners read: addresses, TLS files, and the limits enforced before a session exists. */
-export type ListenConfig = Readonly<Pick<BrokerConfig,
-  'host' | 'port' | 'tlsPort' | 'wsPort' | 'wssPort' | 'opsPort' | 'wsPath' | 'tlsCertFile' | 'tlsKeyFile' | 'maxConnections'
-  | 'connectTimeoutMs' | 'maxFrameBytes' | 'maxFrameBytesUnauthenticated' | 'outboundHighWaterBytes'>>;
+export type ListenConfig = Readonly<
+  Pick<
+    BrokerConfig,
+    | 'host'
+    | 'port'
+    | 'tlsPort'
+    | 'wsPort'
+    | 'wssPort'
+    | 'opsPort'
+    | 'wsPath'
+    | 'tlsCertFile'
+    | 'tlsKeyFile'
+    | 'maxConnections'
+    | 'connectTimeoutMs'
+    | 'maxFrameBytes'
+    | 'maxFrameBytesUnauthenticated'
+    | 'outboundHighWaterBytes'
+  >
+>;
 
 /** What the listeners need of a broker, and nothing more: its settings, its limit counter, and `handle`. */
 export interface ListenTarget {
@@ -63,15 +79,35 @@ export interface ListenHttp {
 }
 
 /** `setting` names the config key of the port, so the error can say which flag or variable to change. */
-function listenOn(server: NetServer, host: string, port: number, setting: 'port' | 'wsPort' | 'tlsPort' | 'wssPort' | 'opsPort'): Promise<Address> {
+function listenOn(
+  server: NetServer,
+  host: string,
+  port: number,
+  setting: 'port' | 'wsPort' | 'tlsPort' | 'wssPort' | 'opsPort',
+): Promise<Address> {
   return new Promise((resolve, reject) => {
     const onError = (error: NodeJS.ErrnoException): void => {
       if (error.code === 'EADDRINUSE') {
-        reject(new Error(`port ${port} on ${host} is already in use: stop the program using it, or choose another port with --${flagName(setting)} (${envName(setting)})`, { cause: error }));
+        reject(
+          new Error(
+            `port ${port} on ${host} is already in use: stop the program using it, or choose another port with --${flagName(setting)} (${envName(setting)})`,
+            { cause: error },
+          ),
+        );
       } else if (error.code === 'EADDRNOTAVAIL') {
-        reject(new Error(`cannot listen on ${host}: no interface of this machine has that address; fix --host (${envName('host')}), e.g. 0.0.0.0 for every interface`, { cause: error }));
+        reject(
+          new Error(
+            `cannot listen on ${host}: no interface of this machine has that address; fix --host (${envName('host')}), e.g. 0.0.0.0 for every interface`,
+            { cause: error },
+          ),
+        );
       } else if (error.code === 'EACCES') {
-        reject(new Error(`not allowed to listen on port ${port}: ports below 1024 need privileges; choose another port with --${flagName(setting)} (${envName(setting)})`, { cause: error }));
+        reject(
+          new Error(
+            `not allowed to listen on port ${port}: ports below 1024 need privileges; choose another port with --${flagName(setting)} (${envName(setting)})`,
+            { cause: error },
+          ),
+        );
       } else {
         reject(error);
       }
@@ -121,7 +157,8 @@ export async function listenTransports(target: ListenTarget, http: ListenHttp = 
   // The connect timeout starts once a session exists, after the handshake: a peer that opens TCP to a TLS port and
   // says nothing must be cut off by the handshake timeout, which Node otherwise sets at 120 s.
   const handshakeTimeout = c.connectTimeoutMs > 0 ? c.connectTimeoutMs : 120_000;
-  const tlsOptions = c.tlsCertFile !== '' ? { cert: readFileSync(c.tlsCertFile), key: readFileSync(c.tlsKeyFile), handshakeTimeout } : undefined;
+  const tlsOptions =
+    c.tlsCertFile !== '' ? { cert: readFileSync(c.tlsCertFile), key: readFileSync(c.tlsKeyFile), handshakeTimeout } : undefined;
   // With a listener, Node leaves closing the socket to us (without one it destroys it itself).
   const onTlsClientError = (error: Error & { code?: string }, socket: Duplex): void => {
     if (error.code === 'ERR_TLS_HANDSHAKE_TIMEOUT') target.limitHit('handshake');
@@ -152,15 +189,18 @@ export async function listenTransports(target: ListenTarget, http: ListenHttp = 
     server.on('connection', track);
     if (secure) server.on('tlsClientError', onTlsClientError);
     guard(server);
-    const wss = createWsServer({
-      path: c.wsPath,
-      // One WebSocket message may carry several frames (stomp.js batches none, but others do): room for a few.
-      maxPayloadBytes: c.maxFrameBytes * 4,
-      maxPayloadBytesUnauthenticated: c.maxFrameBytesUnauthenticated,
-      onOversize: () => target.limitHit('websocket-message'),
-      highWaterBytes: c.outboundHighWaterBytes,
-      transport,
-    }, accept);
+    const wss = createWsServer(
+      {
+        path: c.wsPath,
+        // One WebSocket message may carry several frames (stomp.js batches none, but others do): room for a few.
+        maxPayloadBytes: c.maxFrameBytes * 4,
+        maxPayloadBytesUnauthenticated: c.maxFrameBytesUnauthenticated,
+        onOversize: () => target.limitHit('websocket-message'),
+        highWaterBytes: c.outboundHighWaterBytes,
+        transport,
+      },
+      accept,
+    );
     wsServers.push(wss);
     server.on('upgrade', (request: IncomingMessage, socket: Duplex, head: Buffer) => {
       if (urlPath(request.url) !== c.wsPath) {

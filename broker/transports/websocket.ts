@@ -30,7 +30,14 @@ export class WsConnection implements Connection {
     }
   };
 
-  constructor(ws: WebSocket, transport: 'ws' | 'wss', remoteAddress: string, highWater: number, maxPayloadBytes: number, onDrain: () => void) {
+  constructor(
+    ws: WebSocket,
+    transport: 'ws' | 'wss',
+    remoteAddress: string,
+    highWater: number,
+    maxPayloadBytes: number,
+    onDrain: () => void,
+  ) {
     this.#ws = ws;
     this.#maxPayloadBytes = maxPayloadBytes;
     this.transport = transport;

@@ -115,15 +115,22 @@ export function busConformance(name: string, make: () => Promise<BusCluster>, ca
     const watchAll = (destination: string, vhost = '/'): Promise<void[]> => Promise.all(nodes.map((n) => n.watch(vhost, destination)));
     const unwatchAll = (destination: string, vhost = '/'): void => nodes.forEach((n) => n.unwatch(vhost, destination));
     const everyNodeHas = (destination: string, count: number): Promise<void> =>
-      until(() => recorders.every((r) => r.unique(destination).length >= count), deliveryMs,
-        () => `${count} message(s) on ${destination} at every node; have ${recorders.map((r) => r.unique(destination).length).join(', ')}`);
+      until(
+        () => recorders.every((r) => r.unique(destination).length >= count),
+        deliveryMs,
+        () => `${count} message(s) on ${destination} at every node; have ${recorders.map((r) => r.unique(destination).length).join(', ')}`,
+      );
 
     it('declares its capabilities and is healthy once started', async function () {
       for (const n of nodes) {
         expect(n.name).to.be.a('string').and.not.equal('');
         expect({ ...n.capabilities }).to.deep.equal({ ordered: caps.ordered, durable: caps.durable, crossNode: caps.crossNode });
       }
-      await until(() => nodes.every((n) => n.healthy), deliveryMs, () => 'every node healthy');
+      await until(
+        () => nodes.every((n) => n.healthy),
+        deliveryMs,
+        () => 'every node healthy',
+      );
     });
 
     it('delivers a publish to every watching node, once', async function () {
@@ -149,7 +156,12 @@ export function busConformance(name: string, make: () => Promise<BusCluster>, ca
       await Promise.all(nodes.map((n, i) => n.publish(envelope(d, `from ${i}`))));
       await everyNodeHas(d, nodes.length);
       for (const r of recorders) {
-        expect(r.unique(d).map((e) => e.body.toString()).sort()).to.deep.equal(nodes.map((_, i) => `from ${i}`).sort());
+        expect(
+          r
+            .unique(d)
+            .map((e) => e.body.toString())
+            .sort(),
+        ).to.deep.equal(nodes.map((_, i) => `from ${i}`).sort());
       }
       unwatchAll(d);
     });
@@ -158,7 +170,15 @@ export function busConformance(name: string, make: () => Promise<BusCluster>, ca
       const d = uniqueDestination('topic', 'fields');
       await watchAll(d, 'tenant-a');
       const everyByte = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
-      const headers: [string, string][] = [['x-b', '2'], ['x-a', '1'], ['x-a', 'again'], ['123', 'numeric name'], ['colon', 'a:b\\c'], ['empty', ''], ['ünï', '✓ 😀']];
+      const headers: [string, string][] = [
+        ['x-b', '2'],
+        ['x-a', '1'],
+        ['x-a', 'again'],
+        ['123', 'numeric name'],
+        ['colon', 'a:b\\c'],
+        ['empty', ''],
+        ['ünï', '✓ 😀'],
+      ];
       const time = Date.now() - 5_000;
       await node(0).publish(envelope(d, everyByte, { origin: 'node-zero', vhost: 'tenant-a', headers, time }));
       await node(0).publish(envelope(d, Buffer.alloc(0), { vhost: 'tenant-a' }));
@@ -221,12 +241,20 @@ export function busConformance(name: string, make: () => Promise<BusCluster>, ca
         await node(1).watch('/', d);
         node(1).unwatch('/', d);
         await node(0).publish(envelope(d, 'still'));
-        await until(() => recorder(1).for(d).length === 1, deliveryMs, () => 'delivery while one watch remains');
+        await until(
+          () => recorder(1).for(d).length === 1,
+          deliveryMs,
+          () => 'delivery while one watch remains',
+        );
         node(1).unwatch('/', d);
         await waitQuiet(SETTLE_MS);
         await node(0).publish(envelope(d, 'gone'));
         await waitQuiet(SETTLE_MS);
-        expect(recorder(1).for(d).map((e) => e.body.toString())).to.deep.equal(['still']);
+        expect(
+          recorder(1)
+            .for(d)
+            .map((e) => e.body.toString()),
+        ).to.deep.equal(['still']);
       });
     }
 
@@ -256,7 +284,9 @@ export function busConformance(name: string, make: () => Promise<BusCluster>, ca
         await Promise.all(sends);
         for (const d of dests) await everyNodeHas(d, 100);
         for (const d of dests) {
-          const reference = recorder(0).unique(d).map((e) => e.id);
+          const reference = recorder(0)
+            .unique(d)
+            .map((e) => e.id);
           for (const r of recorders) {
             const got = r.unique(d);
             // Every node sees one order per destination...
@@ -280,14 +310,24 @@ export function busConformance(name: string, make: () => Promise<BusCluster>, ca
         const bus = unreachable(await closedPort());
         const started = Date.now();
         try {
-          const start = await bus.start(() => {}).then(() => undefined, (error: unknown) => error);
+          const start = await bus
+            .start(() => {})
+            .then(
+              () => undefined,
+              (error: unknown) => error,
+            );
           if (start !== undefined) expect(start).to.be.instanceOf(Error);
           const outcome = await Promise.race([
-            bus.publish(envelope(uniqueDestination('topic', 'void'), 'x')).then(() => 'resolved', (error: unknown) => error),
+            bus.publish(envelope(uniqueDestination('topic', 'void'), 'x')).then(
+              () => 'resolved',
+              (error: unknown) => error,
+            ),
             new Promise((resolve) => setTimeout(() => resolve('hung'), 30_000)),
           ]);
           expect(outcome).to.be.instanceOf(Error);
-          expect((outcome as Error).message).to.be.a('string').and.not.equal('');
+          expect((outcome as Error).message)
+            .to.be.a('string')
+            .and.not.equal('');
           expect(bus.healthy).to.equal(false);
           expect(Date.now() - started).to.be.below(45_000);
         } finally {
@@ -304,7 +344,11 @@ export function busConformance(name: string, make: () => Promise<BusCluster>, ca
         const laterRecorders = later.nodes.map(() => new Recorder());
         try {
           await Promise.all(later.nodes.map((n, i) => n.start((laterRecorders[i] as Recorder).deliver)));
-          await until(() => laterRecorders.some((r) => r.for(d).length > 0), deliveryMs * 2, () => `${d} at a node of the later cluster`);
+          await until(
+            () => laterRecorders.some((r) => r.for(d).length > 0),
+            deliveryMs * 2,
+            () => `${d} at a node of the later cluster`,
+          );
           const got = laterRecorders.flatMap((r) => r.unique(d)).map((e) => e.body.toString());
           expect(new Set(got)).to.deep.equal(new Set(['kept']));
         } finally {

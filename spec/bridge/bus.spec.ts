@@ -4,10 +4,14 @@ import { MemoryBus } from '../../bridge/memory-bus.js';
 import { busConformance, envelope, Recorder, uniqueDestination } from './bus-conformance.js';
 
 // Several brokers sharing one MemoryBus: a cluster inside one process.
-busConformance('memory (three nodes sharing one MemoryBus)', async () => {
-  const bus = new MemoryBus();
-  return { nodes: [bus, bus, bus], close: () => bus.close() };
-}, { ordered: true, durable: false, crossNode: true, filters: false, deliveryMs: 2_000 });
+busConformance(
+  'memory (three nodes sharing one MemoryBus)',
+  async () => {
+    const bus = new MemoryBus();
+    return { nodes: [bus, bus, bus], close: () => bus.close() };
+  },
+  { ordered: true, durable: false, crossNode: true, filters: false, deliveryMs: 2_000 },
+);
 
 describe('MemoryBus', function () {
   it('leave() removes one node and keeps the others', async function () {

@@ -74,7 +74,8 @@ describe('bridge › history › memory › byte retention', () => {
       expect(bytes).to.be.at.most(3000);
       total += bytes;
       // Oldest go first: what is kept is the newest, contiguous, in order.
-      for (let k = 1; k < kept.length; k++) expect((kept[k] as HistoryRecord).position).to.equal((kept[k - 1] as HistoryRecord).position + 1);
+      for (let k = 1; k < kept.length; k++)
+        expect((kept[k] as HistoryRecord).position).to.equal((kept[k - 1] as HistoryRecord).position + 1);
     }
     expect(total).to.equal(store.bytes);
   });

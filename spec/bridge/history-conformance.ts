@@ -71,16 +71,30 @@ export function historyConformance(name: string, make: MakeHistoryStore, caps: H
     const positions = (records: readonly HistoryRecord[]): number[] => records.map((r) => r.position);
 
     /** Records as plain data, bodies as hex: exact comparison of every field, with readable diffs. */
-    const plain = (records: readonly HistoryRecord[]) => records.map((r) => ({
-      id: r.id, origin: r.origin, vhost: r.vhost, destination: r.destination, position: r.position,
-      headers: r.headers.map(([k, v]) => [k, v]), body: r.body.toString('hex'), time: r.time,
-    }));
+    const plain = (records: readonly HistoryRecord[]) =>
+      records.map((r) => ({
+        id: r.id,
+        origin: r.origin,
+        vhost: r.vhost,
+        destination: r.destination,
+        position: r.position,
+        headers: r.headers.map(([k, v]) => [k, v]),
+        body: r.body.toString('hex'),
+        time: r.time,
+      }));
 
     describe('append and read', () => {
       it('reads back every field of an appended record exactly', async () => {
         const store = await open();
         const destination = `/topic/${uniqueName()}`;
-        const r = record(destination, 7, { origin: 'node-b', headers: [['content-type', 'text/plain'], ['x', 'y']], time: T0 + 123 });
+        const r = record(destination, 7, {
+          origin: 'node-b',
+          headers: [
+            ['content-type', 'text/plain'],
+            ['x', 'y'],
+          ],
+          time: T0 + 123,
+        });
         await store.append(r);
         expect(plain(await read(store, destination, { all: true }))).to.deep.equal(plain([r]));
         expect(plain(await read(store, destination, { last: 1 }))).to.deep.equal(plain([r]));
@@ -90,7 +104,10 @@ export function historyConformance(name: string, make: MakeHistoryStore, caps: H
       it('returns records in position order whatever order they were appended in', async () => {
         const store = await open();
         const destination = `/topic/${uniqueName()}`;
-        await appendAll(store, [4, 0, 3, 1, 2].map((p) => record(destination, p)));
+        await appendAll(
+          store,
+          [4, 0, 3, 1, 2].map((p) => record(destination, p)),
+        );
         expect(positions(await read(store, destination, { all: true }))).to.deep.equal([0, 1, 2, 3, 4]);
         expect(positions(await read(store, destination, { last: 3 }))).to.deep.equal([2, 3, 4]);
         expect(positions(await read(store, destination, { fromPosition: 2 }))).to.deep.equal([2, 3, 4]);
@@ -148,7 +165,9 @@ export function historyConformance(name: string, make: MakeHistoryStore, caps: H
         const store = await open();
         const { destination, records } = await filled(store, 10);
         expect(positions(await read(store, destination, { afterId: (records[6] as HistoryRecord).id }))).to.deep.equal([7, 8, 9]);
-        expect(positions(await read(store, destination, { afterId: (records[0] as HistoryRecord).id }))).to.deep.equal([1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        expect(positions(await read(store, destination, { afterId: (records[0] as HistoryRecord).id }))).to.deep.equal([
+          1, 2, 3, 4, 5, 6, 7, 8, 9,
+        ]);
         expect(await read(store, destination, { afterId: (records[9] as HistoryRecord).id })).to.deep.equal([]);
       });
 
@@ -158,29 +177,38 @@ export function historyConformance(name: string, make: MakeHistoryStore, caps: H
         expect(positions(await read(store, destination, { afterId: `gone${uniqueName()}` }))).to.deep.equal([0, 1, 2, 3]);
       });
 
-      it('answers afterId of another destination\'s record as an id it does not hold', async () => {
+      it("answers afterId of another destination's record as an id it does not hold", async () => {
         const store = await open();
         const a = await filled(store, 4);
         const b = await filled(store, 3);
         expect(positions(await read(store, b.destination, { afterId: (a.records[2] as HistoryRecord).id }))).to.deep.equal([0, 1, 2]);
       });
 
-      it(caps.resumesKafkaIds
-        ? 'resumes after the offset of a Kafka id (<topic>-<partition>-<offset>) it no longer holds'
-        : 'answers a Kafka id it does not hold with everything retained', async () => {
-        const store = await open();
-        const destination = `/topic/${uniqueName()}`;
-        const topic = `stompede.${uniqueName()}`;
-        await appendAll(store, [100, 102, 104, 106].map((p) => record(destination, p, { id: `${topic}-0-${p}` })));
-        expect(positions(await read(store, destination, { afterId: `${topic}-0-102` }))).to.deep.equal([104, 106]);
-        const unknown = await read(store, destination, { afterId: `${topic}-0-103` });
-        expect(positions(unknown)).to.deep.equal(caps.resumesKafkaIds ? [104, 106] : [100, 102, 104, 106]);
-      });
+      it(
+        caps.resumesKafkaIds
+          ? 'resumes after the offset of a Kafka id (<topic>-<partition>-<offset>) it no longer holds'
+          : 'answers a Kafka id it does not hold with everything retained',
+        async () => {
+          const store = await open();
+          const destination = `/topic/${uniqueName()}`;
+          const topic = `stompede.${uniqueName()}`;
+          await appendAll(
+            store,
+            [100, 102, 104, 106].map((p) => record(destination, p, { id: `${topic}-0-${p}` })),
+          );
+          expect(positions(await read(store, destination, { afterId: `${topic}-0-102` }))).to.deep.equal([104, 106]);
+          const unknown = await read(store, destination, { afterId: `${topic}-0-103` });
+          expect(positions(unknown)).to.deep.equal(caps.resumesKafkaIds ? [104, 106] : [100, 102, 104, 106]);
+        },
+      );
 
       it('answers fromPosition from that position on, inclusive', async () => {
         const store = await open();
         const destination = `/topic/${uniqueName()}`;
-        await appendAll(store, [0, 2, 4, 6].map((p) => record(destination, p)));
+        await appendAll(
+          store,
+          [0, 2, 4, 6].map((p) => record(destination, p)),
+        );
         expect(positions(await read(store, destination, { fromPosition: 4 }))).to.deep.equal([4, 6]);
         expect(positions(await read(store, destination, { fromPosition: 3 }))).to.deep.equal([4, 6]);
         expect(positions(await read(store, destination, { fromPosition: 0 }))).to.deep.equal([0, 2, 4, 6]);
@@ -269,11 +297,18 @@ export function historyConformance(name: string, make: MakeHistoryStore, caps: H
         const store = await open();
         const base = `/topic/${uniqueName()}`;
         const names = [base, `${base}.more`, `${base}x`, base.replace('/topic/', '/queue/')];
-        for (let p = 0; p < 3; p++) for (const [i, d] of names.entries()) await store.append(record(d, p, { body: Buffer.from(`${i}:${p}`) }));
+        for (let p = 0; p < 3; p++)
+          for (const [i, d] of names.entries()) await store.append(record(d, p, { body: Buffer.from(`${i}:${p}`) }));
         for (const [i, d] of names.entries()) {
           const all = await read(store, d, { all: true });
-          expect(all.map((r) => r.body.toString()), d).to.deep.equal([`${i}:0`, `${i}:1`, `${i}:2`]);
-          expect((await read(store, d, { last: 2 })).map((r) => r.body.toString()), d).to.deep.equal([`${i}:1`, `${i}:2`]);
+          expect(
+            all.map((r) => r.body.toString()),
+            d,
+          ).to.deep.equal([`${i}:0`, `${i}:1`, `${i}:2`]);
+          expect(
+            (await read(store, d, { last: 2 })).map((r) => r.body.toString()),
+            d,
+          ).to.deep.equal([`${i}:1`, `${i}:2`]);
         }
       });
 
@@ -281,10 +316,14 @@ export function historyConformance(name: string, make: MakeHistoryStore, caps: H
         const store = await open();
         const destination = `/topic/${uniqueName()}`;
         const vhosts = ['/', 'tenant-a', 'tenant-b.example.com'];
-        for (let p = 0; p < 3; p++) for (const v of vhosts) await store.append(record(destination, p, { vhost: v, body: Buffer.from(`${v}:${p}`) }));
+        for (let p = 0; p < 3; p++)
+          for (const v of vhosts) await store.append(record(destination, p, { vhost: v, body: Buffer.from(`${v}:${p}`) }));
         for (const v of vhosts) {
           const all = await read(store, destination, { all: true }, BIG, v);
-          expect(all.map((r) => r.body.toString()), v).to.deep.equal([`${v}:0`, `${v}:1`, `${v}:2`]);
+          expect(
+            all.map((r) => r.body.toString()),
+            v,
+          ).to.deep.equal([`${v}:0`, `${v}:1`, `${v}:2`]);
           expect(all.every((r) => r.vhost === v)).to.equal(true);
           expect((await read(store, destination, { last: 1 }, BIG, v)).map((r) => r.body.toString())).to.deep.equal([`${v}:2`]);
         }
@@ -317,8 +356,14 @@ export function historyConformance(name: string, make: MakeHistoryStore, caps: H
           const store = await open({ maxPerDestination: 0, maxAgeMs: 60_000 });
           const destination = `/topic/${uniqueName()}`;
           const now = Date.now();
-          await appendAll(store, [0, 1, 2].map((p) => record(destination, p, { time: now - 600_000 + p })));
-          await appendAll(store, [3, 4].map((p) => record(destination, p, { time: now + p })));
+          await appendAll(
+            store,
+            [0, 1, 2].map((p) => record(destination, p, { time: now - 600_000 + p })),
+          );
+          await appendAll(
+            store,
+            [3, 4].map((p) => record(destination, p, { time: now + p })),
+          );
           await prune?.(store);
           expect(positions(await read(store, destination, { all: true }))).to.deep.equal([3, 4]);
           expect(positions(await read(store, destination, { last: 5 }))).to.deep.equal([3, 4]);
@@ -335,12 +380,21 @@ export function historyConformance(name: string, make: MakeHistoryStore, caps: H
         const destination = `/topic/${uniqueName()}`;
         const large = randomBytes(1024 * 1024);
         large.fill(0, 1000, 5000);
-        const bodies = [large, Buffer.alloc(0), Buffer.alloc(64), Buffer.from([0xff, 0xfe, 0x00, 0xc3, 0x28, 0x00]), Buffer.from('\u0000end\u0000')];
+        const bodies = [
+          large,
+          Buffer.alloc(0),
+          Buffer.alloc(64),
+          Buffer.from([0xff, 0xfe, 0x00, 0xc3, 0x28, 0x00]),
+          Buffer.from('\u0000end\u0000'),
+        ];
         const records = bodies.map((body, p) => record(destination, p, { body }));
         await appendAll(store, records);
         for (const q of [{ all: true }, { last: 5 }, { fromPosition: 0 }] as const) {
           const got = await read(store, destination, q);
-          expect(got.map((r) => r.body.length), JSON.stringify(q)).to.deep.equal(bodies.map((b) => b.length));
+          expect(
+            got.map((r) => r.body.length),
+            JSON.stringify(q),
+          ).to.deep.equal(bodies.map((b) => b.length));
           got.forEach((r, i) => expect(r.body.equals(bodies[i] as Buffer), `body ${i} of ${JSON.stringify(q)}`).to.equal(true));
         }
       });
@@ -349,14 +403,26 @@ export function historyConformance(name: string, make: MakeHistoryStore, caps: H
         const store = await open();
         const destination = `/topic/${uniqueName()}`;
         const headers: [string, string][] = [
-          ['b', '1'], ['a', '2'], ['b', '3'], ['empty', ''], ['', 'empty-name'], ['colon:name', 'a:b'],
-          ['unicode', 'ünï ☃ 💬'], ['newline', 'x\ny\\z'], ['nul', 'a\u0000b'], ['$dollar', 'v'], ['dot.ted', 'v'],
+          ['b', '1'],
+          ['a', '2'],
+          ['b', '3'],
+          ['empty', ''],
+          ['', 'empty-name'],
+          ['colon:name', 'a:b'],
+          ['unicode', 'ünï ☃ 💬'],
+          ['newline', 'x\ny\\z'],
+          ['nul', 'a\u0000b'],
+          ['$dollar', 'v'],
+          ['dot.ted', 'v'],
         ];
         await store.append(record(destination, 0, { headers }));
         await store.append(record(destination, 1, { headers: [] }));
         for (const q of [{ all: true }, { last: 2 }] as const) {
           const got = await read(store, destination, q);
-          expect(got.map((r) => r.headers.map(([k, v]) => [k, v])), JSON.stringify(q)).to.deep.equal([headers, []]);
+          expect(
+            got.map((r) => r.headers.map(([k, v]) => [k, v])),
+            JSON.stringify(q),
+          ).to.deep.equal([headers, []]);
         }
       });
     });

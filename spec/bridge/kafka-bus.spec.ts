@@ -3,7 +3,14 @@ import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { expect } from 'chai';
 import { Kafka, logLevel, type IHeaders, type ISocketFactory, type KafkaMessage } from 'kafkajs';
-import { BridgeError, type BusCapabilities, type BusEnvelope, type ClusterBus, type Deliver, type PublishInput } from '../../broker/ports/bus.js';
+import {
+  BridgeError,
+  type BusCapabilities,
+  type BusEnvelope,
+  type ClusterBus,
+  type Deliver,
+  type PublishInput,
+} from '../../broker/ports/bus.js';
 import { InMemoryHistoryStore } from '../../bridge/memory-history.js';
 import type { HistoryQuery, HistoryRecord, HistoryStore } from '../../broker/ports/history.js';
 import { KafkaBus, KAFKA_ERRORS, type KafkaBusOptions } from '../../bridge/kafka-bus.js';
@@ -210,7 +217,10 @@ async function kafkaCluster(setup: ClusterSetup): Promise<TestCluster> {
   const nodes = Array.from({ length: setup.size ?? 2 }, (_, i) => {
     const fanout = setup.fanout ? new SharedFanout(shared, control) : undefined;
     const history = setup.history?.(i) ?? (setup.fanout ? sharedHistory : new InMemoryHistoryStore({ maxPerDestination: 0, maxAgeMs: 0 }));
-    return new ClusterNode(new KafkaBus(busOptions(setup.topics, { clusterName, nodeId: `n${i}`, fanout, history, ...setup.options })), fanout);
+    return new ClusterNode(
+      new KafkaBus(busOptions(setup.topics, { clusterName, nodeId: `n${i}`, fanout, history, ...setup.options })),
+      fanout,
+    );
   });
   return {
     nodes,
@@ -283,29 +293,59 @@ describe('kafka-codec', function () {
     expect(message.key).to.equal('/topic/a.b');
     expect(message.value).to.equal(body);
     const e = decodeRecord('chat', 3, consumed(input, '42'));
-    expect(e).to.deep.include({ id: 'chat-3-42', origin: 'n1', vhost: 'tenant', destination: '/topic/a.b', time: 1_700_000_000_123, position: 42 });
+    expect(e).to.deep.include({
+      id: 'chat-3-42',
+      origin: 'n1',
+      vhost: 'tenant',
+      destination: '/topic/a.b',
+      time: 1_700_000_000_123,
+      position: 42,
+    });
     expect(e?.headers).to.deep.equal([['k', 'v']]);
     expect(e?.body.equals(body)).to.equal(true);
   });
 
   it('keeps user headers in order, repeated and integer-like names included', function () {
-    const headers: [string, string][] = [['b', '1'], ['a', '2'], ['b', '3'], ['10', 'x'], ['2', 'y'], ['stompede-vhost', 'not ours']];
+    const headers: [string, string][] = [
+      ['b', '1'],
+      ['a', '2'],
+      ['b', '3'],
+      ['10', 'x'],
+      ['2', 'y'],
+      ['stompede-vhost', 'not ours'],
+    ];
     const e = decodeRecord('t', 0, consumed(envelope('/queue/q', 'x', { headers })));
     expect(e?.headers).to.deep.equal(headers);
     expect(e?.vhost).to.equal('/');
   });
 
   it('reads records from other producers: destination from the key, defaults for the rest', function () {
-    const e = decodeRecord('t', 1, { key: Buffer.from('/topic/x'), value: null, timestamp: '1234', attributes: 0, offset: '7', headers: {} });
+    const e = decodeRecord('t', 1, {
+      key: Buffer.from('/topic/x'),
+      value: null,
+      timestamp: '1234',
+      attributes: 0,
+      offset: '7',
+      headers: {},
+    });
     expect(e).to.deep.include({ id: 't-1-7', origin: '', vhost: '/', destination: '/topic/x', time: 1234, position: 7 });
     expect(e?.headers).to.deep.equal([]);
     expect(e?.body.length).to.equal(0);
-    const bad = decodeRecord('t', 1, { key: Buffer.from('/topic/x'), value: null, timestamp: '1', attributes: 0, offset: '8', headers: { [RECORD_HEADERS.headers]: Buffer.from('{"not":"pairs"}') } });
+    const bad = decodeRecord('t', 1, {
+      key: Buffer.from('/topic/x'),
+      value: null,
+      timestamp: '1',
+      attributes: 0,
+      offset: '8',
+      headers: { [RECORD_HEADERS.headers]: Buffer.from('{"not":"pairs"}') },
+    });
     expect(bad?.headers).to.deep.equal([]);
   });
 
   it('skips records that name no destination', function () {
-    expect(decodeRecord('t', 0, { key: null, value: Buffer.from('x'), timestamp: '1', attributes: 0, offset: '1', headers: {} })).to.equal(undefined);
+    expect(decodeRecord('t', 0, { key: null, value: Buffer.from('x'), timestamp: '1', attributes: 0, offset: '1', headers: {} })).to.equal(
+      undefined,
+    );
   });
 
   it('makes ids from coordinates, without ":"', function () {
@@ -315,14 +355,22 @@ describe('kafka-codec', function () {
 
 describe('KafkaBus options and lifecycle without Kafka', function () {
   const base = (): KafkaBusOptions => ({
-    brokers: ['127.0.0.1:9'], clusterName: 'c', nodeId: 'n', topics: ['t'], topicFor: () => 't',
+    brokers: ['127.0.0.1:9'],
+    clusterName: 'c',
+    nodeId: 'n',
+    topics: ['t'],
+    topicFor: () => 't',
     history: new InMemoryHistoryStore({ maxPerDestination: 0, maxAgeMs: 0 }),
   });
 
   it('reports every bad option at once, as a TypeError', function () {
     expect(() => new KafkaBus({ ...base(), brokers: ['nohost'], clusterName: 'a:b', topics: ['bad topic'], partitions: 0 }))
       .to.throw(TypeError)
-      .with.property('message').that.includes('"nohost" is not host:port').and.includes('clusterName').and.includes('"bad topic"').and.includes('partitions');
+      .with.property('message')
+      .that.includes('"nohost" is not host:port')
+      .and.includes('clusterName')
+      .and.includes('"bad topic"')
+      .and.includes('partitions');
   });
 
   it('rejects a publish before start, and uses the group the mode calls for', async function () {
@@ -331,7 +379,10 @@ describe('KafkaBus options and lifecycle without Kafka', function () {
     expect(new KafkaBus({ ...base(), fanout: new MemoryBus() }).groupId).to.equal('c');
     // The node id is chosen once, by the composition root: the bus makes none up.
     expect(() => new KafkaBus({ ...base(), nodeId: '' })).to.throw(TypeError, 'nodeId ""');
-    const error: unknown = await perNode.publish(envelope('/topic/x', 'x')).then(() => undefined, (e: unknown) => e);
+    const error: unknown = await perNode.publish(envelope('/topic/x', 'x')).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(error).to.be.instanceOf(BridgeError).and.include({ code: KAFKA_ERRORS.ERR_KAFKA_NOT_RUNNING });
     expect(perNode.healthy).to.equal(false);
     await perNode.close();
@@ -346,7 +397,14 @@ describe('KafkaBus on Kafka', function () {
     if (brokers.length === 0) requireService('kafka');
   });
 
-  const conformance = { ordered: true, durable: true, crossNode: true, filters: false, deliveryMs: DELIVERY_MS, unreachable: unreachableBus };
+  const conformance = {
+    ordered: true,
+    durable: true,
+    crossNode: true,
+    filters: false,
+    deliveryMs: DELIVERY_MS,
+    unreachable: unreachableBus,
+  };
 
   describe('with a fanout (one consumer group per cluster)', function () {
     const topics = testTopics('fan');
@@ -357,7 +415,11 @@ describe('KafkaBus on Kafka', function () {
     const topics = testTopics('own');
     // Every make() is a new cluster of new node identities; a group that has never committed starts at the
     // oldest record here so the durable check applies. Resuming by node identity is checked further down.
-    busConformance('kafka, per-node groups, two nodes', () => kafkaCluster({ fanout: false, topics, options: { fromBeginning: true } }), conformance);
+    busConformance(
+      'kafka, per-node groups, two nodes',
+      () => kafkaCluster({ fanout: false, topics, options: { fromBeginning: true } }),
+      conformance,
+    );
   });
 
   describe('the pipeline (two nodes with a fanout, one history store)', function () {
@@ -379,8 +441,11 @@ describe('KafkaBus on Kafka', function () {
     });
 
     const everyNodeHas = (destination: string, count: number, ms = DELIVERY_MS): Promise<void> =>
-      until(() => recorders.every((r) => r.unique(destination).length >= count), ms,
-        () => `${count} on ${destination}; have ${recorders.map((r) => r.unique(destination).length).join(', ')}`);
+      until(
+        () => recorders.every((r) => r.unique(destination).length >= count),
+        ms,
+        () => `${count} on ${destination}; have ${recorders.map((r) => r.unique(destination).length).join(', ')}`,
+      );
 
     it('sends 2,000 concurrent publishes in a handful of Kafka requests, and delivers them in order', async function () {
       const d = uniqueDestination('topic', 'batch');
@@ -392,10 +457,13 @@ describe('KafkaBus on Kafka', function () {
       node(0).kafka.events.off('batch', onBatch);
       const after = node(0).kafka.stats;
       expect(after.published - before.published).to.equal(2_000);
-      expect(after.batches - before.batches).to.equal(batchEvents).and.be.at.most(10);
+      expect(after.batches - before.batches)
+        .to.equal(batchEvents)
+        .and.be.at.most(10);
       expect(after.produceRequests - before.produceRequests).to.be.at.most(20);
       await everyNodeHas(d, 2_000);
-      for (const r of recorders) expect(r.unique(d).map((e) => Number(e.body.toString()))).to.deep.equal(Array.from({ length: 2_000 }, (_, i) => i));
+      for (const r of recorders)
+        expect(r.unique(d).map((e) => Number(e.body.toString()))).to.deep.equal(Array.from({ length: 2_000 }, (_, i) => i));
     });
 
     it('appends every topic record to history once, at its offset, and queue records not at all', async function () {
@@ -406,7 +474,11 @@ describe('KafkaBus on Kafka', function () {
       for (const d of dests) await everyNodeHas(d, 150);
       for (const d of dests) {
         const delivered = (recorders[0] as Recorder).unique(d);
-        await until(() => delivered.every((e) => history.appends.has(e.id)), DELIVERY_MS, () => `history of ${d}`);
+        await until(
+          () => delivered.every((e) => history.appends.has(e.id)),
+          DELIVERY_MS,
+          () => `history of ${d}`,
+        );
         const stored = await history.read('/', d, { all: true }, 1_000);
         expect(stored.map((r) => r.id)).to.deep.equal(delivered.map((e) => e.id));
         for (const r of stored) {
@@ -414,7 +486,11 @@ describe('KafkaBus on Kafka', function () {
           expect(history.appends.get(r.id)).to.equal(1);
         }
       }
-      await until(() => queues.pushed.some((e) => e.destination === queue), DELIVERY_MS, () => 'the queue record at the shared queues');
+      await until(
+        () => queues.pushed.some((e) => e.destination === queue),
+        DELIVERY_MS,
+        () => 'the queue record at the shared queues',
+      );
       expect(await history.read('/', queue, { all: true }, 10)).to.deep.equal([]);
       // Queue records go to the shared queues, not to every node.
       for (const r of recorders) expect(r.for(queue)).to.deep.equal([]);
@@ -431,7 +507,11 @@ describe('KafkaBus on Kafka', function () {
         await everyNodeHas(d, 50);
         const ids = (recorders[0] as Recorder).unique(d).map((e) => e.id);
         expect(ids.some((id) => history.appends.has(id))).to.equal(false);
-        await until(() => retries.includes('history'), DELIVERY_MS, () => 'a history retry');
+        await until(
+          () => retries.includes('history'),
+          DELIVERY_MS,
+          () => 'a history retry',
+        );
         await waitQuiet(1_000); // several commit ticks
         const { partition, offset: first } = coordinates(ids[0] as string);
         const commits = await committed(cluster.clusterName, topics.topics);
@@ -441,13 +521,18 @@ describe('KafkaBus on Kafka', function () {
         for (const n of cluster.nodes) n.kafka.events.off('retry', onRetry);
       }
       const ids = (recorders[0] as Recorder).unique(d).map((e) => e.id);
-      await until(() => ids.every((id) => history.appends.has(id)), 15_000, () => `history catching up (${ids.filter((id) => history.appends.has(id)).length}/50)`);
+      await until(
+        () => ids.every((id) => history.appends.has(id)),
+        15_000,
+        () => `history catching up (${ids.filter((id) => history.appends.has(id)).length}/50)`,
+      );
       const stored = await history.read('/', d, { all: true }, 100);
       expect(stored.map((r) => r.body.toString())).to.deep.equal(Array.from({ length: 50 }, (_, i) => String(i)));
       const { partition, offset: last } = coordinates(ids[ids.length - 1] as string);
       let commit: number;
       const deadline = Date.now() + 10_000;
-      while ((commit = (await committed(cluster.clusterName, topics.topics)).get(partition) ?? -1) <= last && Date.now() < deadline) await sleep(250);
+      while ((commit = (await committed(cluster.clusterName, topics.topics)).get(partition) ?? -1) <= last && Date.now() < deadline)
+        await sleep(250);
       expect(commit, 'committed offset once history is back').to.be.above(last);
     });
 
@@ -462,7 +547,8 @@ describe('KafkaBus on Kafka', function () {
         cluster.control.failing = false;
       }
       await everyNodeHas(d, 40, 15_000);
-      for (const r of recorders) expect(r.unique(d).map((e) => Number(e.body.toString()))).to.deep.equal(Array.from({ length: 40 }, (_, i) => i));
+      for (const r of recorders)
+        expect(r.unique(d).map((e) => Number(e.body.toString()))).to.deep.equal(Array.from({ length: 40 }, (_, i) => i));
     });
   });
 
@@ -471,21 +557,38 @@ describe('KafkaBus on Kafka', function () {
       const port = await closedPort();
       const bus = unreachableBus(port);
       const started = Date.now();
-      const error: unknown = await bus.start(() => {}).then(() => undefined, (e: unknown) => e);
+      const error: unknown = await bus
+        .start(() => {})
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
       expect(Date.now() - started).to.be.below(8_000);
       expect(error).to.be.instanceOf(BridgeError).and.include({ code: KAFKA_ERRORS.ERR_KAFKA_UNREACHABLE, retriable: true });
-      expect((error as Error).message).to.include(`127.0.0.1:${port}`).and.include('Check that the brokers are running');
+      expect((error as Error).message)
+        .to.include(`127.0.0.1:${port}`)
+        .and.include('Check that the brokers are running');
       await bus.close();
     });
 
     it('sends publishes still waiting in a batch when it closes, then rejects new ones', async function () {
       const topics = testTopics(`flush${randomBytes(2).toString('hex')}`);
-      const bus = new KafkaBus(busOptions(topics, { clusterName: `flush${RUN}`, nodeId: 'n0', history: new InMemoryHistoryStore({ maxPerDestination: 0, maxAgeMs: 0 }), lingerMs: 5_000 }));
+      const bus = new KafkaBus(
+        busOptions(topics, {
+          clusterName: `flush${RUN}`,
+          nodeId: 'n0',
+          history: new InMemoryHistoryStore({ maxPerDestination: 0, maxAgeMs: 0 }),
+          lingerMs: 5_000,
+        }),
+      );
       await bus.start(() => {});
       const sends = Array.from({ length: 100 }, (_, i) => bus.publish(envelope('/topic/flush', String(i))));
       await bus.close();
       await Promise.all(sends);
-      const late: unknown = await bus.publish(envelope('/topic/flush', 'late')).then(() => undefined, (e: unknown) => e);
+      const late: unknown = await bus.publish(envelope('/topic/flush', 'late')).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
       expect(late).to.be.instanceOf(BridgeError);
       const a = admin();
       await a.connect();
@@ -500,7 +603,8 @@ describe('KafkaBus on Kafka', function () {
     it('a per-node group resumes after a restart with what was published while it was down; a new node starts at the end', async function () {
       const topics = testTopics('resume');
       const clusterName = `resume${RUN}`;
-      const make = (nodeId: string): KafkaBus => new KafkaBus(busOptions(topics, { clusterName, nodeId, history: new InMemoryHistoryStore({ maxPerDestination: 0, maxAgeMs: 0 }) }));
+      const make = (nodeId: string): KafkaBus =>
+        new KafkaBus(busOptions(topics, { clusterName, nodeId, history: new InMemoryHistoryStore({ maxPerDestination: 0, maxAgeMs: 0 }) }));
       const d = uniqueDestination('topic', 'resume');
       const publisher = make('p');
       await publisher.start(() => {});
@@ -509,20 +613,32 @@ describe('KafkaBus on Kafka', function () {
       try {
         await a.start(a1.deliver);
         await publisher.publish(envelope(d, 'm1'));
-        await until(() => a1.for(d).length === 1, DELIVERY_MS, () => 'm1 at a');
+        await until(
+          () => a1.for(d).length === 1,
+          DELIVERY_MS,
+          () => 'm1 at a',
+        );
         await a.close();
         await publisher.publish(envelope(d, 'm2'));
         await publisher.publish(envelope(d, 'm3'));
         const a2 = new Recorder();
         a = make('a');
         await a.start(a2.deliver);
-        await until(() => a2.unique(d).length >= 2, DELIVERY_MS, () => 'm2 and m3 at the restarted a');
+        await until(
+          () => a2.unique(d).length >= 2,
+          DELIVERY_MS,
+          () => 'm2 and m3 at the restarted a',
+        );
         const fresh = new Recorder();
         const z = make('z');
         try {
           await z.start(fresh.deliver);
           await publisher.publish(envelope(d, 'm4'));
-          await until(() => fresh.for(d).length >= 1 && a2.unique(d).length >= 3, DELIVERY_MS, () => 'm4 at z and a');
+          await until(
+            () => fresh.for(d).length >= 1 && a2.unique(d).length >= 3,
+            DELIVERY_MS,
+            () => 'm4 at z and a',
+          );
           await waitQuiet(300);
           expect(a2.unique(d).map((e) => e.body.toString())).to.deep.equal(['m2', 'm3', 'm4']);
           expect(fresh.unique(d).map((e) => e.body.toString())).to.deep.equal(['m4']);
@@ -548,7 +664,14 @@ describe('KafkaBus on Kafka', function () {
       };
       const topics = testTopics('outage');
       const r = new Recorder();
-      const bus = new KafkaBus(busOptions(topics, { clusterName: `outage${RUN}`, nodeId: 'n0', history: new InMemoryHistoryStore({ maxPerDestination: 0, maxAgeMs: 0 }), client: { socketFactory } }));
+      const bus = new KafkaBus(
+        busOptions(topics, {
+          clusterName: `outage${RUN}`,
+          nodeId: 'n0',
+          history: new InMemoryHistoryStore({ maxPerDestination: 0, maxAgeMs: 0 }),
+          client: { socketFactory },
+        }),
+      );
       const d = uniqueDestination('topic', 'outage');
       try {
         await bus.start(r.deliver);
@@ -557,19 +680,33 @@ describe('KafkaBus on Kafka', function () {
         // As a broker going away does: open connections reset, new ones refused.
         for (const s of sockets) s.destroy(Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' }));
         const started = Date.now();
-        const error: unknown = await bus.publish(envelope(d, 'during')).then(() => undefined, (e: unknown) => e);
+        const error: unknown = await bus.publish(envelope(d, 'during')).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
         expect(error).to.be.instanceOf(BridgeError).and.include({ code: KAFKA_ERRORS.ERR_KAFKA_PUBLISH });
         expect(Date.now() - started).to.be.below(30_000);
         expect(bus.healthy).to.equal(false);
         down = false;
         let ok = false;
         for (let attempt = 0; attempt < 10 && !ok; attempt++) {
-          ok = await bus.publish(envelope(d, 'after')).then(() => true, () => false);
+          ok = await bus.publish(envelope(d, 'after')).then(
+            () => true,
+            () => false,
+          );
           if (!ok) await sleep(1_000);
         }
         expect(ok, 'a publish succeeds once Kafka is back').to.equal(true);
-        await until(() => r.unique(d).some((e) => e.body.toString() === 'after'), 30_000, () => 'delivery after the outage');
-        await until(() => bus.healthy, 30_000, () => 'healthy again');
+        await until(
+          () => r.unique(d).some((e) => e.body.toString() === 'after'),
+          30_000,
+          () => 'delivery after the outage',
+        );
+        await until(
+          () => bus.healthy,
+          30_000,
+          () => 'healthy again',
+        );
         expect(r.unique(d).map((e) => e.body.toString())).to.include.members(['before', 'after']);
       } finally {
         down = false;
@@ -621,7 +758,15 @@ describe('KafkaBus on Kafka', function () {
         await bus.start(() => {});
         process.send({ ready: true });
       `;
-      const config = { brokers, clusterName, nodeId: 'doomed', topics: [topics.topics, topics.queues], partitions: 4, sessionTimeoutMs: SESSION_MS, commitIntervalMs: 200 };
+      const config = {
+        brokers,
+        clusterName,
+        nodeId: 'doomed',
+        topics: [topics.topics, topics.queues],
+        partitions: 4,
+        sessionTimeoutMs: SESSION_MS,
+        commitIntervalMs: 200,
+      };
       child = spawn(process.execPath, ['--input-type=module', '-e', script], {
         stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
         env: {
@@ -647,10 +792,24 @@ describe('KafkaBus on Kafka', function () {
           });
         }
       });
-      await until(() => ready, DELIVERY_MS, () => 'the child node to start');
+      await until(
+        () => ready,
+        DELIVERY_MS,
+        () => 'the child node to start',
+      );
 
       const fanout = new SharedFanout(shared, { failing: false, published: 0 });
-      const survivor = new ClusterNode(new KafkaBus(busOptions(topics, { clusterName, nodeId: 'survivor', fanout, history: new InMemoryHistoryStore({ maxPerDestination: 0, maxAgeMs: 0 }) })), fanout);
+      const survivor = new ClusterNode(
+        new KafkaBus(
+          busOptions(topics, {
+            clusterName,
+            nodeId: 'survivor',
+            fanout,
+            history: new InMemoryHistoryStore({ maxPerDestination: 0, maxAgeMs: 0 }),
+          }),
+        ),
+        fanout,
+      );
       await survivor.start(observed.deliver);
       try {
         const dests = Array.from({ length: 12 }, (_, i) => uniqueDestination('topic', `crash${i}`));
@@ -666,10 +825,16 @@ describe('KafkaBus on Kafka', function () {
           await sleep(5);
         }
         expect(killedAt, 'the child took part before it was killed').to.be.at.least(0);
-        await until(() => dests.every((d) => observed.unique(d).length === perDest), 45_000,
-          () => `all ${total} after the crash; have ${dests.map((d) => observed.unique(d).length).reduce((a, b) => a + b, 0)}`);
+        await until(
+          () => dests.every((d) => observed.unique(d).length === perDest),
+          45_000,
+          () => `all ${total} after the crash; have ${dests.map((d) => observed.unique(d).length).reduce((a, b) => a + b, 0)}`,
+        );
         for (const d of dests) {
-          expect(observed.unique(d).map((e) => Number(e.body.toString())), d).to.deep.equal(Array.from({ length: perDest }, (_, i) => i));
+          expect(
+            observed.unique(d).map((e) => Number(e.body.toString())),
+            d,
+          ).to.deep.equal(Array.from({ length: perDest }, (_, i) => i));
         }
       } finally {
         await survivor.close();

@@ -89,7 +89,11 @@ describe('bridge › kafka › ProducerBatcher', () => {
     await until(() => fake.batches.length === 3, 'the third batch');
     fake.batches[2]?.done.resolve();
     await Promise.all(published);
-    expect(fake.batches.map((b) => [b.messages, b.bytes])).to.deep.equal([[['a', 'b'], 600], [['c'], 300], [['big'], 1_000]]);
+    expect(fake.batches.map((b) => [b.messages, b.bytes])).to.deep.equal([
+      [['a', 'b'], 600],
+      [['c'], 300],
+      [['big'], 1_000],
+    ]);
   });
 
   it('lingerMs 0 sends what one turn of the event loop published as one batch', async () => {
@@ -120,7 +124,12 @@ describe('bridge › kafka › ProducerBatcher', () => {
   it('rejects every publish of a failed batch with its error, and goes on with the next batch', async () => {
     const fake = new FakeSend();
     const batcher = new ProducerBatcher<string>({ lingerMs: 0, maxBatchMessages: 2, maxBatchBytes: 1_000_000, send: fake.send });
-    const outcomes = ['a', 'b', 'c'].map((m) => batcher.add('t', m, 1).then(() => 'ok', (e: unknown) => e));
+    const outcomes = ['a', 'b', 'c'].map((m) =>
+      batcher.add('t', m, 1).then(
+        () => 'ok',
+        (e: unknown) => e,
+      ),
+    );
     const failure = new BridgeError('ERR_TEST', 'not acknowledged', true);
     fake.batches[0]?.done.reject(failure);
     await until(() => fake.batches.length === 2, 'the batch after the failed one');
@@ -131,7 +140,9 @@ describe('bridge › kafka › ProducerBatcher', () => {
   it('wraps a send that throws a non-Error, and a send that throws synchronously', async () => {
     let calls = 0;
     const batcher = new ProducerBatcher<string>({
-      lingerMs: 0, maxBatchMessages: 1, maxBatchBytes: 1_000_000,
+      lingerMs: 0,
+      maxBatchMessages: 1,
+      maxBatchBytes: 1_000_000,
       send: () => {
         calls++;
         if (calls === 1) throw new Error('sync throw');
@@ -140,8 +151,14 @@ describe('bridge › kafka › ProducerBatcher', () => {
         return Promise.reject('a string');
       },
     });
-    const first = await batcher.add('t', 'a', 1).then(() => undefined, (e: unknown) => e);
-    const second = await batcher.add('t', 'b', 1).then(() => undefined, (e: unknown) => e);
+    const first = await batcher.add('t', 'a', 1).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    const second = await batcher.add('t', 'b', 1).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(first).to.be.instanceOf(Error).with.property('message', 'sync throw');
     expect(second).to.be.instanceOf(Error).with.property('message', 'a string');
   });
@@ -160,7 +177,10 @@ describe('bridge › kafka › ProducerBatcher', () => {
     await Promise.all(sent);
 
     const late = new ProducerBatcher<string>({ lingerMs: 50, maxBatchMessages: 100, maxBatchBytes: 1_000_000, send: fake.send });
-    const unsent = late.add('t', 'x', 1).then(() => 'sent', (e: unknown) => e);
+    const unsent = late.add('t', 'x', 1).then(
+      () => 'sent',
+      (e: unknown) => e,
+    );
     const closed = new BridgeError('ERR_CLOSED', 'closed', false);
     late.rejectQueued(closed);
     expect(await unsent).to.equal(closed);
@@ -257,7 +277,12 @@ describe('bridge › kafka › OffsetCommits', () => {
     a.track(6, 1); // not done
     b.step(b.track(0, 1));
     const done = commits.commit();
-    expect(calls.map((c) => c.offsets)).to.deep.equal([[{ topic: 't', partition: 0, offset: 6 }, { topic: 't', partition: 1, offset: 1 }]]);
+    expect(calls.map((c) => c.offsets)).to.deep.equal([
+      [
+        { topic: 't', partition: 0, offset: 6 },
+        { topic: 't', partition: 1, offset: 1 },
+      ],
+    ]);
     calls[0]?.done.resolve();
     await done;
     expect(committed).to.deep.equal([calls[0]?.offsets]);
@@ -377,18 +402,27 @@ describe('bridge › kafka › HistoryWriter', () => {
     await until(() => h.retries.length === 1, 'the retry report');
     expect(h.retries[0]).to.deep.equal({ attempt: 1, delayMs: 5 });
     await until(() => h.appends.length === 2, 'the retried append');
-    expect(h.appends.map((a) => a.id), 'the failed record goes again before the next').to.deep.equal(['r0', 'r0']);
+    expect(
+      h.appends.map((a) => a.id),
+      'the failed record goes again before the next',
+    ).to.deep.equal(['r0', 'r0']);
     expect(h.progress.committable).to.equal(0);
     h.appends[1]?.done.reject(new Error('still down'));
     await until(() => h.appends.length === 3, 'the second retry');
-    expect(h.retries.map((r) => r.attempt), 'consecutive failures back off further').to.deep.equal([1, 2]);
+    expect(
+      h.retries.map((r) => r.attempt),
+      'consecutive failures back off further',
+    ).to.deep.equal([1, 2]);
     expect(h.retries[1]?.delayMs).to.equal(10);
     h.appends[2]?.done.resolve();
     await until(() => h.appends.length === 4, 'r1 after r0 is stored');
     // r1 now fails while r2 still waits behind it in the queue: r1 still goes first.
     h.appends[3]?.done.reject(new Error('down again'));
     await until(() => h.appends.length === 5, 'the retry of r1');
-    expect(h.retries.map((r) => r.attempt), 'a success resets the backoff').to.deep.equal([1, 2, 1]);
+    expect(
+      h.retries.map((r) => r.attempt),
+      'a success resets the backoff',
+    ).to.deep.equal([1, 2, 1]);
     h.appends[4]?.done.resolve();
     await until(() => h.appends.length === 6, 'r2');
     h.appends[5]?.done.resolve();

@@ -30,7 +30,12 @@ const DB_NAME = 'stompede_test';
 
 function mongoStore(options: Partial<MongoHistoryOptions> = {}): MongoHistoryStore {
   return new MongoHistoryStore({
-    url: MONGO_URL as string, dbName: DB_NAME, collectionPrefix: PREFIX, retention: NO_LIMITS, pruneIntervalMs: 0, ...options,
+    url: MONGO_URL as string,
+    dbName: DB_NAME,
+    collectionPrefix: PREFIX,
+    retention: NO_LIMITS,
+    pruneIntervalMs: 0,
+    ...options,
   });
 }
 
@@ -46,7 +51,7 @@ async function deleteRedisKeys(url: string, pattern: string): Promise<void> {
   try {
     let cursor = '0';
     do {
-      const reply = await client.sendCommand(['SCAN', cursor, 'MATCH', pattern, 'COUNT', '1000']) as [string, string[]];
+      const reply = (await client.sendCommand(['SCAN', cursor, 'MATCH', pattern, 'COUNT', '1000'])) as [string, string[]];
       cursor = reply[0];
       if (reply[1].length > 0) await client.sendCommand(['DEL', ...reply[1]]);
     } while (cursor !== '0');
@@ -91,8 +96,15 @@ async function rejection(promise: Promise<unknown>): Promise<unknown> {
 
 function record(destination: string, position: number, over: Partial<HistoryRecord> = {}): HistoryRecord {
   return {
-    id: uniqueName('m'), origin: 'node-a', vhost: '/', destination, position,
-    headers: [['n', String(position)]], body: Buffer.from(`body ${position}`), time: Date.now(), ...over,
+    id: uniqueName('m'),
+    origin: 'node-a',
+    vhost: '/',
+    destination,
+    position,
+    headers: [['n', String(position)]],
+    body: Buffer.from(`body ${position}`),
+    time: Date.now(),
+    ...over,
   };
 }
 
@@ -156,7 +168,11 @@ describe('bridge › history › mongo', function () {
     if (MONGO_URL === undefined) return;
     const client = new MongoClient(MONGO_URL, { serverSelectionTimeoutMS: 5_000 });
     try {
-      await client.db(DB_NAME).collection(`${PREFIX}history`).drop().catch(() => undefined);
+      await client
+        .db(DB_NAME)
+        .collection(`${PREFIX}history`)
+        .drop()
+        .catch(() => undefined);
     } finally {
       await client.close();
     }
@@ -184,13 +200,22 @@ describe('bridge › history › mongo', function () {
       expect(() => new MongoHistoryStore({ retention: NO_LIMITS })).to.throw(TypeError, /exactly one of `url` and `db`/);
       const client = new MongoClient(MONGO_URL as string);
       expect(() => new MongoHistoryStore({ url: MONGO_URL as string, db: client.db('x'), retention: NO_LIMITS })).to.throw(TypeError);
-      expect(() => new MongoHistoryStore({ url: MONGO_URL as string, retention: { maxPerDestination: -1, maxAgeMs: 0 } })).to.throw(TypeError);
+      expect(() => new MongoHistoryStore({ url: MONGO_URL as string, retention: { maxPerDestination: -1, maxAgeMs: 0 } })).to.throw(
+        TypeError,
+      );
     });
 
     it('stores one document per message: _id the message id, headers flat, body binary, time a date, and an index for range reads', async () => {
       const store = open();
       const destination = `/topic/${uniqueName()}`;
-      const r = record(destination, 3, { headers: [['b', '1'], ['a', '2']], body: Buffer.from([0, 1, 2]), time: 1_700_000_000_123 });
+      const r = record(destination, 3, {
+        headers: [
+          ['b', '1'],
+          ['a', '2'],
+        ],
+        body: Buffer.from([0, 1, 2]),
+        time: 1_700_000_000_123,
+      });
       await store.append(r);
       await store.append(r);
       const client = new MongoClient(MONGO_URL as string);
@@ -277,7 +302,11 @@ describe('bridge › history › mongo', function () {
     });
 
     it('fails fast with a retriable BridgeError when no server answers', async () => {
-      const store = new MongoHistoryStore({ url: 'mongodb://127.0.0.1:9/?directConnection=true', retention: NO_LIMITS, serverSelectionTimeoutMs: 500 });
+      const store = new MongoHistoryStore({
+        url: 'mongodb://127.0.0.1:9/?directConnection=true',
+        retention: NO_LIMITS,
+        serverSelectionTimeoutMs: 500,
+      });
       opened.push(store);
       const t0 = Date.now();
       const error = await rejection(store.append(record(`/topic/${uniqueName()}`, 0)));
@@ -297,7 +326,8 @@ describe('bridge › history › mongo', function () {
     historyConformance('CachedHistoryStore(redis, mongo)', async (retention = NO_LIMITS) => cachedStore(mongoStore({ retention })), {
       persistent: true,
       resumesKafkaIds: true,
-      prune: (store) => (store instanceof CachedHistoryStore && store.inner instanceof MongoHistoryStore ? store.inner.prune() : Promise.resolve()),
+      prune: (store) =>
+        store instanceof CachedHistoryStore && store.inner instanceof MongoHistoryStore ? store.inner.prune() : Promise.resolve(),
     });
 
     describe('cache behaviour', () => {
@@ -374,7 +404,9 @@ describe('bridge › history › mongo', function () {
           expect(inner.reads).to.equal(reads);
           // All 7 records, and the marker saying they are all there is.
           expect(await real.sendCommand(['ZCARD', key])).to.equal(8);
-          expect(await real.sendCommand(['PTTL', key])).to.be.a('number').greaterThan(0);
+          expect(await real.sendCommand(['PTTL', key]))
+            .to.be.a('number')
+            .greaterThan(0);
         } finally {
           await real.close();
         }
@@ -439,7 +471,11 @@ describe('bridge › history › mongo', function () {
       const client = new MongoClient(MONGO_URL, { serverSelectionTimeoutMS: 5_000 });
       try {
         const db = /^mongodb(?:\+srv)?:\/\/[^/?]*\/([^?#]+)/.exec(MONGO_URL)?.[1] ?? 'stompede';
-        await client.db(decodeURIComponent(db)).collection(`${cluster}_history`).drop().catch(() => undefined);
+        await client
+          .db(decodeURIComponent(db))
+          .collection(`${cluster}_history`)
+          .drop()
+          .catch(() => undefined);
       } finally {
         await client.close();
       }
@@ -556,7 +592,7 @@ describe('bridge › history › mongo', function () {
       const error = await rejection(store.read('/', destination, { last: 9 }, 100));
       expect(error).to.be.instanceOf(BridgeError);
       expect((error as BridgeError).retriable).to.equal(true);
-      expect((await rejection(store.read('/', destination, { all: true }, 100)) as BridgeError).retriable).to.equal(true);
+      expect(((await rejection(store.read('/', destination, { all: true }, 100))) as BridgeError).retriable).to.equal(true);
       const appendError = await rejection(store.append(record(destination, 10)));
       expect((appendError as BridgeError).retriable).to.equal(true);
       // A failed append reached neither store.

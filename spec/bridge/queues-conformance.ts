@@ -25,8 +25,15 @@ export interface QueuesConformanceOptions {
 
 let seq = 0;
 function message(queue: string, body: string, vhost = '/'): BusEnvelope {
-  return { id: `q${process.pid.toString(36)}-${Date.now().toString(36)}-${(++seq).toString(36)}`, origin: 'conformance', vhost,
-    destination: queue, headers: [['x-n', body]], body: Buffer.from(body), time: Date.now() };
+  return {
+    id: `q${process.pid.toString(36)}-${Date.now().toString(36)}-${(++seq).toString(36)}`,
+    origin: 'conformance',
+    vhost,
+    destination: queue,
+    headers: [['x-n', body]],
+    body: Buffer.from(body),
+    time: Date.now(),
+  };
 }
 
 const bodies = (ms: readonly SharedQueueMessage[]): string[] => ms.map((m) => m.envelope.body.toString());
@@ -57,7 +64,11 @@ export function sharedQueuesConformance(name: string, make: () => Promise<Queues
 
     it('is named and healthy once started', async function () {
       for (const n of cluster.nodes) expect(n.name).to.be.a('string').and.not.equal('');
-      await until(() => cluster.nodes.every((n) => n.healthy), deliveryMs, () => 'every node healthy');
+      await until(
+        () => cluster.nodes.every((n) => n.healthy),
+        deliveryMs,
+        () => 'every node healthy',
+      );
     });
 
     it('hands out messages oldest first, envelope intact, never delivered before (deliveries 0)', async function () {
@@ -115,7 +126,10 @@ export function sharedQueuesConformance(name: string, make: () => Promise<Queues
       if (a === undefined || b === undefined) throw new Error('expected two messages');
       await node(0).requeue('/', nameOf(q), { envelope: a.envelope, deliveries: a.deliveries + 1 });
       const next = await node(1).take('/', nameOf(q), 10);
-      expect(next.map((m) => [m.envelope.body.toString(), m.deliveries])).to.deep.equal([['a', 1], ['c', 0]]);
+      expect(next.map((m) => [m.envelope.body.toString(), m.deliveries])).to.deep.equal([
+        ['a', 1],
+        ['c', 0],
+      ]);
       await node(0).ack('/', nameOf(q), b.envelope.id);
       for (const m of next) await node(1).ack('/', nameOf(q), m.envelope.id);
     });
@@ -139,10 +153,18 @@ export function sharedQueuesConformance(name: string, make: () => Promise<Queues
       node(1).attach('/', nameOf(q), () => calls++);
       try {
         // attach itself looks once (messages may already be there); a push must cause at least one more call.
-        await until(() => calls >= 1, deliveryMs, () => 'the first look after attach');
+        await until(
+          () => calls >= 1,
+          deliveryMs,
+          () => 'the first look after attach',
+        );
         const before = calls;
         await node(0).push(message(q, 'ping'));
-        await until(() => calls > before, deliveryMs, () => 'a call after the push');
+        await until(
+          () => calls > before,
+          deliveryMs,
+          () => 'a call after the push',
+        );
         const got = await node(1).take('/', nameOf(q), 10);
         expect(bodies(got)).to.deep.equal(['ping']);
         for (const m of got) await node(1).ack('/', nameOf(q), m.envelope.id);
@@ -167,11 +189,14 @@ export function sharedQueuesConformance(name: string, make: () => Promise<Queues
         const back: SharedQueueMessage[] = [];
         const deadline = Date.now() + deliveryMs;
         while (back.length < 2 && Date.now() < deadline) {
-          back.push(...await node(0).take('/', nameOf(q), 10));
+          back.push(...(await node(0).take('/', nameOf(q), 10)));
           if (back.length < 2) await new Promise((resolve) => setTimeout(resolve, 100));
         }
         // Order among the returned ones is not part of the contract (Redis hands a hash back in no set order).
-        expect(back.map((m) => [m.envelope.body.toString(), m.deliveries]).sort()).to.deep.equal([['x', 1], ['y', 1]]);
+        expect(back.map((m) => [m.envelope.body.toString(), m.deliveries]).sort()).to.deep.equal([
+          ['x', 1],
+          ['y', 1],
+        ]);
         for (const m of back) await node(0).ack('/', nameOf(q), m.envelope.id);
       });
     }
@@ -183,8 +208,14 @@ export function sharedQueuesConformance(name: string, make: () => Promise<Queues
         const queues = unreachable(await closedPort());
         const t0 = Date.now();
         try {
-          const start = await queues.start().then(() => undefined, (error: unknown) => error);
-          const take = await queues.take('/', 'void', 1).then(() => undefined, (error: unknown) => error);
+          const start = await queues.start().then(
+            () => undefined,
+            (error: unknown) => error,
+          );
+          const take = await queues.take('/', 'void', 1).then(
+            () => undefined,
+            (error: unknown) => error,
+          );
           expect(start ?? take, 'start or take rejects').to.be.instanceOf(Error);
           expect(take).to.be.instanceOf(Error);
           expect(queues.healthy).to.equal(false);

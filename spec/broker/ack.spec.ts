@@ -2,7 +2,19 @@ import { expect } from 'chai';
 import { uniqueName } from '../support/broker.js';
 import { stompFrame, type TcpRawClient } from '../support/raw.js';
 import {
-  LEGACY, V11, V12, expectError, expectQuiet, expectReceipt, header, messageWire, nextMessage, publish, subscribe, useBroker, withReceipt,
+  LEGACY,
+  V11,
+  V12,
+  expectError,
+  expectQuiet,
+  expectReceipt,
+  header,
+  messageWire,
+  nextMessage,
+  publish,
+  subscribe,
+  useBroker,
+  withReceipt,
   type Harness,
 } from './harness.js';
 
@@ -40,7 +52,9 @@ describe('broker › wire › ACK and NACK', () => {
           const ack = header(m, 'ack');
           expect(ack).to.match(/^[^:\\\s]+$/);
           acks.add(ack);
-          expect(m.raw.toString()).to.equal(messageWire({ subscription: 'sub', ack, destination, messageId: header(m, 'message-id'), body: m.text }).toString());
+          expect(m.raw.toString()).to.equal(
+            messageWire({ subscription: 'sub', ack, destination, messageId: header(m, 'message-id'), body: m.text }).toString(),
+          );
         }
         expect(acks.size).to.equal(5);
       });
@@ -74,7 +88,10 @@ describe('broker › wire › ACK and NACK', () => {
 
     it('1.1: ACK message-id + subscription', async () => {
       const { destination, consumer, messages } = await delivered(h, 'client-individual', 2, V11);
-      await withReceipt(consumer, 'ACK', [['message-id', header(messages[1]!, 'message-id')], ['subscription', 'sub']]);
+      await withReceipt(consumer, 'ACK', [
+        ['message-id', header(messages[1]!, 'message-id')],
+        ['subscription', 'sub'],
+      ]);
       consumer.close();
       expect(await leftOver(h, destination, 1)).to.deep.equal(['m1']);
     });
@@ -96,7 +113,11 @@ describe('broker › wire › ACK and NACK', () => {
     it('as stompit sends it: id, message-id and subscription together', async () => {
       const { destination, consumer, messages } = await delivered(h, 'client-individual', 1);
       const m = messages[0]!;
-      await withReceipt(consumer, 'ACK', [['subscription', 'sub'], ['message-id', header(m, 'message-id')], ['id', header(m, 'ack')]]);
+      await withReceipt(consumer, 'ACK', [
+        ['subscription', 'sub'],
+        ['message-id', header(m, 'message-id')],
+        ['id', header(m, 'ack')],
+      ]);
       consumer.close();
       expect(await leftOver(h, destination, 0)).to.deep.equal([]);
     });
@@ -117,7 +138,11 @@ describe('broker › wire › ACK and NACK', () => {
       it(`1.2: refuses ${kind} without id`, async () => {
         const c = await h.client(V12);
         c.send(stompFrame(kind, { subscription: 'sub', receipt: 'k' }));
-        await expectError(c, { message: `${kind} frame is missing the "id" header`, receiptId: 'k', body: `The id header is required on ${kind}.\n` });
+        await expectError(c, {
+          message: `${kind} frame is missing the "id" header`,
+          receiptId: 'k',
+          body: `The id header is required on ${kind}.\n`,
+        });
       });
 
       it(`1.1: refuses ${kind} without message-id`, async () => {
@@ -132,14 +157,21 @@ describe('broker › wire › ACK and NACK', () => {
       const ack = header(messages[0]!, 'ack');
       await withReceipt(consumer, 'ACK', [['id', ack]]);
       consumer.send(stompFrame('ACK', { id: ack, receipt: 'twice' }));
-      await expectError(consumer, { message: 'ACK for an unknown or already acknowledged message', receiptId: 'twice', body: `No unacknowledged message matches id "${ack}".\n` });
+      await expectError(consumer, {
+        message: 'ACK for an unknown or already acknowledged message',
+        receiptId: 'twice',
+        body: `No unacknowledged message matches id "${ack}".\n`,
+      });
     });
 
     it('refuses an ACK whose subscription header names another subscription (1.1)', async () => {
       const { consumer, messages } = await delivered(h, 'client-individual', 1, V11);
       const id = header(messages[0]!, 'message-id');
       consumer.send(stompFrame('ACK', { 'message-id': id, subscription: 'other' }));
-      await expectError(consumer, { message: 'ACK for an unknown or already acknowledged message', body: `No unacknowledged message matches message-id "${id}".\n` });
+      await expectError(consumer, {
+        message: 'ACK for an unknown or already acknowledged message',
+        body: `No unacknowledged message matches message-id "${id}".\n`,
+      });
     });
 
     it('refuses an ACK of an auto-mode message (nothing is pending)', async () => {
@@ -209,10 +241,19 @@ describe('broker › wire › ACK and NACK', () => {
       consumer.send(stompFrame('NACK', { id: header(m2, 'ack') }));
       const again = await nextMessage(consumer);
       expect(header(again, 'ack')).to.not.equal(header(m2, 'ack'));
-      expect(again.raw.toString()).to.equal(messageWire({
-        subscription: 'sub', ack: header(again, 'ack'), destination, messageId: header(m2, 'message-id'),
-        headers: [['redelivered', 'true'], ['x-delivery-count', '1']], body: 'm2',
-      }).toString());
+      expect(again.raw.toString()).to.equal(
+        messageWire({
+          subscription: 'sub',
+          ack: header(again, 'ack'),
+          destination,
+          messageId: header(m2, 'message-id'),
+          headers: [
+            ['redelivered', 'true'],
+            ['x-delivery-count', '1'],
+          ],
+          body: 'm2',
+        }).toString(),
+      );
       await expectQuiet(consumer);
       // The old ack id is spent; m1 is untouched.
       consumer.send(stompFrame('ACK', { id: header(messages[0]!, 'ack'), receipt: 'm1' }));
@@ -227,7 +268,12 @@ describe('broker › wire › ACK and NACK', () => {
   });
 
   it('1.1: NACK by message-id + subscription redelivers', async () => {
-    const { consumer, messages }: { consumer: TcpRawClient; messages: Awaited<ReturnType<typeof nextMessage>>[] } = await delivered(h, 'client-individual', 1, V11);
+    const { consumer, messages }: { consumer: TcpRawClient; messages: Awaited<ReturnType<typeof nextMessage>>[] } = await delivered(
+      h,
+      'client-individual',
+      1,
+      V11,
+    );
     consumer.send(stompFrame('NACK', { 'message-id': header(messages[0]!, 'message-id'), subscription: 'sub' }));
     const again = await nextMessage(consumer);
     expect([again.text, header(again, 'redelivered')]).to.deep.equal(['m1', 'true']);

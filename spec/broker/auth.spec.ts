@@ -67,10 +67,12 @@ describe('broker › wire › authentication (users file)', () => {
     const sub = await h.client({ 'accept-version': '1.2', host: 'localhost', login: 'alice', passcode: 's3cret' });
     await subscribe(sub, topic, 's');
     const c = await h.raw();
-    c.send(Buffer.concat([
-      stompFrame('CONNECT', { 'accept-version': '1.2', host: 'localhost', login: 'alice', passcode: 'nope' }),
-      stompFrame('SEND', { destination: topic, receipt: 'r' }, 'sneaky'),
-    ]));
+    c.send(
+      Buffer.concat([
+        stompFrame('CONNECT', { 'accept-version': '1.2', host: 'localhost', login: 'alice', passcode: 'nope' }),
+        stompFrame('SEND', { destination: topic, receipt: 'r' }, 'sneaky'),
+      ]),
+    );
     await expectError(c, REFUSED);
     expect(c.frames.map((f) => f.command)).to.deep.equal(['ERROR']);
     await expectQuiet(sub);

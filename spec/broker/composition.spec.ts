@@ -62,14 +62,16 @@ describe('broker › composition root', () => {
   });
 
   it('reports a bad node id as a configuration problem, together with the others', async () => {
-    expect(() => loadConfig({ overrides: { nodeId: 'a b', port: -5 } })).to.throw(ConfigError)
-      .with.property('problems').that.deep.equals([
-        'port: -5 is not a port (0..65535)',
-        'nodeId: "a b" may use only letters, digits, ".", "_" and "-" (at most 64)',
-      ]);
+    expect(() => loadConfig({ overrides: { nodeId: 'a b', port: -5 } }))
+      .to.throw(ConfigError)
+      .with.property('problems')
+      .that.deep.equals(['port: -5 is not a port (0..65535)', 'nodeId: "a b" may use only letters, digits, ".", "_" and "-" (at most 64)']);
     expect(() => loadConfig({ overrides: { nodeId: 'x'.repeat(65) } })).to.throw(ConfigError, 'at most 64');
     expect(loadConfig({ overrides: { nodeId: 'node_1.a-B' } }).nodeId).to.equal('node_1.a-B');
-    const error: unknown = await createBroker({ config: { nodeId: 'a/b' } }).then(() => undefined, (e: unknown) => e);
+    const error: unknown = await createBroker({ config: { nodeId: 'a/b' } }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
     expect(error, 'createBroker fails before building anything').to.be.instanceOf(ConfigError);
   });
 });

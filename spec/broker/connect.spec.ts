@@ -3,7 +3,18 @@ import { SERVER_VERSION } from '../../broker/version.js';
 import { startBroker, uniqueName } from '../support/broker.js';
 import { RawClient, stompFrame } from '../support/raw.js';
 import {
-  LEGACY, V11, V12, connect, expectError, expectQuiet, expectReceipt, expectSilence, header, nextMessage, subscribe, useBroker,
+  LEGACY,
+  V11,
+  V12,
+  connect,
+  expectError,
+  expectQuiet,
+  expectReceipt,
+  expectSilence,
+  header,
+  nextMessage,
+  subscribe,
+  useBroker,
 } from './harness.js';
 
 const SUPPORTED_ERROR = {
@@ -53,7 +64,14 @@ describe('broker › wire › CONNECT', () => {
       expectConnected(reply.raw.toString(), '1.0', undefined);
     });
 
-    for (const [offered, chosen] of [['1.0,1.1,1.2', '1.2'], ['1.2,1.1,1.0', '1.2'], ['1.1,1.2', '1.2'], ['1.0,1.1', '1.1'], ['1.1,2.0', '1.1'], ['1.2', '1.2']] as const) {
+    for (const [offered, chosen] of [
+      ['1.0,1.1,1.2', '1.2'],
+      ['1.2,1.1,1.0', '1.2'],
+      ['1.1,1.2', '1.2'],
+      ['1.0,1.1', '1.1'],
+      ['1.1,2.0', '1.1'],
+      ['1.2', '1.2'],
+    ] as const) {
       it(`picks ${chosen} from accept-version:${offered}`, async () => {
         const c = await h.raw();
         const reply = await connect(c, { 'accept-version': offered, host: 'localhost' });
@@ -78,8 +96,8 @@ describe('broker › wire › CONNECT', () => {
       const detail = 'The client offered accept-version "3.0"; this server speaks 1.0,1.1,1.2.\n';
       const frame = await c.nextFrame();
       expect(frame.raw.toString()).to.equal(
-        'ERROR\nmessage:Supported protocol versions are 1.0, 1.1 and 1.2\nversion:1.0,1.1,1.2\ncontent-type:text/plain;charset=utf-8\n'
-        + `content-length:${Buffer.byteLength(detail)}\n\n${detail}\0`,
+        'ERROR\nmessage:Supported protocol versions are 1.0, 1.1 and 1.2\nversion:1.0,1.1,1.2\ncontent-type:text/plain;charset=utf-8\n' +
+          `content-length:${Buffer.byteLength(detail)}\n\n${detail}\0`,
       );
       await c.closed();
     });
@@ -207,11 +225,13 @@ describe('broker › wire › CONNECT', () => {
       const sub = await h.client(V12);
       await subscribe(sub, topic, 's1');
       const c = await h.client(V12);
-      c.send(Buffer.concat([
-        stompFrame('SEND', { destination: topic }, 'before'),
-        stompFrame('DISCONNECT', { receipt: 'bye-2' }),
-        stompFrame('SEND', { destination: topic }, 'after'),
-      ]));
+      c.send(
+        Buffer.concat([
+          stompFrame('SEND', { destination: topic }, 'before'),
+          stompFrame('DISCONNECT', { receipt: 'bye-2' }),
+          stompFrame('SEND', { destination: topic }, 'after'),
+        ]),
+      );
       await expectReceipt(c, 'bye-2');
       await c.closed();
       expect((await nextMessage(sub)).text).to.equal('before');

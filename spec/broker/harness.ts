@@ -120,7 +120,12 @@ export async function expectReceipt(client: RawClient, receiptId: string, versio
  * to a queue that holds messages, an ACK that frees a prefetch slot) may go out before the RECEIPT: they are left
  * for nextFrame, in order.
  */
-export async function withReceipt(client: RawClient, command: string, headers: ReadonlyArray<readonly [string, string]>, body = ''): Promise<void> {
+export async function withReceipt(
+  client: RawClient,
+  command: string,
+  headers: ReadonlyArray<readonly [string, string]>,
+  body = '',
+): Promise<void> {
   const receipt = `r-${command.toLowerCase()}-${Math.random().toString(36).slice(2, 8)}`;
   client.send(stompFrame(command, [...headers, ['receipt', receipt]], body));
   const before: RawFrame[] = [];
@@ -136,12 +141,22 @@ export async function withReceipt(client: RawClient, command: string, headers: R
 }
 
 /** SUBSCRIBE and wait until it is live (its RECEIPT). */
-export function subscribe(client: RawClient, destination: string, id: string, extra: ReadonlyArray<readonly [string, string]> = []): Promise<void> {
+export function subscribe(
+  client: RawClient,
+  destination: string,
+  id: string,
+  extra: ReadonlyArray<readonly [string, string]> = [],
+): Promise<void> {
   return withReceipt(client, 'SUBSCRIBE', [['destination', destination], ['id', id], ...extra]);
 }
 
 /** SEND and wait until it is processed (its RECEIPT). */
-export function publish(client: RawClient, destination: string, body: string, extra: ReadonlyArray<readonly [string, string]> = []): Promise<void> {
+export function publish(
+  client: RawClient,
+  destination: string,
+  body: string,
+  extra: ReadonlyArray<readonly [string, string]> = [],
+): Promise<void> {
   return withReceipt(client, 'SEND', [['destination', destination], ...extra], body);
 }
 

@@ -111,7 +111,10 @@ describe('broker › wire › heart-beating (S27–S30, V4)', () => {
       const start = Date.now();
       await sleep(450);
       expect(c.isClosed, 'still open at 450 ms').to.equal(false);
-      await expectError(c, { message: 'heart-beat timeout', body: 'Nothing was received for more than 600 ms (negotiated interval 300 ms × grace 2).\n' });
+      await expectError(c, {
+        message: 'heart-beat timeout',
+        body: 'Nothing was received for more than 600 ms (negotiated interval 300 ms × grace 2).\n',
+      });
       expect(Date.now() - start).to.be.within(590, 1000 + slackMs);
     });
 

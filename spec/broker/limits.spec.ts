@@ -36,8 +36,13 @@ describe('broker › wire › frame limits (S15)', () => {
     it('does not apply to frames pipelined behind CONNECT when nobody needs authenticating', async () => {
       const q = `/queue/${uniqueName()}`;
       const c = await h.raw();
-      c.send(Buffer.concat([stompFrame('CONNECT', V12), stompFrame('SEND', { destination: q }, 'b'.repeat(1000)),
-        stompFrame('SUBSCRIBE', { destination: q, id: 's' })]));
+      c.send(
+        Buffer.concat([
+          stompFrame('CONNECT', V12),
+          stompFrame('SEND', { destination: q }, 'b'.repeat(1000)),
+          stompFrame('SUBSCRIBE', { destination: q, id: 's' }),
+        ]),
+      );
       expect((await c.nextFrame()).command).to.equal('CONNECTED');
       const m = await c.nextFrame();
       expect(m.command).to.equal('MESSAGE');
@@ -54,9 +59,12 @@ describe('broker › wire › frame limits (S15)', () => {
   });
 
   describe('with an authenticator', () => {
-    const authenticated = useBroker({ maxFrameBytesUnauthenticated: 512, maxFrameBytes: 4096 }, {
-      authenticator: { authenticate: async (c) => ({ ok: true, user: c.login ?? 'someone' }) },
-    });
+    const authenticated = useBroker(
+      { maxFrameBytesUnauthenticated: 512, maxFrameBytes: 4096 },
+      {
+        authenticator: { authenticate: async (c) => ({ ok: true, user: c.login ?? 'someone' }) },
+      },
+    );
 
     it('applies to frames pipelined behind CONNECT, parsed before authentication completes', async () => {
       const c = await authenticated.raw();
@@ -104,7 +112,16 @@ describe('broker › wire › frame limits (S15)', () => {
 
     it('refuses a header line over maxHeaderLineBytes', async () => {
       const c = await h.client(V12);
-      c.send(stompFrame('SEND', [['destination', '/queue/x'], ['long', 'l'.repeat(300)]], 'z'));
+      c.send(
+        stompFrame(
+          'SEND',
+          [
+            ['destination', '/queue/x'],
+            ['long', 'l'.repeat(300)],
+          ],
+          'z',
+        ),
+      );
       await expectError(c, { message: 'header line exceeds 256 bytes', body: PARSE('header line exceeds 256 bytes') });
     });
 
@@ -137,7 +154,10 @@ describe('broker › wire › frame limits (S15)', () => {
       const frames = [stompFrame('CONNECT', V12)];
       for (let i = 0; i < 1001; i++) frames.push(stompFrame('SEND', { destination: '/topic/x' }, String(i)));
       c.send(Buffer.concat(frames));
-      await expectError(c, { message: 'too many frames before CONNECTED', body: 'At most 1000 frames may be sent before the CONNECTED frame arrives.\n' });
+      await expectError(c, {
+        message: 'too many frames before CONNECTED',
+        body: 'At most 1000 frames may be sent before the CONNECTED frame arrives.\n',
+      });
     });
   });
 });

@@ -2,7 +2,17 @@ import { expect } from 'chai';
 import { uniqueName } from '../support/broker.js';
 import { stompFrame } from '../support/raw.js';
 import {
-  V12, expectError, expectQuiet, expectReceipt, header, messageWire, nextMessage, publish, subscribe, useBroker, withReceipt,
+  V12,
+  expectError,
+  expectQuiet,
+  expectReceipt,
+  header,
+  messageWire,
+  nextMessage,
+  publish,
+  subscribe,
+  useBroker,
+  withReceipt,
 } from './harness.js';
 
 const INDIVIDUAL = [['ack', 'client-individual']] as const;
@@ -17,7 +27,15 @@ describe('broker › wire › queues', () => {
     const a = await h.client(V12);
     await subscribe(a, q, 's');
     const m = await nextMessage(a);
-    expect(m.raw.toString()).to.equal(messageWire({ subscription: 's', destination: q, messageId: header(m, 'message-id'), headers: [['x-k', 'v']], body: 'stored' }).toString());
+    expect(m.raw.toString()).to.equal(
+      messageWire({
+        subscription: 's',
+        destination: q,
+        messageId: header(m, 'message-id'),
+        headers: [['x-k', 'v']],
+        body: 'stored',
+      }).toString(),
+    );
     const b = await h.client(V12);
     await subscribe(b, q, 's');
     await expectQuiet(b);
@@ -62,7 +80,10 @@ describe('broker › wire › queues', () => {
   it('counts prefetch in client mode too, where one ACK frees every earlier slot', async () => {
     const q = `/queue/${uniqueName()}`;
     const a = await h.client(V12);
-    await subscribe(a, q, 'a', [['ack', 'client'], ['prefetch-count', '2']]);
+    await subscribe(a, q, 'a', [
+      ['ack', 'client'],
+      ['prefetch-count', '2'],
+    ]);
     const pub = await h.client(V12);
     for (const n of ['1', '2', '3', '4', '5']) await publish(pub, q, n);
     await nextMessage(a);
@@ -95,7 +116,11 @@ describe('broker › wire › queues', () => {
     it(`refuses prefetch-count:${JSON.stringify(value)}`, async () => {
       const c = await h.client(V12);
       c.send(stompFrame('SUBSCRIBE', { destination: `/queue/${uniqueName()}`, id: 's', 'prefetch-count': value, receipt: 'p' }));
-      await expectError(c, { message: `invalid prefetch-count "${value}"`, receiptId: 'p', body: 'prefetch-count must be a non-negative integer (0 means unlimited).\n' });
+      await expectError(c, {
+        message: `invalid prefetch-count "${value}"`,
+        receiptId: 'p',
+        body: 'prefetch-count must be a non-negative integer (0 means unlimited).\n',
+      });
     });
   }
 
@@ -111,13 +136,22 @@ describe('broker › wire › queues', () => {
       const b = await h.client(V12);
       await subscribe(b, q, 'b');
       const m = await nextMessage(b);
-      expect(m.raw.toString()).to.equal(messageWire({
-        subscription: 'b', destination: q, messageId: header(first, 'message-id'),
-        headers: [['x-k', 'v'], ['redelivered', 'true'], ['x-delivery-count', '1']], body: 'again',
-      }).toString());
+      expect(m.raw.toString()).to.equal(
+        messageWire({
+          subscription: 'b',
+          destination: q,
+          messageId: header(first, 'message-id'),
+          headers: [
+            ['x-k', 'v'],
+            ['redelivered', 'true'],
+            ['x-delivery-count', '1'],
+          ],
+          body: 'again',
+        }).toString(),
+      );
     });
 
-    it('redelivers after the consumer\'s connection drops', async () => {
+    it("redelivers after the consumer's connection drops", async () => {
       const q = `/queue/${uniqueName()}`;
       const a = await h.client(V12);
       await subscribe(a, q, 'a', [['ack', 'client']]);
@@ -187,10 +221,21 @@ describe('broker › wire › queues', () => {
       const dlq = await h.client(V12);
       await subscribe(dlq, `${q}.dlq`, 'd', INDIVIDUAL);
       const dead = await nextMessage(dlq);
-      expect(dead.raw.toString()).to.equal(messageWire({
-        subscription: 'd', ack: header(dead, 'ack'), destination: `${q}.dlq`, messageId: id,
-        headers: [['x-k', 'v'], ['x-original-destination', q], ['x-death-reason', 'delivery-limit'], ['x-delivery-count', '3']], body: 'poison',
-      }).toString());
+      expect(dead.raw.toString()).to.equal(
+        messageWire({
+          subscription: 'd',
+          ack: header(dead, 'ack'),
+          destination: `${q}.dlq`,
+          messageId: id,
+          headers: [
+            ['x-k', 'v'],
+            ['x-original-destination', q],
+            ['x-death-reason', 'delivery-limit'],
+            ['x-delivery-count', '3'],
+          ],
+          body: 'poison',
+        }).toString(),
+      );
     });
 
     it('never dead-letters from a dead-letter queue', async () => {

@@ -13,7 +13,8 @@ const BROKER = join(REPO, 'broker');
 
 function sources(dir: string): string[] {
   return readdirSync(dir, { withFileTypes: true }).flatMap((e) =>
-    e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : []);
+    e.isDirectory() ? sources(join(dir, e.name)) : e.name.endsWith('.ts') ? [join(dir, e.name)] : [],
+  );
 }
 
 /** Relative imports and re-exports of a file, `import type` included, as paths relative to broker/. */
@@ -45,7 +46,10 @@ describe('broker › seams (issue #10: a core without sockets)', () => {
       const inside = importsOfModule(name).filter((t) => !t.startsWith('..'));
       // listen.ts reads config.ts for its settings' names (error messages) and its types.
       const allowed = ['connection.ts', 'config.ts', 'transports/tcp.ts', 'transports/websocket.ts'];
-      expect(inside.filter((t) => !allowed.includes(t)), name).to.deep.equal([]);
+      expect(
+        inside.filter((t) => !allowed.includes(t)),
+        name,
+      ).to.deep.equal([]);
     }
   });
 

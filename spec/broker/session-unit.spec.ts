@@ -6,8 +6,14 @@
  */
 import { expect } from 'chai';
 import {
-  EMPTY_BODY, FrameParser, MessageTemplate, encodeFrame,
-  type Frame, type FrameError, type Headers, type StompVersion,
+  EMPTY_BODY,
+  FrameParser,
+  MessageTemplate,
+  encodeFrame,
+  type Frame,
+  type FrameError,
+  type Headers,
+  type StompVersion,
 } from '../../frames/index.js';
 import { allowAll, type Authenticator } from '../../broker/auth.js';
 import { DEFAULT_CONFIG, type BrokerConfig } from '../../broker/config.js';
@@ -188,7 +194,9 @@ function open(host: FakeHost, version: StompVersion = '1.2'): Peer {
   const session = new Session(host, connection, `s${sessions.length + 1}`, silentLogger);
   sessions.push(session);
   return {
-    host, connection, session,
+    host,
+    connection,
+    session,
     send(command, headers = {}, body) {
       session.receive(encodeFrame(command, Object.entries(headers), body === undefined ? EMPTY_BODY : Buffer.from(body), version));
     },
@@ -397,8 +405,10 @@ describe('broker › Session unit (no socket: fake SessionHost, in-memory Connec
       peer.send('ACK', { id: acks[1] ?? '' });
       peer.send('NACK', { id: acks[0] ?? '' });
       await settle();
-      expect(host.calls.filter((c) => c.call === 'acknowledge' || c.call === 'returnMessage'))
-        .to.deep.equal([{ call: 'acknowledge', messageId: 'm2' }, { call: 'returnMessage', messageId: 'm1' }]);
+      expect(host.calls.filter((c) => c.call === 'acknowledge' || c.call === 'returnMessage')).to.deep.equal([
+        { call: 'acknowledge', messageId: 'm2' },
+        { call: 'returnMessage', messageId: 'm1' },
+      ]);
       // Settled once: a second ACK of the same id is an ERROR.
       peer.send('ACK', { id: acks[1] ?? '', receipt: 'again' });
       await settle();
@@ -445,7 +455,10 @@ describe('broker › Session unit (no socket: fake SessionHost, in-memory Connec
       expect(receipts).to.deep.equal(['b', 's1', 's2']);
       peer.send('COMMIT', { transaction: 't', receipt: 'c' });
       await settle();
-      expect(host.called('publish').map((c) => [c.destination, c.body])).to.deep.equal([['/topic/a', 'one'], ['/queue/b', 'two']]);
+      expect(host.called('publish').map((c) => [c.destination, c.body])).to.deep.equal([
+        ['/topic/a', 'one'],
+        ['/queue/b', 'two'],
+      ]);
       // The transaction header is the frame's, not the message's.
       expect(host.called('publish')[0]?.headers).to.deep.equal([]);
       expect(header(peer.connection.last('RECEIPT'), 'receipt-id')).to.equal('c');

@@ -69,8 +69,14 @@ function fastestMs(runs: number, work: () => void): number {
 const patternPart = fc.constantFrom('a', 'b', '', '*', '#', 'a*', 'b#');
 const namePart = fc.constantFrom('a', 'b', '', 'a*', 'b#', '*');
 // A destination name is never empty (parseDestination refuses `/topic/`), but `.` alone is two empty segments.
-const patternName = fc.array(patternPart, { minLength: 1, maxLength: 7 }).map((parts) => parts.join('.')).filter((name) => name !== '');
-const topicName = fc.array(namePart, { minLength: 1, maxLength: 9 }).map((parts) => parts.join('.')).filter((name) => name !== '');
+const patternName = fc
+  .array(patternPart, { minLength: 1, maxLength: 7 })
+  .map((parts) => parts.join('.'))
+  .filter((name) => name !== '');
+const topicName = fc
+  .array(namePart, { minLength: 1, maxLength: 9 })
+  .map((parts) => parts.join('.'))
+  .filter((name) => name !== '');
 
 // Steps name their pattern and topic by index into small per-run pools, so the same name is matched again after
 // changes (which is what a stale match cache would get wrong) and the same pattern is subscribed more than once.
@@ -180,7 +186,10 @@ describe('broker › topic registry', () => {
   });
 
   describe('changes while a publish iterates (a delivery can make a session subscribe or leave)', () => {
-    for (const [label, name, other] of [['exact', 'room', 'room'], ['wildcard', 'room.*', 'room.#']] as const) {
+    for (const [label, name, other] of [
+      ['exact', 'room', 'room'],
+      ['wildcard', 'room.*', 'room.#'],
+    ] as const) {
       it(`${label}: the iteration sees the subscriptions of its start; the next match sees the changes`, () => {
         const registry = new TopicRegistry();
         const first = Array.from({ length: 5 }, (_, i) => subscription(name, `old${i}`));

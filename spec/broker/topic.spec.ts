@@ -2,7 +2,20 @@ import { expect } from 'chai';
 import { uniqueName } from '../support/broker.js';
 import { stompFrame } from '../support/raw.js';
 import {
-  LEGACY, V10, V11, V12, expectError, expectQuiet, expectReceipt, header, messageWire, nextMessage, publish, subscribe, useBroker, withReceipt,
+  LEGACY,
+  V10,
+  V11,
+  V12,
+  expectError,
+  expectQuiet,
+  expectReceipt,
+  header,
+  messageWire,
+  nextMessage,
+  publish,
+  subscribe,
+  useBroker,
+  withReceipt,
 } from './harness.js';
 
 describe('broker › wire › topics', () => {
@@ -24,7 +37,15 @@ describe('broker › wire › topics', () => {
       expect(subs.slice(0, 2).sort()).to.deep.equal(['a1', 'a2']);
       expect(subs[2]).to.equal('b1');
       for (const m of got) {
-        expect(m.raw.toString()).to.equal(messageWire({ subscription: header(m, 'subscription'), destination: topic, messageId: id, headers: [['x-k', 'v']], body: 'hello' }).toString());
+        expect(m.raw.toString()).to.equal(
+          messageWire({
+            subscription: header(m, 'subscription'),
+            destination: topic,
+            messageId: id,
+            headers: [['x-k', 'v']],
+            body: 'hello',
+          }).toString(),
+        );
       }
       await expectQuiet(pub);
     });
@@ -114,7 +135,11 @@ describe('broker › wire › topics', () => {
       await subscribe(c, `/topic/${u}.*`, 'star');
       await subscribe(c, `/topic/${u}.#`, 'hash');
       c.send(stompFrame('SEND', { destination: `/topic/${u}.a` }, 'one'));
-      const subs = [header(await nextMessage(c), 'subscription'), header(await nextMessage(c), 'subscription'), header(await nextMessage(c), 'subscription')];
+      const subs = [
+        header(await nextMessage(c), 'subscription'),
+        header(await nextMessage(c), 'subscription'),
+        header(await nextMessage(c), 'subscription'),
+      ];
       expect(subs.sort()).to.deep.equal(['exact', 'hash', 'star']);
       await expectQuiet(c);
     });
@@ -141,11 +166,18 @@ describe('broker › wire › topics', () => {
       expect((await nextMessage(c)).text).to.equal('again');
     });
 
-    for (const [label, headers] of [['1.2', V12], ['1.1', V11]] as const) {
+    for (const [label, headers] of [
+      ['1.2', V12],
+      ['1.1', V11],
+    ] as const) {
       it(`${label}: refuses UNSUBSCRIBE of an unknown id with ERROR and receipt-id`, async () => {
         const c = await h.client(headers);
         c.send('UNSUBSCRIBE\nid:nope\nreceipt:u-1\n\n\0');
-        await expectError(c, { message: 'no subscription with id "nope"', receiptId: 'u-1', body: 'UNSUBSCRIBE must name the id of an existing subscription.\n' });
+        await expectError(c, {
+          message: 'no subscription with id "nope"',
+          receiptId: 'u-1',
+          body: 'UNSUBSCRIBE must name the id of an existing subscription.\n',
+        });
       });
 
       it(`${label}: refuses UNSUBSCRIBE without id, even with a destination`, async () => {
@@ -153,7 +185,11 @@ describe('broker › wire › topics', () => {
         const c = await h.client(headers);
         await subscribe(c, topic, 's');
         c.send(stompFrame('UNSUBSCRIBE', { destination: topic, receipt: 'u-2' }));
-        await expectError(c, { message: 'UNSUBSCRIBE frame is missing the "id" header', receiptId: 'u-2', body: 'The id header is required on UNSUBSCRIBE.\n' });
+        await expectError(c, {
+          message: 'UNSUBSCRIBE frame is missing the "id" header',
+          receiptId: 'u-2',
+          body: 'The id header is required on UNSUBSCRIBE.\n',
+        });
       });
     }
 
@@ -178,11 +214,18 @@ describe('broker › wire › topics', () => {
       });
     });
 
-    for (const [label, headers] of [['1.2', V12], ['1.1', V11]] as const) {
+    for (const [label, headers] of [
+      ['1.2', V12],
+      ['1.1', V11],
+    ] as const) {
       it(`${label}: refuses SUBSCRIBE without id`, async () => {
         const c = await h.client(headers);
         c.send(stompFrame('SUBSCRIBE', { destination: '/topic/x', receipt: 'noid' }));
-        await expectError(c, { message: 'SUBSCRIBE frame is missing the "id" header', receiptId: 'noid', body: 'The id header is required on SUBSCRIBE.\n' });
+        await expectError(c, {
+          message: 'SUBSCRIBE frame is missing the "id" header',
+          receiptId: 'noid',
+          body: 'The id header is required on SUBSCRIBE.\n',
+        });
       });
     }
 
@@ -196,7 +239,11 @@ describe('broker › wire › topics', () => {
       it(`refuses ack:${JSON.stringify(ack)}`, async () => {
         const c = await h.client(V12);
         c.send(stompFrame('SUBSCRIBE', { destination: '/topic/x', id: '1', ack, receipt: 'ack' }));
-        await expectError(c, { message: `invalid ack mode "${ack}"`, receiptId: 'ack', body: 'ack must be auto, client or client-individual.\n' });
+        await expectError(c, {
+          message: `invalid ack mode "${ack}"`,
+          receiptId: 'ack',
+          body: 'ack must be auto, client or client-individual.\n',
+        });
       });
     }
   });
@@ -209,7 +256,9 @@ describe('broker › wire › topics', () => {
       await expectReceipt(c, 'sub');
       c.send(stompFrame('SEND', { destination: topic }, 'old'));
       const m = await nextMessage(c);
-      expect(m.raw.toString()).to.equal(messageWire({ subscription: topic, destination: topic, messageId: header(m, 'message-id'), body: 'old' }).toString());
+      expect(m.raw.toString()).to.equal(
+        messageWire({ subscription: topic, destination: topic, messageId: header(m, 'message-id'), body: 'old' }).toString(),
+      );
       c.send(stompFrame('UNSUBSCRIBE', { destination: topic, receipt: 'unsub' }));
       await expectReceipt(c, 'unsub');
       await publish(c, topic, 'gone');

@@ -2,7 +2,18 @@ import { expect } from 'chai';
 import { uniqueName } from '../support/broker.js';
 import { stompFrame } from '../support/raw.js';
 import {
-  V11, V12, closeAtBroker, expectError, expectQuiet, expectReceipt, header, nextMessage, publish, subscribe, useBroker, withReceipt,
+  V11,
+  V12,
+  closeAtBroker,
+  expectError,
+  expectQuiet,
+  expectReceipt,
+  header,
+  nextMessage,
+  publish,
+  subscribe,
+  useBroker,
+  withReceipt,
   type Harness,
 } from './harness.js';
 
@@ -22,8 +33,26 @@ describe('broker › wire › transactions (S43, S44)', () => {
     it('delivers nothing before COMMIT, then everything in order; user headers kept, transaction dropped', async () => {
       const { topic, sub, pub } = await pair(h);
       await withReceipt(pub, 'BEGIN', [['transaction', 'tx1']]);
-      await withReceipt(pub, 'SEND', [['destination', topic], ['transaction', 'tx1'], ['x-n', '1']], 'one');
-      await withReceipt(pub, 'SEND', [['destination', topic], ['transaction', 'tx1'], ['x-n', '2']], 'two');
+      await withReceipt(
+        pub,
+        'SEND',
+        [
+          ['destination', topic],
+          ['transaction', 'tx1'],
+          ['x-n', '1'],
+        ],
+        'one',
+      );
+      await withReceipt(
+        pub,
+        'SEND',
+        [
+          ['destination', topic],
+          ['transaction', 'tx1'],
+          ['x-n', '2'],
+        ],
+        'two',
+      );
       await expectQuiet(sub);
       await withReceipt(pub, 'COMMIT', [['transaction', 'tx1']]);
       const one = await nextMessage(sub);
@@ -35,7 +64,15 @@ describe('broker › wire › transactions (S43, S44)', () => {
     it('discards the SENDs of an aborted transaction', async () => {
       const { topic, sub, pub } = await pair(h);
       await withReceipt(pub, 'BEGIN', [['transaction', 'tx']]);
-      await withReceipt(pub, 'SEND', [['destination', topic], ['transaction', 'tx']], 'dropped');
+      await withReceipt(
+        pub,
+        'SEND',
+        [
+          ['destination', topic],
+          ['transaction', 'tx'],
+        ],
+        'dropped',
+      );
       await withReceipt(pub, 'ABORT', [['transaction', 'tx']]);
       await publish(pub, topic, 'plain');
       expect((await nextMessage(sub)).text).to.equal('plain');
@@ -44,16 +81,18 @@ describe('broker › wire › transactions (S43, S44)', () => {
 
     it('keeps transactional and plain SENDs apart, and transactions apart from each other', async () => {
       const { topic, sub, pub } = await pair(h);
-      pub.send(Buffer.concat([
-        stompFrame('BEGIN', { transaction: 'a' }),
-        stompFrame('BEGIN', { transaction: 'b' }),
-        stompFrame('SEND', { destination: topic, transaction: 'a' }, 'a1'),
-        stompFrame('SEND', { destination: topic, transaction: 'b' }, 'b1'),
-        stompFrame('SEND', { destination: topic }, 'now'),
-        stompFrame('COMMIT', { transaction: 'b' }),
-        stompFrame('SEND', { destination: topic, transaction: 'a' }, 'a2'),
-        stompFrame('COMMIT', { transaction: 'a', receipt: 'done' }),
-      ]));
+      pub.send(
+        Buffer.concat([
+          stompFrame('BEGIN', { transaction: 'a' }),
+          stompFrame('BEGIN', { transaction: 'b' }),
+          stompFrame('SEND', { destination: topic, transaction: 'a' }, 'a1'),
+          stompFrame('SEND', { destination: topic, transaction: 'b' }, 'b1'),
+          stompFrame('SEND', { destination: topic }, 'now'),
+          stompFrame('COMMIT', { transaction: 'b' }),
+          stompFrame('SEND', { destination: topic, transaction: 'a' }, 'a2'),
+          stompFrame('COMMIT', { transaction: 'a', receipt: 'done' }),
+        ]),
+      );
       await expectReceipt(pub, 'done');
       const texts = [];
       for (let i = 0; i < 4; i++) texts.push((await nextMessage(sub)).text);
@@ -62,11 +101,13 @@ describe('broker › wire › transactions (S43, S44)', () => {
 
     it('aborts an open transaction on DISCONNECT', async () => {
       const { topic, sub, pub } = await pair(h);
-      pub.send(Buffer.concat([
-        stompFrame('BEGIN', { transaction: 'tx' }),
-        stompFrame('SEND', { destination: topic, transaction: 'tx' }, 'never'),
-        stompFrame('DISCONNECT', { receipt: 'bye' }),
-      ]));
+      pub.send(
+        Buffer.concat([
+          stompFrame('BEGIN', { transaction: 'tx' }),
+          stompFrame('SEND', { destination: topic, transaction: 'tx' }, 'never'),
+          stompFrame('DISCONNECT', { receipt: 'bye' }),
+        ]),
+      );
       await expectReceipt(pub, 'bye');
       await pub.closed();
       await expectQuiet(sub);
@@ -75,7 +116,15 @@ describe('broker › wire › transactions (S43, S44)', () => {
     it('aborts an open transaction when the connection drops', async () => {
       const { topic, sub, pub } = await pair(h);
       await withReceipt(pub, 'BEGIN', [['transaction', 'tx']]);
-      await withReceipt(pub, 'SEND', [['destination', topic], ['transaction', 'tx']], 'never');
+      await withReceipt(
+        pub,
+        'SEND',
+        [
+          ['destination', topic],
+          ['transaction', 'tx'],
+        ],
+        'never',
+      );
       await closeAtBroker(h.broker, pub);
       await expectQuiet(sub);
     });
@@ -111,7 +160,10 @@ describe('broker › wire › transactions (S43, S44)', () => {
     it('an ACK takes effect at COMMIT', async () => {
       const { q, c, m1, m2 } = await pending('client-individual');
       await withReceipt(c, 'BEGIN', [['transaction', 't']]);
-      await withReceipt(c, 'ACK', [['id', header(m1, 'ack')], ['transaction', 't']]);
+      await withReceipt(c, 'ACK', [
+        ['id', header(m1, 'ack')],
+        ['transaction', 't'],
+      ]);
       await withReceipt(c, 'COMMIT', [['transaction', 't']]);
       // m1 is settled: a plain ACK of it now is refused, so use m2 to prove the session is still fine.
       await withReceipt(c, 'ACK', [['id', header(m2, 'ack')]]);
@@ -122,7 +174,10 @@ describe('broker › wire › transactions (S43, S44)', () => {
     it('an ACK in an aborted transaction does not settle the message', async () => {
       const { q, c, m1 } = await pending('client-individual');
       await withReceipt(c, 'BEGIN', [['transaction', 't']]);
-      await withReceipt(c, 'ACK', [['id', header(m1, 'ack')], ['transaction', 't']]);
+      await withReceipt(c, 'ACK', [
+        ['id', header(m1, 'ack')],
+        ['transaction', 't'],
+      ]);
       await withReceipt(c, 'ABORT', [['transaction', 't']]);
       c.close();
       expect(await redeliveredTexts(q, 2)).to.deep.equal(['m1', 'm2']);
@@ -131,7 +186,10 @@ describe('broker › wire › transactions (S43, S44)', () => {
     it('a transactional ACK is still pending until COMMIT (the connection dropping first returns the message)', async () => {
       const { q, c, m1, m2 } = await pending('client');
       await withReceipt(c, 'BEGIN', [['transaction', 't']]);
-      await withReceipt(c, 'ACK', [['id', header(m2, 'ack')], ['transaction', 't']]);
+      await withReceipt(c, 'ACK', [
+        ['id', header(m2, 'ack')],
+        ['transaction', 't'],
+      ]);
       expect(header(m1, 'ack')).to.not.equal(header(m2, 'ack'));
       c.close();
       expect(await redeliveredTexts(q, 2)).to.deep.equal(['m1', 'm2']);
@@ -140,7 +198,10 @@ describe('broker › wire › transactions (S43, S44)', () => {
     it('a NACK takes effect at COMMIT', async () => {
       const { c, m1 } = await pending('client-individual');
       await withReceipt(c, 'BEGIN', [['transaction', 't']]);
-      await withReceipt(c, 'NACK', [['id', header(m1, 'ack')], ['transaction', 't']]);
+      await withReceipt(c, 'NACK', [
+        ['id', header(m1, 'ack')],
+        ['transaction', 't'],
+      ]);
       await expectQuiet(c);
       c.send(stompFrame('COMMIT', { transaction: 't' }));
       const again = await nextMessage(c);
@@ -188,7 +249,11 @@ describe('broker › wire › transactions (S43, S44)', () => {
       const c = await h.client(V12);
       await withReceipt(c, 'BEGIN', [['transaction', 't1']]);
       c.send(stompFrame('BEGIN', { transaction: 't1', receipt: 'again' }));
-      await expectError(c, { message: 'transaction "t1" is already open', receiptId: 'again', body: 'BEGIN must name a transaction that is not open.\n' });
+      await expectError(c, {
+        message: 'transaction "t1" is already open',
+        receiptId: 'again',
+        body: 'BEGIN must name a transaction that is not open.\n',
+      });
     });
 
     for (const command of ['COMMIT', 'ABORT']) {
@@ -221,7 +286,11 @@ describe('broker › wire › transactions (S43, S44)', () => {
       it(`refuses ${command} without a transaction header`, async () => {
         const c = await h.client(V12);
         c.send(stompFrame(command, { receipt: 'nt' }));
-        await expectError(c, { message: `${command} frame is missing the "transaction" header`, receiptId: 'nt', body: `The transaction header is required on ${command}.\n` });
+        await expectError(c, {
+          message: `${command} frame is missing the "transaction" header`,
+          receiptId: 'nt',
+          body: `The transaction header is required on ${command}.\n`,
+        });
       });
     }
   });

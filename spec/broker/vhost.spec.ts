@@ -84,7 +84,10 @@ describe('broker › wire › virtual hosts (S19)', () => {
       const c = await h.raw();
       c.send(stompFrame('CONNECT', on('other')));
       // The reply names only what the client sent: the node's tenants are not told to unauthenticated clients.
-      const error = await expectError(c, { message: 'unknown virtual host "other"', body: 'This broker does not serve that virtual host; ask its operator for the right name.\n' });
+      const error = await expectError(c, {
+        message: 'unknown virtual host "other"',
+        body: 'This broker does not serve that virtual host; ask its operator for the right name.\n',
+      });
       expect(error.raw.toString()).to.not.include('tenant1');
     });
 

@@ -70,7 +70,14 @@ describe('broker › wire › WebSocket transport', () => {
         stompFrame('SUBSCRIBE', { destination: q, id: 's' }),
         stompFrame('SEND', { destination: q, 'content-length': '4' }, 'a\0bc'),
       ]);
-      for (const cut of [[0, 3], [3, 30], [30, 61], [61, 90], [90, bytes.length - 3], [bytes.length - 3, bytes.length]]) {
+      for (const cut of [
+        [0, 3],
+        [3, 30],
+        [30, 61],
+        [61, 90],
+        [90, bytes.length - 3],
+        [bytes.length - 3, bytes.length],
+      ]) {
         c.send(bytes.subarray(cut[0], cut[1]), cut[0]! % 2 === 0);
         await sleep(2);
       }
@@ -81,13 +88,16 @@ describe('broker › wire › WebSocket transport', () => {
     it('reads several frames from one WebSocket message, and sends one whole frame per message back', async () => {
       const q = `/queue/${uniqueName()}`;
       const c = await h.ws(['v12.stomp']);
-      c.send(Buffer.concat([
-        stompFrame('CONNECT', V12),
-        stompFrame('SUBSCRIBE', { destination: q, id: 's', receipt: 'sub' }),
-        stompFrame('SEND', { destination: q }, 'one'),
-        stompFrame('SEND', { destination: q }, 'two'),
-        stompFrame('SEND', { destination: q, receipt: 'sent' }, 'three'),
-      ]).toString(), false);
+      c.send(
+        Buffer.concat([
+          stompFrame('CONNECT', V12),
+          stompFrame('SUBSCRIBE', { destination: q, id: 's', receipt: 'sub' }),
+          stompFrame('SEND', { destination: q }, 'one'),
+          stompFrame('SEND', { destination: q }, 'two'),
+          stompFrame('SEND', { destination: q, receipt: 'sent' }, 'three'),
+        ]).toString(),
+        false,
+      );
       expect((await c.nextFrame()).command).to.equal('CONNECTED');
       await expectReceipt(c, 'sub');
       for (const text of ['one', 'two', 'three']) expect((await nextMessage(c)).text).to.equal(text);
@@ -103,7 +113,9 @@ describe('broker › wire › WebSocket transport', () => {
       await subscribe(c, q, 's');
       const pub = await h.client(V12);
       await publish(pub, q, 'h\u00e9llo \u{1F600}');
-      pub.send(Buffer.concat([Buffer.from(`SEND\ndestination:${q}\ncontent-length:3\n\n`), Buffer.from([0xff, 0x00, 0xfe]), Buffer.from([0])]));
+      pub.send(
+        Buffer.concat([Buffer.from(`SEND\ndestination:${q}\ncontent-length:3\n\n`), Buffer.from([0xff, 0x00, 0xfe]), Buffer.from([0])]),
+      );
       const text = await nextMessage(c);
       const binary = await nextMessage(c);
       expect(text.text).to.equal('h\u00e9llo \u{1F600}');

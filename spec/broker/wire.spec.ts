@@ -2,7 +2,19 @@ import { expect } from 'chai';
 import { uniqueName } from '../support/broker.js';
 import { type RawClient, stompFrame } from '../support/raw.js';
 import {
-  LEGACY, V10, V11, V12, expectError, expectQuiet, expectReceipt, header, messageWire, nextMessage, sleep, subscribe, useBroker,
+  LEGACY,
+  V10,
+  V11,
+  V12,
+  expectError,
+  expectQuiet,
+  expectReceipt,
+  header,
+  messageWire,
+  nextMessage,
+  sleep,
+  subscribe,
+  useBroker,
 } from './harness.js';
 
 const PARSE = (what: string): string => `The frame could not be parsed: ${what}.\n`;
@@ -13,17 +25,21 @@ describe('broker › wire › framing', () => {
   it('processes frames pipelined in the same packet as CONNECT in order (anchors §3.17)', async () => {
     const q = `/queue/${uniqueName()}`;
     const c = await h.raw();
-    c.send(Buffer.concat([
-      stompFrame('CONNECT', V12),
-      stompFrame('SUBSCRIBE', { destination: q, id: 's', receipt: 'r1' }),
-      stompFrame('SEND', { destination: q, receipt: 'r2' }, 'one'),
-      stompFrame('SEND', { destination: q }, 'two'),
-      stompFrame('DISCONNECT', { receipt: 'r3' }),
-    ]));
+    c.send(
+      Buffer.concat([
+        stompFrame('CONNECT', V12),
+        stompFrame('SUBSCRIBE', { destination: q, id: 's', receipt: 'r1' }),
+        stompFrame('SEND', { destination: q, receipt: 'r2' }, 'one'),
+        stompFrame('SEND', { destination: q }, 'two'),
+        stompFrame('DISCONNECT', { receipt: 'r3' }),
+      ]),
+    );
     expect((await c.nextFrame()).command).to.equal('CONNECTED');
     await expectReceipt(c, 'r1');
     const one = await nextMessage(c);
-    expect(one.raw.equals(messageWire({ subscription: 's', destination: q, messageId: header(one, 'message-id'), body: 'one' }))).to.equal(true);
+    expect(one.raw.equals(messageWire({ subscription: 's', destination: q, messageId: header(one, 'message-id'), body: 'one' }))).to.equal(
+      true,
+    );
     await expectReceipt(c, 'r2');
     expect((await nextMessage(c)).text).to.equal('two');
     await expectReceipt(c, 'r3');
@@ -72,29 +88,58 @@ describe('broker › wire › framing', () => {
     await subscribe(c, q, 's');
     c.send(`SEND\ndestination:${q}\n\nh\u00e9llo\0SEND\ndestination:${q}\ncontent-length:3\n\nabc\0SEND\ndestination:${q}\n\n\0`);
     const a = await nextMessage(c);
-    expect(a.raw.equals(messageWire({ subscription: 's', destination: q, messageId: header(a, 'message-id'), body: 'h\u00e9llo' }))).to.equal(true);
+    expect(
+      a.raw.equals(messageWire({ subscription: 's', destination: q, messageId: header(a, 'message-id'), body: 'h\u00e9llo' })),
+    ).to.equal(true);
     expect(header(a, 'content-length')).to.equal('6');
     const b = await nextMessage(c);
-    expect(b.raw.toString()).to.equal(`MESSAGE\nsubscription:s\ndestination:${q}\nmessage-id:${header(b, 'message-id')}\ncontent-length:3\n\nabc\0`);
+    expect(b.raw.toString()).to.equal(
+      `MESSAGE\nsubscription:s\ndestination:${q}\nmessage-id:${header(b, 'message-id')}\ncontent-length:3\n\nabc\0`,
+    );
     const e = await nextMessage(c);
-    expect(e.raw.toString()).to.equal(`MESSAGE\nsubscription:s\ndestination:${q}\nmessage-id:${header(e, 'message-id')}\ncontent-length:0\n\n\0`);
+    expect(e.raw.toString()).to.equal(
+      `MESSAGE\nsubscription:s\ndestination:${q}\nmessage-id:${header(e, 'message-id')}\ncontent-length:0\n\n\0`,
+    );
   });
 
-  it('passes user headers through on MESSAGE in order, and not the frame\'s own (S33, S49)', async () => {
+  it("passes user headers through on MESSAGE in order, and not the frame's own (S33, S49)", async () => {
     const q = `/queue/${uniqueName()}`;
     const c = await h.client(V12);
     await subscribe(c, q, 's');
-    c.send(stompFrame('SEND', [
-      ['destination', q], ['content-type', 'text/plain;charset=utf-8'], ['x-b', '2'], ['receipt', 'rr'], ['x-a', '1'],
-      ['message-id', 'forged'], ['subscription', 'forged'], ['ack', 'forged'], ['priority', '9'],
-    ], 'hi'));
+    c.send(
+      stompFrame(
+        'SEND',
+        [
+          ['destination', q],
+          ['content-type', 'text/plain;charset=utf-8'],
+          ['x-b', '2'],
+          ['receipt', 'rr'],
+          ['x-a', '1'],
+          ['message-id', 'forged'],
+          ['subscription', 'forged'],
+          ['ack', 'forged'],
+          ['priority', '9'],
+        ],
+        'hi',
+      ),
+    );
     // The SEND is processed (delivered to the subscriber, here the same connection) before its RECEIPT goes out.
     const m = await nextMessage(c);
     await expectReceipt(c, 'rr');
-    expect(m.raw.toString()).to.equal(messageWire({
-      subscription: 's', destination: q, messageId: header(m, 'message-id'), body: 'hi',
-      headers: [['content-type', 'text/plain;charset=utf-8'], ['x-b', '2'], ['x-a', '1'], ['priority', '9']],
-    }).toString());
+    expect(m.raw.toString()).to.equal(
+      messageWire({
+        subscription: 's',
+        destination: q,
+        messageId: header(m, 'message-id'),
+        body: 'hi',
+        headers: [
+          ['content-type', 'text/plain;charset=utf-8'],
+          ['x-b', '2'],
+          ['x-a', '1'],
+          ['priority', '9'],
+        ],
+      }).toString(),
+    );
   });
 
   it('uses the first of repeated headers, destination included (S14)', async () => {
@@ -105,7 +150,15 @@ describe('broker › wire › framing', () => {
     await subscribe(c, b, 'sb');
     c.send(`SEND\ndestination:${a}\ndestination:${b}\nx:1\nx:2\n\nbody\0`);
     const m = await nextMessage(c);
-    expect(m.raw.toString()).to.equal(messageWire({ subscription: 'sa', destination: a, messageId: header(m, 'message-id'), headers: [['x', '1']], body: 'body' }).toString());
+    expect(m.raw.toString()).to.equal(
+      messageWire({
+        subscription: 'sa',
+        destination: a,
+        messageId: header(m, 'message-id'),
+        headers: [['x', '1']],
+        body: 'body',
+      }).toString(),
+    );
     await expectQuiet(c);
   });
 
@@ -115,7 +168,18 @@ describe('broker › wire › framing', () => {
     await subscribe(c, q, 's');
     c.send(`SEND\ndestination:${q}\n x : y \nz:\n\n\0`);
     const m = await nextMessage(c);
-    expect(m.raw.toString()).to.equal(messageWire({ subscription: 's', destination: q, messageId: header(m, 'message-id'), headers: [[' x ', ' y '], ['z', '']], body: '' }).toString());
+    expect(m.raw.toString()).to.equal(
+      messageWire({
+        subscription: 's',
+        destination: q,
+        messageId: header(m, 'message-id'),
+        headers: [
+          [' x ', ' y '],
+          ['z', ''],
+        ],
+        body: '',
+      }).toString(),
+    );
   });
 
   it('refuses a destination with surrounding spaces instead of trimming it', async () => {
@@ -169,9 +233,15 @@ describe('broker › wire › header escaping per version (S4–S6, V2–V4)', (
     const pub = await h.client(V12);
     pub.send(`SEND\ndestination:${topic}\\c1\nk\\cx:a\\\\b\\nc\\rd\n\nhi\0`);
     const m = await nextMessage(sub);
-    expect(m.raw.toString()).to.equal(messageWire({
-      subscription: 's\\c1', destination: `${topic}\\c1`, messageId: header(m, 'message-id'), headers: [['k\\cx', 'a\\\\b\\nc\\rd']], body: 'hi',
-    }).toString());
+    expect(m.raw.toString()).to.equal(
+      messageWire({
+        subscription: 's\\c1',
+        destination: `${topic}\\c1`,
+        messageId: header(m, 'message-id'),
+        headers: [['k\\cx', 'a\\\\b\\nc\\rd']],
+        body: 'hi',
+      }).toString(),
+    );
     expect(m.headers.get('k:x')).to.equal('a\\b\nc\rd');
     expect(m.headers.get('destination')).to.equal(`${topic}:1`);
   });
@@ -182,9 +252,15 @@ describe('broker › wire › header escaping per version (S4–S6, V2–V4)', (
     const pub = await h.client(V12);
     pub.send(`SEND\ndestination:${topic}\nk\\cx:a\\\\b\\nc\\rd\n\nhi\0`);
     const m = await nextMessage(v11);
-    expect(m.raw.toString()).to.equal(messageWire({
-      subscription: 'sub', destination: topic, messageId: header(m, 'message-id'), headers: [['k\\cx', 'a\\\\b\\nc\rd']], body: 'hi',
-    }).toString());
+    expect(m.raw.toString()).to.equal(
+      messageWire({
+        subscription: 'sub',
+        destination: topic,
+        messageId: header(m, 'message-id'),
+        headers: [['k\\cx', 'a\\\\b\\nc\rd']],
+        body: 'hi',
+      }).toString(),
+    );
   });
 
   it('1.1: \\n \\c \\\\ are escapes; \\r is an undefined escape and fatal', async () => {
@@ -206,9 +282,15 @@ describe('broker › wire › header escaping per version (S4–S6, V2–V4)', (
     const pub = await h.client(LEGACY);
     pub.send(`SEND\ndestination:${topic}\nk\\c:a\\tb\\\\\n\nhi\0`);
     const old = await nextMessage(v10);
-    expect(old.raw.toString()).to.equal(messageWire({
-      subscription: 'sub', destination: topic, messageId: header(old, 'message-id'), headers: [['k\\c', 'a\\tb\\\\']], body: 'hi',
-    }).toString());
+    expect(old.raw.toString()).to.equal(
+      messageWire({
+        subscription: 'sub',
+        destination: topic,
+        messageId: header(old, 'message-id'),
+        headers: [['k\\c', 'a\\tb\\\\']],
+        body: 'hi',
+      }).toString(),
+    );
     const m = await nextMessage(v12);
     expect(m.raw.toString()).to.contain('\nk\\\\c:a\\\\tb\\\\\\\\\n');
     expect(m.headers.get('k\\c')).to.equal('a\\tb\\\\');
@@ -223,16 +305,22 @@ describe('broker › wire › header escaping per version (S4–S6, V2–V4)', (
     expect(m.raw.toString()).to.contain('\nurl:http://x:80/\n');
   });
 
-  for (const [label, headers] of [['1.2', V12], ['1.1', V11]] as const) {
+  for (const [label, headers] of [
+    ['1.2', V12],
+    ['1.1', V11],
+  ] as const) {
     it(`${label}: an undefined escape (\\t) is fatal: ERROR, then close (S5)`, async () => {
       const c = await h.client(headers);
       c.send('SEND\ndestination:/queue/x\nreceipt:r\nbad:a\\tb\n\nhi\0');
       // The frame never parsed, so there is no frame to take a receipt-id from.
-      await expectError(c, { message: 'undefined escape sequence in header "bad"', body: PARSE('undefined escape sequence in header "bad"') });
+      await expectError(c, {
+        message: 'undefined escape sequence in header "bad"',
+        body: PARSE('undefined escape sequence in header "bad"'),
+      });
     });
   }
 
-  it('escapes the ERROR message header for the session\'s version', async () => {
+  it("escapes the ERROR message header for the session's version", async () => {
     const c = await h.client(V12);
     c.send('UNSUBSCRIBE\nid:a\\cb\nreceipt:r\\c1\n\n\0');
     const frame = await expectError(c, { message: 'no subscription with id "a:b"', receiptId: 'r:1' });
@@ -247,7 +335,11 @@ describe('broker › wire › frames the broker refuses', () => {
     it(`refuses a body on ${command} (S8), with receipt-id`, async () => {
       const c = await h.client(V12);
       c.send(stompFrame(command, { destination: '/topic/x', id: '1', transaction: 't', receipt: `r-${command}` }, 'body'));
-      await expectError(c, { message: `${command} frame must not have a body`, receiptId: `r-${command}`, body: 'Only SEND frames may carry a body.\n' });
+      await expectError(c, {
+        message: `${command} frame must not have a body`,
+        receiptId: `r-${command}`,
+        body: 'Only SEND frames may carry a body.\n',
+      });
     });
   }
 
@@ -278,7 +370,11 @@ describe('broker › wire › frames the broker refuses', () => {
   it('refuses SEND without destination, with receipt-id (S31)', async () => {
     const c = await h.client(V12);
     c.send('SEND\nreceipt:r-7\n\nhi\0');
-    await expectError(c, { message: 'SEND frame is missing the "destination" header', receiptId: 'r-7', body: 'The destination header is required on SEND.\n' });
+    await expectError(c, {
+      message: 'SEND frame is missing the "destination" header',
+      receiptId: 'r-7',
+      body: 'The destination header is required on SEND.\n',
+    });
   });
 
   for (const destination of ['/exchange/x', '/queue/', '/topic/', 'queue/x', '/temp-queue/x', '']) {
@@ -298,9 +394,21 @@ describe('broker › wire › frames the broker refuses', () => {
   const parseErrors: ReadonlyArray<readonly [string, string, string]> = [
     ['a header line without a colon', 'SEND\ndestination:/queue/x\nnocolon\n\n\0', 'header line without a colon'],
     ['a header with an empty name', 'SEND\n:v\n\n\0', 'header with an empty name'],
-    ['a content-length that is not a number', 'SEND\ndestination:/queue/x\ncontent-length:abc\n\nabc\0', 'content-length "abc" is not a non-negative integer'],
-    ['a negative content-length', 'SEND\ndestination:/queue/x\ncontent-length:-1\n\n\0', 'content-length "-1" is not a non-negative integer'],
-    ['a body longer than its content-length', 'SEND\ndestination:/queue/x\ncontent-length:2\n\nabc\0', 'frame body is longer than its content-length header'],
+    [
+      'a content-length that is not a number',
+      'SEND\ndestination:/queue/x\ncontent-length:abc\n\nabc\0',
+      'content-length "abc" is not a non-negative integer',
+    ],
+    [
+      'a negative content-length',
+      'SEND\ndestination:/queue/x\ncontent-length:-1\n\n\0',
+      'content-length "-1" is not a non-negative integer',
+    ],
+    [
+      'a body longer than its content-length',
+      'SEND\ndestination:/queue/x\ncontent-length:2\n\nabc\0',
+      'frame body is longer than its content-length header',
+    ],
   ];
   for (const [label, bytes, message] of parseErrors) {
     it(`refuses ${label} with ERROR, then closes`, async () => {

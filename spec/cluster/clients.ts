@@ -148,7 +148,9 @@ export class StompitClient implements StompClient {
     };
     client.on('error', (error: Error & { isApplicationError?: () => boolean; longMessage?: string }) => {
       const application = error.isApplicationError?.() === true;
-      this.errors.push(`${application ? 'ERROR frame' : 'transport'}: ${error.message}${error.longMessage !== undefined ? ` (${error.longMessage.trim()})` : ''}`);
+      this.errors.push(
+        `${application ? 'ERROR frame' : 'transport'}: ${error.message}${error.longMessage !== undefined ? ` (${error.longMessage.trim()})` : ''}`,
+      );
       // stompit loses the receipt-id of an ERROR frame; a client keeping one receipt in flight knows which it was.
       finish(new SendFailure(application ? 'error' : 'closed', `${label}: ${error.message}`));
     });
@@ -170,7 +172,13 @@ export class StompitClient implements StompClient {
     return client;
   }
 
-  #withReceipt(command: string, headers: stompit.OutgoingHeaders, body: string | undefined, timeoutMs: number, frame?: (onReceipt: () => void) => void): Promise<void> {
+  #withReceipt(
+    command: string,
+    headers: stompit.OutgoingHeaders,
+    body: string | undefined,
+    timeoutMs: number,
+    frame?: (onReceipt: () => void) => void,
+  ): Promise<void> {
     if (this.closed) return Promise.reject(new SendFailure('closed', `${this.label}: ${command} on a closed connection`));
     const key = String(++this.#receipts);
     const done = new Promise<void>((resolve, reject) => this.#pending.set(key, { resolve, reject }));
@@ -186,7 +194,10 @@ export class StompitClient implements StompClient {
     }
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new SendFailure('timeout', `${this.label}: no RECEIPT for ${command} within ${timeoutMs} ms`)), timeoutMs);
+      timer = setTimeout(
+        () => reject(new SendFailure('timeout', `${this.label}: no RECEIPT for ${command} within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
     });
     return Promise.race([done, timeout]).finally(() => {
       clearTimeout(timer);
@@ -204,7 +215,11 @@ export class StompitClient implements StompClient {
         const h: Record<string, string> = {};
         for (const [k, v] of Object.entries(frame.headers)) if (v !== undefined) h[k] = String(v);
         inbox.push({
-          headers: h, body: body ?? '', at: Date.now(), node: this.nodeId, client: this,
+          headers: h,
+          body: body ?? '',
+          at: Date.now(),
+          node: this.nodeId,
+          client: this,
           ack: () => this.#withReceipt('ACK', {}, undefined, 10_000, (onReceipt) => this.#client.ack(frame, {}, { onReceipt })),
           nack: () => this.#withReceipt('NACK', {}, undefined, 10_000, (onReceipt) => this.#client.nack(frame, {}, { onReceipt })),
         });
@@ -212,7 +227,9 @@ export class StompitClient implements StompClient {
     });
     await this.#withReceipt('SUBSCRIBE', { ...headers, id, destination, ack: ackMode }, undefined, 20_000);
     return {
-      id, destination, inbox,
+      id,
+      destination,
+      inbox,
       unsubscribe: () => this.#withReceipt('UNSUBSCRIBE', { id }, undefined, 10_000),
     };
   }
@@ -311,7 +328,12 @@ export class StompjsClient implements StompClient {
       connected = resolve;
       failed = reject;
     });
-    const client = new StompjsClient(node, label, (frame) => connected(frame), (error) => failed(error));
+    const client = new StompjsClient(
+      node,
+      label,
+      (frame) => connected(frame),
+      (error) => failed(error),
+    );
     client.#client.activate();
     const frame = await within(ready, 10_000, `${label} CONNECTED`).catch(async (error: unknown) => {
       await client.#client.deactivate({ force: true });
@@ -333,7 +355,10 @@ export class StompjsClient implements StompClient {
     });
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(new SendFailure('timeout', `${this.label}: no RECEIPT for ${what} within ${timeoutMs} ms`)), timeoutMs);
+      timer = setTimeout(
+        () => reject(new SendFailure('timeout', `${this.label}: no RECEIPT for ${what} within ${timeoutMs} ms`)),
+        timeoutMs,
+      );
     });
     return {
       id,
@@ -348,18 +373,28 @@ export class StompjsClient implements StompClient {
     const inbox = new Inbox();
     const r = this.#receipt('SUBSCRIBE', 20_000);
     const id = headers.id ?? next('s');
-    const sub: StompSubscription = this.#client.subscribe(destination, (m: IMessage) => {
-      const h: Record<string, string> = {};
-      for (const [k, v] of Object.entries(m.headers)) h[k] = String(v);
-      inbox.push({
-        headers: h, body: m.body, at: Date.now(), node: this.nodeId, client: this,
-        ack: () => this.#settle(m, 'ack'),
-        nack: () => this.#settle(m, 'nack'),
-      });
-    }, { ...headers, id, receipt: r.id });
+    const sub: StompSubscription = this.#client.subscribe(
+      destination,
+      (m: IMessage) => {
+        const h: Record<string, string> = {};
+        for (const [k, v] of Object.entries(m.headers)) h[k] = String(v);
+        inbox.push({
+          headers: h,
+          body: m.body,
+          at: Date.now(),
+          node: this.nodeId,
+          client: this,
+          ack: () => this.#settle(m, 'ack'),
+          nack: () => this.#settle(m, 'nack'),
+        });
+      },
+      { ...headers, id, receipt: r.id },
+    );
     await r.done;
     return {
-      id, destination, inbox,
+      id,
+      destination,
+      inbox,
       unsubscribe: async () => {
         const u = this.#receipt('UNSUBSCRIBE', 10_000);
         sub.unsubscribe({ receipt: u.id });

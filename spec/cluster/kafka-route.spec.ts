@@ -42,12 +42,21 @@ describe('cluster › kafka route (3 node processes, Redis fan-out, MongoDB hist
         await sleep(2_000);
         await publisher.stop();
         const sent = publisher.receipted();
-        expect(publisher.records.filter((r) => r.outcome !== 'receipt').map((r) => `${r.body} ${r.outcome}`), 'publisher on a surviving node').to.deep.equal([]);
+        expect(
+          publisher.records.filter((r) => r.outcome !== 'receipt').map((r) => `${r.body} ${r.outcome}`),
+          'publisher on a surviving node',
+        ).to.deep.equal([]);
         const resumed = second;
-        await resumed.inbox.until(() => resumed.inbox.messages.some((m) => m.body === sent.at(-1)), 60_000, 'the last message on the resumed subscription');
+        await resumed.inbox.until(
+          () => resumed.inbox.messages.some((m) => m.body === sent.at(-1)),
+          60_000,
+          'the last message on the resumed subscription',
+        );
         await waitQuiet(500);
         const got = [...first.inbox.bodies(), ...resumed.inbox.bodies()];
-        console.log(`      ${sent.length} sent; ${first.inbox.length} on n3 before kill -9 (last ${last?.body} ${lastId}), ${resumed.inbox.length} after resuming on n2`);
+        console.log(
+          `      ${sent.length} sent; ${first.inbox.length} on n3 before kill -9 (last ${last?.body} ${lastId}), ${resumed.inbox.length} after resuming on n2`,
+        );
         expect(sequenceProblems(got, sent, 'reader'), 'one stream across the crash').to.deep.equal([]);
         expect(sequenceProblems(watcher.inbox.bodies(), sent, 'watcher on n2')).to.deep.equal([]);
         // Replayed and live messages carry the same ids as the live stream on the other node.
@@ -64,7 +73,12 @@ describe('cluster › kafka route (3 node processes, Redis fan-out, MongoDB hist
       const topic = dest('topic', 'resume-flow');
       const watcher = await (await ctx.pool.stompit(ctx.node(1))).subscribe(topic);
       const readers = await Promise.all(ctx.cluster().nodes.map((n) => ctx.pool.stompit(n)));
-      const publisher = new Publisher({ connect: () => ctx.pool.stompit(ctx.node(0)), destination: topic, prefix: 'f', intervalMs: 5 }).start();
+      const publisher = new Publisher({
+        connect: () => ctx.pool.stompit(ctx.node(0)),
+        destination: topic,
+        prefix: 'f',
+        intervalMs: 5,
+      }).start();
       const resumed: { from: string; at: number; sub: Subscription }[] = [];
       const latencies: number[] = [];
       try {
@@ -73,7 +87,11 @@ describe('cluster › kafka route (3 node processes, Redis fan-out, MongoDB hist
           const last = watcher.inbox.messages.at(-1);
           const reader = readers[i % readers.length] as StompClient;
           const started = Date.now();
-          resumed.push({ from: last?.body ?? '', at: watcher.inbox.length, sub: await reader.subscribe(topic, { 'x-resume-after': last?.headers['message-id'] ?? '' }) });
+          resumed.push({
+            from: last?.body ?? '',
+            at: watcher.inbox.length,
+            sub: await reader.subscribe(topic, { 'x-resume-after': last?.headers['message-id'] ?? '' }),
+          });
           latencies.push(Date.now() - started);
           await sleep(20 + Math.floor(Math.random() * 80));
         }
@@ -81,12 +99,20 @@ describe('cluster › kafka route (3 node processes, Redis fan-out, MongoDB hist
         await publisher.stop();
       }
       const sent = publisher.receipted();
-      await Promise.all(resumed.map(({ sub }, i) => sub.inbox.until(() => sub.inbox.bodies().includes(sent.at(-1) as string), 30_000, `resumption ${i}: the last message`)));
+      await Promise.all(
+        resumed.map(({ sub }, i) =>
+          sub.inbox.until(() => sub.inbox.bodies().includes(sent.at(-1) as string), 30_000, `resumption ${i}: the last message`),
+        ),
+      );
       await waitQuiet(500);
       const problems: string[] = [];
       for (const [i, r] of resumed.entries()) {
         const rest = sent.slice(sent.indexOf(r.from) + 1);
-        const found = sequenceProblems(r.sub.inbox.bodies(), rest, `resumption ${i} on ${r.sub.inbox.messages[0]?.node ?? '?'} after "${r.from}"`);
+        const found = sequenceProblems(
+          r.sub.inbox.bodies(),
+          rest,
+          `resumption ${i} on ${r.sub.inbox.messages[0]?.node ?? '?'} after "${r.from}"`,
+        );
         if (found.length > 0 && problems.length === 0) {
           // The first broken stream, compactly: seq@offset (ms since the first message), where it goes wrong.
           const t0 = r.sub.inbox.messages[0]?.at ?? 0;
@@ -97,7 +123,9 @@ describe('cluster › kafka route (3 node processes, Redis fan-out, MongoDB hist
         problems.push(...found);
       }
       latencies.sort((a, b) => a - b);
-      console.log(`      ${sent.length} sent; ${resumed.length} resumptions; SUBSCRIBE→RECEIPT median ${latencies[latencies.length >> 1]} ms, max ${latencies.at(-1)} ms`);
+      console.log(
+        `      ${sent.length} sent; ${resumed.length} resumptions; SUBSCRIBE→RECEIPT median ${latencies[latencies.length >> 1]} ms, max ${latencies.at(-1)} ms`,
+      );
       expect(problems).to.deep.equal([]);
     });
 
@@ -105,23 +133,39 @@ describe('cluster › kafka route (3 node processes, Redis fan-out, MongoDB hist
       this.timeout(120_000);
       const topic = dest('topic', 'redis-restart');
       const subs = await subscribersOnEveryNode(topic);
-      const publisher = new Publisher({ connect: () => ctx.pool.stompit(ctx.node(0)), destination: topic, prefix: 'k', intervalMs: 5 }).start();
+      const publisher = new Publisher({
+        connect: () => ctx.pool.stompit(ctx.node(0)),
+        destination: topic,
+        prefix: 'k',
+        intervalMs: 5,
+      }).start();
       try {
         await until(() => publisher.count('receipt') >= 50, 20_000, '50 receipts before the restart');
-        await withServiceFault('redis', () => services('restart', 'redis').then(() => undefined), async () => {
-          const mark = publisher.records.length;
-          await until(() => publisher.records.length >= mark + 100, 30_000, '100 SENDs after the restart');
-        });
+        await withServiceFault(
+          'redis',
+          () => services('restart', 'redis').then(() => undefined),
+          async () => {
+            const mark = publisher.records.length;
+            await until(() => publisher.records.length >= mark + 100, 30_000, '100 SENDs after the restart');
+          },
+        );
         await publisher.stop();
         const sent = publisher.receipted();
         console.log(`      ${publisher.summary()}`);
-        await Promise.all(subs.map(({ label, sub }) => sub.inbox.until(() => sent.every((b) => sub.inbox.bodies().includes(b)), 30_000, `${label}: every receipted message`)
-          .catch((error: unknown) => {
-            const got = new Set(sub.inbox.bodies());
-            // Known cause when a few around the restart are missing: a partition owner's PUBLISH reached the new Redis
-            // before this node's subscribing connection had resubscribed (pub/sub keeps nothing for absent subscribers).
-            throw new Error(`${String(error)}; missing ${sent.filter((b) => !got.has(b)).join(', ')} (receipted, so in Kafka and history, but never delivered live)`);
-          })));
+        await Promise.all(
+          subs.map(({ label, sub }) =>
+            sub.inbox
+              .until(() => sent.every((b) => sub.inbox.bodies().includes(b)), 30_000, `${label}: every receipted message`)
+              .catch((error: unknown) => {
+                const got = new Set(sub.inbox.bodies());
+                // Known cause when a few around the restart are missing: a partition owner's PUBLISH reached the new Redis
+                // before this node's subscribing connection had resubscribed (pub/sub keeps nothing for absent subscribers).
+                throw new Error(
+                  `${String(error)}; missing ${sent.filter((b) => !got.has(b)).join(', ')} (receipted, so in Kafka and history, but never delivered live)`,
+                );
+              }),
+          ),
+        );
         await waitQuiet(500);
         for (const { label, sub } of subs) {
           const bodies = sub.inbox.bodies();
@@ -138,39 +182,72 @@ describe('cluster › kafka route (3 node processes, Redis fan-out, MongoDB hist
       const base = dest('topic', 'kafka-restart').slice('/topic/'.length);
       const subs = await subscribersOnEveryNode(`/topic/${base}.*`);
       const c = ctx.cluster();
-      const publishers = c.nodes.map((n, i) => new Publisher({
-        connect: (): Promise<StompClient> => (i === 1 ? ctx.pool.stompjs(n) : ctx.pool.stompit(n)),
-        destination: `/topic/${base}.p${i}`, prefix: `p${i}`, intervalMs: 10, receiptTimeoutMs: 60_000,
-      }).start());
+      const publishers = c.nodes.map((n, i) =>
+        new Publisher({
+          connect: (): Promise<StompClient> => (i === 1 ? ctx.pool.stompjs(n) : ctx.pool.stompit(n)),
+          destination: `/topic/${base}.p${i}`,
+          prefix: `p${i}`,
+          intervalMs: 10,
+          receiptTimeoutMs: 60_000,
+        }).start(),
+      );
       let outage = 0;
       try {
         await until(() => publishers.every((p) => p.count('receipt') >= 20), 20_000, '20 receipts per publisher before the restart');
-        await withServiceFault('kafka', async () => {
-          const t0 = Date.now();
-          await services('restart', 'kafka');
-          outage = Date.now() - t0;
-        }, async () => {
-          const marks = publishers.map((p) => p.records.length);
-          await until(() => publishers.every((p, i) => p.count('receipt') > 0 && p.records.slice(marks[i]).filter((r) => r.outcome === 'receipt').length >= 30),
-            90_000, '30 receipts per publisher after the restart', () => publishers.map((p) => p.summary()).join('; '));
-        });
+        await withServiceFault(
+          'kafka',
+          async () => {
+            const t0 = Date.now();
+            await services('restart', 'kafka');
+            outage = Date.now() - t0;
+          },
+          async () => {
+            const marks = publishers.map((p) => p.records.length);
+            await until(
+              () =>
+                publishers.every(
+                  (p, i) => p.count('receipt') > 0 && p.records.slice(marks[i]).filter((r) => r.outcome === 'receipt').length >= 30,
+                ),
+              90_000,
+              '30 receipts per publisher after the restart',
+              () => publishers.map((p) => p.summary()).join('; '),
+            );
+          },
+        );
       } finally {
         await Promise.all(publishers.map((p) => p.stop()));
       }
       for (const p of publishers) console.log(`      ${p.summary()}`);
       console.log(`      kafka restart took ${outage} ms`);
       // Every node consumes again (a node whose consumer gave up stays unready: /readyz 503 forever).
-      await until(async () => (await Promise.all(c.nodes.map((n) => n.readiness()))).every((r) => r.status === 200), 60_000, 'every node ready after the Kafka restart',
-        () => 'see /readyz of each node');
+      await until(
+        async () => (await Promise.all(c.nodes.map((n) => n.readiness()))).every((r) => r.status === 200),
+        60_000,
+        'every node ready after the Kafka restart',
+        () => 'see /readyz of each node',
+      );
       for (const p of publishers) {
-        expect(p.records.filter((r) => r.outcome !== 'receipt' && r.outcome !== 'error').map((r) => `${r.body}: ${r.outcome}`), `${p.destination}: silence`).to.deep.equal([]);
+        expect(
+          p.records.filter((r) => r.outcome !== 'receipt' && r.outcome !== 'error').map((r) => `${r.body}: ${r.outcome}`),
+          `${p.destination}: silence`,
+        ).to.deep.equal([]);
       }
       const sent = publishers.flatMap((p) => p.receipted());
-      await Promise.all(subs.map(({ label, sub }) => sub.inbox.until(() => sent.every((b) => sub.inbox.bodies().includes(b)), 90_000, `${label}: every receipted message`)
-        .catch((error: unknown) => {
-          const got = new Set(sub.inbox.bodies());
-          throw new Error(`${String(error)}; missing ${sent.filter((b) => !got.has(b)).slice(0, 20).join(', ')}`);
-        })));
+      await Promise.all(
+        subs.map(({ label, sub }) =>
+          sub.inbox
+            .until(() => sent.every((b) => sub.inbox.bodies().includes(b)), 90_000, `${label}: every receipted message`)
+            .catch((error: unknown) => {
+              const got = new Set(sub.inbox.bodies());
+              throw new Error(
+                `${String(error)}; missing ${sent
+                  .filter((b) => !got.has(b))
+                  .slice(0, 20)
+                  .join(', ')}`,
+              );
+            }),
+        ),
+      );
       await waitQuiet(500);
       for (const { label, sub } of subs) {
         const bodies = sub.inbox.bodies();
@@ -179,7 +256,10 @@ describe('cluster › kafka route (3 node processes, Redis fan-out, MongoDB hist
         for (const p of publishers) {
           const receipted = new Set(p.receipted());
           const seqs = bodies.filter((b) => receipted.has(b)).map(seqOf);
-          expect(seqs.every((s, i) => i === 0 || s > (seqs[i - 1] as number)), `${label}: ${p.destination} in order`).to.equal(true);
+          expect(
+            seqs.every((s, i) => i === 0 || s > (seqs[i - 1] as number)),
+            `${label}: ${p.destination} in order`,
+          ).to.equal(true);
         }
       }
       await waitForFlow(ctx);
@@ -201,14 +281,22 @@ describe('cluster › kafka route (3 node processes, Redis fan-out, MongoDB hist
       };
       await send('before', 20);
       let during: string[] = [];
-      await withServiceFault('mongo', () => services('kill', 'mongo').then(() => undefined), async () => {
-        await send('during', 30);
-        during = sent.filter((b) => b.startsWith('during'));
-        // Live delivery does not wait for the history store.
-        await live.inbox.until(() => during.every((b) => live.inbox.bodies().includes(b)), 20_000, 'live delivery during the outage');
-        await liveWs.inbox.until(() => during.every((b) => liveWs.inbox.bodies().includes(b)), 20_000, 'live delivery during the outage (WebSocket)');
-        await services('start', 'mongo');
-      });
+      await withServiceFault(
+        'mongo',
+        () => services('kill', 'mongo').then(() => undefined),
+        async () => {
+          await send('during', 30);
+          during = sent.filter((b) => b.startsWith('during'));
+          // Live delivery does not wait for the history store.
+          await live.inbox.until(() => during.every((b) => live.inbox.bodies().includes(b)), 20_000, 'live delivery during the outage');
+          await liveWs.inbox.until(
+            () => during.every((b) => liveWs.inbox.bodies().includes(b)),
+            20_000,
+            'live delivery during the outage (WebSocket)',
+          );
+          await services('start', 'mongo');
+        },
+      );
       await send('after', 20);
       await live.inbox.until(() => live.inbox.length >= sent.length, 20_000, 'live delivery after the outage');
       await liveWs.inbox.until(() => liveWs.inbox.length >= sent.length, 20_000, 'live delivery after the outage (WebSocket)');
@@ -228,7 +316,10 @@ describe('cluster › kafka route (3 node processes, Redis fan-out, MongoDB hist
         await sleep(300);
         await fromMongo.unsubscribe();
         await fromCache.unsubscribe();
-        lastProblems = [...sequenceProblems(fromMongo.inbox.bodies(), sent, 'x-history:1000'), ...sequenceProblems(fromCache.inbox.bodies(), sent, `x-history:${sent.length}`)];
+        lastProblems = [
+          ...sequenceProblems(fromMongo.inbox.bodies(), sent, 'x-history:1000'),
+          ...sequenceProblems(fromCache.inbox.bodies(), sent, `x-history:${sent.length}`),
+        ];
         if (lastProblems.length === 0 || Date.now() - started > 60_000) break;
         await sleep(1_000);
       }

@@ -32,7 +32,11 @@ export function dest(kind: 'topic' | 'queue', name: string): string {
  * Registers the hooks of a spec file: one cluster for all its tests, node logs printed for failed tests, clients
  * closed after each test, and nodes restarted after a test that left one down.
  */
-export function useCluster(route: RoutePreset, engines: readonly ServiceName[], options: { args?: readonly string[] } = {}): ClusterContext {
+export function useCluster(
+  route: RoutePreset,
+  engines: readonly ServiceName[],
+  options: { args?: readonly string[] } = {},
+): ClusterContext {
   let cluster: StompedeCluster | undefined;
   let retired = false;
   const pool = new ClientPool();
@@ -60,7 +64,12 @@ export function useCluster(route: RoutePreset, engines: readonly ServiceName[], 
     requireServices(engines);
     this.timeout(120_000);
     const started = Date.now();
-    cluster = await StompedeCluster.start({ name: `spec-${route}`, engines, routes: route, ...(options.args !== undefined ? { args: options.args } : {}) });
+    cluster = await StompedeCluster.start({
+      name: `spec-${route}`,
+      engines,
+      routes: route,
+      ...(options.args !== undefined ? { args: options.args } : {}),
+    });
     await waitForFlow(ctx);
     console.log(`    cluster ${cluster.name}: ${cluster.nodes.map(String).join(', ')} ready in ${Date.now() - started} ms`);
   });
@@ -110,7 +119,8 @@ export async function waitForFlow(ctx: ClusterContext, timeoutMs = 60_000): Prom
         await until(() => subs.every(arrived), wait, 'probes on every node');
         return;
       } catch (error) {
-        if (Date.now() >= deadline) throw new Error(`messages do not flow through every node within ${timeoutMs} ms: ${String(error)}`, { cause: error });
+        if (Date.now() >= deadline)
+          throw new Error(`messages do not flow through every node within ${timeoutMs} ms: ${String(error)}`, { cause: error });
       }
     }
   } finally {
@@ -143,7 +153,12 @@ export function chatScenarios(ctx: ClusterContext): void {
     // A SUBSCRIBE's RECEIPT means "live cluster-wide": whatever is sent afterwards, anywhere, reaches it.
     const subs = await Promise.all(people.map((p) => p.subscribe(room)));
     const lines: string[] = [];
-    for (const [who, n] of [[alice, 3], [bob, 2], [carol, 2], [dave, 1]] as const) {
+    for (const [who, n] of [
+      [alice, 3],
+      [bob, 2],
+      [carol, 2],
+      [dave, 1],
+    ] as const) {
       for (let i = 0; i < n; i++) {
         const line = `${who.label} says ${i} ✓`;
         lines.push(line);
@@ -195,7 +210,13 @@ export function chatScenarios(ctx: ClusterContext): void {
     await waitQuiet(300);
     const seen = (s: Subscription) => s.inbox.messages.map((m) => `${m.headers.destination} ${m.body}`);
     expect(seen(star)).to.deep.equal([`/topic/${base}.a to a`, `/topic/${base}.b to b`, `/topic/${base}.a to a again`]);
-    expect(seen(hash)).to.deep.equal([`/topic/${base}.a to a`, `/topic/${base}.b.c to b.c`, `/topic/${base} to the base`, `/topic/${base}.b to b`, `/topic/${base}.a to a again`]);
+    expect(seen(hash)).to.deep.equal([
+      `/topic/${base}.a to a`,
+      `/topic/${base}.b.c to b.c`,
+      `/topic/${base} to the base`,
+      `/topic/${base}.b to b`,
+      `/topic/${base}.a to a again`,
+    ]);
     expect(seen(exact)).to.deep.equal([`/topic/${base}.a to a`, `/topic/${base}.a to a again`]);
     // One node, two subscriptions to the same messages: each gets its own copy, under its own id.
     expect(star.inbox.messages.every((m) => m.headers.subscription === star.id)).to.equal(true);
@@ -272,7 +293,9 @@ export function loadScenario(ctx: ClusterContext, options: { messages?: number; 
       for (const name of names) problems.push(...sequenceProblems(got.get(name) ?? [], sent.get(name) as string[], `${label} ${name}`));
       if (sub.inbox.length !== count) problems.push(`${label}: ${sub.inbox.length} messages, expected ${count}`);
     }
-    console.log(`      ${count} SENDs receipted in ${receipted - started} ms; delivered to ${subscribers.length} subscribers on ${c.nodes.length} nodes after ${delivered - started} ms`);
+    console.log(
+      `      ${count} SENDs receipted in ${receipted - started} ms; delivered to ${subscribers.length} subscribers on ${c.nodes.length} nodes after ${delivered - started} ms`,
+    );
     expect(problems.slice(0, 20)).to.deep.equal([]);
     expect(ctx.pool.errors()).to.deep.equal([]);
   });
@@ -287,8 +310,12 @@ class QueueLedger {
 
   record(m: Received): void {
     this.deliveries.push({
-      body: m.body, node: m.node, label: m.client.label, redelivered: m.headers.redelivered === 'true',
-      count: m.headers['x-delivery-count'], id: m.headers['message-id'] as string,
+      body: m.body,
+      node: m.node,
+      label: m.client.label,
+      redelivered: m.headers.redelivered === 'true',
+      count: m.headers['x-delivery-count'],
+      id: m.headers['message-id'] as string,
     });
   }
 
@@ -300,13 +327,21 @@ class QueueLedger {
 }
 
 /** Subscribes a consumer whose every message goes through `handle` (errors are collected, not thrown). */
-async function consumer(client: StompClient, queue: string, headers: Record<string, string>, handle: (m: Received) => Promise<void>, failures: string[]): Promise<Subscription> {
+async function consumer(
+  client: StompClient,
+  queue: string,
+  headers: Record<string, string>,
+  handle: (m: Received) => Promise<void>,
+  failures: string[],
+): Promise<Subscription> {
   const sub = await client.subscribe(queue, headers);
   let chain = Promise.resolve();
   const enqueue = (m: Received): void => {
-    chain = chain.then(() => handle(m)).catch((error: unknown) => {
-      failures.push(`${client.label}: ${String(error)}`);
-    });
+    chain = chain
+      .then(() => handle(m))
+      .catch((error: unknown) => {
+        failures.push(`${client.label}: ${String(error)}`);
+      });
   };
   // Messages may arrive in the same read as the SUBSCRIBE's RECEIPT, before this code runs: handled first.
   const early = [...sub.inbox.messages];
@@ -325,25 +360,38 @@ export function queueScenarios(ctx: ClusterContext): void {
     const queue = dest('queue', 'jobs');
     const ledger = new QueueLedger();
     const failures: string[] = [];
-    const consumers = [
-      await ctx.pool.stompit(ctx.node(0)), await ctx.pool.stompjs(ctx.node(1)), await ctx.pool.stompit(ctx.node(2)),
-    ];
+    const consumers = [await ctx.pool.stompit(ctx.node(0)), await ctx.pool.stompjs(ctx.node(1)), await ctx.pool.stompit(ctx.node(2))];
     const subs: Subscription[] = [];
     for (const client of consumers) {
-      subs.push(await consumer(client, queue, { ack: 'client-individual', 'prefetch-count': '5' }, async (m) => {
-        ledger.record(m);
-        await sleep(2);
-        await ledger.ack(m);
-      }, failures));
+      subs.push(
+        await consumer(
+          client,
+          queue,
+          { ack: 'client-individual', 'prefetch-count': '5' },
+          async (m) => {
+            ledger.record(m);
+            await sleep(2);
+            await ledger.ack(m);
+          },
+          failures,
+        ),
+      );
     }
     const producers = [await ctx.pool.stompjs(ctx.node(0)), await ctx.pool.stompit(ctx.node(1)), await ctx.pool.stompit(ctx.node(2))];
     const bodies: string[] = [];
-    await Promise.all(producers.map((p, i) => {
-      const items = Array.from({ length: 100 }, (_, k) => ({ destination: queue, body: `job ${i}.${k}` }));
-      bodies.push(...items.map((x) => x.body));
-      return sendAll(p, items, 20);
-    }));
-    await until(() => ledger.acked.size >= bodies.length, 30_000, `${bodies.length} jobs acknowledged`, () => `${ledger.acked.size} acknowledged`);
+    await Promise.all(
+      producers.map((p, i) => {
+        const items = Array.from({ length: 100 }, (_, k) => ({ destination: queue, body: `job ${i}.${k}` }));
+        bodies.push(...items.map((x) => x.body));
+        return sendAll(p, items, 20);
+      }),
+    );
+    await until(
+      () => ledger.acked.size >= bodies.length,
+      30_000,
+      `${bodies.length} jobs acknowledged`,
+      () => `${ledger.acked.size} acknowledged`,
+    );
     await waitQuiet(500);
     expect(failures).to.deep.equal([]);
     expect(ledger.deliveries.map((d) => d.body)).to.have.members(bodies);
@@ -366,7 +414,13 @@ export function queueScenarios(ctx: ClusterContext): void {
     const bodies = Array.from({ length: 5 }, (_, i) => `task ${i}`);
     for (const b of bodies) await producer.send(queue, b);
     await firstSub.inbox.count(5, 20_000, 'first deliveries');
-    expect(firstSub.inbox.messages.map((m) => m.headers.redelivered)).to.deep.equal([undefined, undefined, undefined, undefined, undefined]);
+    expect(firstSub.inbox.messages.map((m) => m.headers.redelivered)).to.deep.equal([
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+      undefined,
+    ]);
     // NACKs and the UNSUBSCRIBE go out back to back, so node 1 has no consumer left to take them again.
     await Promise.all([...firstSub.inbox.messages.slice(0, 5).map((m) => m.nack()), firstSub.unsubscribe()]);
     // Phase 2: a consumer on node 3 gets all five again, marked as redeliveries.
@@ -390,25 +444,46 @@ export function queueScenarios(ctx: ClusterContext): void {
     const mixedQueue = dest('queue', 'nack-mixed');
     const nacked = new Set<string>();
     const nacker = await ctx.pool.stompit(ctx.node(0));
-    await consumer(nacker, mixedQueue, { ack: 'client-individual', 'prefetch-count': '4' }, async (m) => {
-      ledger.record(m);
-      if (m.headers.redelivered !== 'true') {
-        nacked.add(m.body);
-        await m.nack();
-      } else {
-        await ledger.ack(m);
-      }
-    }, failures);
-    for (const n of [ctx.node(1), ctx.node(2)]) {
-      await consumer(await ctx.pool.stompit(n), mixedQueue, { ack: 'client-individual', 'prefetch-count': '4' }, async (m) => {
+    await consumer(
+      nacker,
+      mixedQueue,
+      { ack: 'client-individual', 'prefetch-count': '4' },
+      async (m) => {
         ledger.record(m);
-        await sleep(5);
-        await ledger.ack(m);
-      }, failures);
+        if (m.headers.redelivered !== 'true') {
+          nacked.add(m.body);
+          await m.nack();
+        } else {
+          await ledger.ack(m);
+        }
+      },
+      failures,
+    );
+    for (const n of [ctx.node(1), ctx.node(2)]) {
+      await consumer(
+        await ctx.pool.stompit(n),
+        mixedQueue,
+        { ack: 'client-individual', 'prefetch-count': '4' },
+        async (m) => {
+          ledger.record(m);
+          await sleep(5);
+          await ledger.ack(m);
+        },
+        failures,
+      );
     }
     const mixed = Array.from({ length: 60 }, (_, i) => `mixed ${i}`);
-    await sendAll(producer, mixed.map((body) => ({ destination: mixedQueue, body })), 10);
-    await until(() => ledger.acked.size >= mixed.length, 30_000, 'every message acknowledged', () => `${ledger.acked.size} acknowledged`);
+    await sendAll(
+      producer,
+      mixed.map((body) => ({ destination: mixedQueue, body })),
+      10,
+    );
+    await until(
+      () => ledger.acked.size >= mixed.length,
+      30_000,
+      'every message acknowledged',
+      () => `${ledger.acked.size} acknowledged`,
+    );
     await waitQuiet(500);
     expect(failures).to.deep.equal([]);
     expect([...ledger.acked.keys()]).to.have.members(mixed);
@@ -416,7 +491,10 @@ export function queueScenarios(ctx: ClusterContext): void {
     for (const body of nacked) {
       const later = ledger.deliveries.filter((d) => d.body === body).slice(1);
       expect(later.length, `redeliveries of NACKed "${body}"`).to.be.at.least(1);
-      expect(later.every((d) => d.redelivered), `"${body}" redelivered:true`).to.equal(true);
+      expect(
+        later.every((d) => d.redelivered),
+        `"${body}" redelivered:true`,
+      ).to.equal(true);
       if (later.some((d) => d.node !== 'n1')) elsewhere++;
     }
     console.log(`      ${nacked.size} NACKed on n1; ${elsewhere} of them redelivered on another node`);
@@ -436,15 +514,26 @@ export function queueScenarios(ctx: ClusterContext): void {
     const survivor = await ctx.pool.stompit(ctx.node(1), 'survivor@n2');
     const ledger = new QueueLedger();
     const failures: string[] = [];
-    await consumer(survivor, queue, { ack: 'client-individual' }, async (m) => {
-      ledger.record(m);
-      await ledger.ack(m);
-    }, failures);
+    await consumer(
+      survivor,
+      queue,
+      { ack: 'client-individual' },
+      async (m) => {
+        ledger.record(m);
+        await ledger.ack(m);
+      },
+      failures,
+    );
     await waitQuiet(500);
     expect(ledger.deliveries, 'nothing for the survivor while n3 holds the messages').to.deep.equal([]);
     const killed = Date.now();
     await ctx.cluster().kill9(victim);
-    await until(() => ledger.acked.size >= bodies.length, 30_000, 'the held messages redelivered to the survivor', () => `${ledger.acked.size} redelivered`);
+    await until(
+      () => ledger.acked.size >= bodies.length,
+      30_000,
+      'the held messages redelivered to the survivor',
+      () => `${ledger.acked.size} redelivered`,
+    );
     const after = Date.now() - killed;
     await waitQuiet(500);
     console.log(`      redelivered ${ledger.deliveries.length} messages ${after} ms after kill -9`);
@@ -454,7 +543,10 @@ export function queueScenarios(ctx: ClusterContext): void {
       expect(d.id, 'same message-id').to.equal(held.inbox.messages.find((m) => m.body === d.body)?.headers['message-id']);
     }
     const flags = ledger.deliveries.map((d) => d.redelivered);
-    expect(flags.every((f) => f), `redelivered:true on messages a crashed node had delivered (${flags.join(',')})`).to.equal(true);
+    expect(
+      flags.every((f) => f),
+      `redelivered:true on messages a crashed node had delivered (${flags.join(',')})`,
+    ).to.equal(true);
     await ctx.heal();
   });
 
@@ -473,11 +565,22 @@ export function queueScenarios(ctx: ClusterContext): void {
     await ctx.cluster().restart(victim, { crash: true });
     const ledger = new QueueLedger();
     const failures: string[] = [];
-    await consumer(await ctx.pool.stompit(ctx.node(1)), queue, { ack: 'client-individual' }, async (m) => {
-      ledger.record(m);
-      await ledger.ack(m);
-    }, failures);
-    await until(() => ledger.acked.size >= bodies.length, 30_000, 'the held messages redelivered', () => `${ledger.acked.size} redelivered`);
+    await consumer(
+      await ctx.pool.stompit(ctx.node(1)),
+      queue,
+      { ack: 'client-individual' },
+      async (m) => {
+        ledger.record(m);
+        await ledger.ack(m);
+      },
+      failures,
+    );
+    await until(
+      () => ledger.acked.size >= bodies.length,
+      30_000,
+      'the held messages redelivered',
+      () => `${ledger.acked.size} redelivered`,
+    );
     console.log(`      redelivered ${ledger.deliveries.length} messages ${Date.now() - restarted} ms after kill -9 + restart`);
     expect(failures).to.deep.equal([]);
     expect(ledger.deliveries.map((d) => d.body)).to.have.members(bodies);
@@ -494,15 +597,17 @@ export function shutdownScenario(ctx: ClusterContext): void {
     const client = await ctx.pool.stompit(c.node(0));
     const sub = await client.subscribe(dest('topic', 'bye'));
     ctx.retire();
-    const results = await Promise.all(c.nodes.map(async (n) => {
-      const started = Date.now();
-      try {
-        await n.stop();
-        return `${n.id} exit 0 in ${Date.now() - started} ms`;
-      } catch (error) {
-        return `${n.id} FAILED: ${String(error)}`;
-      }
-    }));
+    const results = await Promise.all(
+      c.nodes.map(async (n) => {
+        const started = Date.now();
+        try {
+          await n.stop();
+          return `${n.id} exit 0 in ${Date.now() - started} ms`;
+        } catch (error) {
+          return `${n.id} FAILED: ${String(error)}`;
+        }
+      }),
+    );
     console.log(`      ${results.join('; ')}`);
     expect(results.filter((r) => r.includes('FAILED'))).to.deep.equal([]);
     // Its clients were told (ERROR "server shutting down") and disconnected.

@@ -66,7 +66,10 @@ function withPorts(code: string, tcp: string, ws: string): string {
 }
 
 function nonBlankLines(text: string): string[] {
-  return text.split('\n').map((l) => l.trim()).filter((l) => l !== '');
+  return text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter((l) => l !== '');
 }
 
 interface Run {
@@ -81,7 +84,11 @@ interface Run {
  * Runs a snippet until its stdout has the line `until` (then kills it: the Node snippets stay connected) or, with
  * `untilExit`, until it exits by itself; killed after SNIPPET_MS either way.
  */
-function runSnippet(command: string, args: readonly string[], options: { cwd: string; until: string; untilExit?: boolean; env?: Record<string, string> }): Promise<Run> {
+function runSnippet(
+  command: string,
+  args: readonly string[],
+  options: { cwd: string; until: string; untilExit?: boolean; env?: Record<string, string> },
+): Promise<Run> {
   return new Promise((resolveRun, reject) => {
     const child = spawn(command, args, { cwd: options.cwd, env: cliEnv(options.env), stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
@@ -172,7 +179,8 @@ function readmeCommands(): CliCommand[] {
   // Inline mentions: `npx stompede --help`, and lone flags such as `--ws-port` or `--routes '…'`.
   const inline = [...README.replace(/^```[\s\S]*?^```$/gm, '').matchAll(/`([^`\n]+)`/g)].map((m) => m[1] as string);
   const fromInline = inline.flatMap((span) =>
-    span.startsWith('--') ? [{ source: span, args: shellWords(span), inBlock: false }] : stompedeCommands(span, false));
+    span.startsWith('--') ? [{ source: span, args: shellWords(span), inBlock: false }] : stompedeCommands(span, false),
+  );
   return [...fromBlocks, ...fromInline];
 }
 
@@ -250,9 +258,10 @@ describe('docs › README.md', function () {
           const code = withPorts((block as Block).code, String(t.tcpPort), new URL(t.wsUrl).port);
           const file = join(scratch, `${client.label.replace(/\W/g, '-')}.${client.lang === 'python' ? 'py' : 'mjs'}`);
           writeFileSync(file, code);
-          const r = client.lang === 'python'
-            ? await runSnippet(python, [file], { cwd: scratch, until: client.prints, untilExit: true, env: { PYTHONUNBUFFERED: '1' } })
-            : await runSnippet(process.execPath, [file], { cwd: scratch, until: client.prints });
+          const r =
+            client.lang === 'python'
+              ? await runSnippet(python, [file], { cwd: scratch, until: client.prints, untilExit: true, env: { PYTHONUNBUFFERED: '1' } })
+              : await runSnippet(process.execPath, [file], { cwd: scratch, until: client.prints });
           expect(r.lines, describeRun(r)).to.include(client.prints);
           if (client.lang === 'python') expect(r.code, `the script ends by itself; ${describeRun(r)}`).to.equal(0);
           expect(errors.errors, 'ERROR frames the broker sent').to.deep.equal([]);
@@ -275,8 +284,9 @@ describe('docs › README.md', function () {
         expect(found, `README line ${JSON.stringify(line)} in ReadmeSnippetTest.java (after line ${at})`).to.be.at.least(0);
         at = found + 1;
       }
-      expect(readFileSync(SPRING_SPEC, 'utf8'), 'spec/interop/spring.spec.ts expects ReadmeSnippetTest to run')
-        .to.match(/^\s*ReadmeSnippetTest: \['springSnippetPrintsTheMessageItSent'\],$/m);
+      expect(readFileSync(SPRING_SPEC, 'utf8'), 'spec/interop/spring.spec.ts expects ReadmeSnippetTest to run').to.match(
+        /^\s*ReadmeSnippetTest: \['springSnippetPrintsTheMessageItSent'\],$/m,
+      );
     });
   });
 
@@ -284,21 +294,23 @@ describe('docs › README.md', function () {
     const commands = readmeCommands();
     const serveFlags = new Set([...Object.keys(DEFAULT_CONFIG).map(flagName), 'config', 'print-config', 'help', 'version']);
 
-    it('finds the README\'s commands (make run ARGS=…, npx stompede …, add-user)', () => {
+    it("finds the README's commands (make run ARGS=…, npx stompede …, add-user)", () => {
       const blocks = commands.filter((c) => c.inBlock);
       expect(blocks.length, 'stompede commands in ```sh blocks').to.be.at.least(6);
       expect(blocks.filter((c) => c.args[0] === 'add-user')).to.have.length(1);
       expect(commands.filter((c) => !c.inBlock).length, 'inline flags and commands').to.be.at.least(4);
     });
 
-    it('uses only real flags: config keys (flagName), --config, --print-config, --help, and add-user\'s own', async () => {
+    it("uses only real flags: config keys (flagName), --config, --print-config, --help, and add-user's own", async () => {
       const help = await runCli(['add-user', '--help'], scratch);
       expect(help.code, help.stderr).to.equal(0);
       const addUserFlags = new Set([...help.stdout.matchAll(/^\s+(?:-\w, )?--([a-z][a-z-]*)/gm)].map((m) => m[1] as string));
       expect([...addUserFlags]).to.include.members(['users-file', 'password', 'help']);
       const unknown = commands.flatMap((c) => {
         const allowed = c.args[0] === 'add-user' ? addUserFlags : serveFlags;
-        return flagsOf(c.args).filter((f) => !allowed.has(f)).map((f) => `--${f} in: ${c.source}`);
+        return flagsOf(c.args)
+          .filter((f) => !allowed.has(f))
+          .map((f) => `--${f} in: ${c.source}`);
       });
       expect(unknown).to.deep.equal([]);
     });
@@ -329,10 +341,18 @@ describe('docs › README.md', function () {
       // `npx stompede` in the repository runs this package's bin; in a bare directory this shim stands in for it.
       const bin = join(dir, 'bin');
       mkdirSync(bin);
-      writeFileSync(join(bin, 'npx'), `#!/bin/sh\n[ "$1" = stompede ] || { echo "npx shim: stompede only" >&2; exit 127; }\nshift\nexec '${process.execPath}' '${CLI}' "$@"\n`);
+      writeFileSync(
+        join(bin, 'npx'),
+        `#!/bin/sh\n[ "$1" = stompede ] || { echo "npx shim: stompede only" >&2; exit 127; }\nshift\nexec '${process.execPath}' '${CLI}' "$@"\n`,
+      );
       chmodSync(join(bin, 'npx'), 0o755);
 
-      const added = await runSnippet('bash', ['-o', 'pipefail', '-c', addLine as string], { cwd: dir, until: '', untilExit: true, env: { PATH: `${bin}:${process.env.PATH ?? ''}` } });
+      const added = await runSnippet('bash', ['-o', 'pipefail', '-c', addLine as string], {
+        cwd: dir,
+        until: '',
+        untilExit: true,
+        env: { PATH: `${bin}:${process.env.PATH ?? ''}` },
+      });
       expect(added.code, `${addLine}: ${describeRun(added)}`).to.equal(0);
       const usersFile = /--users-file (\S+)/.exec(addLine as string)?.[1] as string;
       expect(existsSync(join(dir, usersFile)), `${usersFile} written`).to.equal(true);
@@ -343,7 +363,9 @@ describe('docs › README.md', function () {
       const [serve] = stompedeCommands(serveLine as string, true);
       expect(serve, serveLine).to.not.equal(undefined);
       const node = spawn(process.execPath, [CLI, ...(serve as CliCommand).args], {
-        cwd: dir, env: cliEnv({ STOMPEDE_PORT: '0', STOMPEDE_WS_PORT: '0' }), stdio: ['ignore', 'pipe', 'pipe'],
+        cwd: dir,
+        env: cliEnv({ STOMPEDE_PORT: '0', STOMPEDE_WS_PORT: '0' }),
+        stdio: ['ignore', 'pipe', 'pipe'],
       });
       let out = '';
       let err = '';
@@ -354,8 +376,11 @@ describe('docs › README.md', function () {
         const port = await new Promise<number>((done, fail) => {
           const started = Date.now();
           const poll = setInterval(() => {
-            const listening = out.split('\n').filter((l) => l.startsWith('{'))
-              .map((l) => JSON.parse(l) as { tcp?: { port?: number } }).find((l) => l.tcp?.port !== undefined);
+            const listening = out
+              .split('\n')
+              .filter((l) => l.startsWith('{'))
+              .map((l) => JSON.parse(l) as { tcp?: { port?: number } })
+              .find((l) => l.tcp?.port !== undefined);
             if (listening !== undefined) {
               clearInterval(poll);
               done(listening.tcp?.port as number);

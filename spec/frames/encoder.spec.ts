@@ -25,35 +25,75 @@ describe('frames › encoder › encodeFrame', () => {
   });
 
   it('writes no content-length on a frame without a body (other than MESSAGE and ERROR)', () => {
-    expect(encodeFrame('SUBSCRIBE', [['id', '0'], ['destination', '/queue/a']]).toString()).to.equal('SUBSCRIBE\nid:0\ndestination:/queue/a\n\n\0');
+    expect(
+      encodeFrame('SUBSCRIBE', [
+        ['id', '0'],
+        ['destination', '/queue/a'],
+      ]).toString(),
+    ).to.equal('SUBSCRIBE\nid:0\ndestination:/queue/a\n\n\0');
     expect(encodeFrame('RECEIPT', [['receipt-id', '7']], EMPTY_BODY, '1.0').toString()).to.equal('RECEIPT\nreceipt-id:7\n\n\0');
   });
 
   it('always writes content-length on MESSAGE and ERROR, even with an empty body', () => {
     for (const version of VERSIONS) {
-      expect(encodeFrame('MESSAGE', [['destination', '/q']], EMPTY_BODY, version).toString()).to.equal('MESSAGE\ndestination:/q\ncontent-length:0\n\n\0');
-      expect(encodeFrame('ERROR', [['message', 'bad']], EMPTY_BODY, version).toString()).to.equal('ERROR\nmessage:bad\ncontent-length:0\n\n\0');
+      expect(encodeFrame('MESSAGE', [['destination', '/q']], EMPTY_BODY, version).toString()).to.equal(
+        'MESSAGE\ndestination:/q\ncontent-length:0\n\n\0',
+      );
+      expect(encodeFrame('ERROR', [['message', 'bad']], EMPTY_BODY, version).toString()).to.equal(
+        'ERROR\nmessage:bad\ncontent-length:0\n\n\0',
+      );
     }
   });
 
   it('replaces a caller-supplied content-length with the real one', () => {
-    const out = encodeFrame('MESSAGE', [['content-length', '99'], ['destination', '/q']], Buffer.from('abc'));
+    const out = encodeFrame(
+      'MESSAGE',
+      [
+        ['content-length', '99'],
+        ['destination', '/q'],
+      ],
+      Buffer.from('abc'),
+    );
     expect(out.toString()).to.equal('MESSAGE\ndestination:/q\ncontent-length:3\n\nabc\0');
-    const send = encodeFrame('SEND', [['content-length', '1'], ['destination', '/q']], Buffer.from('abcd'));
+    const send = encodeFrame(
+      'SEND',
+      [
+        ['content-length', '1'],
+        ['destination', '/q'],
+      ],
+      Buffer.from('abcd'),
+    );
     expect(send.toString()).to.equal('SEND\ndestination:/q\ncontent-length:4\n\nabcd\0');
   });
 
   it('corrects a caller-supplied content-length on a frame without a body', () => {
     // A stale "content-length:5" on an empty frame would make the peer swallow the next 5 bytes of the stream.
-    const out = encodeFrame('SEND', [['destination', '/q'], ['content-length', '5']], EMPTY_BODY);
+    const out = encodeFrame(
+      'SEND',
+      [
+        ['destination', '/q'],
+        ['content-length', '5'],
+      ],
+      EMPTY_BODY,
+    );
     expect(out.toString()).to.equal('SEND\ndestination:/q\ncontent-length:0\n\n\0');
     const stream = Buffer.concat([out, encodeFrame('DISCONNECT', [])]);
     const { events } = parseChunks([stream]);
-    expect(events).to.deep.equal([ev.frame('SEND', [['destination', '/q'], ['content-length', '0']]), ev.frame('DISCONNECT')]);
+    expect(events).to.deep.equal([
+      ev.frame('SEND', [
+        ['destination', '/q'],
+        ['content-length', '0'],
+      ]),
+      ev.frame('DISCONNECT'),
+    ]);
   });
 
   it('keeps header order and repeated headers as given', () => {
-    const out = encodeFrame('SEND', [['b', '1'], ['a', '2'], ['b', '3']]);
+    const out = encodeFrame('SEND', [
+      ['b', '1'],
+      ['a', '2'],
+      ['b', '3'],
+    ]);
     expect(out.toString()).to.equal('SEND\nb:1\na:2\nb:3\n\n\0');
   });
 
@@ -81,9 +121,17 @@ describe('frames › encoder › encodeFrame', () => {
 
   it('never escapes CONNECTED, CONNECT or STOMP headers', () => {
     for (const version of VERSIONS) {
-      expect(encodeFrame('CONNECTED', [['version', '1.2'], ['server', 'stompede/0.1 a:b\\c']], EMPTY_BODY, version).toString()).to.equal(
-        'CONNECTED\nversion:1.2\nserver:stompede/0.1 a:b\\c\n\n\0',
-      );
+      expect(
+        encodeFrame(
+          'CONNECTED',
+          [
+            ['version', '1.2'],
+            ['server', 'stompede/0.1 a:b\\c'],
+          ],
+          EMPTY_BODY,
+          version,
+        ).toString(),
+      ).to.equal('CONNECTED\nversion:1.2\nserver:stompede/0.1 a:b\\c\n\n\0');
       expect(encodeFrame('CONNECT', [['passcode', 'a\\b:c']], EMPTY_BODY, version).toString()).to.equal('CONNECT\npasscode:a\\b:c\n\n\0');
       expect(encodeFrame('STOMP', [['passcode', 'a\\b']], EMPTY_BODY, version).toString()).to.equal('STOMP\npasscode:a\\b\n\n\0');
     }
@@ -92,9 +140,24 @@ describe('frames › encoder › encodeFrame', () => {
   describe('round trips (encode, then parse with the same version)', () => {
     const body = Buffer.from([0x68, 0, 0xff, 0x0a, 0]);
     const cases: Record<StompVersion, Array<[string, string]>> = {
-      '1.0': [['destination', '/queue/é'], ['spaced', ' v '], ['url', 'http://h:1/'], ['back', 'a\\tb']],
-      '1.1': [['destination', '/queue/é'], ['a:b', 'x\ny\\z'], ['spaced', ' v '], ['url', 'http://h:1/']],
-      '1.2': [['destination', '/queue/é'], ['a:b', 'x\ny\\z\rw'], ['cr', '\r'], ['spaced', ' v ']],
+      '1.0': [
+        ['destination', '/queue/é'],
+        ['spaced', ' v '],
+        ['url', 'http://h:1/'],
+        ['back', 'a\\tb'],
+      ],
+      '1.1': [
+        ['destination', '/queue/é'],
+        ['a:b', 'x\ny\\z'],
+        ['spaced', ' v '],
+        ['url', 'http://h:1/'],
+      ],
+      '1.2': [
+        ['destination', '/queue/é'],
+        ['a:b', 'x\ny\\z\rw'],
+        ['cr', '\r'],
+        ['spaced', ' v '],
+      ],
     };
     for (const version of VERSIONS) {
       it(`${version}: SEND, MESSAGE, ERROR and RECEIPT come back with the same command, headers and body`, () => {
@@ -110,7 +173,11 @@ describe('frames › encoder › encodeFrame', () => {
       });
 
       it(`${version}: CONNECT comes back with backslashes intact`, () => {
-        const headers: Array<[string, string]> = [['accept-version', '1.0,1.1,1.2'], ['host', '/'], ['passcode', 'p\\a:ss']];
+        const headers: Array<[string, string]> = [
+          ['accept-version', '1.0,1.1,1.2'],
+          ['host', '/'],
+          ['passcode', 'p\\a:ss'],
+        ];
         expect(parseOne(encodeFrame('CONNECT', headers, EMPTY_BODY, version), version)).to.deep.equal(ev.frame('CONNECT', headers));
       });
     }
@@ -124,7 +191,10 @@ describe('frames › encoder › encodeFrame', () => {
 });
 
 describe('frames › encoder › MessageTemplate', () => {
-  const userHeaders: Array<[string, string]> = [['content-type', 'text/plain'], ['x-user', 'a:b\\c\nd']];
+  const userHeaders: Array<[string, string]> = [
+    ['content-type', 'text/plain'],
+    ['x-user', 'a:b\\c\nd'],
+  ];
 
   function template(body: Buffer = Buffer.from('héllo')): MessageTemplate {
     return new MessageTemplate('/topic/news:é', 'node-1-a', userHeaders, body);
@@ -147,7 +217,14 @@ describe('frames › encoder › MessageTemplate', () => {
       expect(parseOne(bytes, version)).to.deep.equal(
         ev.frame(
           'MESSAGE',
-          [['subscription', 'sub:0'], ['ack', '42'], ['destination', destination], ['message-id', 'node:1\\a'], ...headers, ['content-length', '6']],
+          [
+            ['subscription', 'sub:0'],
+            ['ack', '42'],
+            ['destination', destination],
+            ['message-id', 'node:1\\a'],
+            ...headers,
+            ['content-length', '6'],
+          ],
           'héllo',
         ),
       );

@@ -7,7 +7,14 @@
  *
  * In the fixture strings, `\n` is LF, `\r` CR, `\0` the NUL that ends a frame, and `\\` ONE backslash on the wire.
  */
-import { FRAME_ERRORS, FrameParser, type FrameError, type FrameErrorCode, type FrameLimits, type StompVersion } from '../../frames/index.js';
+import {
+  FRAME_ERRORS,
+  FrameParser,
+  type FrameError,
+  type FrameErrorCode,
+  type FrameLimits,
+  type StompVersion,
+} from '../../frames/index.js';
 
 // ---------------------------------------------------------------------------------------------------------------
 // What a parse reports, as plain data that chai can compare and print.
@@ -144,25 +151,13 @@ export const FRAMING_FIXTURES: readonly Fixture[] = [
     // Several frames back to back in one chunk, each reported in order.
     name: 'reads many frames from one chunk in order',
     bytes: bytes('SUBSCRIBE\nid:0\ndestination:/queue/a\n\n\0SEND\ndestination:/queue/a\n\none\0DISCONNECT\nreceipt:77\n\n\0'),
-    expect: [
-      ev.frame('SUBSCRIBE', [['id', '0'], DEST]),
-      ev.frame('SEND', [DEST], 'one'),
-      ev.frame('DISCONNECT', [['receipt', '77']]),
-    ],
+    expect: [ev.frame('SUBSCRIBE', [['id', '0'], DEST]), ev.frame('SEND', [DEST], 'one'), ev.frame('DISCONNECT', [['receipt', '77']])],
   },
   {
     // S2 and the parser's documented choice: every EOL outside a frame (before, between, after) is one heart-beat.
     name: 'reports EOLs outside frames as heart-beats, one per EOL',
     bytes: bytes('\nSEND\n\na\0\n\r\n\nSEND\n\nb\0\r\n'),
-    expect: [
-      ev.heartbeat,
-      ev.frame('SEND', [], 'a'),
-      ev.heartbeat,
-      ev.heartbeat,
-      ev.heartbeat,
-      ev.frame('SEND', [], 'b'),
-      ev.heartbeat,
-    ],
+    expect: [ev.heartbeat, ev.frame('SEND', [], 'a'), ev.heartbeat, ev.heartbeat, ev.heartbeat, ev.frame('SEND', [], 'b'), ev.heartbeat],
   },
   {
     // A stream of nothing but heart-beats never produces a frame.
@@ -226,13 +221,23 @@ export const HEADER_FIXTURES: readonly Fixture[] = [
     // header-value is everything after the FIRST colon, further colons included.
     name: 'keeps colons after the first one in the value',
     bytes: bytes('SEND\nurl:http://host:8080/a\ntime:12:30:00\n\n\0'),
-    expect: [ev.frame('SEND', [['url', 'http://host:8080/a'], ['time', '12:30:00']])],
+    expect: [
+      ev.frame('SEND', [
+        ['url', 'http://host:8080/a'],
+        ['time', '12:30:00'],
+      ]),
+    ],
   },
   {
     // S14: the first of repeated headers wins; the later one does not move it or replace it.
     name: 'keeps the first value of a repeated header',
     bytes: bytes('SEND\nfoo:first\nbar:1\nfoo:second\n\n\0'),
-    expect: [ev.frame('SEND', [['foo', 'first'], ['bar', '1']])],
+    expect: [
+      ev.frame('SEND', [
+        ['foo', 'first'],
+        ['bar', '1'],
+      ]),
+    ],
   },
   {
     // First wins for content-length too: the body is read with the first length.
@@ -244,13 +249,23 @@ export const HEADER_FIXTURES: readonly Fixture[] = [
     // S7: names and values are never trimmed (1.0 examples write `ack: client`; the space stays).
     name: 'never trims spaces around names or values',
     bytes: bytes('SEND\n key : value \nack: client\n\n\0'),
-    expect: [ev.frame('SEND', [[' key ', ' value '], ['ack', ' client']])],
+    expect: [
+      ev.frame('SEND', [
+        [' key ', ' value '],
+        ['ack', ' client'],
+      ]),
+    ],
   },
   {
     name: 'keeps spaces in 1.0 headers too',
     version: '1.0',
     bytes: bytes('SUBSCRIBE\ndestination: /queue/a\nack: client\n\n\0'),
-    expect: [ev.frame('SUBSCRIBE', [['destination', ' /queue/a'], ['ack', ' client']])],
+    expect: [
+      ev.frame('SUBSCRIBE', [
+        ['destination', ' /queue/a'],
+        ['ack', ' client'],
+      ]),
+    ],
   },
   {
     // An empty value is a value; the header is present.
@@ -262,13 +277,29 @@ export const HEADER_FIXTURES: readonly Fixture[] = [
     // S3: names are case-sensitive; integer-like names keep arrival order (the reason Headers is a Map).
     name: 'keeps header names case-sensitive and in arrival order',
     bytes: bytes('SEND\nDestination:/A\ndestination:/a\n2:two\n1:one\n\n\0'),
-    expect: [ev.frame('SEND', [['Destination', '/A'], ['destination', '/a'], ['2', 'two'], ['1', 'one']])],
+    expect: [
+      ev.frame('SEND', [
+        ['Destination', '/A'],
+        ['destination', '/a'],
+        ['2', 'two'],
+        ['1', 'one'],
+      ]),
+    ],
   },
   {
     // S3: UTF-8 in command-adjacent headers and the body; two-, three- and four-byte sequences get split by the chunkings.
     name: 'decodes multi-byte UTF-8 in header names, values and the body',
     bytes: bytes('SEND\ndestination:/queue/café\nπ:日本語 🎉\n\nhéllo wörld 🎉\0'),
-    expect: [ev.frame('SEND', [['destination', '/queue/café'], ['π', '日本語 🎉']], 'héllo wörld 🎉')],
+    expect: [
+      ev.frame(
+        'SEND',
+        [
+          ['destination', '/queue/café'],
+          ['π', '日本語 🎉'],
+        ],
+        'héllo wörld 🎉',
+      ),
+    ],
   },
   {
     // content-length counts octets, not characters: "é🎉" is 6 bytes.
@@ -353,21 +384,39 @@ export const ESCAPE_FIXTURES: readonly Fixture[] = [
     name: 'never unescapes CONNECT headers (passcode a\\b)',
     version: '1.2',
     bytes: bytes('CONNECT\naccept-version:1.0,1.1,1.2\nhost:/\nlogin:guest\npasscode:a\\b\n\n\0'),
-    expect: [ev.frame('CONNECT', [['accept-version', '1.0,1.1,1.2'], ['host', '/'], ['login', 'guest'], ['passcode', 'a\\b']])],
+    expect: [
+      ev.frame('CONNECT', [
+        ['accept-version', '1.0,1.1,1.2'],
+        ['host', '/'],
+        ['login', 'guest'],
+        ['passcode', 'a\\b'],
+      ]),
+    ],
   },
   {
     // S17: STOMP is CONNECT by another name, so it is not unescaped either.
     name: 'never unescapes STOMP headers',
     version: '1.1',
     bytes: bytes('STOMP\naccept-version:1.1\nhost:/\npasscode:\\t\\r\\\n\n\0'),
-    expect: [ev.frame('STOMP', [['accept-version', '1.1'], ['host', '/'], ['passcode', '\\t\\r\\']])],
+    expect: [
+      ev.frame('STOMP', [
+        ['accept-version', '1.1'],
+        ['host', '/'],
+        ['passcode', '\\t\\r\\'],
+      ]),
+    ],
   },
   {
     // The same holds for CONNECTED, which a client-side parser reads.
     name: 'never unescapes CONNECTED headers',
     version: '1.2',
     bytes: bytes('CONNECTED\nversion:1.2\nserver:a\\b/1.0\n\n\0'),
-    expect: [ev.frame('CONNECTED', [['version', '1.2'], ['server', 'a\\b/1.0']])],
+    expect: [
+      ev.frame('CONNECTED', [
+        ['version', '1.2'],
+        ['server', 'a\\b/1.0'],
+      ]),
+    ],
   },
   {
     // The exemption is for CONNECT only: the next frame in the same chunk is unescaped again.
@@ -435,7 +484,17 @@ export const ERROR_FIXTURES: readonly Fixture[] = [
     name: 'accepts a NUL-terminated frame of exactly maxFrameBytes',
     limits: SMALL_LIMITS,
     bytes: bytes('SEND\n', `a:${'1'.repeat(18)}\n`, `b:${'2'.repeat(18)}\n`, `c:${'3'.repeat(8)}\n`, '\n', 'x'.repeat(5), '\0'),
-    expect: [ev.frame('SEND', [['a', '1'.repeat(18)], ['b', '2'.repeat(18)], ['c', '3'.repeat(8)]], 'x'.repeat(5))],
+    expect: [
+      ev.frame(
+        'SEND',
+        [
+          ['a', '1'.repeat(18)],
+          ['b', '2'.repeat(18)],
+          ['c', '3'.repeat(8)],
+        ],
+        'x'.repeat(5),
+      ),
+    ],
   },
   {
     // Checked up front: 5 + 21 + 11 + 18 ("content-length:10\n") + 1 = 56 header bytes, and 56 + 10 = 66 > 64.
@@ -449,7 +508,17 @@ export const ERROR_FIXTURES: readonly Fixture[] = [
     name: 'accepts a content-length frame of exactly maxFrameBytes',
     limits: SMALL_LIMITS,
     bytes: bytes('SEND\n', `a:${'1'.repeat(18)}\n`, `b:${'2'.repeat(8)}\n`, 'content-length:9\n', '\n', 'x'.repeat(9), '\0'),
-    expect: [ev.frame('SEND', [['a', '1'.repeat(18)], ['b', '2'.repeat(8)], ['content-length', '9']], 'x'.repeat(9))],
+    expect: [
+      ev.frame(
+        'SEND',
+        [
+          ['a', '1'.repeat(18)],
+          ['b', '2'.repeat(8)],
+          ['content-length', '9'],
+        ],
+        'x'.repeat(9),
+      ),
+    ],
   },
   {
     name: 'rejects more than maxHeaders headers',
@@ -468,7 +537,13 @@ export const ERROR_FIXTURES: readonly Fixture[] = [
     name: 'accepts exactly maxHeaders headers',
     limits: SMALL_LIMITS,
     bytes: bytes('SEND\na:1\nb:2\nc:3\n\n\0'),
-    expect: [ev.frame('SEND', [['a', '1'], ['b', '2'], ['c', '3']])],
+    expect: [
+      ev.frame('SEND', [
+        ['a', '1'],
+        ['b', '2'],
+        ['c', '3'],
+      ]),
+    ],
   },
   {
     // 21 bytes of "k:" + 19 > 20.
@@ -489,7 +564,12 @@ export const ERROR_FIXTURES: readonly Fixture[] = [
     name: 'accepts a header line of exactly maxHeaderLineBytes, with LF or CRLF',
     limits: SMALL_LIMITS,
     bytes: bytes('SEND\nk:', 'v'.repeat(18), '\nj:', 'w'.repeat(18), '\r\n\n\0'),
-    expect: [ev.frame('SEND', [['k', 'v'.repeat(18)], ['j', 'w'.repeat(18)]])],
+    expect: [
+      ev.frame('SEND', [
+        ['k', 'v'.repeat(18)],
+        ['j', 'w'.repeat(18)],
+      ]),
+    ],
   },
   {
     // The command line has the same limit; a command that long is no command.
@@ -555,13 +635,11 @@ export const ERROR_FIXTURES: readonly Fixture[] = [
     expect: [ev.error(FRAME_ERRORS.ERR_BAD_HEADER, 'header with an empty name', 'SEND')],
   },
   // --- content-length ---
-  ...['-1', '1.5', ' 3', '3 ', 'abc', '', '0x10', '+3', '1e3'].map(
-    (value): Fixture => ({
-      name: `rejects content-length ${JSON.stringify(value)}`,
-      bytes: bytes(`SEND\ncontent-length:${value}\n\nabc\0`),
-      expect: [ev.error(FRAME_ERRORS.ERR_BAD_CONTENT_LENGTH, `content-length "${value}" is not a non-negative integer`, 'SEND')],
-    }),
-  ),
+  ...['-1', '1.5', ' 3', '3 ', 'abc', '', '0x10', '+3', '1e3'].map((value): Fixture => ({
+    name: `rejects content-length ${JSON.stringify(value)}`,
+    bytes: bytes(`SEND\ncontent-length:${value}\n\nabc\0`),
+    expect: [ev.error(FRAME_ERRORS.ERR_BAD_CONTENT_LENGTH, `content-length "${value}" is not a non-negative integer`, 'SEND')],
+  })),
   {
     // S9: the octet after content-length bytes must be the NUL.
     name: 'rejects a body longer than its content-length (no NUL where expected)',

@@ -137,7 +137,9 @@ describe('frames › parser › sink and lifecycle', () => {
   });
 
   it('applies new limits from setLimits() to the next frame', () => {
-    const { events, parser } = recordingParser({ limits: { maxFrameBytes: 1000, maxBodyBytes: 1000, maxHeaders: 10, maxHeaderLineBytes: 100 } });
+    const { events, parser } = recordingParser({
+      limits: { maxFrameBytes: 1000, maxBodyBytes: 1000, maxHeaders: 10, maxHeaderLineBytes: 100 },
+    });
     parser.push(bytes('SEND\n\n', 'x'.repeat(50), '\0'));
     parser.setLimits({ maxFrameBytes: 1000, maxBodyBytes: 10, maxHeaders: 10, maxHeaderLineBytes: 100 });
     parser.push(bytes('SEND\n\n', 'x'.repeat(50), '\0'));

@@ -40,25 +40,71 @@ const limits: fc.Arbitrary<FrameLimits> = fc.oneof(
 const stompishBytes: fc.Arbitrary<Buffer> = fc
   .array(
     fc.oneof(
-      fc.constantFrom(
-        'SEND\n', 'MESSAGE\n', 'CONNECT\n', 'STOMP\n', 'ERROR\r\n', 'destination:/q\n', 'a:b\n', 'content-length:',
-        'content-length:3\n', 'content-length:0\n', '1', '12', '-1', ':', '\\', '\\n', '\\c', '\\r', '\\t', '\\\\',
-        '\n', '\n', '\r\n', '\r', '\0', '\0', 'x', 'é', '🎉',
-      ).map((s) => Buffer.from(s)),
+      fc
+        .constantFrom(
+          'SEND\n',
+          'MESSAGE\n',
+          'CONNECT\n',
+          'STOMP\n',
+          'ERROR\r\n',
+          'destination:/q\n',
+          'a:b\n',
+          'content-length:',
+          'content-length:3\n',
+          'content-length:0\n',
+          '1',
+          '12',
+          '-1',
+          ':',
+          '\\',
+          '\\n',
+          '\\c',
+          '\\r',
+          '\\t',
+          '\\\\',
+          '\n',
+          '\n',
+          '\r\n',
+          '\r',
+          '\0',
+          '\0',
+          'x',
+          'é',
+          '🎉',
+        )
+        .map((s) => Buffer.from(s)),
       fc.uint8Array({ maxLength: 6 }).map((a) => Buffer.from(a)),
     ),
     { maxLength: 40 },
   )
   .map((parts) => Buffer.concat(parts));
 
-const anyBytes = fc.oneof(stompishBytes, fc.uint8Array({ maxLength: 300 }).map((a) => Buffer.from(a)));
+const anyBytes = fc.oneof(
+  stompishBytes,
+  fc.uint8Array({ maxLength: 300 }).map((a) => Buffer.from(a)),
+);
 
 /** Characters that matter to escaping, mixed with any Unicode code point (never a lone surrogate). */
-const char = fc.oneof(fc.constantFrom('\\', ':', '\n', '\r', ' ', 'c', 'n', 'r', 'é', '🎉'), fc.string({ unit: 'binary', minLength: 1, maxLength: 1 }));
+const char = fc.oneof(
+  fc.constantFrom('\\', ':', '\n', '\r', ' ', 'c', 'n', 'r', 'é', '🎉'),
+  fc.string({ unit: 'binary', minLength: 1, maxLength: 1 }),
+);
 const text = (exclude: RegExp, minLength = 0): fc.Arbitrary<string> =>
   fc.string({ unit: char.filter((c) => !exclude.test(c)), minLength, maxLength: 12 });
 
-const COMMANDS = ['SEND', 'MESSAGE', 'ERROR', 'SUBSCRIBE', 'UNSUBSCRIBE', 'ACK', 'RECEIPT', 'DISCONNECT', 'CONNECT', 'STOMP', 'CONNECTED'] as const;
+const COMMANDS = [
+  'SEND',
+  'MESSAGE',
+  'ERROR',
+  'SUBSCRIBE',
+  'UNSUBSCRIBE',
+  'ACK',
+  'RECEIPT',
+  'DISCONNECT',
+  'CONNECT',
+  'STOMP',
+  'CONNECTED',
+] as const;
 const WITH_BODY = new Set<string>(['SEND', 'MESSAGE', 'ERROR']);
 const UNESCAPED = new Set<string>(['CONNECT', 'STOMP', 'CONNECTED']);
 

@@ -103,13 +103,17 @@ export function expectEachDeliveredOnce(sent: readonly string[], received: reado
   received.forEach((bodies, consumer) => {
     for (const body of bodies) seen.set(body, [...(seen.get(body) ?? []), consumer]);
   });
-  const twice = [...seen].filter(([, consumers]) => consumers.length > 1).map(([body, consumers]) => `${body} → consumers ${consumers.join(', ')}`);
+  const twice = [...seen]
+    .filter(([, consumers]) => consumers.length > 1)
+    .map(([body, consumers]) => `${body} → consumers ${consumers.join(', ')}`);
   const lost = sent.filter((body) => !seen.has(body));
   const stray = [...seen.keys()].filter((body) => !sent.includes(body));
   const counts = received.map((r) => r.length).join(' + ');
   if (twice.length + lost.length + stray.length > 0) {
-    throw new Error(`queue delivery was not exactly-once (received ${counts} of ${sent.length}): `
-      + `delivered twice: [${twice.join('; ')}], lost: [${lost.join(', ')}], never sent: [${stray.join(', ')}]`);
+    throw new Error(
+      `queue delivery was not exactly-once (received ${counts} of ${sent.length}): ` +
+        `delivered twice: [${twice.join('; ')}], lost: [${lost.join(', ')}], never sent: [${stray.join(', ')}]`,
+    );
   }
 }
 

@@ -68,8 +68,10 @@ export async function ensureVenv(): Promise<string> {
     const bare = await run(python, ['-m', 'venv', '--clear', '--without-pip', VENV], { timeoutMs: 120_000 });
     const pip = bare.code === 0 ? await run(python, ['-m', 'pip', '--python', VENV_PYTHON, ...install], { env, timeoutMs: 240_000 }) : bare;
     if (pip.code !== 0) {
-      throw new Error(`cannot create the stomp.py venv with ${python}: ${created.stderr.trim()}\n${pip.stderr.trim()}\n` +
-        'Install the venv module (Debian/Ubuntu: apt-get install python3-venv) or set $PYTHON to a full Python 3.');
+      throw new Error(
+        `cannot create the stomp.py venv with ${python}: ${created.stderr.trim()}\n${pip.stderr.trim()}\n` +
+          'Install the venv module (Debian/Ubuntu: apt-get install python3-venv) or set $PYTHON to a full Python 3.',
+      );
     }
   }
   await writeFile(MARKER, wanted);

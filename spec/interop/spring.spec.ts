@@ -76,12 +76,18 @@ function attributes(tag: string): Map<string, string> {
 function unescapeXml(text: string): string {
   return text.replace(/&(lt|gt|quot|apos|amp|#\d+|#x[0-9a-fA-F]+);/g, (_, e: string) => {
     switch (e) {
-      case 'lt': return '<';
-      case 'gt': return '>';
-      case 'quot': return '"';
-      case 'apos': return "'";
-      case 'amp': return '&';
-      default: return String.fromCodePoint(e[1] === 'x' ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10));
+      case 'lt':
+        return '<';
+      case 'gt':
+        return '>';
+      case 'quot':
+        return '"';
+      case 'apos':
+        return "'";
+      case 'amp':
+        return '&';
+      default:
+        return String.fromCodePoint(e[1] === 'x' ? parseInt(e.slice(2), 16) : parseInt(e.slice(1), 10));
     }
   });
 }
@@ -141,8 +147,10 @@ describe('Spring interop (interop/spring, Maven + JUnit)', function () {
   before(async function () {
     // Fails rather than skips: a run without Maven would otherwise pass with every Spring check pending.
     if (!mavenAvailable()) {
-      throw new Error('required tool missing: mvn (Maven) is not on the PATH; the Spring interop checks need Java 17+ and Maven '
-        + '(`make test` installs both through infra/tools.sh)');
+      throw new Error(
+        'required tool missing: mvn (Maven) is not on the PATH; the Spring interop checks need Java 17+ and Maven ' +
+          '(`make test` installs both through infra/tools.sh)',
+      );
     }
     // Short heart-beats so that idle tests span several intervals: Spring beats at max(its 500 ms, ours).
     // With Redis (always there in `make test`), two nodes form a cluster: relay instance B talks to node 2, so
@@ -177,7 +185,9 @@ describe('Spring interop (interop/spring, Maven + JUnit)', function () {
   });
 
   it('runs exactly the expected test cases', () => {
-    const expected = Object.entries(EXPECTED).flatMap(([cls, names]) => names.map((n) => `${PACKAGE}.${cls}#${n}`)).sort();
+    const expected = Object.entries(EXPECTED)
+      .flatMap(([cls, names]) => names.map((n) => `${PACKAGE}.${cls}#${n}`))
+      .sort();
     const ran = cases.map((c) => `${c.className}#${c.name}`).sort();
     expect(ran.length, 'test cases in the Surefire reports').to.be.greaterThan(0);
     expect(ran).to.deep.equal(expected);

@@ -52,10 +52,14 @@ describe('interop › stomp.py 8.2.0 (TCP 1.2 and 1.1, WebSocket)', function () 
     const python = await ensureVenv();
     t = await startBroker({ heartbeatSendMs: HEARTBEAT_MS, heartbeatReceiveMs: HEARTBEAT_MS });
     log = watchSessionErrors(t.broker);
-    outcome = await run(python, [SCRIPT, '--host', '127.0.0.1', '--port', String(t.tcpPort), '--ws-url', t.wsUrl, '--heartbeat-ms', String(HEARTBEAT_MS)], {
-      env: { ...process.env, PYTHONUNBUFFERED: '1', PYTHONDONTWRITEBYTECODE: '1' },
-      timeoutMs: 50_000,
-    });
+    outcome = await run(
+      python,
+      [SCRIPT, '--host', '127.0.0.1', '--port', String(t.tcpPort), '--ws-url', t.wsUrl, '--heartbeat-ms', String(HEARTBEAT_MS)],
+      {
+        env: { ...process.env, PYTHONUNBUFFERED: '1', PYTHONDONTWRITEBYTECODE: '1' },
+        timeoutMs: 50_000,
+      },
+    );
     for (const line of outcome.stdout.split('\n')) {
       if (line.trim() === '') continue;
       try {

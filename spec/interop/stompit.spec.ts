@@ -1,7 +1,16 @@
 import { expect } from 'chai';
 import stompit from 'stompit';
 import { startBroker, uniqueName, type TestBroker } from '../support/broker.js';
-import { delay, expectEachDeliveredOnce, Inbox, sessionById, waitUntil, watchSessionErrors, within, type SessionErrorLog } from './harness.js';
+import {
+  delay,
+  expectEachDeliveredOnce,
+  Inbox,
+  sessionById,
+  waitUntil,
+  watchSessionErrors,
+  within,
+  type SessionErrorLog,
+} from './harness.js';
 import { SERVER_VERSION } from '../../broker/version.js';
 
 /**
@@ -66,10 +75,10 @@ describe('interop › stompit 1.0.0 over TCP', function () {
     const client = stompit.connect({ host: '127.0.0.1', port: t.tcpPort, noDelay: true, ...options }, (error) => connectResult?.(error));
     const socket = client.getTransportSocket();
     const write = socket.write.bind(socket) as (...args: unknown[]) => boolean;
-    socket.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+    socket.write = (chunk: string | Uint8Array, ...rest: unknown[]) => {
       written.push(typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8'));
       return write(chunk, ...rest);
-    });
+    };
     socket.on('data', (chunk: Buffer) => {
       read.push(chunk);
       if (chunk.length === 1 && chunk[0] === 0x0a) beatsIn.push(Date.now());
@@ -108,15 +117,23 @@ describe('interop › stompit 1.0.0 over TCP', function () {
   }
 
   function withReceipt(peer: Peer, command: string, headers: stompit.OutgoingHeaders, body?: string): Promise<void> {
-    return within(new Promise<void>((resolve) => {
-      const frame = peer.client.sendFrame(command, headers, { onReceipt: resolve });
-      if (body === undefined) frame.end();
-      else frame.end(body);
-    }), 3000, `RECEIPT for ${command}`);
+    return within(
+      new Promise<void>((resolve) => {
+        const frame = peer.client.sendFrame(command, headers, { onReceipt: resolve });
+        if (body === undefined) frame.end();
+        else frame.end(body);
+      }),
+      3000,
+      `RECEIPT for ${command}`,
+    );
   }
 
   function ackWithReceipt(peer: Peer, kind: 'ack' | 'nack', message: Received, headers: stompit.OutgoingHeaders = {}): Promise<void> {
-    return within(new Promise<void>((resolve) => peer.client[kind](message.frame, headers, { onReceipt: resolve })), 3000, `RECEIPT for ${kind}`);
+    return within(
+      new Promise<void>((resolve) => peer.client[kind](message.frame, headers, { onReceipt: resolve })),
+      3000,
+      `RECEIPT for ${kind}`,
+    );
   }
 
   /** The frames a client wrote since `from` (an index into `written`), joined. */
@@ -146,11 +163,17 @@ describe('interop › stompit 1.0.0 over TCP', function () {
     const inbox = await subscribe(sub, { id: 'chat', destination: dest });
     const body = 'héllo, wörld\nsecond line: ✓';
     const mark = pub.written.length;
-    await withReceipt(pub, 'SEND', { destination: dest, 'content-type': 'text/plain;charset=utf-8', 'x-escaped': 'a:b\\c', 'x-plain': 'v' }, body);
+    await withReceipt(
+      pub,
+      'SEND',
+      { destination: dest, 'content-type': 'text/plain;charset=utf-8', 'x-escaped': 'a:b\\c', 'x-plain': 'v' },
+      body,
+    );
 
     // STOMP 1.2 §Value Encoding: `:` and `\` escaped; no content-length, so the broker reads up to the NUL.
     expect(wireSince(pub, mark)).to.equal(
-      `SEND\ndestination:${dest}\ncontent-type:text/plain;charset=utf-8\nx-escaped:a\\cb\\\\c\nx-plain:v\nreceipt:1\n\n${body}\x00\n`);
+      `SEND\ndestination:${dest}\ncontent-type:text/plain;charset=utf-8\nx-escaped:a\\cb\\\\c\nx-plain:v\nreceipt:1\n\n${body}\x00\n`,
+    );
     const message = await inbox.next('MESSAGE');
     expect(message.body).to.equal(body);
     expect(message.headers['message-id']).to.match(/^[A-Za-z0-9._-]+-[0-9a-z]+$/);
@@ -175,7 +198,10 @@ describe('interop › stompit 1.0.0 over TCP', function () {
     for (const name of ['a', 'a.b', 'z']) await withReceipt(peer, 'SEND', { destination: `/topic/${base}.${name}` }, name);
 
     const starred = await star.take(2, '* messages');
-    expect(starred.map((m) => [m.headers.destination, m.body])).to.deep.equal([[`/topic/${base}.a`, 'a'], [`/topic/${base}.z`, 'z']]);
+    expect(starred.map((m) => [m.headers.destination, m.body])).to.deep.equal([
+      [`/topic/${base}.a`, 'a'],
+      [`/topic/${base}.z`, 'z'],
+    ]);
     const hashed = await hash.take(3, '# messages');
     expect(hashed.map((m) => m.body)).to.deep.equal(['a', 'a.b', 'z']);
     expect(hashed.every((m) => m.headers.subscription === 'hash')).to.equal(true);
@@ -198,7 +224,8 @@ describe('interop › stompit 1.0.0 over TCP', function () {
       await ackWithReceipt(consumer, 'nack', first);
       // stompit sends all three ways of naming the message, on every version.
       expect(wireSince(consumer, mark)).to.equal(
-        `NACK\nsubscription:work\nmessage-id:${String(first.headers['message-id'])}\nid:${String(first.headers.ack)}\nreceipt:3\n\n\x00\n`);
+        `NACK\nsubscription:work\nmessage-id:${String(first.headers['message-id'])}\nid:${String(first.headers.ack)}\nreceipt:3\n\n\x00\n`,
+      );
 
       const again = await inbox.next('redelivery');
       expect(again.body).to.equal('job-1');
@@ -234,13 +261,20 @@ describe('interop › stompit 1.0.0 over TCP', function () {
     const sent = Array.from({ length: 40 }, (_, i) => `job-${i}`);
     for (const body of sent) await withReceipt(producer, 'SEND', { destination: dest }, body);
     const total = (): number => inboxes.reduce((n, inbox) => n + inbox.pending.length, 0);
-    await waitUntil(() => total() >= sent.length, 5_000, () => `${sent.length} messages across both consumers; have ${total()}`);
+    await waitUntil(
+      () => total() >= sent.length,
+      5_000,
+      () => `${sent.length} messages across both consumers; have ${total()}`,
+    );
     // The UNSUBSCRIBE receipts come after any MESSAGE the broker sent before them: a duplicate would be here by then
     // (stompit reads a frame's body before the next frame, and hands the body over in a callback: one turn later).
     await withReceipt(a, 'UNSUBSCRIBE', { id: 'a' });
     await withReceipt(b, 'UNSUBSCRIBE', { id: 'b' });
     await new Promise((resolve) => setImmediate(resolve));
-    expectEachDeliveredOnce(sent, inboxes.map((inbox) => inbox.pending.map((m) => m.body)));
+    expectEachDeliveredOnce(
+      sent,
+      inboxes.map((inbox) => inbox.pending.map((m) => m.body)),
+    );
     expect(log.errors).to.deep.equal([]);
   });
 
@@ -277,7 +311,10 @@ describe('interop › stompit 1.0.0 over TCP', function () {
     expect((await inbox.next('outside')).body).to.equal('outside');
     await within(new Promise<void>((resolve) => tx.commit({ onReceipt: resolve })), 3000, 'COMMIT receipt');
     const committed = await inbox.take(2, 'committed messages');
-    expect(committed.map((m) => [m.body, m.headers['x-n'], m.headers.transaction])).to.deep.equal([['t1', '1', undefined], ['t2', '2', undefined]]);
+    expect(committed.map((m) => [m.body, m.headers['x-n'], m.headers.transaction])).to.deep.equal([
+      ['t1', '1', undefined],
+      ['t2', '2', undefined],
+    ]);
 
     const tx2 = pub.client.begin('tx-2');
     tx2.send({ destination: dest }).end('dropped');
@@ -329,7 +366,7 @@ describe('interop › stompit 1.0.0 over TCP', function () {
     expect(received.length, 'server heart-beats').to.be.at.least(5);
     // stompit drops the connection when a whole (interval + 100 ms) passes without a byte.
     const gaps = received.slice(1).map((at, i) => at - (received[i] as number));
-    expect(Math.max(received[0] as number - start, ...gaps), 'longest silence from the server').to.be.below(HEARTBEAT_MS + 100);
+    expect(Math.max((received[0] as number) - start, ...gaps), 'longest silence from the server').to.be.below(HEARTBEAT_MS + 100);
     expect(peer.errors).to.deep.equal([]);
     expect(sessionById(t.broker, peer.session)?.connected, 'broker session alive').to.equal(true);
 
@@ -349,7 +386,9 @@ describe('interop › stompit 1.0.0 over TCP', function () {
     // stompit 1.0.0 crashes the process (an unhandled 'error' on the frame stream) when an ERROR's content-type is
     // exactly `text/plain` and its content-length at most 4096; the charset parameter keeps it on the safe path.
     const wire = Buffer.concat(peer.read).toString('utf8');
-    expect(wire).to.match(/\0ERROR\nmessage:invalid destination "\/nowhere"\ncontent-type:text\/plain;charset=utf-8\ncontent-length:\d+\n\n/);
+    expect(wire).to.match(
+      /\0ERROR\nmessage:invalid destination "\/nowhere"\ncontent-type:text\/plain;charset=utf-8\ncontent-length:\d+\n\n/,
+    );
     expect(log.errors).to.deep.equal(['ERR_BAD_DESTINATION: invalid destination "/nowhere"']);
     log.errors.length = 0;
   });
@@ -358,7 +397,11 @@ describe('interop › stompit 1.0.0 over TCP', function () {
     const peer = await open();
     expect(sessionById(t.broker, peer.session)).to.not.equal(undefined);
     const mark = peer.written.length;
-    await within(new Promise<void>((resolve, reject) => peer.client.disconnect((e) => (e === null ? resolve() : reject(e)))), 3000, 'disconnect');
+    await within(
+      new Promise<void>((resolve, reject) => peer.client.disconnect((e) => (e === null ? resolve() : reject(e)))),
+      3000,
+      'disconnect',
+    );
     expect(wireSince(peer, mark)).to.equal('DISCONNECT\nreceipt:1\n\n\x00\n');
     expect(sessionById(t.broker, peer.session)).to.equal(undefined);
     expect(peer.errors).to.deep.equal([]);

@@ -2,7 +2,18 @@ import { expect } from 'chai';
 import { Client, type IFrame, type IMessage, type IStompSocket, type StompConfig, type StompHeaders } from '@stomp/stompjs';
 import { WebSocket } from 'ws';
 import { startBroker, uniqueName, type TestBroker } from '../support/broker.js';
-import { binaryFixture, delay, expectEachDeliveredOnce, Inbox, largeText, sessionById, waitUntil, watchSessionErrors, within, type SessionErrorLog } from './harness.js';
+import {
+  binaryFixture,
+  delay,
+  expectEachDeliveredOnce,
+  Inbox,
+  largeText,
+  sessionById,
+  waitUntil,
+  watchSessionErrors,
+  within,
+  type SessionErrorLog,
+} from './harness.js';
 import { TcpStompSocket } from './tcp-stomp-socket.js';
 import { SERVER_VERSION } from '../../broker/version.js';
 
@@ -112,7 +123,11 @@ function describeStompjs(transport: Transport): void {
       await r.arrived;
     }
 
-    async function subscribe(peer: Peer, destination: string, headers: StompHeaders = {}): Promise<{ inbox: Inbox<IMessage>; unsubscribe(): Promise<void> }> {
+    async function subscribe(
+      peer: Peer,
+      destination: string,
+      headers: StompHeaders = {},
+    ): Promise<{ inbox: Inbox<IMessage>; unsubscribe(): Promise<void> }> {
       const inbox = new Inbox<IMessage>();
       const r = receipt(peer);
       const sub = peer.client.subscribe(destination, inbox.push, { ...headers, receipt: r.id });
@@ -159,7 +174,8 @@ function describeStompjs(transport: Transport): void {
 
       const bytes = Buffer.byteLength(body);
       expect(pub.sent.at(-1)).to.equal(
-        `SEND\ndestination:${dest}\ncontent-type:text/plain;charset=utf-8\nx-escaped:a\\cb\\\\x\\ny\nreceipt:r-${receipts}\ncontent-length:${bytes}\n\n${body}\x00`);
+        `SEND\ndestination:${dest}\ncontent-type:text/plain;charset=utf-8\nx-escaped:a\\cb\\\\x\\ny\nreceipt:r-${receipts}\ncontent-length:${bytes}\n\n${body}\x00`,
+      );
       const message = await inbox.next('MESSAGE');
       expect(message.body).to.equal(body);
       expect(message.headers['message-id']).to.match(/^[A-Za-z0-9._-]+-[0-9a-z]+$/);
@@ -170,7 +186,11 @@ function describeStompjs(transport: Transport): void {
         ...headers,
         'content-length': String(bytes),
       });
-      if (transport === 'ws') expect(sub.wsMessages.filter((m) => m.binary), 'binary WebSocket messages').to.deep.equal([]);
+      if (transport === 'ws')
+        expect(
+          sub.wsMessages.filter((m) => m.binary),
+          'binary WebSocket messages',
+        ).to.deep.equal([]);
       expect([...sub.stompErrors, ...pub.stompErrors]).to.deep.equal([]);
       expect(log.errors).to.deep.equal([]);
     });
@@ -250,10 +270,17 @@ function describeStompjs(transport: Transport): void {
       const sent = Array.from({ length: 40 }, (_, i) => `job-${i}`);
       for (const body of sent) await publish(producer, dest, body);
       const total = (): number => consumers.reduce((n, c) => n + c.inbox.pending.length, 0);
-      await waitUntil(() => total() >= sent.length, 5_000, () => `${sent.length} messages across both consumers; have ${total()}`);
+      await waitUntil(
+        () => total() >= sent.length,
+        5_000,
+        () => `${sent.length} messages across both consumers; have ${total()}`,
+      );
       // The UNSUBSCRIBE receipts come after any MESSAGE the broker sent before them: a duplicate would be here by then.
       for (const c of consumers) await c.unsubscribe();
-      expectEachDeliveredOnce(sent, consumers.map((c) => c.inbox.pending.map((m) => m.body)));
+      expectEachDeliveredOnce(
+        sent,
+        consumers.map((c) => c.inbox.pending.map((m) => m.body)),
+      );
       expect(log.errors).to.deep.equal([]);
     });
 
@@ -266,7 +293,8 @@ function describeStompjs(transport: Transport): void {
       await settle(consumer, got[1] as IMessage, 'nack');
       const back = await s.inbox.take(2, 'a, b again');
       expect(back.map((m) => [m.body, m.headers.redelivered, m.headers['message-id']])).to.deep.equal(
-        got.map((m) => [m.body, 'true', m.headers['message-id']]));
+        got.map((m) => [m.body, 'true', m.headers['message-id']]),
+      );
       await settle(consumer, back[1] as IMessage, 'ack');
       await s.unsubscribe();
 
@@ -291,7 +319,11 @@ function describeStompjs(transport: Transport): void {
       tx.commit();
       await publish(pub, dest, 'after-commit');
       const committed = await inbox.take(3, 'committed messages');
-      expect(committed.map((m) => [m.body, m.headers.transaction])).to.deep.equal([['t1', undefined], ['t2', undefined], ['after-commit', undefined]]);
+      expect(committed.map((m) => [m.body, m.headers.transaction])).to.deep.equal([
+        ['t1', undefined],
+        ['t2', undefined],
+        ['after-commit', undefined],
+      ]);
 
       const tx2 = pub.client.begin('tx-2');
       pub.client.publish({ destination: dest, body: 'dropped', headers: { transaction: tx2.id } });
@@ -299,7 +331,11 @@ function describeStompjs(transport: Transport): void {
       await publish(pub, dest, 'after-abort');
       expect((await inbox.next('after-abort')).body).to.equal('after-abort');
       expect(inbox.pending).to.have.length(0);
-      expect(pub.sent).to.include.members(['BEGIN\ntransaction:tx-1\n\n\x00', 'COMMIT\ntransaction:tx-1\n\n\x00', 'ABORT\ntransaction:tx-2\n\n\x00']);
+      expect(pub.sent).to.include.members([
+        'BEGIN\ntransaction:tx-1\n\n\x00',
+        'COMMIT\ntransaction:tx-1\n\n\x00',
+        'ABORT\ntransaction:tx-2\n\n\x00',
+      ]);
       expect(log.errors).to.deep.equal([]);
     });
 
@@ -340,7 +376,7 @@ function describeStompjs(transport: Transport): void {
       expect(pongs.length, 'server heart-beats').to.be.at.least(5);
       const gaps = pongs.slice(1).map((at, i) => at - (pongs[i] as number));
       // stompjs closes the socket after heartbeatToleranceMultiplier (2) intervals without a byte.
-      expect(Math.max(pongs[0] as number - start, ...gaps), 'longest silence from the server').to.be.below(HEARTBEAT_MS * 2);
+      expect(Math.max((pongs[0] as number) - start, ...gaps), 'longest silence from the server').to.be.below(HEARTBEAT_MS * 2);
       expect(peer.client.connected).to.equal(true);
       expect(sessionById(t.broker, peer.connected?.headers.session)?.connected, 'broker session alive').to.equal(true);
 

@@ -49,7 +49,13 @@ describe('ops › CLI', function () {
 
   describe('--print-config', () => {
     it('masks passwords in connection strings given as flags', async () => {
-      const r = await runCli(['--print-config', '--redis', 'redis://user:secret@host:6379', '--mongo', 'mongodb://admin:hunter2@mongo:27017/db?authSource=admin']);
+      const r = await runCli([
+        '--print-config',
+        '--redis',
+        'redis://user:secret@host:6379',
+        '--mongo',
+        'mongodb://admin:hunter2@mongo:27017/db?authSource=admin',
+      ]);
       expect(r.code, r.stderr).to.equal(0);
       const shown = printed(r.stdout);
       expect(shown.redis).to.equal('redis://user:***@host:6379');
@@ -82,7 +88,10 @@ describe('ops › CLI', function () {
       await untilHealthy(ws, quiet);
       const quietResult = await quiet.stop();
       expect(quietResult.code).to.equal(0);
-      expect(quiet.logs.filter((l) => (l.level as number) < WARN), quiet.stdout).to.deep.equal([]);
+      expect(
+        quiet.logs.filter((l) => (l.level as number) < WARN),
+        quiet.stdout,
+      ).to.deep.equal([]);
 
       const loud = start(['--port', '0', '--ws-port', '0', '--log-level', 'info', '--node-id', 'n-log']);
       const line = await loud.waitForLog((l) => String(l.msg).includes('listening'));
@@ -133,7 +142,9 @@ describe('ops › CLI', function () {
       });
       const r = await runCli(['--port', String(busy), '--ws-port', '0']);
       expect(r.code).to.equal(1);
-      expect(r.stderr.trim()).to.equal(`stompede: port ${busy} on 127.0.0.1 is already in use: stop the program using it, or choose another port with --port (STOMPEDE_PORT)`);
+      expect(r.stderr.trim()).to.equal(
+        `stompede: port ${busy} on 127.0.0.1 is already in use: stop the program using it, or choose another port with --port (STOMPEDE_PORT)`,
+      );
     });
 
     it('an unreachable Redis exits 1 naming the URL and --redis', async () => {
@@ -170,7 +181,9 @@ describe('ops › CLI', function () {
       const file = join(dir, 'no-such-users.json');
       const r = await runCli(['--port', '0', '--ws-port', '0', '--users-file', file]);
       expect(r.code).to.equal(1);
-      expect(r.stderr.trim()).to.equal(`stompede: ${file} does not exist: create it with \`stompede add-user --users-file ${file} <login>\`, or fix --users-file (STOMPEDE_USERS_FILE)`);
+      expect(r.stderr.trim()).to.equal(
+        `stompede: ${file} does not exist: create it with \`stompede add-user --users-file ${file} <login>\`, or fix --users-file (STOMPEDE_USERS_FILE)`,
+      );
     });
 
     it('an invalid configuration lists every problem and exits 2', async () => {

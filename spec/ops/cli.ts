@@ -52,12 +52,17 @@ export class RunningCli {
     this.#child = child;
     child.stdout?.setEncoding('utf8').on('data', (s: string) => (this.stdout += s));
     child.stderr?.setEncoding('utf8').on('data', (s: string) => (this.stderr += s));
-    this.#exited = new Promise((resolve) => child.on('close', (code, signal) => resolve({ code, signal, stdout: this.stdout, stderr: this.stderr })));
+    this.#exited = new Promise((resolve) =>
+      child.on('close', (code, signal) => resolve({ code, signal, stdout: this.stdout, stderr: this.stderr })),
+    );
   }
 
   /** The JSON log lines written so far. */
   get logs(): Record<string, unknown>[] {
-    return this.stdout.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>);
+    return this.stdout
+      .split('\n')
+      .filter((l) => l.startsWith('{'))
+      .map((l) => JSON.parse(l) as Record<string, unknown>);
   }
 
   /** Resolves with the first log line that `match` accepts, polling for up to `timeoutMs`. */

@@ -88,12 +88,16 @@ describe('ops › config files (YAML and JSON)', () => {
   it('reports YAML syntax errors with the file and the line', () => {
     const found = problems(() => loadConfig({ file: file('broken.yaml', 'port: 61613\nroutes: [\n') }));
     expect(found).to.have.length(1);
-    expect(found[0]).to.include('broken.yaml').and.to.match(/line \d+/);
+    expect(found[0])
+      .to.include('broken.yaml')
+      .and.to.match(/line \d+/);
   });
 
   it('rejects duplicate keys rather than letting the last one win silently', () => {
     const found = problems(() => loadConfig({ file: file('dup.yaml', 'port: 1\nport: 2\n') }));
-    expect(found[0]).to.include('dup.yaml').and.to.match(/unique|duplicate/i);
+    expect(found[0])
+      .to.include('dup.yaml')
+      .and.to.match(/unique|duplicate/i);
   });
 
   it('rejects a file that is not a mapping of settings', () => {

@@ -53,7 +53,9 @@ interface ComposeService {
 
 const dockerfile = readFileSync(join(REPO, 'Dockerfile'), 'utf8');
 const steps = instructions(dockerfile);
-const compose = parseYaml(readFileSync(join(REPO, 'docker-compose.yml'), 'utf8'), { merge: true }) as { services: Record<string, ComposeService> };
+const compose = parseYaml(readFileSync(join(REPO, 'docker-compose.yml'), 'utf8'), { merge: true }) as {
+  services: Record<string, ComposeService>;
+};
 
 function environment(service: ComposeService): Record<string, string> {
   const env = service.environment ?? {};
@@ -72,11 +74,15 @@ describe('ops › Docker image and compose file', () => {
       const build = steps.slice(0, lastFrom);
       const runtime = steps.slice(lastFrom);
       expect(build.some((s) => s.name === 'RUN' && /npm ci(?!.*--omit=dev)/.test(s.args))).to.equal(true);
-      expect(build.some((s) => s.name === 'RUN' && /\btsc\b|npm run build\b/.test(s.args)), 'compiles in the build stage').to.equal(true);
+      expect(
+        build.some((s) => s.name === 'RUN' && /\btsc\b|npm run build\b/.test(s.args)),
+        'compiles in the build stage',
+      ).to.equal(true);
       expect(runtime.some((s) => s.name === 'RUN' && /npm ci --omit=dev/.test(s.args))).to.equal(true);
       expect(runtime.some((s) => s.name === 'RUN' && /\btsc\b|npm run build\b/.test(s.args))).to.equal(false);
       const copied = runtime.filter((s) => s.name === 'COPY' && s.args.startsWith('--from=')).map((s) => s.args.split(/\s+/)[1]);
-      for (const folder of ['frames', 'broker', 'bridge', 'bin', 'web']) expect(copied, `dist/${folder} in the image`).to.include(`/app/dist/${folder}`);
+      for (const folder of ['frames', 'broker', 'bridge', 'bin', 'web'])
+        expect(copied, `dist/${folder} in the image`).to.include(`/app/dist/${folder}`);
     });
 
     it('copies only what exists in the repository', () => {
@@ -93,7 +99,10 @@ describe('ops › Docker image and compose file', () => {
     });
 
     it('exposes exactly the default TCP and WebSocket ports', () => {
-      const exposed = steps.filter((s) => s.name === 'EXPOSE').flatMap((s) => s.args.split(/\s+/)).map((p) => Number(p.replace(/\/tcp$/, '')));
+      const exposed = steps
+        .filter((s) => s.name === 'EXPOSE')
+        .flatMap((s) => s.args.split(/\s+/))
+        .map((p) => Number(p.replace(/\/tcp$/, '')));
       expect(exposed).to.have.members([DEFAULT_CONFIG.port, DEFAULT_CONFIG.wsPort]);
       expect(exposed).to.have.length(2);
     });
@@ -126,7 +135,9 @@ describe('ops › Docker image and compose file', () => {
     });
 
     it('.dockerignore keeps local builds and dependencies out of the context', () => {
-      const ignored = readFileSync(join(REPO, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim());
+      const ignored = readFileSync(join(REPO, '.dockerignore'), 'utf8')
+        .split('\n')
+        .map((l) => l.trim());
       for (const entry of ['node_modules', 'dist', '.git']) expect(ignored).to.include(entry);
     });
   });
@@ -147,7 +158,10 @@ describe('ops › Docker image and compose file', () => {
 
         it('sets only STOMPEDE_* variables that are config keys, with values the CLI accepts', () => {
           const stompede = Object.keys(env).filter((k) => k.startsWith('STOMPEDE_'));
-          expect(stompede.filter((k) => !known.has(k)), 'unknown STOMPEDE_* variables').to.deep.equal([]);
+          expect(
+            stompede.filter((k) => !known.has(k)),
+            'unknown STOMPEDE_* variables',
+          ).to.deep.equal([]);
           expect(() => loadConfig({ env })).to.not.throw();
         });
 
@@ -160,7 +174,11 @@ describe('ops › Docker image and compose file', () => {
 
         it('reaches its engines by compose service names it depends on', () => {
           const config = loadConfig({ env });
-          const hosts = [new URL(config.redis).hostname, new URL(config.mongo).hostname, ...config.kafka.split(',').map((b) => b.split(':')[0] as string)];
+          const hosts = [
+            new URL(config.redis).hostname,
+            new URL(config.mongo).hostname,
+            ...config.kafka.split(',').map((b) => b.split(':')[0] as string),
+          ];
           const dependsOn = Array.isArray(service.depends_on) ? service.depends_on : Object.keys(service.depends_on ?? {});
           for (const host of hosts) {
             expect(Object.keys(compose.services), `${host} is a compose service`).to.include(host);
@@ -172,7 +190,11 @@ describe('ops › Docker image and compose file', () => {
 
     it('publishes TCP 61613/61623/61633 and WebSocket 15674/15684/15694 on the host', () => {
       const hostPorts = nodes.map(([, s]) => (s.ports ?? []).map((p) => Number(p.split(':')[0])));
-      expect(hostPorts).to.deep.equal([[61613, 15674], [61623, 15684], [61633, 15694]]);
+      expect(hostPorts).to.deep.equal([
+        [61613, 15674],
+        [61623, 15684],
+        [61633, 15694],
+      ]);
     });
 
     it('runs Kafka in KRaft mode from apache/kafka, Redis, and MongoDB 7', () => {

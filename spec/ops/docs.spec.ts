@@ -13,7 +13,11 @@ function keyRows(markdown: string): Map<string, string[]> {
   const rows = new Map<string, string[]>();
   for (const line of markdown.split('\n')) {
     const m = /^\| `([A-Za-z]+)` \|(.*)\|$/.exec(line);
-    if (m !== null) rows.set(m[1] as string, (m[2] as string).split(' | ').map((c) => c.trim()));
+    if (m !== null)
+      rows.set(
+        m[1] as string,
+        (m[2] as string).split(' | ').map((c) => c.trim()),
+      );
   }
   return rows;
 }
@@ -67,9 +71,12 @@ describe('ops › docs/configuration.md', () => {
     const file = yamlBlocks(DOC).find((b) => b.startsWith('routes:'));
     expect(flag).to.be.a('string');
     expect(env).to.equal(flag);
-    const fromFlag = loadConfig({ env: { STOMPEDE_ROUTES: flag, STOMPEDE_REDIS: 'redis://127.0.0.1:6379', STOMPEDE_KAFKA: '127.0.0.1:9092' } }).routes;
+    const fromFlag = loadConfig({
+      env: { STOMPEDE_ROUTES: flag, STOMPEDE_REDIS: 'redis://127.0.0.1:6379', STOMPEDE_KAFKA: '127.0.0.1:9092' },
+    }).routes;
     const fromFile = (parseYaml(file as string) as { routes: unknown[] }).routes;
     expect(fromFlag.map((r) => ({ ...r, kafkaTopic: r.kafkaTopic ?? undefined }))).to.deep.equal(
-      fromFile.map((r) => ({ kafkaTopic: undefined, ...(r as object) })));
+      fromFile.map((r) => ({ kafkaTopic: undefined, ...(r as object) })),
+    );
   });
 });

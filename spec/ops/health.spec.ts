@@ -51,7 +51,12 @@ describe('ops › health and readiness', () => {
     b = await startBroker({}, { fanout });
     const down = await http(wsPort(b), '/readyz');
     expect(down.status).to.equal(503);
-    expect(JSON.parse(down.body)).to.deep.include({ ready: false, closing: false, engines: { fanout: false, history: true }, down: ['fanout'] });
+    expect(JSON.parse(down.body)).to.deep.include({
+      ready: false,
+      closing: false,
+      engines: { fanout: false, history: true },
+      down: ['fanout'],
+    });
     expect((await http(wsPort(b), '/healthz')).status, 'liveness does not follow the engines').to.equal(200);
 
     fanout.healthy = true;

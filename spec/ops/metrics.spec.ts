@@ -159,7 +159,11 @@ describe('ops › metrics', () => {
 
     // Collected at scrape time from the same counters: scraping again adds nothing.
     const again = (await scrape(port)).samples;
-    for (const name of ['stompede_frames_received_total{command="CONNECT"}', 'stompede_received_bytes_total', 'stompede_errors_total{code="ERR_MISSING_HEADER"}']) {
+    for (const name of [
+      'stompede_frames_received_total{command="CONNECT"}',
+      'stompede_received_bytes_total',
+      'stompede_errors_total{code="ERR_MISSING_HEADER"}',
+    ]) {
       expect(again.get(name), name).to.equal(after.get(name));
     }
   });
@@ -192,7 +196,8 @@ describe('ops › metrics', () => {
       // The broker observes whole milliseconds (Date.now), so each reading may be up to 1 ms off either way.
       const most = wallSeconds + 0.001;
       expect(h.sum, `${name}: 3 observations, each within the ${wallSeconds} s window and at least the bus delay`)
-        .to.be.at.least(3 * (BUS_DELAY_MS - 1) / 1000).and.at.most(3 * most);
+        .to.be.at.least((3 * (BUS_DELAY_MS - 1)) / 1000)
+        .and.at.most(3 * most);
       const le = LE_SECONDS.find((b) => b >= most);
       if (le !== undefined) expect(after.get(`${name}_bucket{le="${le}"}`), `${name}: all 3 under le=${le}`).to.equal(3);
       expect(bucketBounds(after, name), `${name}: bucket boundaries in seconds`).to.deep.equal([...LE_SECONDS.map(String), '+Inf']);

@@ -54,8 +54,9 @@ describe('ops › the test run fails on pending and exclusive tests', function (
     const allowed = loadAllowList();
     expect(allowed.length).to.be.at.least(1);
     for (const a of allowed) expect(a.reason.trim()).to.not.equal('');
-    const persistence = 'bridge › history › memory HistoryStore conformance › InMemoryHistoryStore persistence '
-      + 'lets a store opened later read what an earlier, closed one wrote';
+    const persistence =
+      'bridge › history › memory HistoryStore conformance › InMemoryHistoryStore persistence ' +
+      'lets a store opened later read what an earlier, closed one wrote';
     expect(unexpectedPending([persistence], allowed)).to.deep.equal([]);
     expect(unexpectedPending([persistence.replace('InMemory', 'Mongo')], allowed)).to.have.length(1);
     expect(unexpectedPending(['KafkaBus on Kafka a test'], allowed)).to.deep.equal(['KafkaBus on Kafka a test']);
@@ -69,7 +70,9 @@ describe('ops › the test run fails on pending and exclusive tests', function (
 
   it('a run with an undeclared skipped test exits non-zero and lists its title', async () => {
     const spec = join(dir, 'skips.spec.mjs');
-    writeFileSync(spec, `describe('guard fixture', function () {
+    writeFileSync(
+      spec,
+      `describe('guard fixture', function () {
   it('passes', function () {});
   it('skips without a declared reason', function () { this.skip(); });
   describe('a block whose before hook skips', function () {
@@ -77,7 +80,8 @@ describe('ops › the test run fails on pending and exclusive tests', function (
     it('never runs', function () {});
   });
 });
-`);
+`,
+    );
     const run = await mochaWithRepoConfig(dir, spec);
     expect(run.code, run.output).to.not.equal(0);
     expect(run.output).to.include('2 test(s) ended pending without a reason');

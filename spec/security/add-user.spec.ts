@@ -20,7 +20,11 @@ interface Run {
  * Runs a command, answering each `[prompt, reply]` once the prompt has appeared in its output (stdout and stderr);
  * `stdin` is written at once and closed. Killed after 30 s.
  */
-function run(command: string, args: readonly string[], options: { stdin?: string; answers?: ReadonlyArray<readonly [string, string]> } = {}): Promise<Run> {
+function run(
+  command: string,
+  args: readonly string[],
+  options: { stdin?: string; answers?: ReadonlyArray<readonly [string, string]> } = {},
+): Promise<Run> {
   return new Promise((resolve, reject) => {
     const child = spawn(command, args, { env: cliEnv(), stdio: ['pipe', 'pipe', 'pipe'] });
     let output = '';
@@ -73,7 +77,11 @@ describe('security › stompede add-user', () => {
   ] as const) {
     it(`refuses ${label} and writes nothing`, async () => {
       const file = fresh();
-      const r = await run(process.execPath, [CLI, 'add-user', '--users-file', file, ...args, 'alice'], stdin === undefined ? {} : { stdin });
+      const r = await run(
+        process.execPath,
+        [CLI, 'add-user', '--users-file', file, ...args, 'alice'],
+        stdin === undefined ? {} : { stdin },
+      );
       expect([r.code, r.output]).to.deep.equal([1, 'stompede: the password must not be empty; nothing was saved\n']);
       expect(existsSync(file)).to.equal(false);
     });
@@ -92,11 +100,18 @@ describe('security › stompede add-user', () => {
 
   describe('on a terminal (a pseudo-terminal made by `script`)', () => {
     const onTty = (file: string, answers: ReadonlyArray<readonly [string, string]>): Promise<Run> =>
-      run('script', ['-qfec', `${shellQuote(process.execPath)} ${shellQuote(CLI)} add-user --users-file ${shellQuote(file)} tess`, '/dev/null'], { answers });
+      run(
+        'script',
+        ['-qfec', `${shellQuote(process.execPath)} ${shellQuote(CLI)} add-user --users-file ${shellQuote(file)} tess`, '/dev/null'],
+        { answers },
+      );
 
     it('prompts twice without echoing the password, then saves it', async () => {
       const file = fresh();
-      const r = await onTty(file, [['Password: ', 'hunter2\r'], ['(again): ', 'hunter2\r']]);
+      const r = await onTty(file, [
+        ['Password: ', 'hunter2\r'],
+        ['(again): ', 'hunter2\r'],
+      ]);
       expect(r.code).to.equal(0);
       expect(r.output.replace(/\r/g, '')).to.equal(`Password: \nPassword (again): \nuser "tess" saved in ${file}\n`);
       expect(await check(file, 'tess', 'hunter2')).to.equal(true);
@@ -104,10 +119,22 @@ describe('security › stompede add-user', () => {
 
     it('refuses two different passwords and an empty one', async () => {
       const file = fresh();
-      const differ = await onTty(file, [['Password: ', 'one\r'], ['(again): ', 'two\r']]);
-      expect([differ.code, differ.output.replace(/\r/g, '').split('\n').at(-2)]).to.deep.equal([1, 'stompede: the two passwords differ; nothing was saved']);
-      const empty = await onTty(file, [['Password: ', '\r'], ['(again): ', '\r']]);
-      expect([empty.code, empty.output.replace(/\r/g, '').split('\n').at(-2)]).to.deep.equal([1, 'stompede: the password must not be empty; nothing was saved']);
+      const differ = await onTty(file, [
+        ['Password: ', 'one\r'],
+        ['(again): ', 'two\r'],
+      ]);
+      expect([differ.code, differ.output.replace(/\r/g, '').split('\n').at(-2)]).to.deep.equal([
+        1,
+        'stompede: the two passwords differ; nothing was saved',
+      ]);
+      const empty = await onTty(file, [
+        ['Password: ', '\r'],
+        ['(again): ', '\r'],
+      ]);
+      expect([empty.code, empty.output.replace(/\r/g, '').split('\n').at(-2)]).to.deep.equal([
+        1,
+        'stompede: the password must not be empty; nothing was saved',
+      ]);
       expect(existsSync(file)).to.equal(false);
     });
   });

@@ -31,7 +31,9 @@ function attempt(port: number, headers: Record<string, string>, localAddress = '
       }
     });
     socket.on('error', reject);
-    socket.on('close', () => resolve({ command: got === '' ? 'CLOSED' : got.slice(0, got.indexOf('\n')), ms: performance.now() - started }));
+    socket.on('close', () =>
+      resolve({ command: got === '' ? 'CLOSED' : got.slice(0, got.indexOf('\n')), ms: performance.now() - started }),
+    );
   });
 }
 
@@ -79,7 +81,10 @@ describe('security › authentication hardening', () => {
       },
     };
     const logger = captureLogger();
-    const h = useBroker({ authFailureDelayMs: 100, authFailureDelayMaxMs: 400, authFailureForgetMs: 1500 }, { logger, authenticator: refuseAll });
+    const h = useBroker(
+      { authFailureDelayMs: 100, authFailureDelayMaxMs: 400, authFailureForgetMs: 1500 },
+      { logger, authenticator: refuseAll },
+    );
     const warnings = () => logger.lines.filter((l) => l.level === 'warn' && l.msg === 'authentication failed');
 
     it('doubles per failure up to the cap, per address and per login, and logs each at warn without the passcode', async () => {
@@ -90,7 +95,11 @@ describe('security › authentication hardening', () => {
       await attempt(h.port, as('mallory', 'secret-guess-x'), '127.0.0.2');
       // ... and another login from that address owes the address's (one failure so far).
       await attempt(h.port, as('trudy', 'secret-guess-y'), '127.0.0.2');
-      expect(warnings().slice(5).map((l) => l.fields.delayMs)).to.deep.equal([400, 100]);
+      expect(
+        warnings()
+          .slice(5)
+          .map((l) => l.fields.delayMs),
+      ).to.deep.equal([400, 100]);
       for (const l of warnings()) {
         expect(l.fields.login).to.be.oneOf(['mallory', 'trudy']);
         expect(String(l.fields.remote)).to.include('127.0.0.');
@@ -119,22 +128,24 @@ describe('security › authentication hardening', () => {
 
     /** A connected socket from `localAddress`; the flood's sockets are opened first, in waves, so the TCP accept queue
      *  does not overflow (a dropped SYN costs a 1 s retransmit: a test artifact, not the broker's doing). */
-    const open = (localAddress: string): Promise<Socket> => new Promise((resolve, reject) => {
-      const socket = netConnect({ port: h.port, host: '127.0.0.1', localAddress });
-      socket.on('connect', () => resolve(socket));
-      socket.on('error', reject);
-    });
-    const reply = (socket: Socket): Promise<string> => new Promise((resolve) => {
-      let got = '';
-      socket.on('data', (chunk) => {
-        got += chunk.toString('latin1');
-        if (got.includes('\0')) {
-          resolve(got.slice(0, got.indexOf('\n')));
-          socket.destroy();
-        }
+    const open = (localAddress: string): Promise<Socket> =>
+      new Promise((resolve, reject) => {
+        const socket = netConnect({ port: h.port, host: '127.0.0.1', localAddress });
+        socket.on('connect', () => resolve(socket));
+        socket.on('error', reject);
       });
-      socket.on('close', () => resolve(got === '' ? 'CLOSED' : got.slice(0, got.indexOf('\n'))));
-    });
+    const reply = (socket: Socket): Promise<string> =>
+      new Promise((resolve) => {
+        let got = '';
+        socket.on('data', (chunk) => {
+          got += chunk.toString('latin1');
+          if (got.includes('\0')) {
+            resolve(got.slice(0, got.indexOf('\n')));
+            socket.destroy();
+          }
+        });
+        socket.on('close', () => resolve(got === '' ? 'CLOSED' : got.slice(0, got.indexOf('\n'))));
+      });
     const realUser = async (): Promise<{ command: string; ms: number }> => {
       const socket = await open('127.0.0.2');
       const started = performance.now();
@@ -156,7 +167,9 @@ describe('security › authentication hardening', () => {
       });
       await sleep(20); // the 1,000 wrong passwords are in
       const real = await realUser();
-      console.log(`      real user CONNECTED in ${real.ms.toFixed(0)} ms during a 1,000-password flood (${quiet.ms.toFixed(0)} ms when idle)`);
+      console.log(
+        `      real user CONNECTED in ${real.ms.toFixed(0)} ms during a 1,000-password flood (${quiet.ms.toFixed(0)} ms when idle)`,
+      );
       expect([quiet.command, real.command]).to.deep.equal(['CONNECTED', 'CONNECTED']);
       // One scrypt check takes ~30 ms on an idle core and several hundred on a loaded shared one, and this process
       // also runs the 1,000 attacking sockets: the bound is stated over the idle figure and generously (measured

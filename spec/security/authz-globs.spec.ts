@@ -7,7 +7,10 @@ import fc from 'fast-check';
 import { parseDestination } from '../../broker/destinations.js';
 import { allowsName, allowsRead, compileGlob, parseRights, type Rule } from '../../broker/permissions.js';
 
-const rule = (allow: string[], deny: string[] = []): Rule => ({ allow: allow.map((g) => compileGlob(g)), deny: deny.map((g) => compileGlob(g)) });
+const rule = (allow: string[], deny: string[] = []): Rule => ({
+  allow: allow.map((g) => compileGlob(g)),
+  deny: deny.map((g) => compileGlob(g)),
+});
 const read = (r: Rule, destination: string): boolean => allowsRead(r, parseDestination(destination));
 
 describe('security › permission globs', () => {
@@ -54,14 +57,22 @@ describe('security › permission globs', () => {
   it('agrees with a regular-expression reading of the grammar on random globs and names', () => {
     const seg = fc.constantFrom('a', 'b', 'c');
     const globPart = fc.constantFrom('a', 'b', '*', '**');
-    fc.assert(fc.property(fc.array(globPart, { minLength: 1, maxLength: 6 }), fc.array(seg, { minLength: 1, maxLength: 7 }), fc.constantFrom('.', '/'), (parts, segs, sep) => {
-      const glob = parts.join('.');
-      const name = segs.join(sep);
-      // Reference: every segment followed by a separator, `*` one segment, `**` zero or more whole segments.
-      const source = parts.map((p) => (p === '**' ? '(?:[^./]*[./])*' : p === '*' ? '[^./]*[./]' : `${p}[./]`)).join('');
-      const expected = new RegExp(`^${source}$`).test(name + '.');
-      expect(allowsName(rule([glob]), name), `${glob} vs ${name}`).to.equal(expected);
-    }), { numRuns: 2000 });
+    fc.assert(
+      fc.property(
+        fc.array(globPart, { minLength: 1, maxLength: 6 }),
+        fc.array(seg, { minLength: 1, maxLength: 7 }),
+        fc.constantFrom('.', '/'),
+        (parts, segs, sep) => {
+          const glob = parts.join('.');
+          const name = segs.join(sep);
+          // Reference: every segment followed by a separator, `*` one segment, `**` zero or more whole segments.
+          const source = parts.map((p) => (p === '**' ? '(?:[^./]*[./])*' : p === '*' ? '[^./]*[./]' : `${p}[./]`)).join('');
+          const expected = new RegExp(`^${source}$`).test(name + '.');
+          expect(allowsName(rule([glob]), name), `${glob} vs ${name}`).to.equal(expected);
+        },
+      ),
+      { numRuns: 2000 },
+    );
   });
 
   describe('wildcard subscriptions', () => {
@@ -100,7 +111,10 @@ describe('security › permission globs', () => {
 
   describe('parsing', () => {
     it('reads the shorthand list and the {allow, deny} form', () => {
-      const rights = parseRights({ admin: true, vhosts: { '/': { read: ['**'], write: { allow: ['/topic/**'], deny: ['/topic/x'] } } } }, 'u');
+      const rights = parseRights(
+        { admin: true, vhosts: { '/': { read: ['**'], write: { allow: ['/topic/**'], deny: ['/topic/x'] } } } },
+        'u',
+      );
       expect(rights.admin).to.equal(true);
       const v = rights.vhosts?.get('/');
       expect(v?.read.allow.map((g) => g.source)).to.deep.equal(['**']);
@@ -115,7 +129,11 @@ describe('security › permission globs', () => {
     for (const [label, value, message] of [
       ['an unknown key', { vhosts: {}, extra: 1 }, 'u: unknown key "extra"'],
       ['an empty glob', { vhosts: { '/': { read: [''] } } }, 'u.vhosts["/"].read[0]: a glob must be a non-empty string'],
-      ['a non-list', { vhosts: { '/': { read: '**' } } }, 'u.vhosts["/"].read: expected a list of globs or {"allow": [...], "deny": [...]}'],
+      [
+        'a non-list',
+        { vhosts: { '/': { read: '**' } } },
+        'u.vhosts["/"].read: expected a list of globs or {"allow": [...], "deny": [...]}',
+      ],
       ['a non-boolean admin', { admin: 'yes' }, 'u.admin: expected true or false'],
     ] as const) {
       it(`refuses ${label} with a TypeError naming where`, () => {

@@ -31,7 +31,8 @@ const DAVE = {
 };
 const CAROL = { password: 'carol-pw', vhosts: { 'tenant-a': { read: ['**'], write: ['**'] } } };
 
-const refused = (user: string, permission: string, destination: string): string => `access refused: user "${user}" may not ${permission} ${destination}`;
+const refused = (user: string, permission: string, destination: string): string =>
+  `access refused: user "${user}" may not ${permission} ${destination}`;
 
 describe('security › authorization on the wire', () => {
   const dir = mkdtempSync(join(tmpdir(), 'stompede-authz-'));
@@ -56,7 +57,11 @@ describe('security › authorization on the wire', () => {
     const before = hits();
     const bob = await h.client(as('bob', 'bob-pw'));
     bob.send(stompFrame('SEND', { destination: '/queue/alice.inbox', receipt: 'r1' }, 'hi'));
-    await expectError(bob, { message: refused('bob', 'write', '/queue/alice.inbox'), receiptId: 'r1', body: 'The user has no write permission on this destination.\n' });
+    await expectError(bob, {
+      message: refused('bob', 'write', '/queue/alice.inbox'),
+      receiptId: 'r1',
+      body: 'The user has no write permission on this destination.\n',
+    });
     expect(hits()).to.equal(before + 1);
   });
 
@@ -102,7 +107,11 @@ describe('security › authorization on the wire', () => {
   it('refuses history of a denied destination (x-history, x-resume-after, x-stream-offset are reads)', async () => {
     const alice = await h.client(as('alice', 'alice-pw'));
     await publish(alice, '/topic/chat.secret', 'the plan');
-    for (const [name, value] of [['x-history', '10'], ['x-resume-after', 'nothing'], ['x-stream-offset', 'first']]) {
+    for (const [name, value] of [
+      ['x-history', '10'],
+      ['x-resume-after', 'nothing'],
+      ['x-stream-offset', 'first'],
+    ]) {
       const dave = await h.client(as('dave', 'dave-pw'));
       dave.send(stompFrame('SUBSCRIBE', { destination: '/topic/chat.secret', id: 'h', [name as string]: value as string }));
       const error = await expectError(dave, { message: refused('dave', 'read', '/topic/chat.secret') });
@@ -116,7 +125,10 @@ describe('security › authorization on the wire', () => {
     await publish(bob, '/topic/anything', 'x'); // read/write ** there
     const c = await h.raw();
     c.send(stompFrame('CONNECT', as('bob', 'bob-pw', 'tenant-b')));
-    const error = await expectError(c, { message: 'access refused: user "bob" may not use virtual host "tenant-b"', body: 'The user has no permissions on this virtual host.\n' });
+    const error = await expectError(c, {
+      message: 'access refused: user "bob" may not use virtual host "tenant-b"',
+      body: 'The user has no permissions on this virtual host.\n',
+    });
     expect(error.raw.toString()).to.not.match(/tenant-a/);
     const carol = await h.raw();
     carol.send(stompFrame('CONNECT', as('carol', 'carol-pw', 'localhost')));
@@ -128,14 +140,17 @@ describe('security › authorization on the wire', () => {
     const sub = await h.client(as('alice', 'alice-pw'));
     await subscribe(sub, topic, 's');
     const bob = await h.client(as('bob', 'bob-pw'));
-    await publish(bob, topic, 'hello', [['user-id', 'alice'], ['user-name', 'alice']]);
+    await publish(bob, topic, 'hello', [
+      ['user-id', 'alice'],
+      ['user-name', 'alice'],
+    ]);
     const m = await nextMessage(sub);
     expect(header(m, 'user-id')).to.equal('bob');
     expect(m.raw.toString().match(/^user-id:/gm)).to.have.length(1);
   });
 
   describe('reloading the users file', () => {
-    it('applies new rules to open sessions on reloadAuth (SIGHUP), and refuses a removed user\'s next frame', async () => {
+    it("applies new rules to open sessions on reloadAuth (SIGHUP), and refuses a removed user's next frame", async () => {
       const bob = await h.client(as('bob', 'bob-pw'));
       const dave = await h.client(as('dave', 'dave-pw'));
       await publish(bob, '/topic/chat.lobby', 'before');
@@ -148,7 +163,10 @@ describe('security › authorization on the wire', () => {
       // dave is gone from the file: the open connection stays until its next SEND or SUBSCRIBE.
       await expectQuiet(dave);
       dave.send(stompFrame('SUBSCRIBE', { destination: '/topic/chat.lobby', id: 'second' }));
-      await expectError(dave, { message: refused('dave', 'read', '/topic/chat.lobby'), body: 'The user no longer exists; it may not publish or subscribe.\n' });
+      await expectError(dave, {
+        message: refused('dave', 'read', '/topic/chat.lobby'),
+        body: 'The user no longer exists; it may not publish or subscribe.\n',
+      });
     });
 
     it('keeps the previous users when the new file is invalid', async () => {
@@ -188,6 +206,8 @@ describe('security › no authentication configured', () => {
     const pub = await h.client();
     await publish(pub, topic, 'x', [['user-id', 'whoever']]);
     const m = await nextMessage(sub);
-    expect(m.raw.toString()).to.equal(`MESSAGE\nsubscription:s\ndestination:${topic}\nmessage-id:${header(m, 'message-id')}\nuser-id:whoever\ncontent-length:1\n\nx\0`);
+    expect(m.raw.toString()).to.equal(
+      `MESSAGE\nsubscription:s\ndestination:${topic}\nmessage-id:${header(m, 'message-id')}\nuser-id:whoever\ncontent-length:1\n\nx\0`,
+    );
   });
 });

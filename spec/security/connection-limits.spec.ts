@@ -64,9 +64,10 @@ describe('security › connection limits (issue #8 item 5)', () => {
 
   describe('open-file limit', () => {
     it('reads the soft limit from /proc/self/limits text', () => {
-      const text = 'Limit                     Soft Limit           Hard Limit           Units\n'
-        + 'Max processes             63581                63581                processes\n'
-        + 'Max open files            1024                 524288               files\n';
+      const text =
+        'Limit                     Soft Limit           Hard Limit           Units\n' +
+        'Max processes             63581                63581                processes\n' +
+        'Max open files            1024                 524288               files\n';
       expect(openFilesSoftLimit(text)).to.equal(1024);
       expect(openFilesSoftLimit(text.replace('1024 ', 'unlimited'))).to.equal(undefined);
       expect(openFilesSoftLimit('')).to.equal(undefined);
@@ -75,16 +76,22 @@ describe('security › connection limits (issue #8 item 5)', () => {
     it('warns at start when maxConnections leaves no headroom below it', async () => {
       const warnings: string[] = [];
       const logger: Logger = {
-        trace() {}, debug() {}, info() {}, error() {},
+        trace() {},
+        debug() {},
+        info() {},
+        error() {},
         warn(obj, msg) {
-          warnings.push(typeof obj === 'string' ? obj : msg ?? '');
+          warnings.push(typeof obj === 'string' ? obj : (msg ?? ''));
         },
         child: () => logger,
       };
       // Far above any soft limit this machine has.
       const b = await startBroker({ maxConnections: 2 ** 40 }, { logger });
       await b.close();
-      expect(warnings.some((w) => w.includes(`leaves less than ${FD_HEADROOM} file descriptors of headroom below the open-file limit`)), warnings.join('\n')).to.equal(true);
+      expect(
+        warnings.some((w) => w.includes(`leaves less than ${FD_HEADROOM} file descriptors of headroom below the open-file limit`)),
+        warnings.join('\n'),
+      ).to.equal(true);
       const quiet: string[] = [];
       const fine = await startBroker({ maxConnections: 1 }, { logger: { ...logger, warn: (o, m) => quiet.push(m ?? JSON.stringify(o)) } });
       await fine.close();
@@ -145,8 +152,11 @@ describe('security › connection limits (issue #8 item 5)', () => {
       dir = mkdtempSync(join(tmpdir(), 'stompede-tls-'));
       cert = join(dir, 'cert.pem');
       key = join(dir, 'key.pem');
-      execFileSync('openssl', ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert,
-        '-days', '1', '-subj', '/CN=127.0.0.1'], { stdio: 'ignore' });
+      execFileSync(
+        'openssl',
+        ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=127.0.0.1'],
+        { stdio: 'ignore' },
+      );
     });
     after(() => rmSync(dir, { recursive: true, force: true }));
 

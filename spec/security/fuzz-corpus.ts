@@ -13,51 +13,202 @@ const frame = (command: string, headers: ReadonlyArray<readonly [string, string]
 
 /** Opening frames of a connection: each version, heart-beat offers, credentials, odd but valid hosts. */
 export const CONNECTS: readonly string[] = [
-  frame('CONNECT', [['accept-version', '1.2'], ['host', 'localhost'], ['heart-beat', '0,0']]),
-  frame('STOMP', [['accept-version', '1.1'], ['host', 'localhost'], ['heart-beat', '1000,1000']]),
+  frame('CONNECT', [
+    ['accept-version', '1.2'],
+    ['host', 'localhost'],
+    ['heart-beat', '0,0'],
+  ]),
+  frame('STOMP', [
+    ['accept-version', '1.1'],
+    ['host', 'localhost'],
+    ['heart-beat', '1000,1000'],
+  ]),
   frame('CONNECT', []),
-  frame('CONNECT', [['accept-version', '1.0'], ['login', 'guest'], ['passcode', 'guest']]),
-  frame('CONNECT', [['accept-version', '1.0,1.1,1.2'], ['host', '/'], ['heart-beat', '10000,10000'], ['login', 'guest'], ['passcode', 'guest']]),
-  frame('STOMP', [['accept-version', '1.2'], ['host', '127.0.0.1'], ['heart-beat', '0,30000']]),
-  frame('CONNECT', [['accept-version', '1.1,1.2'], ['host', 'fz-tenant'], ['heart-beat', '60000,0']]),
+  frame('CONNECT', [
+    ['accept-version', '1.0'],
+    ['login', 'guest'],
+    ['passcode', 'guest'],
+  ]),
+  frame('CONNECT', [
+    ['accept-version', '1.0,1.1,1.2'],
+    ['host', '/'],
+    ['heart-beat', '10000,10000'],
+    ['login', 'guest'],
+    ['passcode', 'guest'],
+  ]),
+  frame('STOMP', [
+    ['accept-version', '1.2'],
+    ['host', '127.0.0.1'],
+    ['heart-beat', '0,30000'],
+  ]),
+  frame('CONNECT', [
+    ['accept-version', '1.1,1.2'],
+    ['host', 'fz-tenant'],
+    ['heart-beat', '60000,0'],
+  ]),
   // A CONNECT with frames pipelined behind it, as stomp.py and some 1.0 clients send them.
-  frame('CONNECT', [['accept-version', '1.2'], ['host', 'localhost']]) +
-    frame('SUBSCRIBE', [['destination', '/topic/fz.a'], ['id', 'p0'], ['receipt', 'r-p0']]),
+  frame('CONNECT', [
+    ['accept-version', '1.2'],
+    ['host', 'localhost'],
+  ]) +
+    frame('SUBSCRIBE', [
+      ['destination', '/topic/fz.a'],
+      ['id', 'p0'],
+      ['receipt', 'r-p0'],
+    ]),
 ];
 
 /** Frames of a CONNECTed session, alone and in the sequences real clients send. */
 export const SESSION_FRAMES: readonly string[] = [
-  frame('SEND', [['destination', '/topic/fz.a'], ['content-type', 'text/plain']], 'hello'),
-  frame('SEND', [['destination', '/topic/fz.a.b'], ['content-length', '5'], ['receipt', 'r1']], 'he\0lo'),
-  frame('SEND', [['destination', '/queue/fz.q1'], ['content-length', '0']]),
-  frame('SEND', [['destination', '/queue/fz.q1'], ['persistent', 'true'], ['x-custom', 'a\\cb\\nc\\\\d']], '{"n":1}'),
-  frame('SEND', [['destination', '/topic/fz.é'], ['receipt', 'r-utf8']], 'héllo wörld ✓'),
+  frame(
+    'SEND',
+    [
+      ['destination', '/topic/fz.a'],
+      ['content-type', 'text/plain'],
+    ],
+    'hello',
+  ),
+  frame(
+    'SEND',
+    [
+      ['destination', '/topic/fz.a.b'],
+      ['content-length', '5'],
+      ['receipt', 'r1'],
+    ],
+    'he\0lo',
+  ),
+  frame('SEND', [
+    ['destination', '/queue/fz.q1'],
+    ['content-length', '0'],
+  ]),
+  frame(
+    'SEND',
+    [
+      ['destination', '/queue/fz.q1'],
+      ['persistent', 'true'],
+      ['x-custom', 'a\\cb\\nc\\\\d'],
+    ],
+    '{"n":1}',
+  ),
+  frame(
+    'SEND',
+    [
+      ['destination', '/topic/fz.é'],
+      ['receipt', 'r-utf8'],
+    ],
+    'héllo wörld ✓',
+  ),
   // Most subscriptions and transactions open and close within one input, so a session that is sent the same
   // template twice lives on; s3 and s6 stay, so that MESSAGEs (and acks for them) reach the fuzzed sessions.
-  frame('SUBSCRIBE', [['destination', '/topic/fz.a'], ['id', 's1'], ['ack', 'auto']]) + frame('UNSUBSCRIBE', [['id', 's1']]),
-  frame('SUBSCRIBE', [['destination', '/topic/fz.*'], ['id', 's2'], ['receipt', 'r-s2']]) + frame('SEND', [['destination', '/topic/fz.x']], 'to s2') +
-    frame('UNSUBSCRIBE', [['id', 's2'], ['receipt', 'r-u2']]),
-  frame('SUBSCRIBE', [['destination', '/topic/fz.#'], ['id', 's3'], ['x-history', '5']]),
-  frame('SUBSCRIBE', [['destination', '/topic/fz.*.b.#'], ['id', 's4']]) + frame('UNSUBSCRIBE', [['id', 's4']]),
-  frame('SUBSCRIBE', [['destination', '/queue/fz.q1'], ['id', 's5'], ['ack', 'client'], ['prefetch-count', '3']]) +
-    frame('SEND', [['destination', '/queue/fz.q1']], 'to s5') + frame('UNSUBSCRIBE', [['id', 's5'], ['receipt', 'r-u5']]),
-  frame('SUBSCRIBE', [['destination', '/queue/fz.q1'], ['id', 's6'], ['ack', 'client-individual']]),
+  frame('SUBSCRIBE', [
+    ['destination', '/topic/fz.a'],
+    ['id', 's1'],
+    ['ack', 'auto'],
+  ]) + frame('UNSUBSCRIBE', [['id', 's1']]),
+  frame('SUBSCRIBE', [
+    ['destination', '/topic/fz.*'],
+    ['id', 's2'],
+    ['receipt', 'r-s2'],
+  ]) +
+    frame('SEND', [['destination', '/topic/fz.x']], 'to s2') +
+    frame('UNSUBSCRIBE', [
+      ['id', 's2'],
+      ['receipt', 'r-u2'],
+    ]),
+  frame('SUBSCRIBE', [
+    ['destination', '/topic/fz.#'],
+    ['id', 's3'],
+    ['x-history', '5'],
+  ]),
+  frame('SUBSCRIBE', [
+    ['destination', '/topic/fz.*.b.#'],
+    ['id', 's4'],
+  ]) + frame('UNSUBSCRIBE', [['id', 's4']]),
+  frame('SUBSCRIBE', [
+    ['destination', '/queue/fz.q1'],
+    ['id', 's5'],
+    ['ack', 'client'],
+    ['prefetch-count', '3'],
+  ]) +
+    frame('SEND', [['destination', '/queue/fz.q1']], 'to s5') +
+    frame('UNSUBSCRIBE', [
+      ['id', 's5'],
+      ['receipt', 'r-u5'],
+    ]),
+  frame('SUBSCRIBE', [
+    ['destination', '/queue/fz.q1'],
+    ['id', 's6'],
+    ['ack', 'client-individual'],
+  ]),
   frame('UNSUBSCRIBE', [['id', 's6']]),
   frame('ACK', [['id', '1']]),
-  frame('NACK', [['id', '2'], ['receipt', 'r-n2']]),
-  frame('ACK', [['message-id', 'x-1'], ['subscription', 's6']]),
+  frame('NACK', [
+    ['id', '2'],
+    ['receipt', 'r-n2'],
+  ]),
+  frame('ACK', [
+    ['message-id', 'x-1'],
+    ['subscription', 's6'],
+  ]),
   frame('BEGIN', [['transaction', 'tx1']]) + frame('ABORT', [['transaction', 'tx1']]),
-  frame('BEGIN', [['transaction', 'tx3']]) + frame('SEND', [['destination', '/queue/fz.q1'], ['transaction', 'tx3']], 'tx3') +
-    frame('COMMIT', [['transaction', 'tx3'], ['receipt', 'r-c3']]),
-  frame('COMMIT', [['transaction', 'tx1'], ['receipt', 'r-c1']]),
+  frame('BEGIN', [['transaction', 'tx3']]) +
+    frame(
+      'SEND',
+      [
+        ['destination', '/queue/fz.q1'],
+        ['transaction', 'tx3'],
+      ],
+      'tx3',
+    ) +
+    frame('COMMIT', [
+      ['transaction', 'tx3'],
+      ['receipt', 'r-c3'],
+    ]),
+  frame('COMMIT', [
+    ['transaction', 'tx1'],
+    ['receipt', 'r-c1'],
+  ]),
   frame('DISCONNECT', [['receipt', 'r-bye']]),
   // Sequences: a subscription then a message for it; a whole transaction; a client-ack round trip.
-  frame('SUBSCRIBE', [['destination', '/queue/fz.q2'], ['id', 's7'], ['ack', 'client-individual']]) +
-    frame('SEND', [['destination', '/queue/fz.q2']], 'for s7') + frame('ACK', [['id', '1']]) + frame('UNSUBSCRIBE', [['id', 's7']]),
-  frame('BEGIN', [['transaction', 'tx2']]) + frame('SEND', [['destination', '/topic/fz.a'], ['transaction', 'tx2']], 'in tx') +
-    frame('COMMIT', [['transaction', 'tx2'], ['receipt', 'r-c2']]),
-  frame('BEGIN', [['transaction', 'tx4']]) + frame('ACK', [['id', '1'], ['transaction', 'tx4']]) + frame('ABORT', [['transaction', 'tx4']]),
-  frame('SUBSCRIBE', [['destination', '/topic/fz.b'], ['id', 's8']]) + frame('SEND', [['destination', '/topic/fz.b'], ['content-length', '3']], 'abc') +
+  frame('SUBSCRIBE', [
+    ['destination', '/queue/fz.q2'],
+    ['id', 's7'],
+    ['ack', 'client-individual'],
+  ]) +
+    frame('SEND', [['destination', '/queue/fz.q2']], 'for s7') +
+    frame('ACK', [['id', '1']]) +
+    frame('UNSUBSCRIBE', [['id', 's7']]),
+  frame('BEGIN', [['transaction', 'tx2']]) +
+    frame(
+      'SEND',
+      [
+        ['destination', '/topic/fz.a'],
+        ['transaction', 'tx2'],
+      ],
+      'in tx',
+    ) +
+    frame('COMMIT', [
+      ['transaction', 'tx2'],
+      ['receipt', 'r-c2'],
+    ]),
+  frame('BEGIN', [['transaction', 'tx4']]) +
+    frame('ACK', [
+      ['id', '1'],
+      ['transaction', 'tx4'],
+    ]) +
+    frame('ABORT', [['transaction', 'tx4']]),
+  frame('SUBSCRIBE', [
+    ['destination', '/topic/fz.b'],
+    ['id', 's8'],
+  ]) +
+    frame(
+      'SEND',
+      [
+        ['destination', '/topic/fz.b'],
+        ['content-length', '3'],
+      ],
+      'abc',
+    ) +
     frame('UNSUBSCRIBE', [['id', 's8']]),
   // Heart-beat EOLs between frames, LF and CRLF.
   '\n\r\n' + frame('SEND', [['destination', '/topic/fz.a']], 'after beats') + '\n',
@@ -70,15 +221,59 @@ const SPECIAL_BYTES = [0x00, 0x0a, 0x0d, 0x3a, 0x5c, 0xff, 0xc3, 0x80, 0x20, 0x2
 const ESCAPES = ['\\', '\\x', '\\t', '\\r', '\\\\', '\\c', '\\n', '\\0', '\\u0041'] as const;
 
 /** Invalid UTF-8: lone continuation, truncated sequences, overlong form, surrogate, past U+10FFFF. */
-const BAD_UTF8: readonly (readonly number[])[] = [[0xff], [0x80], [0xc3, 0x28], [0xc0, 0xaf], [0xed, 0xa0, 0x80], [0xf4, 0x90, 0x80, 0x80], [0xe2, 0x82]];
+const BAD_UTF8: readonly (readonly number[])[] = [
+  [0xff],
+  [0x80],
+  [0xc3, 0x28],
+  [0xc0, 0xaf],
+  [0xed, 0xa0, 0x80],
+  [0xf4, 0x90, 0x80, 0x80],
+  [0xe2, 0x82],
+];
 
 /** Command names: other sides' frames, near misses, lower case, prototype keys, very long, empty. */
-const COMMANDS = ['SEND', 'send', 'CONNECTED', 'MESSAGE', 'ERROR', 'RECEIPT', 'STOMP', 'CONNECT', 'SUBSCRIBE ', ' ACK',
-  'NACKK', '__proto__', 'constructor', 'toString', 'hasOwnProperty', '', 'X'.repeat(300), 'DISCONNECT\0'] as const;
+const COMMANDS = [
+  'SEND',
+  'send',
+  'CONNECTED',
+  'MESSAGE',
+  'ERROR',
+  'RECEIPT',
+  'STOMP',
+  'CONNECT',
+  'SUBSCRIBE ',
+  ' ACK',
+  'NACKK',
+  '__proto__',
+  'constructor',
+  'toString',
+  'hasOwnProperty',
+  '',
+  'X'.repeat(300),
+  'DISCONNECT\0',
+] as const;
 
 /** content-length values that lie, overflow or are not numbers (the true length is added as well). */
-const LENGTHS = ['0', '1', '3', '7', '100', '65536', '4194304', '4194305', '999999999999999', '9999999999999999', '-1', '1e3',
-  ' 5', '5 ', '', '0x10', '+5', '05'] as const;
+const LENGTHS = [
+  '0',
+  '1',
+  '3',
+  '7',
+  '100',
+  '65536',
+  '4194304',
+  '4194305',
+  '999999999999999',
+  '9999999999999999',
+  '-1',
+  '1e3',
+  ' 5',
+  '5 ',
+  '',
+  '0x10',
+  '+5',
+  '05',
+] as const;
 
 export type Mutation =
   | { readonly kind: 'flip'; readonly at: number; readonly bit: number }
@@ -112,16 +307,63 @@ const position = fc.nat({ max: 1 << 20 });
 
 const mutationArb: fc.Arbitrary<Mutation> = fc.oneof(
   { weight: 3, arbitrary: fc.record({ kind: fc.constant('flip' as const), at: position, bit: fc.integer({ min: 0, max: 7 }) }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant('set' as const), at: position, byte: fc.oneof(fc.constantFrom(...SPECIAL_BYTES), fc.integer({ min: 0, max: 255 })) }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant('insert' as const), at: position, bytes: fc.array(fc.oneof(fc.constantFrom(...SPECIAL_BYTES), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 }) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant('set' as const),
+      at: position,
+      byte: fc.oneof(fc.constantFrom(...SPECIAL_BYTES), fc.integer({ min: 0, max: 255 })),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant('insert' as const),
+      at: position,
+      bytes: fc.array(fc.oneof(fc.constantFrom(...SPECIAL_BYTES), fc.integer({ min: 0, max: 255 })), { minLength: 1, maxLength: 8 }),
+    }),
+  },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('delete' as const), at: position, count: fc.integer({ min: 1, max: 16 }) }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('duplicate-header' as const), line: fc.nat({ max: 16 }), times: fc.constantFrom(1, 2, 10, 200, 1200) }) },
-  { weight: 1, arbitrary: fc.record({ kind: fc.constant('huge-header' as const), bytes: fc.constantFrom(100, 4096, 10 * 1024 - 7, 10 * 1024, 10 * 1024 + 1, 70 * 1024) }) },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant('duplicate-header' as const),
+      line: fc.nat({ max: 16 }),
+      times: fc.constantFrom(1, 2, 10, 200, 1200),
+    }),
+  },
+  {
+    weight: 1,
+    arbitrary: fc.record({
+      kind: fc.constant('huge-header' as const),
+      bytes: fc.constantFrom(100, 4096, 10 * 1024 - 7, 10 * 1024, 10 * 1024 + 1, 70 * 1024),
+    }),
+  },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('escape' as const), at: position, escape: fc.constantFrom(...ESCAPES) }) },
   { weight: 2, arbitrary: fc.record({ kind: fc.constant('bad-utf8' as const), at: position, bytes: fc.constantFrom(...BAD_UTF8) }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant('command' as const), name: fc.oneof(fc.constantFrom(...COMMANDS), fc.string({ maxLength: 12 })) }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant('eol' as const), mode: fc.constantFrom('all-crlf' as const, 'one-crlf' as const, 'lone-cr' as const, 'strip-cr' as const), at: position }) },
-  { weight: 2, arbitrary: fc.record({ kind: fc.constant('content-length' as const), value: fc.constantFrom(...LENGTHS, 'true'), delta: fc.integer({ min: -3, max: 3 }) }) },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant('command' as const),
+      name: fc.oneof(fc.constantFrom(...COMMANDS), fc.string({ maxLength: 12 })),
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant('eol' as const),
+      mode: fc.constantFrom('all-crlf' as const, 'one-crlf' as const, 'lone-cr' as const, 'strip-cr' as const),
+      at: position,
+    }),
+  },
+  {
+    weight: 2,
+    arbitrary: fc.record({
+      kind: fc.constant('content-length' as const),
+      value: fc.constantFrom(...LENGTHS, 'true'),
+      delta: fc.integer({ min: -3, max: 3 }),
+    }),
+  },
   { weight: 1, arbitrary: fc.record({ kind: fc.constant('truncate' as const), keep: position }) },
 );
 
@@ -133,7 +375,10 @@ export const fuzzInputArb: fc.Arbitrary<FuzzInput> = fc.record({
   fresh: fc.oneof({ weight: 1, arbitrary: fc.constant(true) }, { weight: 4, arbitrary: fc.constant(false) }),
   template: fc.nat(),
   follow: fc.option(fc.nat(), { freq: 3 }).map((v) => v ?? undefined),
-  mutations: fc.oneof({ weight: 2, arbitrary: fc.constant([] as Mutation[]) }, { weight: 3, arbitrary: fc.array(mutationArb, { minLength: 1, maxLength: 3 }) }),
+  mutations: fc.oneof(
+    { weight: 2, arbitrary: fc.constant([] as Mutation[]) },
+    { weight: 3, arbitrary: fc.array(mutationArb, { minLength: 1, maxLength: 3 }) },
+  ),
   cuts: fc.array(position, { maxLength: 4 }),
   text: fc.boolean(),
 });

@@ -56,8 +56,10 @@ const STALL_BOUND_MS = 2_000;
 const BUSY_BOUND_MS = 100;
 const CONTROL_INTERVAL_MS = 100;
 
-const baseSeed = process.env.STOMPEDE_FUZZ_SEED !== undefined ? Number(process.env.STOMPEDE_FUZZ_SEED) : Math.floor(Math.random() * 2 ** 31);
-if (!Number.isSafeInteger(baseSeed)) throw new TypeError(`STOMPEDE_FUZZ_SEED must be an integer, got "${process.env.STOMPEDE_FUZZ_SEED ?? ''}"`);
+const baseSeed =
+  process.env.STOMPEDE_FUZZ_SEED !== undefined ? Number(process.env.STOMPEDE_FUZZ_SEED) : Math.floor(Math.random() * 2 ** 31);
+if (!Number.isSafeInteger(baseSeed))
+  throw new TypeError(`STOMPEDE_FUZZ_SEED must be an integer, got "${process.env.STOMPEDE_FUZZ_SEED ?? ''}"`);
 
 function positiveEnv(name: string, fallback: number): number {
   const text = process.env[name];
@@ -84,7 +86,12 @@ interface Finding {
 
 class FuzzRun {
   readonly findings: Finding[] = [];
-  readonly outcomes = new Map<Outcome, number>([['receipt', 0], ['error', 0], ['closed', 0], ['stuck', 0]]);
+  readonly outcomes = new Map<Outcome, number>([
+    ['receipt', 0],
+    ['error', 0],
+    ['closed', 0],
+    ['stuck', 0],
+  ]);
   /** A few inputs after which the broker closed without an ERROR, to show in the log. */
   readonly silent: string[] = [];
   /** ERROR `message` headers seen, to show what the inputs reached. */
@@ -99,10 +106,16 @@ class FuzzRun {
   readonly inflight = new Set<FuzzInput>();
   #probe = 0;
 
-  constructor(readonly target: TestBroker, readonly transport: Transport) {}
+  constructor(
+    readonly target: TestBroker,
+    readonly transport: Transport,
+  ) {}
 
   async client(): Promise<RawClient> {
-    const c = this.transport === 'tcp' ? await RawClient.tcp(this.target.tcpPort) : await RawClient.ws(this.target.wsUrl, ['v12.stomp', 'v11.stomp', 'v10.stomp']);
+    const c =
+      this.transport === 'tcp'
+        ? await RawClient.tcp(this.target.tcpPort)
+        : await RawClient.ws(this.target.wsUrl, ['v12.stomp', 'v11.stomp', 'v10.stomp']);
     this.connections++;
     this.open.add(c);
     return c;
@@ -128,7 +141,10 @@ class FuzzRun {
       const outcome = await this.send(c, input);
       this.inputs++;
       this.outcomes.set(outcome, (this.outcomes.get(outcome) ?? 0) + 1);
-      if (outcome === 'closed' && this.silent.length < 3) this.silent.push(`${JSON.stringify(input)} ${showBytes(inputBytes(input), 200)}${input.text ? ' (text)' : ''} code ${(c as WsRawClient).closeCode} got ${showBytes(c.rawBytes.subarray(-300))}`);
+      if (outcome === 'closed' && this.silent.length < 3)
+        this.silent.push(
+          `${JSON.stringify(input)} ${showBytes(inputBytes(input), 200)}${input.text ? ' (text)' : ''} code ${(c as WsRawClient).closeCode} got ${showBytes(c.rawBytes.subarray(-300))}`,
+        );
       if (outcome !== 'receipt') {
         this.drop(c);
         c = undefined;
@@ -156,7 +172,16 @@ class FuzzRun {
       await new Promise<void>((resolve) => setImmediate(resolve));
     }
     const id = `fz-probe-${++this.#probe}`;
-    if (!c.isClosed) c.send(Buffer.concat([stompFrame('BEGIN', [['transaction', id]]), stompFrame('ABORT', [['transaction', id], ['receipt', id]])]));
+    if (!c.isClosed)
+      c.send(
+        Buffer.concat([
+          stompFrame('BEGIN', [['transaction', id]]),
+          stompFrame('ABORT', [
+            ['transaction', id],
+            ['receipt', id],
+          ]),
+        ]),
+      );
     let outcome: Outcome = 'stuck';
     for (;;) {
       let frame: RawFrame;
@@ -176,7 +201,12 @@ class FuzzRun {
         break;
       }
     }
-    if (c.parseError !== undefined) this.findings.push({ what: `the broker sent bytes that do not parse: ${c.parseError.message}`, input, sent: c.rawBytes.subarray(0, 2000) });
+    if (c.parseError !== undefined)
+      this.findings.push({
+        what: `the broker sent bytes that do not parse: ${c.parseError.message}`,
+        input,
+        sent: c.rawBytes.subarray(0, 2000),
+      });
     return outcome;
   }
 
@@ -184,18 +214,31 @@ class FuzzRun {
   checkError(c: RawClient, error: RawFrame, input: FuzzInput): void {
     const message = error.headers.get('message');
     this.errors.set(message ?? '(none)', (this.errors.get(message ?? '(none)') ?? 0) + 1);
-    if (message === undefined || message === '') this.findings.push({ what: `ERROR without a message header: ${showBytes(error.raw)}`, input, sent: inputBytes(input) });
-    if (message === 'internal error') this.findings.push({ what: `internal error: ${showBytes(error.raw)}`, input, sent: inputBytes(input) });
-    this.closing.push(c.closed(CLOSE_AFTER_ERROR_MS).then(
-      () => {
-        if (!c.closedByServer) return; // we closed it first (end of batch): nothing to say about the broker
-        const last = c.frames[c.frames.length - 1];
-        if (last !== error) this.findings.push({ what: `a frame followed the ERROR: ${showBytes(last?.raw ?? Buffer.alloc(0))}`, input, sent: inputBytes(input) });
-      },
-      () => {
-        this.findings.push({ what: `connection still open ${CLOSE_AFTER_ERROR_MS} ms after ERROR ${showBytes(error.raw)}`, input, sent: inputBytes(input) });
-      },
-    ));
+    if (message === undefined || message === '')
+      this.findings.push({ what: `ERROR without a message header: ${showBytes(error.raw)}`, input, sent: inputBytes(input) });
+    if (message === 'internal error')
+      this.findings.push({ what: `internal error: ${showBytes(error.raw)}`, input, sent: inputBytes(input) });
+    this.closing.push(
+      c.closed(CLOSE_AFTER_ERROR_MS).then(
+        () => {
+          if (!c.closedByServer) return; // we closed it first (end of batch): nothing to say about the broker
+          const last = c.frames[c.frames.length - 1];
+          if (last !== error)
+            this.findings.push({
+              what: `a frame followed the ERROR: ${showBytes(last?.raw ?? Buffer.alloc(0))}`,
+              input,
+              sent: inputBytes(input),
+            });
+        },
+        () => {
+          this.findings.push({
+            what: `connection still open ${CLOSE_AFTER_ERROR_MS} ms after ERROR ${showBytes(error.raw)}`,
+            input,
+            sent: inputBytes(input),
+          });
+        },
+      ),
+    );
   }
 
   drop(c: RawClient | undefined): void {
@@ -205,10 +248,13 @@ class FuzzRun {
     this.open.delete(c);
     if (c.isClosed) return;
     this.open.add(c);
-    void c.closed(CLOSE_AFTER_ERROR_MS + 1000).catch(() => undefined).then(() => {
-      c.close();
-      this.open.delete(c);
-    });
+    void c
+      .closed(CLOSE_AFTER_ERROR_MS + 1000)
+      .catch(() => undefined)
+      .then(() => {
+        c.close();
+        this.open.delete(c);
+      });
   }
 
   closeAll(): void {
@@ -230,7 +276,13 @@ class Control {
     const client = await RawClient.tcp(target.tcpPort);
     await connect(client, { 'accept-version': '1.2', host: 'localhost', 'heart-beat': '0,0' });
     const control = new Control(client);
-    client.send(stompFrame('SUBSCRIBE', [['destination', control.destination], ['id', 'ctl'], ['receipt', 'ctl-sub']]));
+    client.send(
+      stompFrame('SUBSCRIBE', [
+        ['destination', control.destination],
+        ['id', 'ctl'],
+        ['receipt', 'ctl-sub'],
+      ]),
+    );
     const receipt = await client.nextFrame();
     expect(receipt.command).to.equal('RECEIPT');
     control.#timer = setInterval(() => {
@@ -299,8 +351,11 @@ async function healthz(target: TestBroker): Promise<{ status: number; body: stri
  * A batch of inputs for one fast-check run. fast-check prints a failing batch by this name rather than all its
  * inputs: the error below it already names the inputs that were on the failing connections, with their bytes.
  */
-const batchArb = fc.array(fuzzInputArb, { minLength: BATCH, maxLength: BATCH })
-  .map((inputs) => Object.assign(inputs, { [fc.toStringMethod]: () => `[${inputs.length} fuzz inputs; the failing ones are listed below]` }));
+const batchArb = fc
+  .array(fuzzInputArb, { minLength: BATCH, maxLength: BATCH })
+  .map((inputs) =>
+    Object.assign(inputs, { [fc.toStringMethod]: () => `[${inputs.length} fuzz inputs; the failing ones are listed below]` }),
+  );
 
 describe('security: live mutation fuzzer over TCP and WebSocket', function () {
   // 10,000 inputs per transport take 15-40 s on a busy 2-core machine; the bound is for a far slower day.
@@ -313,7 +368,9 @@ describe('security: live mutation fuzzer over TCP and WebSocket', function () {
   };
 
   before(async () => {
-    console.log(`      fuzz seeds: tcp ${baseSeed}, ws ${baseSeed + 1} (replay with STOMPEDE_FUZZ_SEED=${baseSeed}); ${INPUTS_PER_TRANSPORT} inputs per transport`);
+    console.log(
+      `      fuzz seeds: tcp ${baseSeed}, ws ${baseSeed + 1} (replay with STOMPEDE_FUZZ_SEED=${baseSeed}); ${INPUTS_PER_TRANSPORT} inputs per transport`,
+    );
     // Default limits and timers, as a node runs out of the box: the fuzzer must find what a default node does.
     target = await startBroker({});
     process.on('uncaughtExceptionMonitor', onUncaught);
@@ -333,7 +390,8 @@ describe('security: live mutation fuzzer over TCP and WebSocket', function () {
       const internalBefore = broker.stats.errors.get(BROKER_ERRORS.ERR_INTERNAL) ?? 0;
       const internal: string[] = [];
       const onSessionError = (_session: Session, problem: ProtocolError): void => {
-        if (problem.code === BROKER_ERRORS.ERR_INTERNAL) internal.push(String((problem.cause as Error | undefined)?.stack ?? problem.cause));
+        if (problem.code === BROKER_ERRORS.ERR_INTERNAL)
+          internal.push(String((problem.cause as Error | undefined)?.stack ?? problem.cause));
       };
       broker.events.on('session-error', onSessionError);
       const control = await Control.start(target);
@@ -351,10 +409,20 @@ describe('security: live mutation fuzzer over TCP and WebSocket', function () {
               await Promise.all(Array.from({ length: LANES }, () => run.lane(queue)));
               await Promise.all(run.closing.splice(0));
               const found = run.findings.slice(before);
-              if (internal.length > 0) found.push({ what: `broker session-error ERR_INTERNAL: ${internal.join('\n')}`, input: undefined, sent: undefined });
-              if (uncaught.length > 0) found.push({ what: `uncaught: ${uncaught.map(String).join('\n')}`, input: undefined, sent: undefined });
+              if (internal.length > 0)
+                found.push({ what: `broker session-error ERR_INTERNAL: ${internal.join('\n')}`, input: undefined, sent: undefined });
+              if (uncaught.length > 0)
+                found.push({ what: `uncaught: ${uncaught.map(String).join('\n')}`, input: undefined, sent: undefined });
               if (found.length > 0) {
-                throw new Error(found.slice(0, 5).map((f) => `${f.what}\n  input: ${f.input === undefined ? '-' : JSON.stringify(f.input)}\n  bytes: ${f.sent === undefined ? '-' : showBytes(f.sent)}`).join('\n'));
+                throw new Error(
+                  found
+                    .slice(0, 5)
+                    .map(
+                      (f) =>
+                        `${f.what}\n  input: ${f.input === undefined ? '-' : JSON.stringify(f.input)}\n  bytes: ${f.sent === undefined ? '-' : showBytes(f.sent)}`,
+                    )
+                    .join('\n'),
+                );
               }
             }),
             {
@@ -379,14 +447,22 @@ describe('security: live mutation fuzzer over TCP and WebSocket', function () {
         run.closeAll();
         await until(() => broker.sessions.size === 1, 10_000, `fuzz sessions to close (${broker.sessions.size} left)`);
 
-        const errors = [...run.errors].sort((a, b) => b[1] - a[1]).slice(0, 8).map(([m, n]) => `${n}× ${m}`).join('; ');
-        console.log(`      ${transport}: ${run.inputs} inputs on ${run.connections} connections in ${elapsedS.toFixed(1)} s; ` +
-          `outcomes ${JSON.stringify(Object.fromEntries(run.outcomes))}; longest stall ${stallMs.toFixed(1)} ms ` +
-          `(second watch: ${gaps.worstMs.toFixed(1)} ms with ${gaps.worstCpuMs.toFixed(1)} ms of process CPU in it; busiest gap ${gaps.busyMs.toFixed(1)} ms); ` +
-          `control ${control.sent} messages, max delay ${Math.max(0, ...delays)} ms`);
+        const errors = [...run.errors]
+          .sort((a, b) => b[1] - a[1])
+          .slice(0, 8)
+          .map(([m, n]) => `${n}× ${m}`)
+          .join('; ');
+        console.log(
+          `      ${transport}: ${run.inputs} inputs on ${run.connections} connections in ${elapsedS.toFixed(1)} s; ` +
+            `outcomes ${JSON.stringify(Object.fromEntries(run.outcomes))}; longest stall ${stallMs.toFixed(1)} ms ` +
+            `(second watch: ${gaps.worstMs.toFixed(1)} ms with ${gaps.worstCpuMs.toFixed(1)} ms of process CPU in it; busiest gap ${gaps.busyMs.toFixed(1)} ms); ` +
+            `control ${control.sent} messages, max delay ${Math.max(0, ...delays)} ms`,
+        );
         console.log(`      ${transport}: top ERRORs: ${errors}`);
         if (gaps.busyMs > BUSY_BOUND_MS / 2) {
-          console.log(`      ${transport}: in flight during the busiest gap: ${gaps.suspects.map((i) => showBytes(inputBytes(i), 300)).join(' | ')}`);
+          console.log(
+            `      ${transport}: in flight during the busiest gap: ${gaps.suspects.map((i) => showBytes(inputBytes(i), 300)).join(' | ')}`,
+          );
         }
         console.log(`      ${transport}: closed without ERROR after e.g. ${run.silent.join(' | ')}`);
 

@@ -21,7 +21,10 @@ function segments(count: number, tag: string): string {
 function subscribeFrames(destination: string, count: number, tag: string): Buffer {
   const frames: Buffer[] = [];
   for (let i = 0; i < count; i++) {
-    const headers: [string, string][] = [['destination', destination], ['id', `${tag}-${i}`]];
+    const headers: [string, string][] = [
+      ['destination', destination],
+      ['id', `${tag}-${i}`],
+    ];
     if (i === count - 1) headers.push(['receipt', `${tag}-done`]);
     frames.push(stompFrame('SUBSCRIBE', headers));
   }
@@ -61,9 +64,26 @@ describe('security › topic matching and subscription registry', () => {
         ];
         const matching = names.filter((name) => name.endsWith('.z') || name === 'z');
         const { stallMs, result } = await longestStallMs(async () => {
-          subscriber.send(stompFrame('SUBSCRIBE', [['destination', `/topic/${pattern}`], ['id', 'hostile'], ['receipt', 'sub']]));
+          subscriber.send(
+            stompFrame('SUBSCRIBE', [
+              ['destination', `/topic/${pattern}`],
+              ['id', 'hostile'],
+              ['receipt', 'sub'],
+            ]),
+          );
           await expectReceiptFor(subscriber, 'sub');
-          names.forEach((name, i) => publisher.send(stompFrame('SEND', [['destination', `/topic/${name}`], ['receipt', `s${i}`]], name)));
+          names.forEach((name, i) =>
+            publisher.send(
+              stompFrame(
+                'SEND',
+                [
+                  ['destination', `/topic/${name}`],
+                  ['receipt', `s${i}`],
+                ],
+                name,
+              ),
+            ),
+          );
           for (let i = 0; i < names.length; i++) await expectReceiptFor(publisher, `s${i}`);
           // One publisher, one subscriber: messages arrive in the order sent, so anything unwanted shows up
           // before the last matching one.
@@ -121,19 +141,30 @@ describe('security › topic matching and subscription registry', () => {
       // Every subscription is live: one SEND reaches each of them once. (Not timed: 40,000 MESSAGEs written in
       // one turn is fan-out work, not registry work.)
       const publisher = await node.client();
-      publisher.send(stompFrame('SEND', [['destination', topic], ['receipt', 'sent']], 'hello'));
+      publisher.send(
+        stompFrame(
+          'SEND',
+          [
+            ['destination', topic],
+            ['receipt', 'sent'],
+          ],
+          'hello',
+        ),
+      );
       await expectReceiptFor(publisher, 'sent');
-      await Promise.all(clients.map(async (client) => {
-        const ids = new Set<string>();
-        for (let i = 0; i < PER_CONNECTION; i++) {
-          const frame = await client.nextFrame(30_000);
-          expect(frame.command).to.equal('MESSAGE');
-          ids.add(frame.headers.get('subscription') ?? '');
-        }
-        expect(ids.size, 'one MESSAGE per subscription').to.equal(PER_CONNECTION);
-        // The raw clients keep every frame: drop the 40,000 MESSAGEs, or collecting them is measured as a stall.
-        client.frames.length = 0;
-      }));
+      await Promise.all(
+        clients.map(async (client) => {
+          const ids = new Set<string>();
+          for (let i = 0; i < PER_CONNECTION; i++) {
+            const frame = await client.nextFrame(30_000);
+            expect(frame.command).to.equal('MESSAGE');
+            ids.add(frame.headers.get('subscription') ?? '');
+          }
+          expect(ids.size, 'one MESSAGE per subscription').to.equal(PER_CONNECTION);
+          // The raw clients keep every frame: drop the 40,000 MESSAGEs, or collecting them is measured as a stall.
+          client.frames.length = 0;
+        }),
+      );
       await leave(publisher);
 
       // Each close removes 1,000 subscriptions in one turn: no parsing involved, so the issue's 50 ms applies.

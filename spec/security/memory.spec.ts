@@ -7,7 +7,15 @@ import type { InMemoryHistoryStore } from '../../bridge/memory-history.js';
 import { uniqueName } from '../support/broker.js';
 import { stompFrame } from '../support/raw.js';
 import {
-  V12, expectError, expectQuiet, expectReceipt, nextMessage, publish, subscribe, useBroker, withReceipt,
+  V12,
+  expectError,
+  expectQuiet,
+  expectReceipt,
+  nextMessage,
+  publish,
+  subscribe,
+  useBroker,
+  withReceipt,
 } from '../broker/harness.js';
 import { retainedMiB } from './support.js';
 
@@ -15,7 +23,12 @@ const MiB = 1024 * 1024;
 
 describe('security › memory › history retention by bytes', function () {
   this.timeout(120_000);
-  const h = useBroker({ historyMaxBytesPerDestination: 8 * MiB, historyMaxBytes: 24 * MiB, maxBodyBytes: 10 * MiB, maxFrameBytes: 10 * MiB + 65536 });
+  const h = useBroker({
+    historyMaxBytesPerDestination: 8 * MiB,
+    historyMaxBytes: 24 * MiB,
+    maxBodyBytes: 10 * MiB,
+    maxFrameBytes: 10 * MiB + 65536,
+  });
 
   it('300 × 1 MiB SENDs to a topic nobody reads retain under 96 MiB (unbounded: +430 MB)', async () => {
     const topic = `/topic/${uniqueName('hist')}`;

@@ -17,10 +17,7 @@ async function pour(client: TcpRawClient, frames: Iterable<Buffer>): Promise<num
   for (const frame of frames) {
     if (client.isClosed || client.socket.destroyed) break;
     if (!client.socket.write(frame)) {
-      await Promise.race([
-        new Promise((resolve) => client.socket.once('drain', resolve)),
-        client.closed(30_000).catch(() => undefined),
-      ]);
+      await Promise.race([new Promise((resolve) => client.socket.once('drain', resolve)), client.closed(30_000).catch(() => undefined)]);
     }
     written++;
   }
@@ -42,7 +39,10 @@ describe('security › session limits (issue #8 item 5)', () => {
       const topic = `/topic/${uniqueName()}`;
       const grew = await retainedMiB(async () => {
         // The attack as measured: 100k SUBSCRIBEs pipelined. The ERROR comes at the 1001st; the rest is not read.
-        await pour(c, repeat(100_000, (i) => stompFrame('SUBSCRIBE', { destination: `${topic}.${i}`, id: `s${i}` })));
+        await pour(
+          c,
+          repeat(100_000, (i) => stompFrame('SUBSCRIBE', { destination: `${topic}.${i}`, id: `s${i}` })),
+        );
         await expectError(c, {
           message: 'too many subscriptions (limit 1000 per connection)',
           body: 'This connection already holds 1000 subscriptions; UNSUBSCRIBE some, or open another connection.\n',
@@ -64,7 +64,10 @@ describe('security › session limits (issue #8 item 5)', () => {
     it('refuses the 101st open transaction (100k BEGINs once retained +21 MB)', async () => {
       const before = hits('transactions');
       const c = await h.client(V12);
-      await pour(c, repeat(100_000, (i) => stompFrame('BEGIN', { transaction: `tx${i}` })));
+      await pour(
+        c,
+        repeat(100_000, (i) => stompFrame('BEGIN', { transaction: `tx${i}` })),
+      );
       await expectError(c, {
         message: 'too many open transactions (limit 100 per connection)',
         body: 'This connection already has 100 open transactions; COMMIT or ABORT one before the next BEGIN.\n',
@@ -87,7 +90,10 @@ describe('security › session limits (issue #8 item 5)', () => {
       const body = Buffer.alloc(1024 * 1024, 0x61);
       c.send(stompFrame('BEGIN', { transaction: 'big' }));
       const grew = await retainedMiB(async () => {
-        const sent = await pour(c, repeat(400, () => stompFrame('SEND', { destination: `/queue/${uniqueName()}`, transaction: 'big' }, body)));
+        const sent = await pour(
+          c,
+          repeat(400, () => stompFrame('SEND', { destination: `/queue/${uniqueName()}`, transaction: 'big' }, body)),
+        );
         await expectError(c, { message: 'transactions too large (limit 16777216 bytes per connection)' });
         expect(sent, 'SENDs written before the broker closed').to.be.below(400);
       });
@@ -170,7 +176,10 @@ describe('security › session limits (issue #8 item 5)', () => {
             slow = true;
           });
           const started = Date.now();
-          await pour(c, repeat(20_000, (i) => stompFrame('SEND', { destination: `/topic/${uniqueName()}`, receipt: `${i}${receipt}` })));
+          await pour(
+            c,
+            repeat(20_000, (i) => stompFrame('SEND', { destination: `/topic/${uniqueName()}`, receipt: `${i}${receipt}` })),
+          );
           await until(() => slow, 10_000, 'slow-consumer');
           // Never read: the socket goes once closeTimeoutMs (300 ms) has passed. Bound: generous for a busy machine.
           await c.closed(5000);
@@ -196,8 +205,10 @@ describe('security › session limits (issue #8 item 5)', () => {
           const grew = await retainedMiB(async () => {
             // 4000 x 10 KB RECEIPTs would be 40 MB waiting for this client; the client is only let to write until
             // the broker's buffer for it passes outboundHighWaterBytes (1 MiB) and the kernel buffers fill.
-            const pouring = pour(c, repeat(4000, (i) => stompFrame('SEND', { destination: '/topic/flow', receipt: `${i}${receipt}` })))
-              .then((n) => (written = n));
+            const pouring = pour(
+              c,
+              repeat(4000, (i) => stompFrame('SEND', { destination: '/topic/flow', receipt: `${i}${receipt}` })),
+            ).then((n) => (written = n));
             await sleep(1500);
             const buffered = Math.max(0, ...[...h.broker.sessions].map((s) => s.connection.bufferedBytes));
             expect(buffered, 'bytes the broker holds for the client').to.be.below(4 * 1024 * 1024);

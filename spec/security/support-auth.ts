@@ -6,9 +6,8 @@ import { hashPassword, type Logger } from '../../broker/index.js';
 export async function writeUsers(path: string, users: Record<string, string | Record<string, unknown>>): Promise<void> {
   const out: Record<string, unknown> = {};
   for (const [name, entry] of Object.entries(users)) {
-    out[name] = typeof entry === 'string'
-      ? await hashPassword(entry)
-      : { ...entry, password: await hashPassword(entry.password as string) };
+    out[name] =
+      typeof entry === 'string' ? await hashPassword(entry) : { ...entry, password: await hashPassword(entry.password as string) };
   }
   await writeFile(path, JSON.stringify({ users: out }, null, 2));
 }
@@ -21,13 +20,19 @@ export interface LogLine {
 
 /** A Logger that keeps every line, for asserting what was logged (and what never was). */
 export function captureLogger(lines: LogLine[] = [], bindings: Record<string, unknown> = {}): Logger & { lines: LogLine[] } {
-  const at = (level: string) => (obj: object | string, msg?: string): void => {
-    if (typeof obj === 'string') lines.push({ level, msg: obj, fields: { ...bindings } });
-    else lines.push({ level, msg: msg ?? '', fields: { ...bindings, ...obj } });
-  };
+  const at =
+    (level: string) =>
+    (obj: object | string, msg?: string): void => {
+      if (typeof obj === 'string') lines.push({ level, msg: obj, fields: { ...bindings } });
+      else lines.push({ level, msg: msg ?? '', fields: { ...bindings, ...obj } });
+    };
   return {
     lines,
-    trace: at('trace'), debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error'),
+    trace: at('trace'),
+    debug: at('debug'),
+    info: at('info'),
+    warn: at('warn'),
+    error: at('error'),
     child: (more) => captureLogger(lines, { ...bindings, ...more }),
   };
 }

@@ -27,7 +27,11 @@ async function makeKeys(kid: string): Promise<Keys> {
   return { privateKey, jwk: { ...(await exportJWK(publicKey)), kid, alg: 'ES256', use: 'sig' } };
 }
 
-function token(keys: Keys, claims: Record<string, unknown>, options: { audience?: string; expiresIn?: string | number } = {}): Promise<string> {
+function token(
+  keys: Keys,
+  claims: Record<string, unknown>,
+  options: { audience?: string; expiresIn?: string | number } = {},
+): Promise<string> {
   return new SignJWT(claims)
     .setProtectedHeader({ alg: 'ES256', kid: keys.jwk.kid as string })
     .setIssuer(ISSUER)
@@ -84,7 +88,9 @@ function tokenCases(h: () => Harness, keys: () => Keys, foreign: () => Keys): vo
   it('refuses a tampered token', async () => {
     const jwt = await token(keys(), { sub: 'tina', stompede: CHAT_RIGHTS });
     const [head, , signature] = jwt.split('.');
-    const forged = Buffer.from(JSON.stringify({ sub: 'root', stompede: { vhosts: { '/': { read: ['**'], write: ['**'] } } }, iss: ISSUER, aud: AUDIENCE })).toString('base64url');
+    const forged = Buffer.from(
+      JSON.stringify({ sub: 'root', stompede: { vhosts: { '/': { read: ['**'], write: ['**'] } } }, iss: ISSUER, aud: AUDIENCE }),
+    ).toString('base64url');
     const c = await h().raw();
     c.send(stompFrame('CONNECT', as('root', `${head}.${forged}.${signature}`)));
     await expectError(c, refused('the token is not signed by a trusted key'));
@@ -108,7 +114,11 @@ describe('security › bearer tokens (JWT)', () => {
 
   describe('from a JWKS file, beside a users file', () => {
     const h = useBroker({ jwksFile, usersFile, jwtIssuer: ISSUER, jwtAudience: AUDIENCE, ...quick });
-    tokenCases(() => h, () => keys, () => foreign);
+    tokenCases(
+      () => h,
+      () => keys,
+      () => foreign,
+    );
 
     it('still lets password users in (a passcode that is not a JWT goes to the users file)', async () => {
       const c = await h.client(as('alice', 'alice-pw'));
@@ -129,8 +139,19 @@ describe('security › bearer tokens (JWT)', () => {
     });
     after(() => new Promise<void>((resolve) => server.close(() => resolve())));
     // The broker starts after the server: useBroker's `before` runs after this describe's earlier `before`.
-    const h = useBroker({ get jwksUrl() { return url; }, jwtIssuer: ISSUER, jwtAudience: AUDIENCE, ...quick });
-    tokenCases(() => h, () => keys, () => foreign);
+    const h = useBroker({
+      get jwksUrl() {
+        return url;
+      },
+      jwtIssuer: ISSUER,
+      jwtAudience: AUDIENCE,
+      ...quick,
+    });
+    tokenCases(
+      () => h,
+      () => keys,
+      () => foreign,
+    );
 
     it('refuses a plain password when only tokens are configured', async () => {
       const c = await h.raw();

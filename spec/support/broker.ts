@@ -1,5 +1,11 @@
 import {
-  createBroker, listen, type Broker, type BrokerOptions, type ConfigInput, type ListenAddresses, type ListenOptions,
+  createBroker,
+  listen,
+  type Broker,
+  type BrokerOptions,
+  type ConfigInput,
+  type ListenAddresses,
+  type ListenOptions,
 } from '../../broker/index.js';
 
 export interface TestBroker {

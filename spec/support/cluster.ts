@@ -54,9 +54,12 @@ export type RoutePreset = 'redis' | 'kafka' | 'local';
 
 export function routesFor(preset: RoutePreset, clusterName: string): string {
   switch (preset) {
-    case 'redis': return '/topic/**=redis,/queue/**=redis';
-    case 'kafka': return `/topic/**=kafka:${clusterName}.t,/queue/**=kafka:${clusterName}.q`;
-    case 'local': return '/**=local';
+    case 'redis':
+      return '/topic/**=redis,/queue/**=redis';
+    case 'kafka':
+      return `/topic/**=kafka:${clusterName}.t,/queue/**=kafka:${clusterName}.q`;
+    case 'local':
+      return '/**=local';
   }
 }
 
@@ -151,8 +154,23 @@ export class StompedeNode {
   async #spawn(tcpPort: number, wsPort: number): Promise<void> {
     const c = this.cluster;
     this.starts++;
-    const args = [BIN, '--node-id', this.id, '--cluster-name', c.name, '--host', '127.0.0.1',
-      '--port', String(tcpPort), '--ws-port', String(wsPort), '--log-level', c.logLevel, ...c.engineArgs, ...c.extraArgs];
+    const args = [
+      BIN,
+      '--node-id',
+      this.id,
+      '--cluster-name',
+      c.name,
+      '--host',
+      '127.0.0.1',
+      '--port',
+      String(tcpPort),
+      '--ws-port',
+      String(wsPort),
+      '--log-level',
+      c.logLevel,
+      ...c.engineArgs,
+      ...c.extraArgs,
+    ];
     const log = createWriteStream(this.logFile, { flags: 'a' });
     log.write(`\n### ${new Date().toISOString()} start #${this.starts}: node ${args.map(quoteArg).join(' ')}\n`);
     const child = spawn(process.execPath, args, { cwd: ROOT, env: nodeEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
@@ -189,10 +207,12 @@ export class StompedeNode {
         if (!found) reject(new Error(`${this.id} exited (code ${code}, signal ${signal}) before listening:\n${tail(this.logFile, 30)}`));
       });
     });
-    const ports = await within(listening, c.startTimeoutMs, `${this.id} to log "listening" (log ${this.logFile})`).catch((error: unknown) => {
-      if (this.running) child.kill('SIGKILL');
-      throw error;
-    });
+    const ports = await within(listening, c.startTimeoutMs, `${this.id} to log "listening" (log ${this.logFile})`).catch(
+      (error: unknown) => {
+        if (this.running) child.kill('SIGKILL');
+        throw error;
+      },
+    );
     this.tcpPort = ports.tcp;
     this.wsPort = ports.ws;
     await this.waitReady(c.startTimeoutMs);
@@ -235,7 +255,10 @@ export class StompedeNode {
   /** SIGTERM: a clean shutdown, which must end with exit code 0. */
   async stop(timeoutMs = 30_000): Promise<ExitStatus> {
     const status = await this.signal('SIGTERM', timeoutMs);
-    if (status.code !== 0) throw new Error(`${this.id} stopped with code ${status.code} signal ${status.signal}, expected exit code 0:\n${tail(this.logFile, 30)}`);
+    if (status.code !== 0)
+      throw new Error(
+        `${this.id} stopped with code ${status.code} signal ${status.signal}, expected exit code 0:\n${tail(this.logFile, 30)}`,
+      );
     return status;
   }
 
@@ -299,7 +322,12 @@ export class StompedeCluster {
     if (missing.length > 0) throw new Error(`the cluster needs ${missing.join(', ')}: run through infra/with-services.sh`);
     const engineArgs: string[] = [];
     for (const name of this.engines) engineArgs.push(`--${name}`, SERVICE_URLS[name] as string);
-    const routes = options.routes === undefined ? undefined : typeof options.routes === 'function' ? options.routes(this.name) : routesFor(options.routes, this.name);
+    const routes =
+      options.routes === undefined
+        ? undefined
+        : typeof options.routes === 'function'
+          ? options.routes(this.name)
+          : routesFor(options.routes, this.name);
     if (routes !== undefined) engineArgs.push('--routes', routes);
     this.engineArgs = engineArgs;
     this.extraArgs = [...(options.args ?? [])];
@@ -354,7 +382,10 @@ export class StompedeCluster {
   logsSinceMark(maxLines = 80): string {
     const out: string[] = [];
     for (const n of this.nodes) {
-      const lines = n.logSince(this.#marks.get(n) ?? 0).split('\n').filter((l) => l !== '');
+      const lines = n
+        .logSince(this.#marks.get(n) ?? 0)
+        .split('\n')
+        .filter((l) => l !== '');
       const shown = lines.slice(-maxLines);
       out.push(`---- ${n.id} (${n.logFile}), ${lines.length} lines${lines.length > shown.length ? `, last ${shown.length}` : ''}:`);
       out.push(...shown.map((l) => `  ${l.length > 600 ? `${l.slice(0, 600)}…` : l}`));
@@ -365,7 +396,9 @@ export class StompedeCluster {
   /** For afterEach: prints the node logs of a test that failed. */
   printLogsOnFailure(test: Mocha.Test | undefined, maxLines = 80): void {
     if (test?.state !== 'failed') return;
-    process.stdout.write(`\n==== node logs of the failed test "${test.fullTitle()}" (cluster ${this.name}) ====\n${this.logsSinceMark(maxLines)}\n==== end of node logs ====\n`);
+    process.stdout.write(
+      `\n==== node logs of the failed test "${test.fullTitle()}" (cluster ${this.name}) ====\n${this.logsSinceMark(maxLines)}\n==== end of node logs ====\n`,
+    );
   }
 
   /** Ends every node: SIGTERM, then SIGKILL for one that does not exit in time. Safe to call twice. */
@@ -431,7 +464,10 @@ function quoteArg(arg: string): string {
 /** The last `n` lines of a file ('' if it cannot be read). */
 export function tail(file: string, n: number): string {
   try {
-    return readFileSync(file, 'utf8').split('\n').slice(-n - 1).join('\n');
+    return readFileSync(file, 'utf8')
+      .split('\n')
+      .slice(-n - 1)
+      .join('\n');
   } catch {
     return '';
   }
@@ -451,11 +487,17 @@ export function within<T>(promise: Promise<T>, ms: number, what: string): Promis
 }
 
 /** Polls `check` until it returns true; rejects naming `what` (and the last `detail`) after `timeoutMs`. */
-export async function until(check: () => boolean | Promise<boolean>, timeoutMs: number, what: string, detail?: () => string): Promise<void> {
+export async function until(
+  check: () => boolean | Promise<boolean>,
+  timeoutMs: number,
+  what: string,
+  detail?: () => string,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     if (await check()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail !== undefined ? `: ${detail()}` : ''}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}${detail !== undefined ? `: ${detail()}` : ''}`);
     await sleep(50);
   }
 }

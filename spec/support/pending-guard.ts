@@ -54,8 +54,10 @@ export const mochaHooks = {
     if (root === undefined) return;
     const unexpected = unexpectedPending(pendingTitles(root), loadAllowList());
     if (unexpected.length > 0) {
-      throw new Error(`${unexpected.length} test(s) ended pending without a reason in spec/pending-allowed.json `
-        + `(a skipped test proves nothing; make it run, or declare why it may not):\n${unexpected.map((t) => `  - ${t}`).join('\n')}`);
+      throw new Error(
+        `${unexpected.length} test(s) ended pending without a reason in spec/pending-allowed.json ` +
+          `(a skipped test proves nothing; make it run, or declare why it may not):\n${unexpected.map((t) => `  - ${t}`).join('\n')}`,
+      );
     }
   },
 };

@@ -25,8 +25,16 @@ import { requireServices } from '../support/services.js';
 import { ARTIFACTS, ROOT, StompedeCluster, uniqueRunName, until, type StompedeNode } from '../support/cluster.js';
 
 const SHOTS = resolve(ARTIFACTS, 'web');
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 /** A chat line as the page shows it. */
 interface Line {
@@ -36,11 +44,13 @@ interface Line {
 }
 
 async function chatLines(page: Page): Promise<Line[]> {
-  return page.$$eval('#messages li.msg', (items) => items.map((li) => ({
-    id: (li as HTMLElement).dataset.id ?? '',
-    nick: li.querySelector('.nick')?.textContent ?? '',
-    text: li.querySelector('.text')?.textContent ?? '',
-  })));
+  return page.$$eval('#messages li.msg', (items) =>
+    items.map((li) => ({
+      id: (li as HTMLElement).dataset.id ?? '',
+      nick: li.querySelector('.nick')?.textContent ?? '',
+      text: li.querySelector('.text')?.textContent ?? '',
+    })),
+  );
 }
 
 async function systemLines(page: Page): Promise<string[]> {
@@ -55,16 +65,26 @@ async function status(page: Page): Promise<{ state: string; text: string }> {
 /** Waits until the page shows exactly `texts` as its chat lines (in that order). */
 async function waitForTexts(page: Page, texts: readonly string[], timeoutMs: number, who: string): Promise<void> {
   let last: string[] = [];
-  await until(async () => {
-    last = (await chatLines(page)).map((l) => l.text);
-    return last.length >= texts.length;
-  }, timeoutMs, `${who} to show ${texts.length} messages`, () => `it shows ${JSON.stringify(last)}`);
+  await until(
+    async () => {
+      last = (await chatLines(page)).map((l) => l.text);
+      return last.length >= texts.length;
+    },
+    timeoutMs,
+    `${who} to show ${texts.length} messages`,
+    () => `it shows ${JSON.stringify(last)}`,
+  );
   expect(last, `${who}'s messages`).to.deep.equal(texts);
 }
 
 async function waitForStatus(page: Page, state: string, timeoutMs: number, who: string): Promise<void> {
   let last = { state: '', text: '' };
-  await until(async () => (last = await status(page)).state === state, timeoutMs, `${who}'s status to be ${state}`, () => JSON.stringify(last));
+  await until(
+    async () => (last = await status(page)).state === state,
+    timeoutMs,
+    `${who}'s status to be ${state}`,
+    () => JSON.stringify(last),
+  );
 }
 
 async function join(page: Page, nick: string, room: string): Promise<void> {
@@ -143,7 +163,11 @@ describe('web: the chat page in Chromium against a three-node cluster', function
     await cluster?.close();
   });
 
-  async function openPage(node: StompedeNode, fallbacks: readonly StompedeNode[], viewport: { width: number; height: number }): Promise<{ page: Page; context: BrowserContext }> {
+  async function openPage(
+    node: StompedeNode,
+    fallbacks: readonly StompedeNode[],
+    viewport: { width: number; height: number },
+  ): Promise<{ page: Page; context: BrowserContext }> {
     if (browser === undefined) throw new Error('no browser');
     const context = await browser.newContext({ viewport });
     contexts.push(context);
@@ -177,10 +201,12 @@ describe('web: the chat page in Chromium against a three-node cluster', function
     expect(await a.title()).to.equal('Stompede chat');
     // Every SUBSCRIBE page B sends, as it went on the wire.
     const bSubscribes: string[] = [];
-    b.on('websocket', (ws) => ws.on('framesent', ({ payload }) => {
-      const text = typeof payload === 'string' ? payload : payload.toString('utf8');
-      if (text.startsWith('SUBSCRIBE\n')) bSubscribes.push(text);
-    }));
+    b.on('websocket', (ws) =>
+      ws.on('framesent', ({ payload }) => {
+        const text = typeof payload === 'string' ? payload : payload.toString('utf8');
+        if (text.startsWith('SUBSCRIBE\n')) bSubscribes.push(text);
+      }),
+    );
     await b.fill('#nick', 'bob');
     await shoot(b, '0-bob-join-form-phone');
 
@@ -224,7 +250,10 @@ describe('web: the chat page in Chromium against a three-node cluster', function
     // The partition of the room may have been node 2's: Kafka hands it to a survivor after the session timeout.
     await waitForTexts(a, [...live, ...outage], 40_000, 'alice');
     await until(async () => (await storedAfter(n3, topic, bobsLast)).length === outage.length, 15_000, 'the outage messages to be stored');
-    expect((await chatLines(b)).map((l) => l.text), 'what bob saw while away').to.deep.equal(live);
+    expect(
+      (await chatLines(b)).map((l) => l.text),
+      'what bob saw while away',
+    ).to.deep.equal(live);
     expect((await status(b)).state).to.equal('reconnecting');
     expect(await systemLines(b)).to.include('Connection lost. Reconnecting…');
     await shoot(b, '2-bob-reconnecting-phone');
@@ -240,8 +269,10 @@ describe('web: the chat page in Chromium against a three-node cluster', function
     await until(async () => (await systemLines(b)).some((l) => l.startsWith('Back in')), 10_000, 'bob to be back in the room');
     expect(await systemLines(b)).to.include(`Back in #${room}: ${outage.length} messages caught up.`);
     // On joining it asked for the history; on coming back, for what followed the last message it had.
-    expect(bSubscribes.map((f) => f.split('\n').filter((h) => /^x-(history|resume-after):/.test(h))))
-      .to.deep.equal([['x-history:50'], [`x-resume-after:${bobsLast ?? ''}`]]);
+    expect(bSubscribes.map((f) => f.split('\n').filter((h) => /^x-(history|resume-after):/.test(h)))).to.deep.equal([
+      ['x-history:50'],
+      [`x-resume-after:${bobsLast ?? ''}`],
+    ]);
 
     // And B, now on a survivor, still talks to A on node 1.
     const back = `back, ${survivor.replace('connected to ', 'via ')}`;
@@ -249,7 +280,10 @@ describe('web: the chat page in Chromium against a three-node cluster', function
     const all = [...live, ...outage, back];
     await waitForTexts(a, all, 15_000, 'alice');
     await waitForTexts(b, all, 15_000, 'bob');
-    for (const [who, p] of [['alice', a], ['bob', b]] as const) {
+    for (const [who, p] of [
+      ['alice', a],
+      ['bob', b],
+    ] as const) {
       const lines = await chatLines(p);
       expect(new Set(lines.map((l) => l.id)).size, `${who}: message ids are distinct`).to.equal(lines.length);
       expect(lines.map((l) => l.nick)).to.deep.equal([...early.map(() => 'alice'), 'bob', 'alice', ...outage.map(() => 'alice'), 'bob']);
@@ -259,7 +293,10 @@ describe('web: the chat page in Chromium against a three-node cluster', function
     await shoot(a, '3-alice-node1-after');
     await shoot(b, '3-bob-survivor-after-phone');
     expect(pageErrors, 'uncaught errors in the pages').to.deep.equal([]);
-    expect(consoleErrors.filter((e) => !/WebSocket connection to .* failed/.test(e)), 'errors the pages logged').to.deep.equal([]);
+    expect(
+      consoleErrors.filter((e) => !/WebSocket connection to .* failed/.test(e)),
+      'errors the pages logged',
+    ).to.deep.equal([]);
     console.log(`      bob ${survivor}; done after ${took()}`);
   });
 });

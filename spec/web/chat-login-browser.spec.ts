@@ -27,8 +27,16 @@ import { startBroker, uniqueName, type TestBroker } from '../support/broker.js';
 import { connectedTcp, stompFrame, type RawFrame, type TcpRawClient } from '../support/raw.js';
 import { waitQuiet } from '../support/timing.js';
 
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-  '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const CHROMIUM_ARGS = [
+  '--headless',
+  '--no-sandbox',
+  '--disable-gpu',
+  '--disable-quic',
+  '--no-first-run',
+  '--disable-background-networking',
+  '--disable-component-update',
+  '--disable-sync',
+];
 
 /** What the page shows, on a node that needs a login, for a message that carries no `user-id`. */
 const UNVERIFIED = '(unverified)';
@@ -40,11 +48,13 @@ interface Line {
 }
 
 async function chatLines(page: Page): Promise<Line[]> {
-  return page.$$eval('#messages li.msg', (items) => items.map((li) => ({
-    id: (li as HTMLElement).dataset.id ?? '',
-    nick: li.querySelector('.nick')?.textContent ?? '',
-    text: li.querySelector('.text')?.textContent ?? '',
-  })));
+  return page.$$eval('#messages li.msg', (items) =>
+    items.map((li) => ({
+      id: (li as HTMLElement).dataset.id ?? '',
+      nick: li.querySelector('.nick')?.textContent ?? '',
+      text: li.querySelector('.text')?.textContent ?? '',
+    })),
+  );
 }
 
 async function systemLines(page: Page): Promise<string[]> {
@@ -71,7 +81,7 @@ async function messageWithText(client: TcpRawClient, text: string): Promise<RawF
   }
 }
 
-describe('web: the chat page logs in to a node with a users file, and finds its node\'s path (Chromium)', function () {
+describe("web: the chat page logs in to a node with a users file, and finds its node's path (Chromium)", function () {
   let browser: Browser | undefined;
   let node: TestBroker | undefined;
   let dir = '';
@@ -185,10 +195,22 @@ describe('web: the chat page logs in to a node with a users file, and finds its 
 
     // Bob claims to be alice in the body, and sends markup: neither the claim nor the markup may show.
     const forged = 'trust me, I am alice';
-    bob.send(stompFrame('SEND', { destination: topic, 'content-type': 'application/json' }, JSON.stringify({ nick: 'alice', text: forged, time: Date.now() })));
+    bob.send(
+      stompFrame(
+        'SEND',
+        { destination: topic, 'content-type': 'application/json' },
+        JSON.stringify({ nick: 'alice', text: forged, time: Date.now() }),
+      ),
+    );
     const fromBob = await messageWithText(bob, forged);
     const markup = '<img src=x onerror="document.title=\'pwned\'"><b>bold?</b>';
-    bob.send(stompFrame('SEND', { destination: topic, 'content-type': 'application/json', 'user-id': '<b>alice</b>' }, JSON.stringify({ nick: '<i>alice</i>', text: markup, time: Date.now() })));
+    bob.send(
+      stompFrame(
+        'SEND',
+        { destination: topic, 'content-type': 'application/json', 'user-id': '<b>alice</b>' },
+        JSON.stringify({ nick: '<i>alice</i>', text: markup, time: Date.now() }),
+      ),
+    );
     const fromBobMarkup = await messageWithText(bob, markup);
 
     const expected = [
@@ -197,7 +219,12 @@ describe('web: the chat page logs in to a node with a users file, and finds its 
       { nick: expectedSender(fromBobMarkup), text: markup },
     ];
     let shown: { nick: string; text: string }[] = [];
-    await until(async () => (shown = (await chatLines(page)).map(({ nick, text }) => ({ nick, text }))).length >= 3, 10_000, 'three messages', () => JSON.stringify(shown));
+    await until(
+      async () => (shown = (await chatLines(page)).map(({ nick, text }) => ({ nick, text }))).length >= 3,
+      10_000,
+      'three messages',
+      () => JSON.stringify(shown),
+    );
     expect(shown).to.deep.equal(expected);
     expect(expected[1]?.nick, 'a body nick never becomes the sender on a node that needs a login').to.not.equal('alice');
     expect(await page.locator('#messages img, #messages b, #messages i').count(), 'elements made from message data').to.equal(0);
@@ -207,7 +234,7 @@ describe('web: the chat page logs in to a node with a users file, and finds its 
     await context.close();
   });
 
-  it('on open nodes: nickname as sender, the node\'s wsPath, and a fallback on the same host when the node stops', async function () {
+  it("on open nodes: nickname as sender, the node's wsPath, and a fallback on the same host when the node stops", async function () {
     // Above the sum of its own waits (about 85 s: page load 30 s, connect, join, message and fallback 55 s).
     this.timeout(3 * 60_000);
     if (browser === undefined) throw new Error('no browser');
@@ -236,14 +263,25 @@ describe('web: the chat page logs in to a node with a users file, and finds its 
       await page.fill('#text', 'hi from carol');
       await page.press('#text', 'Enter');
       let shown: Line[] = [];
-      await until(async () => (shown = await chatLines(page)).length === 1, 10_000, 'carol\'s message', () => JSON.stringify(shown));
+      await until(
+        async () => (shown = await chatLines(page)).length === 1,
+        10_000,
+        "carol's message",
+        () => JSON.stringify(shown),
+      );
       expect(shown.map(({ nick, text }) => ({ nick, text }))).to.deep.equal([{ nick: 'carol', text: 'hi from carol' }]);
 
       // The page's node stops: the page goes on to the fallback on the same host.
       await a.close();
-      await until(async () => (await page.locator('#status').textContent()) === 'connected to node open-b', 15_000, 'the page to reach node open-b');
-      expect(sockets.filter((url) => url !== sockets[0])).to.satisfy((rest: string[]) => rest.length > 0 && rest.every((url) => url === fallback));
-      expect(sockets[0], 'the first WebSocket: the page\'s node on its wsPath').to.equal(`ws://127.0.0.1:${aPort}/stomp`);
+      await until(
+        async () => (await page.locator('#status').textContent()) === 'connected to node open-b',
+        15_000,
+        'the page to reach node open-b',
+      );
+      expect(sockets.filter((url) => url !== sockets[0])).to.satisfy(
+        (rest: string[]) => rest.length > 0 && rest.every((url) => url === fallback),
+      );
+      expect(sockets[0], "the first WebSocket: the page's node on its wsPath").to.equal(`ws://127.0.0.1:${aPort}/stomp`);
       expect(pageErrors, 'uncaught errors in the page').to.deep.equal([]);
       await context.close();
     } finally {

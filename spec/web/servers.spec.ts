@@ -18,17 +18,31 @@ describe('web: the servers the chat page connects to', () => {
 
   it('accepts fallbacks on the same host name at any port and path, in order, without repeats', () => {
     const servers = 'ws://127.0.0.1:15684/ws, ws://127.0.0.1:15694/stomp,ws://127.0.0.1:15674/ws,ws://127.0.0.1:15684/ws';
-    expect(serverList(HTTP, '/ws', servers)).to.deep.equal(['ws://127.0.0.1:15674/ws', 'ws://127.0.0.1:15684/ws', 'ws://127.0.0.1:15694/stomp']);
-    expect(fallbackServers('wss://chat.example.com:8443/ws,wss://CHAT.example.com/ws', HTTPS))
-      .to.deep.equal(['wss://chat.example.com:8443/ws', 'wss://chat.example.com/ws']);
+    expect(serverList(HTTP, '/ws', servers)).to.deep.equal([
+      'ws://127.0.0.1:15674/ws',
+      'ws://127.0.0.1:15684/ws',
+      'ws://127.0.0.1:15694/stomp',
+    ]);
+    expect(fallbackServers('wss://chat.example.com:8443/ws,wss://CHAT.example.com/ws', HTTPS)).to.deep.equal([
+      'wss://chat.example.com:8443/ws',
+      'wss://chat.example.com/ws',
+    ]);
     const v6: PageLocation = { protocol: 'http:', hostname: '[::1]', host: '[::1]:15674' };
     expect(fallbackServers('ws://[::1]:15684/ws,ws://127.0.0.1:15684/ws', v6)).to.deep.equal(['ws://[::1]:15684/ws']);
   });
 
   it('drops fallbacks on any other host, including look-alikes', () => {
-    const others = ['ws://evil.example/ws', 'ws://127.0.0.2:15684/ws', 'ws://localhost:15684/ws', 'ws://127.0.0.1.evil.example/ws',
-      'ws://evil.example/127.0.0.1', 'ws://evil.example?h=127.0.0.1', 'ws://evil.example#127.0.0.1', 'ws://127.0.0.1@evil.example/ws',
-      'ws://0x7f.0.0.2/ws'];
+    const others = [
+      'ws://evil.example/ws',
+      'ws://127.0.0.2:15684/ws',
+      'ws://localhost:15684/ws',
+      'ws://127.0.0.1.evil.example/ws',
+      'ws://evil.example/127.0.0.1',
+      'ws://evil.example?h=127.0.0.1',
+      'ws://evil.example#127.0.0.1',
+      'ws://127.0.0.1@evil.example/ws',
+      'ws://0x7f.0.0.2/ws',
+    ];
     for (const url of others) expect([url, fallbackServers(url, HTTP)]).to.deep.equal([url, []]);
     expect(serverList(HTTP, '/ws', others.join(','))).to.deep.equal(['ws://127.0.0.1:15674/ws']);
   });
@@ -36,7 +50,14 @@ describe('web: the servers the chat page connects to', () => {
   it('drops other schemes: no clear-text fallback under https, no wss under http, nothing but WebSockets', () => {
     expect(fallbackServers('ws://chat.example.com:15684/ws', HTTPS)).to.deep.equal([]);
     expect(fallbackServers('wss://127.0.0.1:15673/ws', HTTP)).to.deep.equal([]);
-    for (const url of ['http://127.0.0.1:15684/ws', 'https://127.0.0.1/ws', 'javascript:alert(1)', 'file:///etc/passwd', '//127.0.0.1:15684/ws', '/ws']) {
+    for (const url of [
+      'http://127.0.0.1:15684/ws',
+      'https://127.0.0.1/ws',
+      'javascript:alert(1)',
+      'file:///etc/passwd',
+      '//127.0.0.1:15684/ws',
+      '/ws',
+    ]) {
       expect([url, fallbackServers(url, HTTP)]).to.deep.equal([url, []]);
     }
   });

@@ -42,8 +42,24 @@ describe('web: the chat page handler', () => {
     });
 
     it('refuses every name that could leave the root, hidden files and unknown types', () => {
-      for (const url of ['/../package.json', '/..%2fpackage.json', '/%2e%2e/package.json', '/%2e%2e%2fpackage.json', '/a/b.js',
-        '/..', '/.env', '/.hidden.js', '/%00.js', '/a%5cb.js', '/..%5cpackage.json', '/chat.ts', '/x.d', '/%E0%A4%A.js', '/ws', '/healthz']) {
+      for (const url of [
+        '/../package.json',
+        '/..%2fpackage.json',
+        '/%2e%2e/package.json',
+        '/%2e%2e%2fpackage.json',
+        '/a/b.js',
+        '/..',
+        '/.env',
+        '/.hidden.js',
+        '/%00.js',
+        '/a%5cb.js',
+        '/..%5cpackage.json',
+        '/chat.ts',
+        '/x.d',
+        '/%E0%A4%A.js',
+        '/ws',
+        '/healthz',
+      ]) {
         expect(webFileName(url), url).to.equal(undefined);
       }
     });
@@ -101,8 +117,15 @@ describe('web: the chat page handler', () => {
     });
 
     it('lets unknown paths, other types, directories and traversal attempts fall through', async () => {
-      for (const path of ['/missing.js', '/notes.ts', '/dir.js', `/../outside-${process.pid}.js`, `/..%2foutside-${process.pid}.js`,
-        `/%2e%2e%2foutside-${process.pid}.js`, '/%2e%2e/%2e%2e/etc/passwd']) {
+      for (const path of [
+        '/missing.js',
+        '/notes.ts',
+        '/dir.js',
+        `/../outside-${process.pid}.js`,
+        `/..%2foutside-${process.pid}.js`,
+        `/%2e%2e%2foutside-${process.pid}.js`,
+        '/%2e%2e/%2e%2e/etc/passwd',
+      ]) {
         const a = await fetchRaw(port, path);
         expect([path, a.status, a.body]).to.deep.equal([path, 404, 'fell through']);
       }
