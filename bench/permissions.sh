@@ -8,7 +8,11 @@
 #   RUNS=1 DURATION_S=3 WARMUP_S=1 bench/permissions.sh    # a quick check that it all works
 #   TRANSPORTS="tcp ws" SCENARIOS="fanout pairs queue chat" bench/permissions.sh
 #   USERS_FORMAT=legacy bench/permissions.sh               # users file without rules (nodes before permissions)
+#   BASELINE=auth bench/permissions.sh                     # baseline node authenticates too (users file, no rules)
 #
+# BASELINE=open (default) compares against a node without users file: the difference is authentication, the
+# `user-id` header stamped on every MESSAGE, and the rules. BASELINE=auth compares against a node whose users file
+# gives the same login every right without rules, so the difference is the 10 rules alone.
 # Both nodes run side by side (an idle node costs nothing measurable); every client logs in as bench/bench on
 # both, so the only difference is the users file (authentication and authorization).
 set -euo pipefail
@@ -20,6 +24,8 @@ TRANSPORTS=${TRANSPORTS:-tcp}
 DURATION_S=${DURATION_S:-15}
 WARMUP_S=${WARMUP_S:-3}
 USERS_FORMAT=${USERS_FORMAT:-rules}
+BASELINE=${BASELINE:-open}
+[[ $BASELINE == open || $BASELINE == auth ]] || { echo "permissions.sh: BASELINE must be open or auth" >&2; exit 2; }
 OPEN_PORT=${OPEN_PORT:-61823}
 OPEN_WS_PORT=${OPEN_WS_PORT:-15884}
 PERMS_PORT=${PERMS_PORT:-61833}
@@ -44,9 +50,14 @@ mkdir -p "$OUT"
 log "results in $OUT"
 USERS=$OUT/users.json
 node dist/bench/permissions-users.js --out "$USERS" --login bench --password bench --format "$USERS_FORMAT"
+BASE_FLAGS=()
+if [[ $BASELINE == auth ]]; then
+  node dist/bench/permissions-users.js --out "$OUT/users-auth.json" --login bench --password bench --format legacy
+  BASE_FLAGS=(--users-file "$OUT/users-auth.json")
+fi
 
 declare -A PID TCP_URL WS_URL
-NODES=(open permissions)
+NODES=("$BASELINE" permissions)
 
 stop_all() {
   local pid
@@ -85,17 +96,17 @@ start() {
   WS_URL[$name]=ws://127.0.0.1:$ws_port/ws
 }
 
-start open "$OPEN_PORT" "$OPEN_WS_PORT"
+start "$BASELINE" "$OPEN_PORT" "$OPEN_WS_PORT" "${BASE_FLAGS[@]}"
 start permissions "$PERMS_PORT" "$PERMS_WS_PORT" --users-file "$USERS"
-log "open node pid ${PID[open]}, permissions node pid ${PID[permissions]} (users file: $USERS_FORMAT)"
+log "$BASELINE node pid ${PID[$BASELINE]}, permissions node pid ${PID[permissions]} (users file: $USERS_FORMAT)"
 
 FAILED=0
 for run in $(seq 1 "$RUNS"); do
   for scenario in $SCENARIOS; do
     for transport in $TRANSPORTS; do
       # Alternate which node goes first, so drift in the machine's load favours neither.
-      order=(open permissions)
-      if (( run % 2 == 0 )); then order=(permissions open); fi
+      order=("$BASELINE" permissions)
+      if (( run % 2 == 0 )); then order=(permissions "$BASELINE"); fi
       for node in "${order[@]}"; do
         if [[ $transport == ws ]]; then target=${WS_URL[$node]}; else target=${TCP_URL[$node]}; fi
         name=$node-$scenario-$transport-$run
@@ -122,9 +133,9 @@ for run in $(seq 1 "$RUNS"); do
 done
 
 shopt -s nullglob
-results=("$OUT"/open-*.json "$OUT"/permissions-*.json)
+results=("$OUT"/"$BASELINE"-*.json "$OUT"/permissions-*.json)
 if [[ ${#results[@]} -gt 0 ]]; then
-  node dist/bench/report.js --labels permissions,open "${results[@]}" | tee "$OUT/table.md"
+  node dist/bench/report.js --labels "permissions,$BASELINE" "${results[@]}" | tee "$OUT/table.md"
 fi
-log "table: $OUT/table.md (column permissions/open: 1.00× is no cost; the bound is 0.95×) ($FAILED failed runs)"
+log "table: $OUT/table.md (column permissions/$BASELINE: 1.00× is no cost; the bound is 0.95×) ($FAILED failed runs)"
 [[ $FAILED -eq 0 ]]

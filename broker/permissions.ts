@@ -124,24 +124,15 @@ function subscriptionParts(destination: Destination): SubPart[] {
  * segment but not `#`; `**` contains anything). Memoised over (rule part, subscription part): O(R × S).
  */
 function contains(rule: readonly GlobPart[], sub: readonly SubPart[]): boolean {
-  const memo = new Map<number, boolean>();
-  const width = sub.length + 1;
-  const go = (i: number, j: number): boolean => {
-    const key = i * width + j;
-    const known = memo.get(key);
-    if (known !== undefined) return known;
-    let result: boolean;
+  return walkPairs(sub.length, (i, j, go) => {
     const r = rule[i];
     const s = sub[j];
-    if (r === undefined) result = s === undefined;
-    else if (r === ANY) result = go(i + 1, j) || (s !== undefined && go(i, j + 1));
-    else if (s === undefined || s === ANY) result = false;
-    else if (r === ONE) result = go(i + 1, j + 1);
-    else result = typeof s === 'string' && s === r && go(i + 1, j + 1);
-    memo.set(key, result);
-    return result;
-  };
-  return go(0, 0);
+    if (r === undefined) return s === undefined;
+    if (r === ANY) return go(i + 1, j) || (s !== undefined && go(i, j + 1));
+    if (s === undefined || s === ANY) return false;
+    if (r === ONE) return go(i + 1, j + 1);
+    return typeof s === 'string' && s === r && go(i + 1, j + 1);
+  });
 }
 
 /**
@@ -149,22 +140,32 @@ function contains(rule: readonly GlobPart[], sub: readonly SubPart[]): boolean {
  * segments here (a topic word may contain `/`), so a deny rule is never missed. Memoised: O(R × S).
  */
 function overlaps(rule: readonly GlobPart[], sub: readonly SubPart[]): boolean {
-  const memo = new Map<number, boolean>();
-  const width = sub.length + 1;
-  const go = (i: number, j: number): boolean => {
-    const key = i * width + j;
-    const known = memo.get(key);
-    if (known !== undefined) return known;
-    let result: boolean;
+  return walkPairs(sub.length, (i, j, go) => {
     const r = rule[i];
     const s = sub[j];
-    if (r === undefined && s === undefined) result = true;
-    else if (r === ANY) result = go(i + 1, j) || (s !== undefined && go(i, j + 1));
-    else if (s === ANY) result = go(i, j + 1) || (r !== undefined && go(i + 1, j));
-    else if (r === undefined || s === undefined) result = false;
-    else if (s === SUB_ONE) result = go(i + 1, j + 1) || go(i + 1, j);
-    else result = (r === ONE || r === s) && go(i + 1, j + 1);
-    memo.set(key, result);
+    if (r === undefined && s === undefined) return true;
+    if (r === ANY) return go(i + 1, j) || (s !== undefined && go(i, j + 1));
+    if (s === ANY) return go(i, j + 1) || (r !== undefined && go(i + 1, j));
+    if (r === undefined || s === undefined) return false;
+    if (s === SUB_ONE) return go(i + 1, j + 1) || go(i + 1, j);
+    return (r === ONE || r === s) && go(i + 1, j + 1);
+  });
+}
+
+/**
+ * Evaluates `step` over (rule position, subscription position) pairs from (0, 0), each pair at most once: the
+ * memo is what keeps `**` against long names polynomial (O(R × S)) instead of exponential.
+ */
+function walkPairs(subLength: number, step: (i: number, j: number, go: (i: number, j: number) => boolean) => boolean): boolean {
+  const memo = new Map<number, boolean>();
+  const width = subLength + 1;
+  const go = (i: number, j: number): boolean => {
+    const key = i * width + j;
+    let result = memo.get(key);
+    if (result === undefined) {
+      result = step(i, j, go);
+      memo.set(key, result);
+    }
     return result;
   };
   return go(0, 0);
