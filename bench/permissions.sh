@@ -13,8 +13,8 @@
 # BASELINE=open (default) compares against a node without users file: the difference is authentication, the
 # `user-id` header stamped on every MESSAGE, and the rules. BASELINE=auth compares against a node whose users file
 # gives the same login every right without rules, so the difference is the 10 rules alone.
-# Both nodes run side by side (an idle node costs nothing measurable); every client logs in as bench/bench on
-# both, so the only difference is the users file (authentication and authorization).
+# Only one node runs at a time, fresh for each measurement; every client logs in as bench/bench on both, so the
+# only difference is the users file (authentication and authorization).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -59,16 +59,17 @@ fi
 declare -A PID TCP_URL WS_URL
 NODES=("$BASELINE" permissions)
 
+stop_node() {
+  local pid=${PID[$1]:-}
+  [[ -n $pid ]] || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  PID[$1]=
+}
 stop_all() {
-  local pid
-  for node in "${NODES[@]}"; do
-    pid=${PID[$node]:-}
-    [[ -n $pid ]] || continue
-    kill -TERM "$pid" 2>/dev/null || true
-    for _ in $(seq 1 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-  done
+  for node in "${NODES[@]}"; do stop_node "$node"; done
 }
 trap stop_all EXIT
 
@@ -96,9 +97,17 @@ start() {
   WS_URL[$name]=ws://127.0.0.1:$ws_port/ws
 }
 
-start "$BASELINE" "$OPEN_PORT" "$OPEN_WS_PORT" "${BASE_FLAGS[@]}"
-start permissions "$PERMS_PORT" "$PERMS_WS_PORT" --users-file "$USERS"
-log "$BASELINE node pid ${PID[$BASELINE]}, permissions node pid ${PID[permissions]} (users file: $USERS_FORMAT)"
+# Each measurement gets a node of its own, started for it and stopped after it, so that neither node runs beside
+# the other, nor carries what earlier scenarios left in it (history, heap, JIT state): with both nodes up for the
+# whole run, their ratio moved by 5-15 % with which one was started first and which scenarios ran before.
+start_node() {
+  if [[ $1 == permissions ]]; then
+    start permissions "$PERMS_PORT" "$PERMS_WS_PORT" --users-file "$USERS"
+  else
+    start "$BASELINE" "$OPEN_PORT" "$OPEN_WS_PORT" "${BASE_FLAGS[@]}"
+  fi
+}
+log "nodes: $BASELINE and permissions (users file: $USERS_FORMAT), a fresh node for every measurement"
 
 FAILED=0
 for run in $(seq 1 "$RUNS"); do
@@ -108,6 +117,7 @@ for run in $(seq 1 "$RUNS"); do
       order=("$BASELINE" permissions)
       if (( run % 2 == 0 )); then order=(permissions "$BASELINE"); fi
       for node in "${order[@]}"; do
+        start_node "$node"
         if [[ $transport == ws ]]; then target=${WS_URL[$node]}; else target=${TCP_URL[$node]}; fi
         name=$node-$scenario-$transport-$run
         log "run $run/$RUNS: $node $scenario $transport"
@@ -126,6 +136,7 @@ for run in $(seq 1 "$RUNS"); do
           log "the $node node (pid ${PID[$node]}) is no longer running"
           exit 1
         fi
+        stop_node "$node"
         sleep 1
       done
     done
