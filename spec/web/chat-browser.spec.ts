@@ -15,48 +15,15 @@
  * Screenshots: spec/artifacts/web/*.png (git-ignored).
  */
 import { expect } from 'chai';
-import { execFile } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
-import { promisify } from 'node:util';
-import { chromium, type Browser, type BrowserContext, type Page } from 'playwright-core';
+import { type Browser, type BrowserContext, type Page } from 'playwright-core';
 import { connectedTcp, stompFrame } from '../support/raw.js';
 import { requireServices } from '../support/services.js';
-import { ARTIFACTS, ROOT, StompedeCluster, uniqueRunName, until, type StompedeNode } from '../support/cluster.js';
+import { chatLines, launchChromium, systemLines } from './page.js';
+import { ARTIFACTS, StompedeCluster, uniqueRunName, until, type StompedeNode } from '../support/cluster.js';
 
 const SHOTS = resolve(ARTIFACTS, 'web');
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
-
-/** A chat line as the page shows it. */
-interface Line {
-  readonly id: string;
-  readonly nick: string;
-  readonly text: string;
-}
-
-async function chatLines(page: Page): Promise<Line[]> {
-  return page.$$eval('#messages li.msg', (items) =>
-    items.map((li) => ({
-      id: (li as HTMLElement).dataset.id ?? '',
-      nick: li.querySelector('.nick')?.textContent ?? '',
-      text: li.querySelector('.text')?.textContent ?? '',
-    })),
-  );
-}
-
-async function systemLines(page: Page): Promise<string[]> {
-  return page.locator('#messages li.system').allTextContents();
-}
-
 async function status(page: Page): Promise<{ state: string; text: string }> {
   const s = page.locator('#status');
   return { state: (await s.getAttribute('data-state')) ?? '', text: (await s.textContent()) ?? '' };
@@ -142,14 +109,8 @@ describe('web: the chat page in Chromium against a three-node cluster', function
     requireServices(['redis', 'kafka', 'mongo']);
     // The first run on a machine installs Chromium with apt.
     this.timeout(15 * 60_000);
-    const { stdout } = await promisify(execFile)(resolve(ROOT, 'infra/chromium.sh'), { timeout: 14 * 60_000 });
-    const executablePath = stdout.trim();
     mkdirSync(SHOTS, { recursive: true });
-    // launch() gives the browser a fresh, temporary user-data-dir of its own.
-    [browser, cluster] = await Promise.all([
-      chromium.launch({ executablePath, headless: true, args: CHROMIUM_ARGS }),
-      StompedeCluster.start({ name: 'web', size: 3, routes: 'kafka' }),
-    ]);
+    [browser, cluster] = await Promise.all([launchChromium(), StompedeCluster.start({ name: 'web', size: 3, routes: 'kafka' })]);
   });
 
   beforeEach(() => cluster?.markLogs());

@@ -14,52 +14,20 @@
  *   path read from the node, and the fallback to another port of the same host when the page's node stops.
  */
 import { expect } from 'chai';
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { promisify } from 'node:util';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import { join } from 'node:path';
+import { type Browser, type Page } from 'playwright-core';
 import { addUser } from '../../broker/auth.js';
 import { WEB_ROOT } from '../../broker/web.js';
-import { ROOT, until } from '../support/cluster.js';
+import { until } from '../support/cluster.js';
 import { startBroker, uniqueName, type TestBroker } from '../support/broker.js';
 import { connectedTcp, stompFrame, type RawFrame, type TcpRawClient } from '../support/raw.js';
 import { waitQuiet } from '../support/timing.js';
-
-const CHROMIUM_ARGS = [
-  '--headless',
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-];
+import { chatLines, launchChromium, systemLines, type Line } from './page.js';
 
 /** What the page shows, on a node that needs a login, for a message that carries no `user-id`. */
 const UNVERIFIED = '(unverified)';
-
-interface Line {
-  readonly id: string;
-  readonly nick: string;
-  readonly text: string;
-}
-
-async function chatLines(page: Page): Promise<Line[]> {
-  return page.$$eval('#messages li.msg', (items) =>
-    items.map((li) => ({
-      id: (li as HTMLElement).dataset.id ?? '',
-      nick: li.querySelector('.nick')?.textContent ?? '',
-      text: li.querySelector('.text')?.textContent ?? '',
-    })),
-  );
-}
-
-async function systemLines(page: Page): Promise<string[]> {
-  return page.locator('#messages li.system').allTextContents();
-}
 
 async function statusState(page: Page): Promise<string> {
   return (await page.locator('#status').getAttribute('data-state')) ?? '';
@@ -96,11 +64,7 @@ describe("web: the chat page logs in to a node with a users file, and finds its 
     const usersFile = join(dir, 'users.json');
     await addUser(usersFile, 'alice', 'wonderland');
     await addUser(usersFile, 'bob', 'builder');
-    const { stdout } = await promisify(execFile)(resolve(ROOT, 'infra/chromium.sh'), { timeout: 14 * 60_000 });
-    [browser, node] = await Promise.all([
-      chromium.launch({ executablePath: stdout.trim(), headless: true, args: CHROMIUM_ARGS }),
-      startBroker({ usersFile }),
-    ]);
+    [browser, node] = await Promise.all([launchChromium(), startBroker({ usersFile })]);
   });
 
   after(async () => {
