@@ -57,6 +57,11 @@ export const DEFAULT_CONFIG = {
   /** What we offer in CONNECTED `heart-beat`: how often we can send, how often we want to hear from the client. */
   heartbeatSendMs: 10_000,
   heartbeatReceiveMs: 10_000,
+  /**
+   * Floor of negotiated heart-beats, both directions: a client asking for beats more often than this gets this
+   * (a client asking for 0 gets none in that direction).
+   */
+  heartbeatMinMs: 1_000,
   /** A client silent for its negotiated interval times this factor is disconnected (Artemis uses 2). */
   heartbeatGrace: 2,
   /** A connection that has not sent CONNECT by then is closed (RabbitMQ's login_timeout is 10 s). */
@@ -110,6 +115,11 @@ export const DEFAULT_CONFIG = {
    * vm_memory_high_watermark 0.4.
    */
   memoryHighWatermarkBytes: 0,
+  /**
+   * On SIGTERM, how long `/readyz` answers 503 while the listeners still serve, so a load balancer stops sending
+   * new clients here before they are closed.
+   */
+  shutdownDrainMs: 5_000,
   /** After ERROR or on shutdown, how long a peer gets to read what we sent before the socket is destroyed. */
   closeTimeoutMs: 2_000,
   /** Names the cluster: the Kafka consumer group and the prefix of every Redis key and channel. */
@@ -124,6 +134,12 @@ export const DEFAULT_CONFIG = {
    * `/topic/chat.**=kafka:chat,/topic/**=redis,/queue/**=local`.
    */
   routes: [] as { pattern: string; kind: string; kafkaTopic?: string | undefined }[],
+  /**
+   * Kafka consumer-group liveness: a node silent this long loses its partitions to the others (the Kafka broker's
+   * group.min.session.timeout.ms must allow it), and how often a node says it is alive.
+   */
+  kafkaSessionTimeoutMs: 10_000,
+  kafkaHeartbeatIntervalMs: 1_000,
   /** Topic history kept for `x-history` / `x-resume-after` / `x-stream-offset` (0: no limit on that axis). */
   historyMaxPerDestination: 1000,
   historyMaxAgeMs: 7 * 24 * 3600 * 1000,
@@ -288,6 +304,8 @@ function validate(c: Record<string, unknown>): string[] {
     'maxTransactionBytes',
     'maxUnackedPerSubscription',
     'maxDestinationsPerVhost',
+    'kafkaSessionTimeoutMs',
+    'kafkaHeartbeatIntervalMs',
   ];
   for (const key of positive) if (!((c[key] as number) > 0)) problems.push(`${key}: must be greater than 0`);
   if (Array.isArray(c.routes)) {
@@ -329,6 +347,8 @@ function validate(c: Record<string, unknown>): string[] {
     'memoryHighWatermarkBytes',
     'heartbeatSendMs',
     'heartbeatReceiveMs',
+    'heartbeatMinMs',
+    'shutdownDrainMs',
     'connectTimeoutMs',
     'maxDeliveries',
     'closeTimeoutMs',
