@@ -11,17 +11,21 @@ import { addUser } from '../broker/auth.js';
 import type { Broker } from '../broker/broker.js';
 import { createBroker, listen } from '../broker/server.js';
 import { SERVER_VERSION } from '../broker/version.js';
-import { ConfigError, DEFAULT_CONFIG, envName, flagName, loadConfig, type BrokerConfig } from '../broker/config.js';
+import { ConfigError, envName, flagName, loadConfig, type BrokerConfig } from '../broker/config.js';
+import { effectiveRoutes, type Route } from '../broker/ports/routes.js';
+import { SETTINGS } from '../broker/settings.js';
 import type { Logger } from '../broker/ports/logger.js';
 
-const SECRET_KEYS = new Set(['redis', 'kafka', 'mongo']);
+const SECRET_KEYS = new Set(['redis', 'kafka', 'mongo', 'jwksUrl']);
 
-/** Connection strings may carry passwords (`redis://user:pass@host`): shown masked. */
+/**
+ * Connection strings may carry passwords (`redis://user:pass@host`, `?password=`): shown masked. The user may be
+ * empty (`redis://:pass@host`, Redis' password-only form); the password runs to the last `@`, so one holding an
+ * unescaped `@` or `/` is masked whole (masking too much is the safe mistake).
+ */
 function mask(key: string, value: unknown): unknown {
   if (!SECRET_KEYS.has(key) || typeof value !== 'string') return value;
-  // The user may be empty (`redis://:pass@host`, Redis' password-only form); the password runs to the last `@`
-  // before the path, so one with an unescaped `@` is masked whole.
-  return value.replace(/\/\/([^:/@]*):([^/]*)@/, '//$1:***@');
+  return value.replace(/\/\/([^:/@]*):(.*)@/, '//$1:***@').replace(/([?&](?:password|pass|pwd|secret|token)=)[^&#]*/gi, '$1***');
 }
 
 /** What to check when an engine is down, by the role `Broker.readiness()` names it with. */
@@ -140,29 +144,45 @@ async function readPassword(): Promise<string> {
   return first;
 }
 
+/** A default as help shows it: `none` for empty text and lists. */
+function shownDefault(value: unknown): string {
+  if (value === '' || (Array.isArray(value) && value.length === 0)) return 'none';
+  return Array.isArray(value) ? value.join(',') : String(value);
+}
+
+/** Help text is Markdown in the schema (shared with docs/configuration.md): plain in a terminal. */
+function plain(markdown: string): string {
+  return markdown.replace(/\[([^\]]+)\]\([^)]*\)/g, '$1').replace(/`/g, '');
+}
+
+/** What `--print-config` shows: the values a start would use, routes as the node would route, secrets masked. */
+function printable(config: Readonly<BrokerConfig>): Record<string, unknown> {
+  const routes = effectiveRoutes(config.routes as Route[], { redis: config.redis !== '', kafka: config.kafka !== '' });
+  const shown: Record<string, unknown> = { ...config, routes };
+  return Object.fromEntries(Object.entries(shown).map(([k, v]) => [k, mask(k, v)]));
+}
+
 function serveCommand(program: Command): void {
   program.option('--config <file>', 'config file, YAML (.yaml, .yml) or JSON (.json); its keys are the long option names in camelCase');
-  program.option('--print-config', 'print the effective configuration (secrets masked) and exit');
-  for (const [key, value] of Object.entries(DEFAULT_CONFIG)) {
-    const flag = flagName(key);
-    const arg = typeof value === 'number' ? `<number>` : Array.isArray(value) ? '<list>' : '<value>';
-    const option = new Option(`--${flag} ${arg}`, `${key} (env ${envName(key)}, default ${JSON.stringify(value)})`);
-    program.addOption(option);
+  program.option('--print-config', 'check the configuration as a start would, print the effective values (secrets masked) and exit');
+  for (const [key, s] of Object.entries(SETTINGS)) {
+    const description = `${plain(s.help)} [env ${envName(key)}, default ${shownDefault(s.default)}]`;
+    program.addOption(new Option(`--${flagName(key)} ${s.arg}`, description));
   }
   program.action(async (opts: Record<string, unknown>) => {
-    const overrides: Record<string, unknown> = {};
-    for (const key of Object.keys(DEFAULT_CONFIG)) if (opts[key] !== undefined) overrides[key] = opts[key];
-    const config = loadConfig({ file: opts.config as string | undefined, env: process.env, overrides });
+    const flags: Record<string, string> = {};
+    for (const key of Object.keys(SETTINGS)) if (typeof opts[key] === 'string') flags[key] = opts[key];
+    const config = loadConfig({ file: opts.config as string | undefined, env: process.env, flags });
     loaded = config;
     if (opts.printConfig === true) {
-      const shown = Object.fromEntries(Object.entries(config).map(([k, v]) => [k, mask(k, v)]));
-      process.stdout.write(JSON.stringify(shown, null, 2) + '\n');
+      process.stdout.write(JSON.stringify(printable(config), null, 2) + '\n');
       return;
     }
     const logger = pino({ level: config.logLevel, base: { node: config.nodeId || undefined } }) as unknown as Logger;
     const broker = await createBroker({ config, logger });
     const { addresses: a } = await listen(broker);
-    const where = [`stomp tcp://${a.tcp.host}:${a.tcp.port}`];
+    const where: string[] = [];
+    if (a.tcp) where.push(`stomp tcp://${a.tcp.host}:${a.tcp.port}`);
     if (a.ws) where.push(`websocket ${a.ws.url}`);
     if (a.tls) where.push(`stomp+ssl://${a.tls.host}:${a.tls.port}`);
     if (a.wss) where.push(`websocket ${a.wss.url}`);
@@ -205,7 +225,8 @@ function serveCommand(program: Command): void {
 const program = new Command('stompede')
   .description('A STOMP 1.0/1.1/1.2 broker over TCP and WebSocket')
   .version(SERVER_VERSION)
-  .showHelpAfterError()
+  // The hint, not the whole help: commander's own message already suggests the nearest flag.
+  .showHelpAfterError('(stompede --help lists every option)')
   // Without this, the root command would take `--users-file` meant for `add-user` (both define it).
   .enablePositionalOptions();
 serveCommand(program);

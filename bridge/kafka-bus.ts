@@ -2,6 +2,7 @@ import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Kafka, Partitioners, logLevel, type Admin, type KafkaConfig, type LogEntry, type Message, type Producer } from 'kafkajs';
 import { silentLogger, type Logger } from '../broker/ports/logger.js';
+import { NAME_RULE, validName } from '../broker/ports/names.js';
 import {
   BridgeError,
   backoffMs,
@@ -151,7 +152,6 @@ type State = 'new' | 'starting' | 'running' | 'closing' | 'closed' | 'failed';
 
 const CAPABILITIES: BusCapabilities = Object.freeze({ ordered: true, durable: true, crossNode: true });
 const LOG_REPEAT_MS = 10_000;
-const NAME = /^[A-Za-z0-9._-]{1,200}$/;
 
 export class KafkaBus implements ClusterBus {
   readonly name = 'kafka';
@@ -204,11 +204,10 @@ export class KafkaBus implements ClusterBus {
     else
       for (const b of options.brokers)
         if (typeof b !== 'string' || !/^[^:\s]+:\d{1,5}$/.test(b)) problems.push(`brokers: "${String(b)}" is not host:port`);
-    if (!NAME.test(options.clusterName))
-      problems.push(`clusterName "${options.clusterName}" may use only letters, digits, ".", "_" and "-"`);
+    if (!validName(options.clusterName)) problems.push(`clusterName "${options.clusterName}" may use only ${NAME_RULE.text}`);
     const nodeId = options.nodeId;
     // Never made up here: the composition root chooses a node's id once, so every engine and the broker agree.
-    if (!NAME.test(nodeId)) problems.push(`nodeId "${options.nodeId}" must be 1-200 of letters, digits, ".", "_" and "-"`);
+    if (!validName(nodeId)) problems.push(`nodeId "${options.nodeId}" may use only ${NAME_RULE.text}`);
     if (options.topics.length === 0) problems.push('topics: at least one Kafka topic is needed');
     for (const t of options.topics) if (!validKafkaTopic(t)) problems.push(`topics: "${t}" is not a valid Kafka topic name`);
     const positive = (name: keyof typeof KAFKA_BUS_DEFAULTS, value: number | undefined, min = 1): number => {

@@ -15,6 +15,7 @@ import type { Connection, ConnectionHandler, ConnectionSource } from './connecti
 import { parseDestination, type Destination } from './destinations.js';
 import { BROKER_ERRORS, ProtocolError } from './errors.js';
 import type { Logger } from './ports/logger.js';
+import { NAME_RULE, validName } from './ports/names.js';
 import { Session, type SessionHost } from './session.js';
 import { BrokerStats } from './stats.js';
 import type { QueuedMessage, Subscription } from './subscription.js';
@@ -129,6 +130,8 @@ export class Broker {
   constructor(config: Readonly<BrokerConfig>, authenticator: Authenticator, logger: Logger, backends: BrokerBackends) {
     // Chosen once, by createBroker (broker/server.ts), before the engines that are named after it are built.
     if (config.nodeId === '') throw new TypeError('config.nodeId is empty: createBroker chooses one; a Broker built directly needs it set');
+    // The same rule loadConfig applies: the id names Kafka clients, Redis keys and message ids.
+    if (!validName(config.nodeId)) throw new TypeError(`config.nodeId "${config.nodeId}" may use only ${NAME_RULE.text}`);
     this.config = config;
     this.#fanout = backends.fanout;
     this.#log = backends.log;

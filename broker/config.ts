@@ -1,157 +1,20 @@
 import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
-import { DEFAULT_FRAME_LIMITS } from '../frames/index.js';
+import type { z } from 'zod';
 import type { HistoryRetention } from './ports/history.js';
-import { parseRoutes, validateRoutes, type RouteKind } from './ports/routes.js';
+import { validateRoutes, type RouteKind } from './ports/routes.js';
+import { SETTINGS, type SettingKey } from './settings.js';
 
 /**
- * Every setting of a node, with units in the names. Each key also has a flag (`--ws-port`) and an environment
- * variable (`STOMPEDE_WS_PORT`), both derived from the key, so the three can never drift apart.
+ * The settings of a node, as broker/settings.ts declares them (one entry per key, with units in the names). Each key
+ * also has a flag (`--ws-port`) and an environment variable (`STOMPEDE_WS_PORT`), both derived from the key.
  */
-export const DEFAULT_CONFIG = {
-  /** Interface every listener binds to. */
-  host: '127.0.0.1',
-  /** STOMP over TCP (0 picks a free port). */
-  port: 61613,
-  /** STOMP over WebSocket (0 picks a free port; -1 disables). */
-  wsPort: 15674,
-  wsPath: '/ws',
-  /**
-   * A separate plain-HTTP listener for `/metrics`, `/healthz` and `/readyz` (0 picks a free port). -1: none, and
-   * those endpoints stay on the WebSocket port. When set, they answer only here (404 on the WebSocket port), so
-   * an operator can keep metrics internal (a port the firewall keeps in) while the WebSocket port faces the world.
-   */
-  opsPort: -1,
-  /** TLS and WSS listen only when both a certificate and a key are configured. */
-  tlsPort: 61614,
-  wssPort: 15673,
-  tlsCertFile: '',
-  tlsKeyFile: '',
-  /** Names this node in logs, message ids and the cluster; random when empty. */
-  nodeId: '',
-  /** JSON users file with scrypt password hashes and permissions, reloaded on SIGHUP and on change. */
-  usersFile: '',
-  /** Bearer tokens: a passcode that is a JWT is verified against this JWKS file or URL (set at most one). */
-  jwksFile: '',
-  jwksUrl: '',
-  /** Required `iss` and `aud` of tokens; empty: not checked. */
-  jwtIssuer: '',
-  jwtAudience: '',
-  /** Token claim holding the login, and the claim holding the rights (`{"vhosts": {...}}`, as in the users file). */
-  jwtUserClaim: 'sub',
-  jwtPermissionsClaim: 'stompede',
-  /** Delay before the next attempt after a failed login, per remote address and per login; doubles per failure. */
-  authFailureDelayMs: 100,
-  /** Cap of that delay. */
-  authFailureDelayMaxMs: 5_000,
-  /** Failures are forgiven after this long without another. */
-  authFailureForgetMs: 60_000,
-  /** Password checks (scrypt, ~30 ms of CPU each) running at once, node-wide; more wait in a queue. */
-  maxConcurrentAuthChecks: 2,
-  logLevel: 'info',
-  /**
-   * Virtual hosts a client may name in CONNECT `host`, besides the default `/` (which the names of this machine and
-   * no header at all mean). Empty: every host value means `/`; set: any other name is refused.
-   */
-  virtualHosts: [] as string[],
-  /** What we offer in CONNECTED `heart-beat`: how often we can send, how often we want to hear from the client. */
-  heartbeatSendMs: 10_000,
-  heartbeatReceiveMs: 10_000,
-  /**
-   * Floor of negotiated heart-beats, both directions: a client asking for beats more often than this gets this
-   * (a client asking for 0 gets none in that direction).
-   */
-  heartbeatMinMs: 1_000,
-  /** A client silent for its negotiated interval times this factor is disconnected (Artemis uses 2). */
-  heartbeatGrace: 2,
-  /** A connection that has not sent CONNECT by then is closed (RabbitMQ's login_timeout is 10 s). */
-  connectTimeoutMs: 10_000,
-  maxFrameBytes: DEFAULT_FRAME_LIMITS.maxFrameBytes,
-  maxBodyBytes: DEFAULT_FRAME_LIMITS.maxBodyBytes,
-  maxHeaders: DEFAULT_FRAME_LIMITS.maxHeaders,
-  maxHeaderLineBytes: DEFAULT_FRAME_LIMITS.maxHeaderLineBytes,
-  /** Frame limit before a client has authenticated (RabbitMQ uses 64 KiB too). */
-  maxFrameBytesUnauthenticated: 64 * 1024,
-  /** A session whose unsent bytes pass this is a slow consumer and is disconnected. */
-  maxOutboundBytes: 16 * 1024 * 1024,
-  /** Queue deliveries pause for a session once this many bytes wait on its socket. */
-  outboundHighWaterBytes: 1024 * 1024,
-  /** Bounds on what a queue holds while nobody consumes it; a SEND past either gets an ERROR. */
-  maxQueueMessages: 100_000,
-  maxQueueBytes: 256 * 1024 * 1024,
-  /**
-   * Open connections per node, counted from accept (before CONNECT). One more gets an ERROR and is closed. Keep it
-   * below the process's file-descriptor limit (`ulimit -n`): the node warns at start when it leaves no headroom.
-   */
-  maxConnections: 65_536,
-  /**
-   * CONNECTed sessions per login at once, checked at CONNECTED time (only then is the login known). Applies when
-   * clients authenticate (a users file or an authenticator); without authentication everyone is `anonymous`.
-   */
-  maxConnectionsPerUser: 20_000,
-  /** Subscriptions one connection may hold at once (NATS's max_subscriptions plays this role). */
-  maxSubscriptionsPerConnection: 1000,
-  /** Transactions one connection may have open at once (BEGIN without COMMIT or ABORT yet). */
-  maxTransactionsPerConnection: 100,
-  /** Bytes of SEND, ACK and NACK frames held in all of one connection's open transactions until COMMIT. */
-  maxTransactionBytes: 16 * 1024 * 1024,
-  /**
-   * Unacknowledged messages per client-ack subscription, also without `prefetch-count`: a queue stops handing
-   * more to that subscription; a topic subscription past it is disconnected.
-   */
-  maxUnackedPerSubscription: 1000,
-  /** A CONNECTed session with no bytes in either direction for this long is closed (0: never). */
-  idleTimeoutMs: 300_000,
-  /** Deliveries of one queue message before it moves to `<queue>.dlq` (0 never dead-letters). */
-  maxDeliveries: 5,
-  /**
-   * Distinct destinations one virtual host may hold state for: queues, topics with history in memory, topics
-   * with subscribers. A SUBSCRIBE or SEND that would create one more gets an ERROR.
-   */
-  maxDestinationsPerVhost: 10_000,
-  /**
-   * Resident memory (RSS, bytes) above which the node refuses every SEND with ERROR "broker low on memory",
-   * sampled every 500 ms. 0: 40% of the machine's memory (or of the cgroup limit), as RabbitMQ's
-   * vm_memory_high_watermark 0.4.
-   */
-  memoryHighWatermarkBytes: 0,
-  /**
-   * On SIGTERM, how long `/readyz` answers 503 while the listeners still serve, so a load balancer stops sending
-   * new clients here before they are closed.
-   */
-  shutdownDrainMs: 5_000,
-  /** After ERROR or on shutdown, how long a peer gets to read what we sent before the socket is destroyed. */
-  closeTimeoutMs: 2_000,
-  /** Names the cluster: the Kafka consumer group and the prefix of every Redis key and channel. */
-  clusterName: 'stompede',
-  /** Cluster engines (empty: not used): a Redis URL, Kafka brokers `host:port[,host:port]`, a MongoDB URL. */
-  redis: '',
-  kafka: '',
-  mongo: '',
-  /**
-   * Which engine carries which destinations, first match wins; empty means the defaults (everything local; with
-   * Redis, topics and queues through Redis; with Kafka, through Kafka). Flag/env form:
-   * `/topic/chat.**=kafka:chat,/topic/**=redis,/queue/**=local`.
-   */
-  routes: [] as { pattern: string; kind: string; kafkaTopic?: string | undefined }[],
-  /**
-   * Kafka consumer-group liveness: a node silent this long loses its partitions to the others (the Kafka broker's
-   * group.min.session.timeout.ms must allow it), and how often a node says it is alive.
-   */
-  kafkaSessionTimeoutMs: 10_000,
-  kafkaHeartbeatIntervalMs: 1_000,
-  /** Topic history kept for `x-history` / `x-resume-after` / `x-stream-offset` (0: no limit on that axis). */
-  historyMaxPerDestination: 1000,
-  historyMaxAgeMs: 7 * 24 * 3600 * 1000,
-  /** Bytes of history kept per topic (oldest dropped first; a larger message is delivered but not kept); 0: no limit. */
-  historyMaxBytesPerDestination: 16 * 1024 * 1024,
-  /** Bytes of history this node keeps in memory across all topics, oldest dropped first; 0: no limit. */
-  historyMaxBytes: 256 * 1024 * 1024,
-  /** Most recent messages per destination also kept in a Redis list for fast `x-history` reads. */
-  historyCacheSize: 100,
-};
+export type BrokerConfig = { -readonly [K in SettingKey]: z.output<(typeof SETTINGS)[K]['type']> };
 
-export type BrokerConfig = typeof DEFAULT_CONFIG;
+const KEYS = Object.keys(SETTINGS) as SettingKey[];
+
+/** Every default, from the schema. */
+export const DEFAULT_CONFIG: BrokerConfig = Object.fromEntries(KEYS.map((k) => [k, SETTINGS[k].default])) as BrokerConfig;
 
 /**
  * File descriptors a node needs besides its client connections: listeners, engine clients, log files, and the
@@ -179,8 +42,6 @@ export class ConfigError extends Error {
   }
 }
 
-const KEYS = Object.keys(DEFAULT_CONFIG) as (keyof BrokerConfig)[];
-
 /** `wsPort` → `STOMPEDE_WS_PORT`. */
 export function envName(key: string): string {
   return 'STOMPEDE_' + key.replace(/[A-Z]/g, (c) => '_' + c).toUpperCase();
@@ -191,21 +52,79 @@ export function flagName(key: string): string {
   return key.replace(/[A-Z]/g, (c) => '-' + c.toLowerCase());
 }
 
-/** Converts text (from the environment or a flag) to the type of the key's default. */
-function fromText(key: keyof BrokerConfig, text: string, problems: string[]): unknown {
-  const sample = DEFAULT_CONFIG[key];
+/** Where a value came from, so a problem names the setting as the user wrote it. */
+export type ConfigSource =
+  | { readonly kind: 'default' }
+  | { readonly kind: 'file'; readonly file: string }
+  | { readonly kind: 'env' }
+  | { readonly kind: 'flag' }
+  | { readonly kind: 'option' };
+
+/** `--ws-port`, `STOMPEDE_WS_PORT`, `wsPort in node.yaml`, or the key itself (defaults, options given in code). */
+export function settingLabel(key: string, source: ConfigSource): string {
+  switch (source.kind) {
+    case 'flag':
+      return `--${flagName(key)}`;
+    case 'env':
+      return envName(key);
+    case 'file':
+      return `${key} in ${source.file}`;
+    case 'default':
+    case 'option':
+      return key;
+    default: {
+      const never: never = source;
+      return never;
+    }
+  }
+}
+
+/** Edit distance (insert, delete, substitute), for "did you mean" on misspelt keys. */
+function distance(a: string, b: string): number {
+  let previous = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    const row = [i];
+    for (let j = 1; j <= b.length; j++) {
+      const cost = a[i - 1] === b[j - 1] ? 0 : 1;
+      row[j] = Math.min((previous[j] as number) + 1, (row[j - 1] as number) + 1, (previous[j - 1] as number) + cost);
+    }
+    previous = row;
+  }
+  return previous[b.length] as number;
+}
+
+/** The known key closest to `name` (`ws-port`, `wsport` and `wsPrt` all suggest `wsPort`), if one is close. */
+export function suggestKey(name: string): SettingKey | undefined {
+  const plain = (s: string) => s.toLowerCase().replace(/[-_]/g, '');
+  let best: SettingKey | undefined;
+  let bestDistance = Infinity;
+  for (const key of KEYS) {
+    const d = distance(plain(name), plain(key));
+    if (d < bestDistance) [best, bestDistance] = [key, d];
+  }
+  return bestDistance <= Math.max(2, Math.floor(name.length / 4)) ? best : undefined;
+}
+
+function unknownKey(name: string): string {
+  const near = suggestKey(name);
+  return near === undefined ? `unknown setting "${name}"` : `unknown setting "${name}"; did you mean \`${near}\`?`;
+}
+
+/** Text from a flag or a variable, as the key's type: numbers parsed, lists split on commas; routes parse later. */
+function fromText(key: SettingKey, text: string): { value: unknown } | { problem: string } {
+  const sample: unknown = SETTINGS[key].default;
   if (typeof sample === 'number') {
     const n = Number(text);
-    if (text.trim() === '' || !Number.isFinite(n)) problems.push(`${key}: "${text}" is not a number`);
-    return n;
+    return text.trim() === '' || !Number.isFinite(n) ? { problem: `"${text}" is not a number` } : { value: n };
   }
-  if (key === 'routes') return parseRoutes(text);
-  if (Array.isArray(sample))
-    return text
-      .split(',')
-      .map((s) => s.trim())
-      .filter((s) => s !== '');
-  return text;
+  if (Array.isArray(sample) && key !== 'routes')
+    return {
+      value: text
+        .split(',')
+        .map((s) => s.trim())
+        .filter((s) => s !== ''),
+    };
+  return { value: text };
 }
 
 /** A config file's object, parsed as YAML (`.yaml`, `.yml`) or JSON (`.json`) by its extension. */
@@ -228,146 +147,143 @@ function readConfigFile(file: string): object {
 export interface ConfigSources {
   file?: string | undefined;
   env?: NodeJS.ProcessEnv;
-  /** Already-typed overrides, as commander or a test passes them. */
+  /** Command-line values as text, by key (commander's camelCase names); problems name them `--flag`. */
+  flags?: Readonly<Record<string, string | undefined>>;
+  /** Already-typed overrides, as a program or a test passes them; problems name them by key. */
   overrides?: ConfigInput;
+}
+
+/** A loaded configuration and where each value came from. */
+export interface LoadedConfig {
+  readonly config: Readonly<BrokerConfig>;
+  readonly sources: ReadonlyMap<SettingKey, ConfigSource>;
 }
 
 /** Layers defaults, the config file (YAML or JSON), `STOMPEDE_*` variables and overrides; validates once; freezes. */
 export function loadConfig(sources: ConfigSources = {}): Readonly<BrokerConfig> {
+  return loadConfigWithSources(sources).config;
+}
+
+/**
+ * loadConfig, also returning each value's source. Every problem is collected before throwing: a wrong type in one
+ * setting does not hide a bad value in another, and each names the setting as the user wrote it.
+ */
+export function loadConfigWithSources(sources: ConfigSources = {}): LoadedConfig {
   const problems: string[] = [];
-  const merged: Record<string, unknown> = { ...DEFAULT_CONFIG };
+  const raw: Record<string, unknown> = { ...DEFAULT_CONFIG };
+  const from = new Map<SettingKey, ConfigSource>();
+  const failed = new Set<SettingKey>();
+  const known = (k: string): k is SettingKey => Object.hasOwn(SETTINGS, k);
+  const setText = (key: SettingKey, text: string, source: ConfigSource): void => {
+    from.set(key, source);
+    const parsed = fromText(key, text);
+    if ('value' in parsed) {
+      raw[key] = parsed.value;
+      failed.delete(key);
+    } else {
+      problems.push(`${settingLabel(key, source)}: ${parsed.problem}`);
+      failed.add(key);
+    }
+  };
+
   if (sources.file !== undefined && sources.file !== '') {
-    const parsed = readConfigFile(sources.file);
-    for (const [key, value] of Object.entries(parsed)) {
-      if (!(key in DEFAULT_CONFIG)) problems.push(`config file: unknown key "${key}"`);
-      else merged[key] = value;
+    const file = sources.file;
+    for (const [key, value] of Object.entries(readConfigFile(file))) {
+      if (!known(key)) problems.push(`${file}: ${unknownKey(key)}`);
+      else {
+        raw[key] = value;
+        from.set(key, { kind: 'file', file });
+      }
     }
   }
   const env = sources.env ?? {};
   for (const key of KEYS) {
     const text = env[envName(key)];
-    if (text !== undefined) merged[key] = fromText(key, text, problems);
+    if (text !== undefined) setText(key, text, { kind: 'env' });
+  }
+  for (const [key, text] of Object.entries(sources.flags ?? {})) {
+    if (text === undefined) continue;
+    if (!known(key)) problems.push(unknownKey(key));
+    else setText(key, text, { kind: 'flag' });
   }
   for (const [key, value] of Object.entries(sources.overrides ?? {})) {
     if (value === undefined) continue;
-    if (!(key in DEFAULT_CONFIG)) problems.push(`unknown setting "${key}"`);
-    else
-      merged[key] =
-        typeof value === 'string' && typeof DEFAULT_CONFIG[key as keyof BrokerConfig] !== 'string'
-          ? fromText(key as keyof BrokerConfig, value, problems)
-          : value;
+    if (!known(key)) problems.push(unknownKey(key));
+    // Text for a non-text setting is taken as a flag would be (programs pass commander's strings through).
+    else if (typeof value === 'string' && typeof SETTINGS[key].default !== 'string') setText(key, value, { kind: 'option' });
+    else {
+      raw[key] = value;
+      from.set(key, { kind: 'option' });
+      failed.delete(key);
+    }
   }
-  problems.push(...validate(merged));
+
+  const label = (key: SettingKey): string => settingLabel(key, from.get(key) ?? { kind: 'default' });
+  const config: Record<string, unknown> = {};
+  for (const key of KEYS) {
+    if (failed.has(key)) continue;
+    const result = SETTINGS[key].type.safeParse(raw[key]);
+    if (result.success) {
+      config[key] = result.data;
+      continue;
+    }
+    failed.add(key);
+    for (const issue of result.error.issues) {
+      const where = issue.path.length > 0 ? `entry ${issue.path.map(String).join('.')}: ` : '';
+      problems.push(`${label(key)}: ${where}${issue.message}`);
+    }
+  }
+  problems.push(...crossProblems(config as BrokerConfig, label, failed));
   if (problems.length > 0) throw new ConfigError(problems);
-  return Object.freeze(merged) as Readonly<BrokerConfig>;
+  return { config: Object.freeze(config as BrokerConfig), sources: from };
 }
 
-function validate(c: Record<string, unknown>): string[] {
+/** The listeners a config opens, by the setting holding each port (TLS ones only with a certificate and a key). */
+function listenerPorts(c: Readonly<BrokerConfig>): { key: SettingKey; port: number; stomp: boolean }[] {
+  const tls = c.tlsCertFile !== '' && c.tlsKeyFile !== '';
+  const all = [
+    { key: 'port', port: c.port, stomp: true, on: c.port >= 0 },
+    { key: 'wsPort', port: c.wsPort, stomp: true, on: c.wsPort >= 0 },
+    { key: 'tlsPort', port: c.tlsPort, stomp: true, on: tls },
+    { key: 'wssPort', port: c.wssPort, stomp: true, on: tls && c.wssPort >= 0 },
+    { key: 'opsPort', port: c.opsPort, stomp: false, on: c.opsPort >= 0 },
+  ] as const;
+  return all.filter((l) => l.on).map(({ key, port, stomp }) => ({ key, port, stomp }));
+}
+
+/**
+ * Rules that tie settings together, on the values that passed their own checks (a rule over a failed setting is
+ * skipped: its problem is already reported). Caught here rather than at listen or connect time, so the message
+ * names both settings and comes with every other problem.
+ */
+function crossProblems(c: Readonly<BrokerConfig>, label: (key: SettingKey) => string, failed: ReadonlySet<SettingKey>): string[] {
   const problems: string[] = [];
-  for (const key of KEYS) {
-    const expected = Array.isArray(DEFAULT_CONFIG[key]) ? 'array' : typeof DEFAULT_CONFIG[key];
-    const actual = Array.isArray(c[key]) ? 'array' : typeof c[key];
-    if (expected !== actual) problems.push(`${key}: expected a ${expected}, got ${actual}`);
+  const ok = (...keys: SettingKey[]) => keys.every((k) => !failed.has(k));
+  // Listeners whose own settings are valid; whether TLS listens needs both file settings valid.
+  const listeners = listenerPorts(c).filter(
+    ({ key }) => ok(key) && (key !== 'tlsPort' && key !== 'wssPort' ? true : ok('tlsCertFile', 'tlsKeyFile')),
+  );
+  const seen = new Map<number, SettingKey>();
+  for (const { key, port } of listeners) {
+    if (port === 0) continue;
+    const first = seen.get(port);
+    if (first === undefined) seen.set(port, key);
+    else problems.push(`${label(key)}: ${port} is also ${label(first)}; give each listener a port of its own`);
   }
-  if (problems.length > 0) return problems;
-  const port = (key: string, min: number) => {
-    const v = c[key] as number;
-    if (!Number.isInteger(v) || v < min || v > 65535) problems.push(`${key}: ${v} is not a port (${min}..65535)`);
-  };
-  port('port', 0);
-  port('wsPort', -1);
-  port('tlsPort', 0);
-  port('wssPort', -1);
-  port('opsPort', -1);
-  // Caught here rather than as EADDRINUSE at listen time, so the message names both settings.
-  if (typeof c.opsPort === 'number' && c.opsPort > 0) {
-    // The TLS ports only count when TLS listens (a certificate is configured).
-    const listeners = c.tlsCertFile !== '' ? ['port', 'wsPort', 'tlsPort', 'wssPort'] : ['port', 'wsPort'];
-    for (const key of listeners)
-      if (c[key] === c.opsPort) problems.push(`opsPort: ${c.opsPort} is also ${key}; give the ops listener a port of its own`);
-  }
-  const positive = [
-    'heartbeatGrace',
-    'maxFrameBytes',
-    'maxBodyBytes',
-    'maxHeaders',
-    'maxHeaderLineBytes',
-    'maxFrameBytesUnauthenticated',
-    'maxOutboundBytes',
-    'outboundHighWaterBytes',
-    'maxQueueMessages',
-    'maxQueueBytes',
-    'maxConnections',
-    'maxConnectionsPerUser',
-    'maxSubscriptionsPerConnection',
-    'maxTransactionsPerConnection',
-    'maxTransactionBytes',
-    'maxUnackedPerSubscription',
-    'maxDestinationsPerVhost',
-    'kafkaSessionTimeoutMs',
-    'kafkaHeartbeatIntervalMs',
-  ];
-  for (const key of positive) if (!((c[key] as number) > 0)) problems.push(`${key}: must be greater than 0`);
-  if (Array.isArray(c.routes)) {
+  if (ok('port', 'wsPort', 'tlsPort', 'wssPort', 'tlsCertFile', 'tlsKeyFile') && !listeners.some((l) => l.stomp))
+    problems.push(
+      `${label('port')} and ${label('wsPort')}: both -1 (off) and no TLS certificate: keep at least one STOMP listener (TCP, WebSocket, TLS or WSS)`,
+    );
+  if (ok('tlsCertFile', 'tlsKeyFile') && (c.tlsCertFile === '') !== (c.tlsKeyFile === ''))
+    problems.push(`${label('tlsCertFile')} and ${label('tlsKeyFile')}: give both, or neither`);
+  if (ok('jwksFile', 'jwksUrl') && c.jwksFile !== '' && c.jwksUrl !== '')
+    problems.push(`${label('jwksFile')} and ${label('jwksUrl')}: set at most one`);
+  if (ok('authFailureDelayMs', 'authFailureDelayMaxMs') && c.authFailureDelayMaxMs < c.authFailureDelayMs)
+    problems.push(`${label('authFailureDelayMaxMs')}: must not be less than ${label('authFailureDelayMs')}`);
+  if (ok('routes', 'redis', 'kafka')) {
     const engines = { redis: c.redis !== '', kafka: c.kafka !== '' };
-    problems.push(...validateRoutes(c.routes as { pattern: string; kind: RouteKind }[], engines));
-  }
-  // Checked here, with every other problem, rather than when the node starts: it names Kafka groups and Redis keys.
-  if (typeof c.nodeId === 'string' && c.nodeId !== '' && !/^[A-Za-z0-9._-]{1,64}$/.test(c.nodeId)) {
-    problems.push(`nodeId: "${c.nodeId}" may use only letters, digits, ".", "_" and "-" (at most 64)`);
-  }
-  if (typeof c.clusterName === 'string' && !/^[A-Za-z0-9._-]{1,100}$/.test(c.clusterName)) {
-    problems.push(`clusterName: "${c.clusterName}" may use only letters, digits, ".", "_" and "-"`);
-  }
-  if (typeof c.kafka === 'string' && c.kafka !== '') {
-    for (const b of c.kafka.split(',')) if (!/^[^:\s]+:\d{1,5}$/.test(b.trim())) problems.push(`kafka: "${b}" is not host:port`);
-  }
-  for (const key of ['redis', 'mongo'] as const) {
-    const v = c[key];
-    if (typeof v === 'string' && v !== '' && !/^[a-z+]+:\/\//.test(v))
-      problems.push(`${key}: "${v}" is not a URL (e.g. ${key === 'redis' ? 'redis://127.0.0.1:6379' : 'mongodb://127.0.0.1:27017'})`);
-  }
-  if (c.jwksFile !== '' && c.jwksUrl !== '') problems.push('jwksFile and jwksUrl: set at most one');
-  if (typeof c.jwksUrl === 'string' && c.jwksUrl !== '' && !/^https?:\/\//.test(c.jwksUrl))
-    problems.push(`jwksUrl: "${c.jwksUrl}" is not an http(s) URL`);
-  for (const key of ['jwtUserClaim', 'jwtPermissionsClaim'] as const) if (c[key] === '') problems.push(`${key}: must name a claim`);
-  if (!Number.isInteger(c.maxConcurrentAuthChecks) || (c.maxConcurrentAuthChecks as number) < 1)
-    problems.push('maxConcurrentAuthChecks: must be an integer of 1 or more');
-  if ((c.authFailureDelayMaxMs as number) < (c.authFailureDelayMs as number))
-    problems.push('authFailureDelayMaxMs: must not be less than authFailureDelayMs');
-  const nonNegative = [
-    'authFailureDelayMs',
-    'authFailureDelayMaxMs',
-    'authFailureForgetMs',
-    'historyMaxPerDestination',
-    'historyMaxAgeMs',
-    'historyCacheSize',
-    'historyMaxBytesPerDestination',
-    'historyMaxBytes',
-    'memoryHighWatermarkBytes',
-    'heartbeatSendMs',
-    'heartbeatReceiveMs',
-    'heartbeatMinMs',
-    'shutdownDrainMs',
-    'connectTimeoutMs',
-    'maxDeliveries',
-    'closeTimeoutMs',
-    'idleTimeoutMs',
-  ];
-  for (const key of nonNegative) if (!((c[key] as number) >= 0)) problems.push(`${key}: must be 0 or more`);
-  // Counts compare against integers: a fraction would silently round one way or the other.
-  const counts = [
-    'maxConnections',
-    'maxConnectionsPerUser',
-    'maxSubscriptionsPerConnection',
-    'maxTransactionsPerConnection',
-    'maxUnackedPerSubscription',
-  ];
-  for (const key of counts) if (!Number.isInteger(c[key])) problems.push(`${key}: must be a whole number`);
-  if (typeof c.wsPath === 'string' && !c.wsPath.startsWith('/')) problems.push(`wsPath: "${c.wsPath}" must start with /`);
-  if ((c.tlsCertFile === '') !== (c.tlsKeyFile === '')) problems.push('tlsCertFile and tlsKeyFile must be given together');
-  if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(c.logLevel as string)) {
-    problems.push(`logLevel: "${String(c.logLevel)}" is not one of trace, debug, info, warn, error, fatal, silent`);
+    for (const problem of validateRoutes(c.routes as { pattern: string; kind: RouteKind }[], engines))
+      problems.push(`${label('routes')}: ${problem}`);
   }
   return problems;
 }

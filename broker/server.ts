@@ -15,7 +15,7 @@ import type { ClusterBus } from './ports/bus.js';
 import type { HistoryStore } from './ports/history.js';
 import { silentLogger, type Logger } from './ports/logger.js';
 import type { SharedQueues } from './ports/queues.js';
-import { defaultRoutes, RouteTable, type Route } from './ports/routes.js';
+import { effectiveRoutes, RouteTable, type Route } from './ports/routes.js';
 import { EitherAuthenticator, TokenAuthenticator } from './tokens.js';
 import { listenTransports, type HttpHandler, type Listeners, type ListenTarget } from './transports/listen.js';
 
@@ -49,9 +49,8 @@ function randomNodeId(): string {
  */
 export function routeTable(config: Readonly<BrokerConfig>, options: Pick<BrokerOptions, 'routes' | 'fanout' | 'log'> = {}): RouteTable {
   if (options.routes !== undefined) return new RouteTable(options.routes);
-  if (config.routes.length > 0) return new RouteTable(config.routes as Route[]);
   const engines = { redis: options.fanout !== undefined || config.redis !== '', kafka: options.log !== undefined || config.kafka !== '' };
-  return new RouteTable(defaultRoutes(engines));
+  return new RouteTable(effectiveRoutes(config.routes as Route[], engines));
 }
 
 /** What the engines take from the config, in their own terms (bridge/ never reads the broker's config). */

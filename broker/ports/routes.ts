@@ -58,6 +58,14 @@ export function defaultRoutes(engines: { redis: boolean; kafka: boolean }): Rout
 }
 
 /**
+ * The routes a node uses: the configured ones, else the defaults for the engines there are. `stompede
+ * --print-config` shows these, and the composition root builds its RouteTable from them.
+ */
+export function effectiveRoutes(configured: readonly Route[], engines: { redis: boolean; kafka: boolean }): Route[] {
+  return configured.length > 0 ? [...configured] : defaultRoutes(engines);
+}
+
+/**
  * Parses the compact form used by flags and environment variables:
  * `/topic/chat.**=kafka:chat-topic,/topic/**=redis,/queue/**=local`.
  */

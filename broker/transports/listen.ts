@@ -16,7 +16,8 @@ export interface Address {
 }
 
 export interface ListenAddresses {
-  readonly tcp: Address;
+  /** Plain TCP, unless `port` is -1 (a node behind TLS only, or WebSocket only). */
+  readonly tcp: Address | undefined;
   readonly ws: (Address & { readonly path: string; readonly url: string }) | undefined;
   readonly tls: Address | undefined;
   readonly wss: (Address & { readonly path: string; readonly url: string }) | undefined;
@@ -146,13 +147,16 @@ export async function listenTransports(target: ListenTarget, http: ListenHttp = 
     server.on('drop', () => target.limitHit('connections'));
   };
 
-  const tcp = createNetServer((socket) => {
-    track(socket);
-    attachSocket(socket, 'tcp', accept);
-  });
-  guard(tcp);
-  servers.push(tcp);
-  const tcpAddress = await listenOn(tcp, c.host, c.port, 'port');
+  let tcpAddress: Address | undefined;
+  if (c.port >= 0) {
+    const tcp = createNetServer((socket) => {
+      track(socket);
+      attachSocket(socket, 'tcp', accept);
+    });
+    guard(tcp);
+    servers.push(tcp);
+    tcpAddress = await listenOn(tcp, c.host, c.port, 'port');
+  }
 
   // The connect timeout starts once a session exists, after the handshake: a peer that opens TCP to a TLS port and
   // says nothing must be cut off by the handshake timeout, which Node otherwise sets at 120 s.

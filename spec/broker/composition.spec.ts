@@ -65,7 +65,7 @@ describe('broker › composition root', () => {
     expect(() => loadConfig({ overrides: { nodeId: 'a b', port: -5 } }))
       .to.throw(ConfigError)
       .with.property('problems')
-      .that.deep.equals(['port: -5 is not a port (0..65535)', 'nodeId: "a b" may use only letters, digits, ".", "_" and "-" (at most 64)']);
+      .that.deep.equals(['port: -5 is not a port (-1..65535)', 'nodeId: "a b" may use only letters, digits, ".", "_" and "-", at most 64']);
     expect(() => loadConfig({ overrides: { nodeId: 'x'.repeat(65) } })).to.throw(ConfigError, 'at most 64');
     expect(loadConfig({ overrides: { nodeId: 'node_1.a-B' } }).nodeId).to.equal('node_1.a-B');
     const error: unknown = await createBroker({ config: { nodeId: 'a/b' } }).then(

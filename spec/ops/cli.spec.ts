@@ -189,13 +189,13 @@ describe('ops › CLI', function () {
     it('an invalid configuration lists every problem and exits 2', async () => {
       const r = await runCli(['--port', 'abc', '--log-level', 'loud']);
       expect(r.code).to.equal(2);
-      expect(r.stderr).to.include('port: "abc" is not a number').and.include('logLevel: "loud" is not one of');
+      expect(r.stderr).to.include('--port: "abc" is not a number').and.include('--log-level: "loud" is not one of');
     });
 
     it('a bad node id is a configuration error (exit 2, named with the other problems), not a crash at start', async () => {
       const r = await runCli(['--node-id', 'no spaces please', '--port', 'abc']);
       expect(r.code).to.equal(2);
-      expect(r.stderr).to.include('nodeId: "no spaces please" may use only letters').and.include('port: "abc" is not a number');
+      expect(r.stderr).to.include('--node-id: "no spaces please" may use only letters').and.include('--port: "abc" is not a number');
     });
   });
 });

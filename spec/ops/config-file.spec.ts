@@ -106,9 +106,10 @@ describe('ops › config files (YAML and JSON)', () => {
   });
 
   it('reports unknown keys and wrong types in the file together', () => {
-    const found = problems(() => loadConfig({ file: file('typos.yml', 'prot: 61613\nwsPort: "15674"\n') }));
-    expect(found).to.include('config file: unknown key "prot"');
-    expect(found).to.include('wsPort: expected a number, got string');
+    const path = file('typos.yml', 'prot: 61613\nwsPort: "15674"\n');
+    const found = problems(() => loadConfig({ file: path }));
+    expect(found).to.include(`${path}: unknown setting "prot"; did you mean \`port\`?`);
+    expect(found).to.include(`wsPort in ${path}: expected a number, got string`);
   });
 
   it('refuses a file whose extension does not say its format', () => {

@@ -3,6 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { withSettingsTables } from '../../broker/config-docs.js';
 import { DEFAULT_CONFIG, envName, flagName, loadConfig } from '../../broker/config.js';
 import { REPO } from './repo.js';
 
@@ -43,6 +44,13 @@ describe('ops › docs/configuration.md', () => {
       expect(example, 'example').to.match(/^`.+`$/);
     });
   }
+
+  it('has the settings tables the schema generates (run `npm run docs:config` after changing a setting)', () => {
+    const generated = withSettingsTables(DOC);
+    const stale = DOC.split('\n').filter((line, i) => line !== generated.split('\n')[i]);
+    expect(stale, 'docs/configuration.md is out of date: run `npm run docs:config`').to.deep.equal([]);
+    expect(generated).to.equal(DOC);
+  });
 
   it('documents no setting that DEFAULT_CONFIG does not have', () => {
     expect([...rows.keys()].filter((k) => !(k in DEFAULT_CONFIG))).to.deep.equal([]);

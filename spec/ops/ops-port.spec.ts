@@ -135,10 +135,10 @@ describe('ops › the ops port (opsPort)', () => {
     expect(problems({ overrides: { opsPort: -2 } })).to.deep.equal(['opsPort: -2 is not a port (-1..65535)']);
     expect(problems({ overrides: { opsPort: 70000 } })).to.deep.equal(['opsPort: 70000 is not a port (-1..65535)']);
     expect(problems({ overrides: { opsPort: 15674 } })).to.deep.equal([
-      'opsPort: 15674 is also wsPort; give the ops listener a port of its own',
+      'opsPort: 15674 is also wsPort; give each listener a port of its own',
     ]);
     expect(problems({ overrides: { opsPort: 61613 } })).to.deep.equal([
-      'opsPort: 61613 is also port; give the ops listener a port of its own',
+      'opsPort: 61613 is also port; give each listener a port of its own',
     ]);
     // The TLS ports count only when TLS is configured.
     expect(problems({ overrides: { opsPort: 61614 } })).to.deep.equal([]);

@@ -11,6 +11,7 @@ import {
 export interface TestBroker {
   readonly broker: Broker;
   readonly addresses: ListenAddresses;
+  /** -1 when the broker was started with `port: -1`. */
   readonly tcpPort: number;
   readonly wsUrl: string;
   close(): Promise<void>;
@@ -27,7 +28,7 @@ export async function startBroker(
   return {
     broker,
     addresses,
-    tcpPort: addresses.tcp.port,
+    tcpPort: addresses.tcp?.port ?? -1,
     wsUrl: addresses.ws?.url ?? '',
     close: () => broker.close(),
   };
