@@ -3,13 +3,13 @@ import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import type { HistoryRetention } from './ports/history.js';
 import { validateRoutes, type RouteKind } from './ports/routes.js';
-import { SETTINGS, type SettingKey } from './settings.js';
+import { SETTINGS, type CONFIG_SCHEMA, type SettingKey } from './settings.js';
 
 /**
  * The settings of a node, as broker/settings.ts declares them (one entry per key, with units in the names). Each key
  * also has a flag (`--ws-port`) and an environment variable (`STOMPEDE_WS_PORT`), both derived from the key.
  */
-export type BrokerConfig = { -readonly [K in SettingKey]: z.output<(typeof SETTINGS)[K]['type']> };
+export type BrokerConfig = z.output<typeof CONFIG_SCHEMA>;
 
 const KEYS = Object.keys(SETTINGS) as SettingKey[];
 

@@ -663,5 +663,5 @@ export const SETTINGS = {
 export type SettingKey = keyof typeof SETTINGS;
 type Shape = { readonly [K in SettingKey]: (typeof SETTINGS)[K]['type'] };
 
-/** The whole schema, for callers that want one zod object; loadConfig checks key by key to name each source. */
+/** The whole schema as one zod object: `BrokerConfig` is its output type. loadConfig checks key by key, to name each source. */
 export const CONFIG_SCHEMA = z.object(Object.fromEntries(Object.entries(SETTINGS).map(([k, s]) => [k, s.type])) as unknown as Shape);
