@@ -54,12 +54,9 @@ export const DEFAULT_CONFIG = {
    * no header at all mean). Empty: every host value means `/`; set: any other name is refused.
    */
   virtualHosts: [] as string[],
-  /** What we offer in CONNECTED `heart-beat`: how often we can send, how often we want to hear from the client. */
-  heartbeatSendMs: 10_000,
-  heartbeatReceiveMs: 10_000,
   /**
-   * Floor of negotiated heart-beats, both directions: a client asking for beats more often than this gets this
-   * (a client asking for 0 gets none in that direction).
+   * Heart-beats follow the client's CONNECT offer, as RabbitMQ does, with this floor in both directions: a client
+   * asking for beats more often than this gets this; one offering or asking 0 gets none in that direction.
    */
   heartbeatMinMs: 1_000,
   /** A client silent for its negotiated interval times this factor is disconnected (Artemis uses 2). */
@@ -345,8 +342,6 @@ function validate(c: Record<string, unknown>): string[] {
     'historyMaxBytesPerDestination',
     'historyMaxBytes',
     'memoryHighWatermarkBytes',
-    'heartbeatSendMs',
-    'heartbeatReceiveMs',
     'heartbeatMinMs',
     'shutdownDrainMs',
     'connectTimeoutMs',

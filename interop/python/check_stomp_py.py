@@ -13,7 +13,7 @@ What stomp.py does that the checks rely on: it connects with the STOMP command a
 and NACK name the message by `id` (1.2) or `message-id` + `subscription` (1.1); heart-beats are a lone LF, and it
 allows the server 1.5 times the negotiated interval.
 
---heartbeat-ms must be the broker's heartbeatSendMs and heartbeatReceiveMs (both the same).
+--heartbeat-ms must be the broker's heartbeatMinMs: the client offers less, so both directions beat at the floor.
 """
 
 import argparse
