@@ -17,11 +17,11 @@ export const DEFAULT_CONFIG = {
   wsPort: 15674,
   wsPath: '/ws',
   /**
-   * A separate plain-HTTP listener for `/metrics`, `/healthz` and `/readyz` (0 picks a free port). -1: none, and
-   * those endpoints stay on the WebSocket port. When set, they answer only here (404 on the WebSocket port), so
-   * an operator can keep metrics internal (a port the firewall keeps in) while the WebSocket port faces the world.
+   * The plain-HTTP listener for `/metrics`, `/healthz` and `/readyz` (15692, RabbitMQ's Prometheus port; 0 picks a
+   * free port). They answer only here (404 on the WebSocket port), so operators keep them on an internal port while
+   * the WebSocket port faces the world. -1: no ops listener, and those endpoints answer on the WebSocket port.
    */
-  opsPort: -1,
+  opsPort: 15692,
   /** TLS and WSS listen only when both a certificate and a key are configured. */
   tlsPort: 61614,
   wssPort: 15673,
