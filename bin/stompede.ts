@@ -225,7 +225,7 @@ function serveCommand(program: Command): void {
       if (stopping) return;
       if (draining !== undefined) {
         clearTimeout(draining);
-        logger.info({ signal }, `${signal} again: ending the drain early`);
+        logger.info({ signal }, `${signal} during the drain: stopping now`);
         close();
         return;
       }

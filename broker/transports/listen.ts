@@ -172,8 +172,10 @@ export async function listenTransports(target: ListenTarget, http: ListenHttp = 
     await http.beforeClients?.();
     clients = await listenClients({ target, web: http.web, track, guard, servers, wsServers });
   } catch (error) {
-    // A failed start (an engine, a port in use) leaves nothing listening: an embedder may retry in-process.
+    // A failed start (an engine, a port in use) leaves nothing listening, probes' sockets included: an embedder
+    // may retry in-process.
     for (const w of wsServers) w.close();
+    for (const s of sockets) s.destroy();
     await Promise.all(servers.map(close));
     throw error;
   }

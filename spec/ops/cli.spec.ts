@@ -193,7 +193,7 @@ describe('ops › CLI', function () {
       cli.signal('SIGTERM');
       const result = await cli.exited;
       expect(result.code, result.stderr).to.equal(0);
-      expect(cli.logs.some((l) => String(l.msg).startsWith('SIGTERM again: ending the drain early'))).to.equal(true);
+      expect(cli.logs.some((l) => String(l.msg).startsWith('SIGTERM during the drain: stopping now'))).to.equal(true);
     });
 
     it('SIGINT (Ctrl-C) stops without a drain', async () => {

@@ -158,6 +158,28 @@ describe('ops › health and readiness', () => {
     }
   });
 
+  it('closes the ops listener again when the engines fail to start', async () => {
+    const failing = Promise.reject(new Error('no Redis today'));
+    failing.catch(() => undefined); // awaited by start(), later: not an unhandled rejection meanwhile
+    const fanout = new FakeBus(true, failing);
+    const opsPort = await freePort();
+    const broker = await createBroker({ config: { host: '127.0.0.1', port: 0, wsPort: -1, opsPort }, fanout });
+    try {
+      const failed = await listen(broker).then(
+        () => 'listening',
+        (error: Error) => error.message,
+      );
+      expect(failed).to.equal('no Redis today');
+      const probe = await http(opsPort, '/healthz').then(
+        (r) => String(r.status),
+        (error: NodeJS.ErrnoException) => error.code,
+      );
+      expect(probe, 'nothing left listening: an embedder may retry on the same port').to.equal('ECONNREFUSED');
+    } finally {
+      await broker.close();
+    }
+  });
+
   it('answers 503 "draining" after drain() while every listener keeps serving new clients', async () => {
     b = await startBroker({ opsPort: 0 });
     const ops = b.addresses.ops?.port ?? 0;
