@@ -57,6 +57,7 @@ export const DEFAULT_CONFIG = {
   /**
    * Heart-beats follow the client's CONNECT offer, as RabbitMQ does, with this floor in both directions: a client
    * asking for beats more often than this gets this; one offering or asking 0 gets none in that direction.
+   * 0: no floor (the client's values as they are).
    */
   heartbeatMinMs: 1_000,
   /** A client silent for its negotiated interval times this factor is disconnected (Artemis uses 2). */
