@@ -16,7 +16,7 @@ build: install
 	@# The chat page (web/ → dist/web/, with @stomp/stompjs copied from node_modules: no CDN at runtime).
 	npm run --silent build:web
 
-# One node on the in-memory bus: TCP 127.0.0.1:61613, WebSocket 127.0.0.1:15674/ws.
+# One node on the in-memory bus: TCP 127.0.0.1:61613, WebSocket 127.0.0.1:15674/ws, ops (metrics, probes) 127.0.0.1:15692.
 run: build
 	node dist/bin/stompede.js $(ARGS)
 

@@ -12,7 +12,7 @@
 # Settings (environment): RUNS (1), DURATION_S (15), WARMUP_S (3), SCENARIOS ("fanout pairs chat"; queue works
 # too), ROUTES ("redis kafka"), RECEIPTS_ON ("local redis kafka": one-node `receipts` runs; "" for none),
 # LOCAL (1: the single-node local-route baseline; 0 to skip), TRANSPORT (tcp | ws, default tcp),
-# BASE_PORT (62100: node N listens on BASE_PORT+10N+3, WebSocket BASE_PORT+10N+4), EXTRA (more run.js flags),
+# BASE_PORT (62100: node N listens on BASE_PORT+10N+3, WebSocket BASE_PORT+10N+4, ops BASE_PORT+10N+5), EXTRA (more run.js flags),
 # KAFKA_HISTORY (mongo; "memory" leaves out --mongo, to tell the history store's share of the latency), KAFKA_JVM_OPTS (if set, Kafka is restarted with these JVM flags for the run and restarted with its usual
 # flags afterwards; unset: Kafka is used as it is running).
 #
@@ -40,6 +40,8 @@ log() { printf 'cluster.sh: %s\n' "$*" >&2; }
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 tcp_port() { echo $((BASE_PORT + 10 * $1 + 3)); }
 ws_port() { echo $((BASE_PORT + 10 * $1 + 4)); }
+# Each node its own ops listener (/readyz, /metrics): the default 15692 would let only one start.
+ops_port() { echo $((BASE_PORT + 10 * $1 + 5)); }
 url_of() {
   if [[ $TRANSPORT == ws ]]; then echo "ws://127.0.0.1:$(ws_port "$1")/ws"; else echo "tcp://127.0.0.1:$(tcp_port "$1")"; fi
 }
@@ -128,20 +130,21 @@ start_nodes() {
     *) log "unknown route $route"; return 1 ;;
   esac
   for n in $(seq 1 "$count"); do
-    if port_open "$(tcp_port "$n")" || port_open "$(ws_port "$n")"; then
-      log "port $(tcp_port "$n") or $(ws_port "$n") is in use (set BASE_PORT)"
+    if port_open "$(tcp_port "$n")" || port_open "$(ws_port "$n")" || port_open "$(ops_port "$n")"; then
+      log "port $(tcp_port "$n"), $(ws_port "$n") or $(ops_port "$n") is in use (set BASE_PORT)"
       return 1
     fi
   done
   for n in $(seq 1 "$count"); do
     node dist/bin/stompede.js --node-id "$name-n$n" --cluster-name "$name" \
-      --port "$(tcp_port "$n")" --ws-port "$(ws_port "$n")" --log-level warn "${args[@]}" \
+      --port "$(tcp_port "$n")" --ws-port "$(ws_port "$n")" --ops-port "$(ops_port "$n")" --shutdown-drain-ms 0 \
+      --log-level warn "${args[@]}" \
       > "$OUT/$name-n$n.log" 2>&1 &
     NODE_PIDS+=($!)
   done
   local deadline=$((SECONDS + 90))
   for n in $(seq 1 "$count"); do
-    until curl -sf -o /dev/null "http://127.0.0.1:$(ws_port "$n")/readyz"; do
+    until curl -sf -o /dev/null "http://127.0.0.1:$(ops_port "$n")/readyz"; do
       local pid=${NODE_PIDS[$((n - 1))]}
       if ! kill -0 "$pid" 2>/dev/null || ((SECONDS > deadline)); then
         log "$name node $n did not become ready; last lines of $OUT/$name-n$n.log:"

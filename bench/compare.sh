@@ -66,7 +66,8 @@ start_stompede() {
     return 1
   fi
   STOMPEDE_STARTS=$((STOMPEDE_STARTS + 1))
-  node dist/bin/stompede.js --port "$STOMPEDE_PORT" --ws-port "$STOMPEDE_WS_PORT" \
+  # No ops listener (nothing here reads it; the default 15692 may be taken) and no SIGTERM drain.
+  node dist/bin/stompede.js --port "$STOMPEDE_PORT" --ws-port "$STOMPEDE_WS_PORT" --ops-port -1 --shutdown-drain-ms 0 \
     > "$OUT/stompede-$STOMPEDE_STARTS.log" 2>&1 &
   STOMPEDE_PID=$!
   for _ in $(seq 1 100); do

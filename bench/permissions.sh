@@ -81,7 +81,9 @@ start() {
     log "port $port or $ws_port is in use (set OPEN_PORT/OPEN_WS_PORT/PERMS_PORT/PERMS_WS_PORT)"
     exit 1
   fi
-  node dist/bin/stompede.js --port "$port" --ws-port "$ws_port" "$@" > "$OUT/stompede-$name.log" 2>&1 &
+  # No ops listener (nothing here reads it; two nodes would meet on 15692) and no SIGTERM drain.
+  node dist/bin/stompede.js --port "$port" --ws-port "$ws_port" --ops-port -1 --shutdown-drain-ms 0 "$@" \
+    > "$OUT/stompede-$name.log" 2>&1 &
   PID[$name]=$!
   for _ in $(seq 1 100); do
     if port_open "$port" && port_open "$ws_port"; then break; fi

@@ -9,7 +9,8 @@ import { pino } from 'pino';
 import { createInterface } from 'node:readline';
 import { addUser } from '../broker/auth.js';
 import type { Broker } from '../broker/broker.js';
-import { createBroker, listen } from '../broker/server.js';
+import { createBroker, listen, withNodeId } from '../broker/server.js';
+import { listeningUrls, URL_LABELS } from './urls.js';
 import { SERVER_VERSION } from '../broker/version.js';
 import { ConfigError, envName, flagName, loadConfig, type BrokerConfig } from '../broker/config.js';
 import { effectiveRoutes, type Route } from '../broker/ports/routes.js';
@@ -46,25 +47,39 @@ function engineHint(engine: string, config: Readonly<BrokerConfig>): string {
 /** How often the CLI looks at readiness; it logs only changes, so a healthy node logs nothing. */
 const READINESS_CHECK_MS = 5_000;
 
-/** Logs once when an engine goes down (naming what to check) and once when every engine is back. */
+/**
+ * Logs once when an engine goes down (naming what to check, and whether /readyz follows) and once when it is back.
+ * Engines carrying SENDs make the node unready; the history store does not (Broker.readiness says why).
+ */
 function watchReadiness(broker: Broker, logger: Logger): void {
-  let wasReady = true;
+  let wasDown = new Set<string>();
   const timer = setInterval(() => {
-    const { ready, closing, engines } = broker.readiness();
-    if (closing || ready === wasReady) return;
-    wasReady = ready;
-    if (ready) {
-      logger.info({ engines }, 'every cluster engine is reachable again; /readyz answers 200');
-      return;
-    }
-    const down = Object.entries(engines)
-      .filter(([, healthy]) => !healthy)
-      .map(([engine]) => engine);
-    const what = [...new Set(down.map((engine) => engineHint(engine, broker.config)))];
-    logger.warn(
-      { engines, down },
-      `not ready: cannot reach ${what.join(' and ')}; /readyz answers 503 until it is reachable. Start it, or fix the address.`,
+    const { ready, state, engines } = broker.readiness();
+    if (state === 'draining' || state === 'closing' || state === 'starting') return;
+    const down = new Set(
+      Object.entries(engines)
+        .filter(([, healthy]) => !healthy)
+        .map(([engine]) => engine),
     );
+    const fallen = [...down].filter((engine) => !wasDown.has(engine));
+    const back = [...wasDown].filter((engine) => !down.has(engine));
+    wasDown = down;
+    const readyz = ready ? '/readyz answers 200' : '/readyz answers 503';
+    if (back.length > 0) logger.info({ engines, back }, `reachable again: ${back.join(', ')}; ${readyz}`);
+    if (fallen.length === 0) return;
+    const what = [...new Set(fallen.map((engine) => engineHint(engine, broker.config)))].join(' and ');
+    if (fallen.every((engine) => engine === 'history')) {
+      logger.warn(
+        { engines, down: [...down] },
+        `history store down: cannot reach ${what}; live traffic flows, history appends are retried and replays wait. ` +
+          `${readyz} (a history outage alone does not make a node unready). Start it, or fix the address.`,
+      );
+    } else {
+      logger.warn(
+        { engines, down: [...down] },
+        `not ready: cannot reach ${what}; /readyz answers 503 until it is reachable. Start it, or fix the address.`,
+      );
+    }
   }, READINESS_CHECK_MS);
   timer.unref();
 }
@@ -178,25 +193,28 @@ function serveCommand(program: Command): void {
       process.stdout.write(JSON.stringify(printable(config), null, 2) + '\n');
       return;
     }
-    const logger = pino({ level: config.logLevel, base: { node: config.nodeId || undefined } }) as unknown as Logger;
-    const broker = await createBroker({ config, logger });
-    const { addresses: a } = await listen(broker);
-    const where: string[] = [];
-    if (a.tcp) where.push(`stomp tcp://${a.tcp.host}:${a.tcp.port}`);
-    if (a.ws) where.push(`websocket ${a.ws.url}`);
-    if (a.tls) where.push(`stomp+ssl://${a.tls.host}:${a.tls.port}`);
-    if (a.wss) where.push(`websocket ${a.wss.url}`);
-    if (a.ops) where.push(`metrics ${a.ops.url}/metrics`);
+    // The node id is chosen before the logger exists, so every line carries it, a generated one too.
+    const node = withNodeId(config);
+    const logger = pino({
+      level: node.logLevel,
+      base: { node: node.nodeId },
+      timestamp: pino.stdTimeFunctions.isoTime,
+    }) as unknown as Logger;
+    const broker = await createBroker({ config: node, logger });
+    const listeners = await listen(broker);
+    const a = listeners.addresses;
+    const urls = listeningUrls(listeners.addresses, node.host);
+    const where = Object.entries(urls).map(([what, url]) => `${URL_LABELS[what] ?? what} ${url}`);
     logger.info(
-      { tcp: a.tcp, ws: a.ws, tls: a.tls, wss: a.wss, ops: a.ops },
+      { tcp: a.tcp, ws: a.ws, tls: a.tls, wss: a.wss, ops: a.ops, urls },
       `stompede ${SERVER_VERSION} node ${broker.nodeId} listening: ${where.join(', ')}`,
     );
     watchReadiness(broker, logger);
     let stopping = false;
-    const stop = (signal: string): void => {
-      if (stopping) return;
+    let draining: NodeJS.Timeout | undefined;
+    const close = (): void => {
       stopping = true;
-      logger.info({ signal }, 'shutting down');
+      logger.info('shutting down');
       broker.close().then(
         () => {
           logger.info('stopped');
@@ -217,6 +235,32 @@ function serveCommand(program: Command): void {
         },
       );
     });
+    /**
+     * SIGTERM (Kubernetes, systemd, docker stop) drains first: /readyz answers 503 for shutdownDrainMs while every
+     * listener keeps serving, so load balancers stop sending new clients before the sessions close. SIGINT (Ctrl-C
+     * in a terminal) stops at once: nobody load-balances a terminal. A second signal during the drain skips the rest.
+     */
+    const stop = (signal: NodeJS.Signals): void => {
+      if (stopping) return;
+      if (draining !== undefined) {
+        clearTimeout(draining);
+        logger.info({ signal }, `${signal} during the drain: stopping now`);
+        close();
+        return;
+      }
+      const drainMs = signal === 'SIGTERM' ? node.shutdownDrainMs : 0;
+      if (drainMs <= 0) {
+        logger.info({ signal }, `${signal}: stopping`);
+        close();
+        return;
+      }
+      broker.drain();
+      logger.info(
+        { signal, drainMs },
+        `${signal}: draining for ${drainMs} ms (/readyz answers 503, listeners keep serving), then stopping; send SIGTERM or SIGINT again to stop now`,
+      );
+      draining = setTimeout(close, drainMs);
+    };
     process.on('SIGTERM', () => stop('SIGTERM'));
     process.on('SIGINT', () => stop('SIGINT'));
   });

@@ -39,6 +39,17 @@ export interface BrokerBackends {
   routes: RouteTable;
 }
 
+/** Why a node is or is not ready, as `/readyz` says it. */
+export type ReadinessState = 'starting' | 'ready' | 'engine-down' | 'draining' | 'closing';
+
+export interface Readiness {
+  readonly ready: boolean;
+  readonly state: ReadinessState;
+  readonly closing: boolean;
+  /** Each configured engine's health by role: `fanout`, `queues`, `log`, `history`. */
+  readonly engines: Record<string, boolean>;
+}
+
 /** The engines of a node by role, as `readiness()` names them. */
 export type BrokerEngines = Readonly<Pick<BrokerBackends, 'fanout' | 'queues' | 'log' | 'history'>>;
 
@@ -105,6 +116,10 @@ export class Broker {
   /** Listeners feeding this broker (`attach`): closed first at shutdown. */
   #sources: ConnectionSource[] = [];
   #starting: Promise<void> | undefined;
+  /** Whether `start` finished: every engine connected once. Until then the node is not ready. */
+  #started = false;
+  /** Set by `drain`: readiness answers 503 while the listeners still serve, ahead of `close`. */
+  #draining = false;
   #closing: Promise<void> | undefined;
   /** What sessions see of this broker (SessionHost): the callbacks they need, kept off the public API. */
   readonly #host: SessionHost;
@@ -710,6 +725,7 @@ export class Broker {
       this.#sampleMemory();
       this.#memoryTimer = setInterval(() => this.#sampleMemory(), MEMORY_SAMPLE_MS);
       this.#memoryTimer.unref();
+      this.#started = true;
     })();
     return this.#starting;
   }
@@ -748,17 +764,38 @@ export class Broker {
   }
 
   /**
-   * For readiness probes (`/readyz`): the health of every configured engine, by role (`fanout`, `queues`, `log`,
-   * `history`). Ready when all are connected and the broker is not shutting down.
+   * For readiness probes (`/readyz`): whether to send traffic here. Not ready while starting (engines not all
+   * connected yet), while draining or closing, or while an engine that carries SENDs (`fanout`, `queues`, `log`) is
+   * down, since SENDs on its routes fail or stay on this node. A history store outage (`history`) is detail only:
+   * it is shared by every node, so failing on it would take the whole cluster out of a load balancer at once, while
+   * live traffic still flows (appends are retried, replays wait). `engines` names each engine's health by role.
    */
-  readiness(): { ready: boolean; closing: boolean; engines: Record<string, boolean> } {
+  readiness(): Readiness {
     const engines: Record<string, boolean> = {};
     if (this.#fanout !== undefined) engines.fanout = this.#fanout.healthy;
     if (this.#queues !== undefined) engines.queues = this.#queues.healthy;
     if (this.#log !== undefined) engines.log = this.#log.healthy;
     engines.history = this.history.healthy;
     const closing = this.#closing !== undefined;
-    return { ready: !closing && Object.values(engines).every((healthy) => healthy), closing, engines };
+    const sendsCarried = engines.fanout !== false && engines.queues !== false && engines.log !== false;
+    const state = this.#readinessState(closing, sendsCarried);
+    return { ready: state === 'ready', state, closing, engines };
+  }
+
+  #readinessState(closing: boolean, sendsCarried: boolean): ReadinessState {
+    if (closing) return 'closing';
+    if (this.#draining) return 'draining';
+    if (!this.#started) return 'starting';
+    return sendsCarried ? 'ready' : 'engine-down';
+  }
+
+  /**
+   * Starts the shutdown drain: from now on readiness answers 503 (`draining`) while every listener keeps serving,
+   * so a load balancer stops sending new clients here before `close` ends the sessions. Clients already connected
+   * are not told anything. Idempotent; `close` may follow at any time.
+   */
+  drain(): void {
+    this.#draining = true;
   }
 
   /** The engines this node was built with, by the roles `readiness()` names them with (for operators and tests). */

@@ -1,7 +1,7 @@
 /**
- * Plain HTTP on the WebSocket port: `/healthz`, `/readyz` and `/metrics` for operators (unless `opsPort` moves
- * them to a listener of their own), and room for more handlers (the chat page) tried after them. Handlers
- * compose: the first that answers a request wins.
+ * Plain HTTP: `/healthz`, `/readyz` and `/metrics` for operators on the ops listener (`opsPort`, 15692 by default;
+ * on the WebSocket port only when `opsPort` is -1), and the WebSocket port's handlers (the chat page and any
+ * extra ones). Handlers compose: the first that answers a request wins.
  */
 import type { ServerResponse } from 'node:http';
 import { allowAll, type Authenticator } from './auth.js';
@@ -13,7 +13,12 @@ import { chatConfigHandler, webPageHandler, type ChatConfig } from './web.js';
 /** What the operator endpoints read of a broker (a `Broker` is one): readiness, memory, metrics, a logger. */
 export interface OpsSource extends MetricsSource {
   readonly logger: Logger;
-  readiness(): { readonly ready: boolean; readonly closing: boolean; readonly engines: Record<string, boolean> };
+  readiness(): {
+    readonly ready: boolean;
+    readonly state: string;
+    readonly closing: boolean;
+    readonly engines: Record<string, boolean>;
+  };
   memoryStatus(): { readonly rssBytes: number; readonly watermarkBytes: number; readonly alarm: boolean };
 }
 
@@ -44,9 +49,10 @@ function send(response: ServerResponse, status: number, contentType: string, bod
 }
 
 /**
- * `GET /healthz`: 200 while the process runs. `GET /readyz`: 200 when every configured engine is connected, else
- * 503 with JSON naming the engines that are down (and the last memory sample, which never affects readiness).
- * `GET /metrics`: the Prometheus text of the broker and process.
+ * `GET /healthz`: 200 while the process runs (liveness only). `GET /readyz`: 200 when traffic may be sent here
+ * (`Broker.readiness`), else 503 (starting, draining, closing, or an engine carrying SENDs down); JSON either way,
+ * with the state, every engine's health (a history store outage shows here without failing readiness) and the last
+ * memory sample, which never affects readiness. `GET /metrics`: the Prometheus text of the broker and process.
  */
 export function opsHttpHandler(broker: OpsSource): HttpHandler {
   const metrics = brokerMetrics(broker);
@@ -60,12 +66,12 @@ export function opsHttpHandler(broker: OpsSource): HttpHandler {
     if (path === OPS_PATHS.health) {
       send(response, 200, 'text/plain; charset=utf-8', 'ok\n');
     } else if (path === OPS_PATHS.ready) {
-      const { ready, closing, engines } = broker.readiness();
+      const { ready, state, closing, engines } = broker.readiness();
       const down = Object.entries(engines)
         .filter(([, healthy]) => !healthy)
         .map(([name]) => name);
       // Memory is detail for operators, never a reason to be unready: the watermark refuses SENDs instead.
-      const body = JSON.stringify({ ready, closing, engines, down, memory: broker.memoryStatus() }) + '\n';
+      const body = JSON.stringify({ ready, state, closing, engines, down, memory: broker.memoryStatus() }) + '\n';
       send(response, ready ? 200 : 503, 'application/json', body);
     } else {
       metrics.scrape().then(
@@ -95,14 +101,14 @@ function isOpsPath(path: string): boolean {
 
 /**
  * On the WebSocket port when `opsPort` is set: the operator paths answer 404 here, ahead of every other handler,
- * so no extra handler can expose them on the public port by accident.
+ * so no extra handler can expose them on the public port by accident. The text names the port to ask instead.
  */
-function opsElsewhereHandler(): HttpHandler {
+function opsElsewhereHandler(opsPort: number): HttpHandler {
+  const where = opsPort > 0 ? `its ops port, ${opsPort}` : 'its ops port';
+  const text = `Not found here: this node serves /metrics, /healthz and /readyz on ${where} (opsPort, --ops-port), not on the WebSocket port.\n`;
   return (request, response) => {
     if (!isOpsPath(urlPath(request.url))) return false;
-    response
-      .writeHead(404, { 'content-type': 'text/plain', 'cache-control': 'no-store' })
-      .end('Not found here: this node serves /metrics, /healthz and /readyz on its ops port (opsPort).\n');
+    response.writeHead(404, { 'content-type': 'text/plain', 'cache-control': 'no-store' }).end(text);
     return true;
   };
 }
@@ -112,6 +118,6 @@ function opsElsewhereHandler(): HttpHandler {
  * on the ops port), then `extra` handlers in order, then the chat page (`/` and its config).
  */
 export function brokerHttpHandler(broker: HttpSource, extra: readonly HttpHandler[] = []): HttpHandler {
-  const ops = broker.config.opsPort >= 0 ? opsElsewhereHandler() : opsHttpHandler(broker);
+  const ops = broker.config.opsPort >= 0 ? opsElsewhereHandler(broker.config.opsPort) : opsHttpHandler(broker);
   return composeHttpHandlers([ops, ...extra, chatConfigHandler(chatConfig(broker)), webPageHandler()]);
 }

@@ -44,6 +44,14 @@ function randomNodeId(): string {
 }
 
 /**
+ * The config with its node id chosen: as configured, else a random one. The CLI calls it before making its logger,
+ * so every log line carries the node id even when it was generated; `createBroker` keeps an id already chosen.
+ */
+export function withNodeId(config: Readonly<BrokerConfig>): Readonly<BrokerConfig> {
+  return config.nodeId === '' ? Object.freeze({ ...config, nodeId: randomNodeId() }) : config;
+}
+
+/**
  * The node's one route table, handed to the Broker and to the engines: `routes` given in the options, else the
  * config's, else the defaults for the engines there are (given ones, or ones the config names).
  */
@@ -89,8 +97,7 @@ async function configuredAuthenticator(config: Readonly<BrokerConfig>, logger: L
  * token keys when configured.
  */
 export async function createBroker(options: BrokerOptions = {}): Promise<Broker> {
-  let config = loadConfig({ overrides: options.config ?? {} });
-  if (config.nodeId === '') config = Object.freeze({ ...config, nodeId: randomNodeId() });
+  const config = withNodeId(loadConfig({ overrides: options.config ?? {} }));
   const { config: _c, authenticator: _a, logger = silentLogger, routes: _r, ...given } = options;
   const authenticator = options.authenticator ?? (await configuredAuthenticator(config, logger));
   const routes = routeTable(config, options);
@@ -104,11 +111,11 @@ export interface ListenOptions {
 }
 
 /**
- * Starts the broker's engines, then opens the TCP, WebSocket, TLS and ops listeners its config asks for, each
- * handing connections to `broker.handle`. `broker.close()` stops them: it closes the listeners first.
+ * Opens the ops listener (when `opsPort` is set; `/readyz` answers 503 `starting` meanwhile), starts the broker's
+ * engines, then opens the TCP, WebSocket and TLS listeners its config asks for, each handing connections to
+ * `broker.handle`. `broker.close()` stops them all: it closes the listeners first.
  */
 export async function listen(broker: Broker, options: ListenOptions = {}): Promise<Listeners> {
-  await broker.start();
   const target: ListenTarget = {
     config: broker.config,
     limitHit: (limit) => broker.stats.limitHit(limit),
@@ -117,6 +124,7 @@ export async function listen(broker: Broker, options: ListenOptions = {}): Promi
   const listeners = await listenTransports(target, {
     web: brokerHttpHandler(broker, options.httpHandlers ?? []),
     ops: broker.config.opsPort >= 0 ? opsHttpHandler(broker) : undefined,
+    beforeClients: () => broker.start(),
   });
   broker.attach(listeners);
   return listeners;

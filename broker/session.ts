@@ -588,13 +588,13 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
           ['session', this.id],
           ['server', this.#broker.serverHeader],
         ];
-        const c = this.#broker.config;
-        if (version !== '1.0') headers.push(['heart-beat', `${c.heartbeatSendMs},${c.heartbeatReceiveMs}`]);
+        // STOMP 1.0 has no heart-beating: such sessions get none (STOMP 1.1 §Heart-beating).
+        const beats = version === '1.0' ? undefined : negotiateHeartbeats(heartbeat[0], heartbeat[1], this.#broker.config.heartbeatMinMs);
+        if (beats !== undefined) headers.push(['heart-beat', `${beats.outbound},${beats.inbound}`]);
         if (result.user !== 'anonymous') headers.push(['user-name', result.user]);
         this.#writeFrame('CONNECTED', headers);
         this.#clearTimers(); // the connect timeout
-        // STOMP 1.0 has no heart-beating: such sessions get none (STOMP 1.1 §Heart-beating).
-        if (version !== '1.0') this.#startHeartbeats(heartbeat[0], heartbeat[1]);
+        if (beats !== undefined) this.#startHeartbeats(beats.outbound, beats.inbound);
         this.#broker.sessionConnected(this);
       });
   }
@@ -605,12 +605,9 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
     this.connection.authenticated?.();
   }
 
-  #startHeartbeats(clientSends: number, clientWants: number): void {
+  /** `outbound`: we beat at least this often; `inbound`: the client promised to (ms; 0: none that way). */
+  #startHeartbeats(outbound: number, inbound: number): void {
     const c = this.#broker.config;
-    // STOMP 1.2 §Heart-beating: each direction beats at the larger of what one side offers and the other wants,
-    // and not at all when either says 0.
-    const outbound = c.heartbeatSendMs === 0 || clientWants === 0 ? 0 : Math.max(c.heartbeatSendMs, clientWants);
-    const inbound = clientSends === 0 || c.heartbeatReceiveMs === 0 ? 0 : Math.max(clientSends, c.heartbeatReceiveMs);
     if (outbound === 0 && inbound === 0) return;
     const limit = inbound * c.heartbeatGrace;
     // One timer per session for both directions (10,000 idle sessions are 10,000 timers, not 20,000). It ticks at
@@ -1108,4 +1105,19 @@ function frameBytes(frame: Frame): number {
   let bytes = frame.body.length + 64;
   for (const [name, value] of frame.headers) bytes += name.length + value.length + 16;
   return bytes;
+}
+
+/**
+ * The heart-beats of a session, from the client's CONNECT `heart-beat: cx,cy` and the floor `heartbeatMinMs`:
+ * we beat every max(cy, floor) when the client wants beats (cy > 0), and expect one every max(cx, floor) when it
+ * offers them (cx > 0); 0 means none that way. As RabbitMQ, we honor the client rather than impose our own values.
+ * CONNECTED's `heart-beat` is exactly `outbound,inbound`: STOMP 1.2 §Heart-beating has each side take the larger
+ * of its own value and the other's, so the client computes the same two intervals from it (max(cx, inbound) =
+ * inbound, max(outbound, cy) = outbound).
+ */
+export function negotiateHeartbeats(clientSends: number, clientWants: number, floorMs: number): { outbound: number; inbound: number } {
+  return {
+    outbound: clientWants === 0 ? 0 : Math.max(clientWants, floorMs),
+    inbound: clientSends === 0 ? 0 : Math.max(clientSends, floorMs),
+  };
 }

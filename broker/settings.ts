@@ -170,9 +170,8 @@ export const SETTINGS = {
     ...port(-1),
     default: 15674,
     section: 'listeners',
-    help: 'STOMP over WebSocket, plus plain HTTP: the chat page, health and metrics (`-1`: off).',
-    details:
-      'The health and metrics endpoints (`/healthz`, `/readyz`, `/metrics`) answer here unless `opsPort` moves them; `-1` turns them off too, when they are here.',
+    help: 'STOMP over WebSocket, plus plain HTTP: the chat page (`-1`: off).',
+    details: 'With `opsPort` `-1`, `/healthz`, `/readyz` and `/metrics` answer here too.',
     example: '15684',
   }),
   wsPath: setting({
@@ -188,10 +187,10 @@ export const SETTINGS = {
   }),
   opsPort: setting({
     ...port(-1),
-    default: -1,
+    default: 15692,
     section: 'listeners',
-    help: 'A separate plain-HTTP listener for `/metrics`, `/healthz` and `/readyz` (`-1`: none, they stay on `wsPort`).',
-    details: 'When set they answer only there (404 on `wsPort`), so metrics can stay on an internal port.',
+    help: 'Plain-HTTP listener for `/metrics`, `/healthz`, `/readyz` and the management API (15692, like RabbitMQ\'s Prometheus port).',
+    details: 'They answer only there (404 on `wsPort`), so they can stay on an internal port; `-1`: none, and the health and metrics endpoints answer on `wsPort`.',
     example: '15692',
   }),
   tlsPort: setting({
@@ -345,26 +344,13 @@ export const SETTINGS = {
     details: 'More wait their turn, one per remote address at a time.',
     example: '4',
   }),
-  heartbeatSendMs: setting({
-    ...ms(),
-    default: 10000,
-    section: 'timeouts',
-    help: 'What CONNECTED offers as our sending interval (ms; first number of `heart-beat`); `0`: we send none.',
-    example: '5000',
-  }),
-  heartbeatReceiveMs: setting({
-    ...ms(),
-    default: 10000,
-    section: 'timeouts',
-    help: 'What CONNECTED asks of the client (ms; second number of `heart-beat`); `0`: we expect none.',
-    example: '5000',
-  }),
   heartbeatMinMs: setting({
     ...ms(),
     default: 1000,
     section: 'timeouts',
-    help: 'Floor of negotiated heart-beats in both directions (ms).',
-    details: 'A client asking for beats more often gets this; one asking for `0` gets none.',
+    help: 'Floor of negotiated heart-beats in both directions (ms); heart-beats otherwise follow the client’s CONNECT offer.',
+    details:
+      'The node beats every max(cy, floor) and expects a beat every max(cx, floor) for a CONNECT `heart-beat: cx,cy`; `0` from the client means none that way. `0`: no floor.',
     example: '500',
   }),
   heartbeatGrace: setting({

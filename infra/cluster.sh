@@ -5,7 +5,9 @@
 #   infra/cluster.sh stop     nodes down, then the services this script started
 #   infra/cluster.sh status   one line per node
 #
-# Node N listens on TCP 616N3 and WebSocket 156N4 path /ws (N = 1, 2, 3 → 61613/61623/61633 and 15674/15684/15694).
+# Node N listens on TCP 616N3 and WebSocket 156N4 path /ws (N = 1, 2, 3 → 61613/61623/61633 and 15674/15684/15694),
+# and serves /metrics, /healthz and /readyz on its own ops port 15682 + 10N (15692/15702/15712): with the default ops
+# port (15692) for every node, the second node would not start.
 # Pid files and logs live in .cluster/ (node1.pid, node1.log, ...).
 set -euo pipefail
 
@@ -15,6 +17,7 @@ RUN=$ROOT/.cluster
 NODES=(1 2 3)
 tcp_port() { echo $((61603 + 10 * $1)); }
 ws_port() { echo $((15664 + 10 * $1)); }
+ops_port() { echo $((15682 + 10 * $1)); }
 
 log() { printf '%s\n' "$*" >&2; }
 
@@ -32,17 +35,18 @@ start() {
       log "node$n already running (pid $(cat "$pidfile"))"
       continue
     fi
-    # setsid: the node outlives this script and the terminal; stop() signals it by pid.
+    # setsid: the node outlives this script and the terminal; stop() signals it by pid. No load balancer sits in
+    # front of this cluster, so SIGTERM need not drain (stop() allows each node 5 s).
     setsid node "$ROOT/dist/bin/stompede.js" --node-id "node$n" \
-      --port "$(tcp_port "$n")" --ws-port "$(ws_port "$n")" \
+      --port "$(tcp_port "$n")" --ws-port "$(ws_port "$n")" --ops-port "$(ops_port "$n")" --shutdown-drain-ms 0 \
       --redis "$STOMPEDE_TEST_REDIS_URL" --kafka "$STOMPEDE_TEST_KAFKA_BROKERS" --mongo "$STOMPEDE_TEST_MONGO_URL" \
       >"$RUN/node$n.log" 2>&1 </dev/null &
     echo $! >"$pidfile"
   done
   for n in "${NODES[@]}"; do
-    local port deadline=$((SECONDS + 60))
-    port=$(tcp_port "$n")
-    until (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+    local deadline=$((SECONDS + 60))
+    # Ready: every engine connected and the client listeners open.
+    until curl -sf -o /dev/null "http://127.0.0.1:$(ops_port "$n")/readyz"; do
       if ! kill -0 "$(cat "$RUN/node$n.pid")" 2>/dev/null || ((SECONDS > deadline)); then
         log "node$n did not start; last lines of .cluster/node$n.log:"
         tail -n 20 "$RUN/node$n.log" >&2
@@ -53,7 +57,7 @@ start() {
   done
   echo "Stompede cluster is up (engines: redis $STOMPEDE_TEST_REDIS_URL, kafka $STOMPEDE_TEST_KAFKA_BROKERS, mongo $STOMPEDE_TEST_MONGO_URL)"
   for n in "${NODES[@]}"; do
-    echo "  node$n  stomp tcp://127.0.0.1:$(tcp_port "$n")  websocket ws://127.0.0.1:$(ws_port "$n")/ws  chat page http://127.0.0.1:$(ws_port "$n")/  log .cluster/node$n.log"
+    echo "  node$n  stomp tcp://127.0.0.1:$(tcp_port "$n")  websocket ws://127.0.0.1:$(ws_port "$n")/ws  chat page http://127.0.0.1:$(ws_port "$n")/  ops http://127.0.0.1:$(ops_port "$n")  log .cluster/node$n.log"
   done
   echo "Stop it with: make cluster-stop"
 }
@@ -79,7 +83,7 @@ status() {
   for n in "${NODES[@]}"; do
     local pidfile=$RUN/node$n.pid
     if [[ -f $pidfile ]] && kill -0 "$(cat "$pidfile")" 2>/dev/null; then
-      echo "node$n running (pid $(cat "$pidfile")) tcp $(tcp_port "$n") ws $(ws_port "$n")"
+      echo "node$n running (pid $(cat "$pidfile")) tcp $(tcp_port "$n") ws $(ws_port "$n") ops $(ops_port "$n")"
     else
       echo "node$n stopped"
     fi

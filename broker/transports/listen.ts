@@ -77,6 +77,11 @@ export interface ListenTarget {
 export interface ListenHttp {
   readonly web?: HttpHandler | undefined;
   readonly ops?: HttpHandler | undefined;
+  /**
+   * Run once the ops listener is open and before any client listener opens (the broker's engines start here), so
+   * probes get answers (a 503 `starting`) while a slow engine connects, and no client arrives before it is up.
+   */
+  readonly beforeClients?: (() => Promise<void>) | undefined;
 }
 
 /** `setting` names the config key of the port, so the error can say which flag or variable to change. */
@@ -126,10 +131,12 @@ function close(server: NetServer): Promise<void> {
   return new Promise((resolve) => server.close(() => resolve()));
 }
 
-/** Opens the TCP, WebSocket, TLS and ops listeners the config asks for, each handing connections to `target`. */
+/**
+ * Opens the listeners the config asks for: the ops listener first, then (after `http.beforeClients`) TCP, TLS,
+ * WebSocket and WSS, each handing connections to `target`.
+ */
 export async function listenTransports(target: ListenTarget, http: ListenHttp = {}): Promise<Listeners> {
   const c = target.config;
-  const accept = target.accept;
   const sockets = new Set<Socket | Duplex>();
   const track = (socket: Socket): void => {
     sockets.add(socket);
@@ -147,6 +154,63 @@ export async function listenTransports(target: ListenTarget, http: ListenHttp = 
     server.on('drop', () => target.limitHit('connections'));
   };
 
+  // Plain HTTP even when TLS is configured: it is meant for an internal network (Prometheus, kubelet probes).
+  let ops: (Address & { url: string }) | undefined;
+  if (c.opsPort >= 0) {
+    const answer = http.ops;
+    const server = createHttpServer((request, response) => {
+      if (answer?.(request, response) === true) return;
+      response.writeHead(404, { 'content-type': 'text/plain' }).end('Not found. This port serves /metrics, /healthz and /readyz only.\n');
+    });
+    server.on('connection', track);
+    servers.push(server);
+    const a = await listenOn(server, c.host, c.opsPort, 'opsPort');
+    ops = { ...a, url: `http://${c.host}:${a.port}` };
+  }
+
+  let clients: ClientAddresses;
+  try {
+    await http.beforeClients?.();
+    clients = await listenClients({ target, web: http.web, track, guard, servers, wsServers });
+  } catch (error) {
+    // A failed start (an engine, a port in use) leaves nothing listening, probes' sockets included: an embedder
+    // may retry in-process.
+    for (const w of wsServers) w.close();
+    for (const s of sockets) s.destroy();
+    await Promise.all(servers.map(close));
+    throw error;
+  }
+
+  return {
+    addresses: { ...clients, ops },
+    async stopAccepting() {
+      for (const w of wsServers) w.close();
+      await Promise.all(servers.map(close));
+    },
+    async waitClosed(timeoutMs: number) {
+      const deadline = Date.now() + timeoutMs;
+      while (sockets.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      for (const s of sockets) s.destroy();
+    },
+  };
+}
+
+type ClientAddresses = Omit<ListenAddresses, 'ops'>;
+
+/** What the client listeners share with `listenTransports`: the servers and sockets it closes at the end. */
+interface ListenContext {
+  readonly target: ListenTarget;
+  readonly web: HttpHandler | undefined;
+  readonly track: (socket: Socket) => void;
+  readonly guard: (server: NetServer) => void;
+  readonly servers: NetServer[];
+  readonly wsServers: WebSocketServer[];
+}
+
+/** Opens the TCP, TLS, WebSocket and WSS listeners the config asks for. */
+async function listenClients({ target, web: webHandler, track, guard, servers, wsServers }: ListenContext): Promise<ClientAddresses> {
+  const c = target.config;
+  const accept = target.accept;
   let tcpAddress: Address | undefined;
   if (c.port >= 0) {
     const tcp = createNetServer((socket) => {
@@ -181,7 +245,6 @@ export async function listenTransports(target: ListenTarget, http: ListenHttp = 
   }
 
   // Health and metrics are the handlers' business (broker/http.ts), on whichever port the config puts them.
-  const webHandler = http.web;
   const onRequest = (request: IncomingMessage, response: ServerResponse): void => {
     if (webHandler?.(request, response) === true) return;
     response.writeHead(404, { 'content-type': 'text/plain' }).end(`Not found. STOMP over WebSocket is served at ${c.wsPath}.\n`);
@@ -221,30 +284,5 @@ export async function listenTransports(target: ListenTarget, http: ListenHttp = 
   const ws = c.wsPort >= 0 ? await web(false, c.wsPort) : undefined;
   const wss = tlsOptions !== undefined && c.wssPort >= 0 ? await web(true, c.wssPort) : undefined;
 
-  // Plain HTTP even when TLS is configured: it is meant for an internal network (Prometheus, kubelet probes).
-  let ops: (Address & { url: string }) | undefined;
-  if (c.opsPort >= 0) {
-    const answer = http.ops;
-    const server = createHttpServer((request, response) => {
-      if (answer?.(request, response) === true) return;
-      response.writeHead(404, { 'content-type': 'text/plain' }).end('Not found. This port serves /metrics, /healthz and /readyz only.\n');
-    });
-    server.on('connection', track);
-    servers.push(server);
-    const a = await listenOn(server, c.host, c.opsPort, 'opsPort');
-    ops = { ...a, url: `http://${c.host}:${a.port}` };
-  }
-
-  return {
-    addresses: { tcp: tcpAddress, ws, tls: tlsAddress, wss, ops },
-    async stopAccepting() {
-      for (const w of wsServers) w.close();
-      await Promise.all(servers.map(close));
-    },
-    async waitClosed(timeoutMs: number) {
-      const deadline = Date.now() + timeoutMs;
-      while (sockets.size > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      for (const s of sockets) s.destroy();
-    },
-  };
+  return { tcp: tcpAddress, ws, tls: tlsAddress, wss };
 }

@@ -37,7 +37,8 @@ function expectConnected(raw: string, version: string, heartBeat: string | undef
 }
 
 describe('broker › wire › CONNECT', () => {
-  const h = useBroker({ heartbeatSendMs: 4000, heartbeatReceiveMs: 6000 });
+  // No client here offers heart-beats, so every CONNECTED says 0,0 (negotiation: heartbeat.spec.ts).
+  const h = useBroker();
 
   describe('version negotiation (S23–S25, V1)', () => {
     it('treats a CONNECT without accept-version as 1.0: no heart-beat header in CONNECTED', async () => {
@@ -52,10 +53,10 @@ describe('broker › wire › CONNECT', () => {
       expectConnected(reply.raw.toString(), '1.0', undefined);
     });
 
-    it('answers accept-version:1.1 with version 1.1 and the configured heart-beat', async () => {
+    it('answers accept-version:1.1 with version 1.1 and heart-beat 0,0 when the client offers none', async () => {
       const c = await h.raw();
       const reply = await connect(c, V11);
-      expectConnected(reply.raw.toString(), '1.1', '4000,6000');
+      expectConnected(reply.raw.toString(), '1.1', '0,0');
     });
 
     it('answers accept-version:1.0 with version 1.0', async () => {
@@ -75,7 +76,7 @@ describe('broker › wire › CONNECT', () => {
       it(`picks ${chosen} from accept-version:${offered}`, async () => {
         const c = await h.raw();
         const reply = await connect(c, { 'accept-version': offered, host: 'localhost' });
-        expectConnected(reply.raw.toString(), chosen, (chosen as string) === '1.0' ? undefined : '4000,6000');
+        expectConnected(reply.raw.toString(), chosen, (chosen as string) === '1.0' ? undefined : '0,0');
       });
     }
 
@@ -107,12 +108,12 @@ describe('broker › wire › CONNECT', () => {
     it('treats STOMP exactly like CONNECT', async () => {
       const c = await h.raw();
       const reply = await connect(c, V12);
-      const viaConnect = expectConnected(reply.raw.toString(), '1.2', '4000,6000');
+      const viaConnect = expectConnected(reply.raw.toString(), '1.2', '0,0');
       const s = await h.raw();
       s.send(stompFrame('STOMP', V12));
       const viaStomp = await s.nextFrame();
       expect(viaStomp.command).to.equal('CONNECTED');
-      expect(expectConnected(viaStomp.raw.toString(), '1.2', '4000,6000')).to.not.equal(viaConnect);
+      expect(expectConnected(viaStomp.raw.toString(), '1.2', '0,0')).to.not.equal(viaConnect);
     });
 
     it('gives every connection a different session id', async () => {
@@ -124,7 +125,7 @@ describe('broker › wire › CONNECT', () => {
     it('adds user-name when the client logged in (allow-all authenticator)', async () => {
       const c = await h.raw();
       const reply = await connect(c, { 'accept-version': '1.2', host: 'localhost', login: 'carol', passcode: 'x' });
-      expectConnected(reply.raw.toString(), '1.2', '4000,6000', 'carol');
+      expectConnected(reply.raw.toString(), '1.2', '0,0', 'carol');
     });
 
     it('does not unescape CONNECT headers nor escape CONNECTED ones (S6)', async () => {
@@ -132,14 +133,14 @@ describe('broker › wire › CONNECT', () => {
       // `\c` and `\t` are an escape and an undefined escape elsewhere; in CONNECT they are plain text.
       c.send('CONNECT\naccept-version:1.2\nhost:localhost\nlogin:a\\cb\\t\npasscode:p\\\\w\n\n\0');
       const reply = await c.nextFrame();
-      expectConnected(reply.raw.toString(), '1.2', '4000,6000', 'a\\cb\\t');
+      expectConnected(reply.raw.toString(), '1.2', '0,0', 'a\\cb\\t');
     });
 
     it('accepts a 1.1 CONNECT with CRLF line ends', async () => {
       const c = await h.raw();
       c.send('CONNECT\r\naccept-version:1.1\r\nhost:localhost\r\n\r\n\0');
       const reply = await c.nextFrame();
-      expectConnected(reply.raw.toString(), '1.1', '4000,6000');
+      expectConnected(reply.raw.toString(), '1.1', '0,0');
     });
 
     it('refuses an invalid heart-beat header', async () => {
@@ -250,7 +251,7 @@ describe('broker › wire › CONNECT', () => {
 
   describe('broker shutdown', () => {
     it('sends every connected client ERROR, after the RECEIPTs already due, then closes', async () => {
-      const own = await startBroker({ heartbeatSendMs: 0, heartbeatReceiveMs: 0 });
+      const own = await startBroker();
       const a = await RawClient.tcp(own.tcpPort);
       const b = await RawClient.tcp(own.tcpPort);
       try {

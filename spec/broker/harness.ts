@@ -30,7 +30,7 @@ export function useBroker(config: ConfigInput = {}, options: Omit<BrokerOptions,
     return c;
   };
   before(async () => {
-    running = await startBroker({ heartbeatSendMs: 0, heartbeatReceiveMs: 0, ...config }, options);
+    running = await startBroker(config, options);
   });
   afterEach(() => {
     for (const c of open.splice(0)) c.close();

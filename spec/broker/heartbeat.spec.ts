@@ -18,7 +18,8 @@ function afterConnected(client: RawClient): string {
 }
 
 describe('broker › wire › heart-beating (S27–S30, V4)', () => {
-  const h = useBroker({ heartbeatSendMs: 100, heartbeatReceiveMs: 100, heartbeatGrace: 2 });
+  // The floor (100 ms) is what a client asking for beats more often than that gets, both ways.
+  const h = useBroker({ heartbeatMinMs: 100, heartbeatGrace: 2 });
   /**
    * How late a beat may be: 50 ms on an idle machine, more when this process's timers already run late (the
    * broker's beat timer is one of them). Checks that something must NOT happen keep their exact bounds.
@@ -28,12 +29,22 @@ describe('broker › wire › heart-beating (S27–S30, V4)', () => {
     slackMs = Math.max(50, 10 * (await eventLoopLag(10)));
   });
 
+  // CONNECTED says exactly what was negotiated: the client's max(own, ours) rule then yields the same two intervals.
   for (const version of ['1.1', '1.2']) {
-    it(`${version}: CONNECTED offers heart-beat:<heartbeatSendMs>,<heartbeatReceiveMs>`, async () => {
-      const c = await h.raw();
-      const reply = await connect(c, { 'accept-version': version, host: 'localhost', 'heart-beat': '0,0' });
-      expect(header(reply, 'heart-beat')).to.equal('100,100');
-    });
+    for (const [offer, answer] of [
+      ['0,0', '0,0'],
+      ['300,0', '0,300'],
+      ['0,300', '300,0'],
+      ['500,200', '200,500'],
+      ['50,20', '100,100'],
+      ['100,100', '100,100'],
+    ] as const) {
+      it(`${version}: answers CONNECT heart-beat:${offer} with heart-beat:${answer} (client's values, floor 100)`, async () => {
+        const c = await h.raw();
+        const reply = await connect(c, { 'accept-version': version, host: 'localhost', 'heart-beat': offer });
+        expect(header(reply, 'heart-beat')).to.equal(answer);
+      });
+    }
   }
 
   describe('server to client', () => {
@@ -48,14 +59,24 @@ describe('broker › wire › heart-beating (S27–S30, V4)', () => {
       expect(c.isClosed).to.equal(false);
     });
 
-    it('beats at the larger of the two intervals: client asks 0,300', async () => {
+    it('beats at the interval the client asks when above the floor: client asks 0,300', async () => {
       const c = await h.raw();
       await connect(c, { 'accept-version': '1.1', host: 'localhost', 'heart-beat': '0,300' });
       const start = Date.now();
       await sleep(950);
-      // Every 300 ms at the least; a broker that used its own 100 ms would have sent about 18.
+      // Every 300 ms at the least; a broker that beat at the 100 ms floor would have sent about 18.
       expect(c.heartbeats.length).to.be.within(3, 8);
       for (const gap of gaps(c, start)) expect(gap).to.be.at.most(300 + slackMs);
+    });
+
+    it('beats no more often than the floor: client asks 0,10', async () => {
+      const c = await h.raw();
+      await connect(c, { 'accept-version': '1.2', host: 'localhost', 'heart-beat': '0,10' });
+      const start = Date.now();
+      await sleep(650);
+      // A beat goes out after a quarter interval of silence: at most about 26 at 100 ms; at 10 ms about 260.
+      expect(c.heartbeats.length).to.be.within(5, 30);
+      for (const gap of gaps(c, start)) expect(gap).to.be.at.most(100 + slackMs);
     });
 
     for (const [label, headers] of [
@@ -105,7 +126,20 @@ describe('broker › wire › heart-beating (S27–S30, V4)', () => {
       expect(Date.now() - start).to.be.within(190, 500 + slackMs);
     });
 
-    it('uses the larger interval for the timeout: client offers 300,0', async () => {
+    it('times out at the floor for a client promising beats more often: client offers 20,0', async () => {
+      const c = await h.raw();
+      await connect(c, { 'accept-version': '1.2', host: 'localhost', 'heart-beat': '20,0' });
+      const start = Date.now();
+      await sleep(150);
+      expect(c.isClosed, 'still open at 150 ms (a 20 ms interval would have closed it at 40 ms)').to.equal(false);
+      await expectError(c, {
+        message: 'heart-beat timeout',
+        body: 'Nothing was received for more than 200 ms (negotiated interval 100 ms × grace 2).\n',
+      });
+      expect(Date.now() - start).to.be.within(190, 500 + slackMs);
+    });
+
+    it("uses the client's interval for the timeout when above the floor: client offers 300,0", async () => {
       const c = await h.raw();
       await connect(c, { 'accept-version': '1.1', host: 'localhost', 'heart-beat': '300,0' });
       const start = Date.now();
@@ -153,16 +187,49 @@ describe('broker › wire › heart-beating (S27–S30, V4)', () => {
     });
   });
 
-  describe('a broker that offers 0,0', () => {
-    const off = useBroker({ heartbeatSendMs: 0, heartbeatReceiveMs: 0 });
+  describe('the default floor (heartbeatMinMs 1000)', () => {
+    const floor = useBroker({ heartbeatMinMs: 1000, heartbeatGrace: 2 });
 
-    it('says heart-beat:0,0, sends no beats and times nobody out', async () => {
-      const c = await off.raw();
-      const reply = await connect(c, { 'accept-version': '1.2', host: 'localhost', 'heart-beat': '100,100' });
-      expect(header(reply, 'heart-beat')).to.equal('0,0');
-      await sleep(400);
-      expect(c.heartbeats).to.deep.equal([]);
-      expect(c.isClosed).to.equal(false);
+    it('answers heart-beat:500,0 with 0,1000, and closes a silent client after about 2 s', async () => {
+      const c = await floor.raw();
+      const start = Date.now();
+      const reply = await connect(c, { 'accept-version': '1.2', host: 'localhost', 'heart-beat': '500,0' });
+      expect(header(reply, 'heart-beat')).to.equal('0,1000');
+      // The ERROR is due at 2 s; expectError waits 2 s for a frame, so it starts after most of the wait.
+      await sleep(1500);
+      expect(c.isClosed, 'still open at 1.5 s').to.equal(false);
+      await expectError(c, {
+        message: 'heart-beat timeout',
+        body: 'Nothing was received for more than 2000 ms (negotiated interval 1000 ms × grace 2).\n',
+      });
+      // Not the 20 s a fixed 10000,10000 gave: grace × max(500, floor), plus the check's tick.
+      expect(Date.now() - start).to.be.within(1990, 4000 + slackMs);
+    });
+  });
+
+  describe('a client that promised 500 ms beats on a node with floor 500', () => {
+    const fast = useBroker({ heartbeatMinMs: 500, heartbeatGrace: 2 });
+
+    it('is disconnected after grace × 500 ms of silence', async () => {
+      const c = await fast.raw();
+      const start = Date.now();
+      const reply = await connect(c, { 'accept-version': '1.2', host: 'localhost', 'heart-beat': '500,0' });
+      expect(header(reply, 'heart-beat')).to.equal('0,500');
+      await expectError(c, {
+        message: 'heart-beat timeout',
+        body: 'Nothing was received for more than 1000 ms (negotiated interval 500 ms × grace 2).\n',
+      });
+      expect(Date.now() - start).to.be.within(990, 2500 + slackMs);
+    });
+  });
+
+  describe('no floor (heartbeatMinMs 0)', () => {
+    const raw = useBroker({ heartbeatMinMs: 0 });
+
+    it("answers with the client's values as they are", async () => {
+      const c = await raw.raw();
+      const reply = await connect(c, { 'accept-version': '1.2', host: 'localhost', 'heart-beat': '70,30' });
+      expect(header(reply, 'heart-beat')).to.equal('30,70');
     });
   });
 });

@@ -264,11 +264,12 @@ describe('broker › Session unit (no socket: fake SessionHost, in-memory Connec
       expect(c.headers.has('heart-beat')).to.equal(false);
     });
 
-    it('answers heart-beat with its own configured intervals, and beats when the client asks for them', async () => {
-      const host = new FakeHost({ heartbeatSendMs: 20, heartbeatReceiveMs: 0 });
+    it('answers heart-beat with the intervals negotiated from the client offer and the floor, and beats when asked', async () => {
+      const host = new FakeHost({ heartbeatMinMs: 20 });
       const peer = open(host);
-      peer.send('CONNECT', { 'accept-version': '1.2', 'heart-beat': '0,20' });
+      peer.send('CONNECT', { 'accept-version': '1.2', 'heart-beat': '0,5' });
       await settle();
+      // The client wants beats every 5 ms: it gets the 20 ms floor; it offers none, so none are expected of it.
       expect(header(peer.connection.last('CONNECTED'), 'heart-beat')).to.equal('20,0');
       // Generous bound: a beat is due after 5 ms of silence, checked every 10 ms.
       const deadline = Date.now() + 5000;

@@ -165,7 +165,7 @@ describe('broker › wire › WebSocket transport', () => {
   });
 
   describe('heart-beats', () => {
-    const hb = useBroker({ heartbeatSendMs: 100, heartbeatReceiveMs: 100 });
+    const hb = useBroker({ heartbeatMinMs: 100 });
 
     it('sends each heart-beat as a text message holding one LF', async () => {
       const c = await RawClient.ws(hb.wsUrl, ['v12.stomp']);

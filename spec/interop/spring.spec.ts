@@ -157,7 +157,7 @@ describe('Spring interop (interop/spring, Maven + JUnit)', function () {
     // BrokerRelayTest proves delivery across Stompede nodes, user queues included.
     const redis = process.env.STOMPEDE_TEST_REDIS_URL;
     const cluster = redis === undefined ? {} : { redis, clusterName: uniqueName('spring') };
-    const config = { heartbeatSendMs: 500, heartbeatReceiveMs: 500, ...cluster };
+    const config = { heartbeatMinMs: 500, ...cluster };
     nodes.push(await startBroker(config));
     if (redis !== undefined) nodes.push(await startBroker(config));
     const [node1, node2] = nodes;

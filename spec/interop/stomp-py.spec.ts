@@ -50,7 +50,7 @@ describe('interop › stomp.py 8.2.0 (TCP 1.2 and 1.1, WebSocket)', function () 
   before(async function () {
     this.timeout(300_000); // a first run creates the venv and installs from PyPI; later runs only read a marker
     const python = await ensureVenv();
-    t = await startBroker({ heartbeatSendMs: HEARTBEAT_MS, heartbeatReceiveMs: HEARTBEAT_MS });
+    t = await startBroker({ heartbeatMinMs: HEARTBEAT_MS });
     log = watchSessionErrors(t.broker);
     outcome = await run(
       python,

@@ -4,6 +4,7 @@ import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connectedTcp, stompFrame } from '../support/raw.js';
+import { SERVER_VERSION } from '../../broker/version.js';
 import { RunningCli, freePort, runCli } from './cli.js';
 import { http } from './http.js';
 import { waitQuiet } from '../support/timing.js';
@@ -83,9 +84,9 @@ describe('ops › CLI', function () {
 
   describe('logs', () => {
     it('--log-level warn hides the info lines; info shows the start with the addresses', async () => {
-      const [tcp, ws] = [await freePort(), await freePort()];
-      const quiet = start(['--port', String(tcp), '--ws-port', String(ws), '--log-level', 'warn']);
-      await untilHealthy(ws, quiet);
+      const [tcp, ws, ops] = [await freePort(), await freePort(), await freePort()];
+      const quiet = start(['--port', String(tcp), '--ws-port', String(ws), '--ops-port', String(ops), '--log-level', 'warn']);
+      await untilHealthy(ops, quiet);
       const quietResult = await quiet.stop();
       expect(quietResult.code).to.equal(0);
       expect(
@@ -98,6 +99,31 @@ describe('ops › CLI', function () {
       expect(line.level).to.equal(INFO);
       expect(line.node).to.equal('n-log');
       expect(line.tcp).to.have.property('port').that.is.above(0);
+    });
+
+    it('logs ISO timestamps, the generated node id on every line, and every URL a user needs at start', async () => {
+      const cli = start(['--port', '0', '--ws-port', '0', '--log-level', 'info']);
+      const line = await cli.waitForLog((l) => String(l.msg).includes('listening'));
+      expect(line.time)
+        .to.be.a('string')
+        .and.match(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+      expect(Math.abs(Date.parse(String(line.time)) - Date.now())).to.be.below(60_000);
+      const node = String(line.node);
+      expect(node, 'generated: 8 hex digits').to.match(/^[0-9a-f]{8}$/);
+      const [tcp, ws, ops] = [line.tcp, line.ws, line.ops].map((a) => (a as { port: number }).port);
+      expect(line.urls).to.deep.equal({
+        stomp: `tcp://127.0.0.1:${tcp}`,
+        websocket: `ws://127.0.0.1:${ws}/ws`,
+        chat: `http://127.0.0.1:${ws}/`,
+        ops: `http://127.0.0.1:${ops}`,
+      });
+      expect(line.msg).to.equal(
+        `stompede ${SERVER_VERSION} node ${node} listening: STOMP tcp://127.0.0.1:${tcp}, WebSocket ws://127.0.0.1:${ws}/ws, ` +
+          `chat page http://127.0.0.1:${ws}/, ops (/metrics, /healthz, /readyz) http://127.0.0.1:${ops}`,
+      );
+      expect((await cli.stop()).code).to.equal(0);
+      expect(cli.logs.length).to.be.above(2);
+      for (const l of cli.logs) expect([l.msg, l.node]).to.deep.equal([l.msg, node]);
     });
 
     it('logs nothing per message, even at trace level', async () => {
@@ -122,6 +148,60 @@ describe('ops › CLI', function () {
       // Log lines reach us through the child's stdout: give a busy machine longer to show any.
       await waitQuiet(100);
       expect(cli.logs.slice(linesBefore), cli.stdout).to.deep.equal([]);
+    });
+  });
+
+  describe('shutdown', () => {
+    /** Polls /readyz on the ops port until it answers `status`. */
+    async function untilReadyz(port: number, status: number, timeoutMs = 10_000): Promise<Record<string, unknown>> {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const reply = await http(port, '/readyz');
+        if (reply.status === status) return JSON.parse(reply.body) as Record<string, unknown>;
+        if (Date.now() > deadline) throw new Error(`/readyz answered ${reply.status}, not ${status}: ${reply.body}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    }
+
+    async function startNode(drainMs: number): Promise<{ cli: RunningCli; tcp: number; ops: number }> {
+      const cli = start(['--port', '0', '--ws-port', '0', '--shutdown-drain-ms', String(drainMs)]);
+      const line = await cli.waitForLog((l) => String(l.msg).includes('listening'));
+      return { cli, tcp: (line.tcp as { port: number }).port, ops: (line.ops as { port: number }).port };
+    }
+
+    it('SIGTERM drains: /readyz answers 503 "draining" while a new STOMP connection still succeeds, then the node exits', async () => {
+      const { cli, tcp, ops } = await startNode(1500);
+      await untilReadyz(ops, 200);
+      const signalled = Date.now();
+      cli.signal('SIGTERM');
+      expect(await untilReadyz(ops, 503)).to.deep.include({ ready: false, state: 'draining', closing: false });
+      const client = await connectedTcp(tcp);
+      client.close();
+      expect((await http(ops, '/healthz')).status, 'alive while draining').to.equal(200);
+      const result = await cli.exited;
+      expect(result.code, result.stderr).to.equal(0);
+      // Generous bounds: the drain lasts 1.5 s, then the close takes what it takes on a busy machine.
+      expect(Date.now() - signalled).to.be.within(1400, 15_000);
+      const draining = cli.logs.find((l) => String(l.msg).startsWith('SIGTERM: draining for 1500 ms'));
+      expect(draining?.level).to.equal(INFO);
+    });
+
+    it('a second SIGTERM during the drain stops at once', async () => {
+      const { cli, ops } = await startNode(600_000);
+      cli.signal('SIGTERM');
+      await untilReadyz(ops, 503);
+      cli.signal('SIGTERM');
+      const result = await cli.exited;
+      expect(result.code, result.stderr).to.equal(0);
+      expect(cli.logs.some((l) => String(l.msg).startsWith('SIGTERM during the drain: stopping now'))).to.equal(true);
+    });
+
+    it('SIGINT (Ctrl-C) stops without a drain', async () => {
+      const { cli } = await startNode(600_000);
+      cli.signal('SIGINT');
+      const result = await cli.exited;
+      expect(result.code, result.stderr).to.equal(0);
+      expect(cli.logs.some((l) => String(l.msg) === 'SIGINT: stopping')).to.equal(true);
     });
   });
 
@@ -163,18 +243,20 @@ describe('ops › CLI', function () {
       expect(r.stderr).to.not.match(/^\s+at /m);
     });
 
-    it('an unreachable MongoDB does not stop the node: /readyz answers 503 and a warning names --mongo', async () => {
+    it('an unreachable MongoDB does not stop the node nor make it unready: /readyz shows it, a warning names --mongo', async () => {
       const port = await freePort();
       const mongo = `mongodb://127.0.0.1:${port}/?serverSelectionTimeoutMS=500`;
       const cli = start(['--port', '0', '--ws-port', '0', '--mongo', mongo]);
       const line = await cli.waitForLog((l) => String(l.msg).includes('listening'));
-      const ws = (line.ws as { port: number }).port;
-      const ready = await http(ws, '/readyz');
-      expect(ready.status).to.equal(503);
-      expect(JSON.parse(ready.body)).to.deep.include({ ready: false, down: ['history'] });
-      const warning = await cli.waitForLog((l) => String(l.msg).startsWith('not ready'), 15_000);
+      const ops = (line.ops as { port: number }).port;
+      const ready = await http(ops, '/readyz');
+      expect(ready.status, 'a history outage is detail, not a reason to leave the load balancer').to.equal(200);
+      expect(JSON.parse(ready.body)).to.deep.include({ ready: true, state: 'ready', down: ['history'] });
+      const metrics = await http(ops, '/metrics');
+      expect(metrics.body).to.match(/^stompede_engine_up\{engine="history"\} 0$/m);
+      const warning = await cli.waitForLog((l) => String(l.msg).startsWith('history store down'), 15_000);
       expect(warning.level).to.equal(WARN);
-      expect(warning.msg).to.include(`MongoDB at ${mongo} (--mongo, STOMPEDE_MONGO)`);
+      expect(warning.msg).to.include(`MongoDB at ${mongo} (--mongo, STOMPEDE_MONGO)`).and.include('/readyz answers 200');
     });
 
     it('a missing users file says how to create it', async () => {

@@ -10,10 +10,16 @@ export interface CliResult {
   readonly stderr: string;
 }
 
-/** The environment of a CLI run: this process's, less every STOMPEDE_* variable, plus `env`. */
+/**
+ * What every CLI run in the specs gets unless `env` says otherwise: an ops listener on a free port (parallel runs
+ * would meet on the default 15692) and no shutdown drain (SIGTERM would otherwise wait shutdownDrainMs).
+ */
+export const CLI_SPEC_DEFAULTS: Readonly<Record<string, string>> = { STOMPEDE_OPS_PORT: '0', STOMPEDE_SHUTDOWN_DRAIN_MS: '0' };
+
+/** The environment of a CLI run: this process's, less every STOMPEDE_* variable, plus CLI_SPEC_DEFAULTS and `env`. */
 export function cliEnv(env: Readonly<Record<string, string>> = {}): NodeJS.ProcessEnv {
   const clean = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('STOMPEDE_')));
-  return { ...clean, ...env };
+  return { ...clean, ...CLI_SPEC_DEFAULTS, ...env };
 }
 
 /** Runs the CLI to completion (killed after `timeoutMs`). */
@@ -76,6 +82,15 @@ export class RunningCli {
       }
       await new Promise((r) => setTimeout(r, 25));
     }
+  }
+
+  /** Sends `signal` and returns at once; `exited` says how the process ended. */
+  signal(signal: NodeJS.Signals): void {
+    this.#child.kill(signal);
+  }
+
+  get exited(): Promise<CliResult> {
+    return this.#exited;
   }
 
   async stop(timeoutMs = 10_000): Promise<CliResult> {

@@ -60,7 +60,7 @@ describe('ops › config files (YAML and JSON)', () => {
         { pattern: '/queue/**', kind: 'local' },
       ]);
       expect(c.maxBodyBytes).to.equal(1048576);
-      expect(c.heartbeatSendMs, 'keys the file leaves out keep their defaults').to.equal(DEFAULT_CONFIG.heartbeatSendMs);
+      expect(c.heartbeatMinMs, 'keys the file leaves out keep their defaults').to.equal(DEFAULT_CONFIG.heartbeatMinMs);
     });
   }
 

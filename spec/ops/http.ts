@@ -1,5 +1,5 @@
 /**
- * Helpers of the ops specs: plain HTTP requests to a broker's WebSocket port, and a reader of the Prometheus
+ * Helpers of the ops specs: plain HTTP requests to a broker's WebSocket or ops port, and a reader of the Prometheus
  * text format that keys each sample by its name and sorted labels, so a spec can diff two scrapes.
  */
 import { request } from 'node:http';
@@ -11,7 +11,7 @@ export interface HttpReply {
   readonly body: string;
 }
 
-/** One request to `path` on the broker's WebSocket port. */
+/** One request to `path` on a port of the broker (WebSocket or ops). */
 export function http(port: number, path: string, method = 'GET'): Promise<HttpReply> {
   return new Promise((resolve, reject) => {
     const req = request({ host: '127.0.0.1', port, path, method, agent: false }, (res) => {

@@ -1,11 +1,11 @@
 /**
- * `opsPort`: `/metrics`, `/healthz` and `/readyz` on a plain-HTTP listener of their own, and only there; with the
- * default (-1) they stay on the WebSocket port exactly as before.
+ * `opsPort`: `/metrics`, `/healthz` and `/readyz` on a plain-HTTP listener of their own (15692 by default), and
+ * only there; with -1 they stay on the WebSocket port exactly as before (embedders and most specs use that).
  */
 import { expect } from 'chai';
 import { connect as netConnect } from 'node:net';
 import type { HttpHandler } from '../../broker/http.js';
-import { ConfigError, loadConfig } from '../../broker/config.js';
+import { ConfigError, DEFAULT_CONFIG, loadConfig } from '../../broker/config.js';
 import { connect, RawClient } from '../support/raw.js';
 import { startBroker, type TestBroker } from '../support/broker.js';
 import { RunningCli } from './cli.js';
@@ -38,8 +38,13 @@ describe('ops › the ops port (opsPort)', () => {
     b = undefined;
   });
 
-  it('by default (-1) opens no ops listener and keeps the three endpoints on the WebSocket port', async () => {
-    b = await startBroker();
+  it("defaults to 15692, as RabbitMQ's Prometheus port", () => {
+    expect(DEFAULT_CONFIG.opsPort).to.equal(15692);
+    expect(loadConfig().opsPort).to.equal(15692);
+  });
+
+  it('with -1 opens no ops listener and keeps the three endpoints on the WebSocket port', async () => {
+    b = await startBroker({ opsPort: -1 });
     expect(b.broker.config.opsPort).to.equal(-1);
     expect(b.addresses.ops).to.equal(undefined);
     for (const path of OPS) expect([path, (await http(wsPort(b), path)).status]).to.deep.equal([path, 200]);
@@ -60,7 +65,7 @@ describe('ops › the ops port (opsPort)', () => {
     expect(ready.status).to.equal(200);
     // The memory sample is detail that varies run to run; readiness itself is what this checks.
     const { memory, ...readiness } = JSON.parse(ready.body) as Record<string, unknown>;
-    expect(readiness).to.deep.equal({ ready: true, closing: false, engines: { history: true }, down: [] });
+    expect(readiness).to.deep.equal({ ready: true, state: 'ready', closing: false, engines: { history: true }, down: [] });
     expect(memory).to.have.keys('alarm', 'rssBytes', 'watermarkBytes');
     const metrics = await http(port, '/metrics');
     expect(metrics.status).to.equal(200);
@@ -72,7 +77,7 @@ describe('ops › the ops port (opsPort)', () => {
     for (const path of OPS) {
       const onWs = await http(wsPort(b), path);
       expect([path, onWs.status]).to.deep.equal([path, 404]);
-      expect(onWs.body).to.include('ops port');
+      expect(onWs.body).to.include('ops port').and.include('--ops-port');
       expect(onWs.body).not.to.include('stompede_');
       expect([path, (await http(wsPort(b), `${path}?x=1`)).status]).to.deep.equal([path, 404]);
     }
@@ -153,7 +158,7 @@ describe('ops › the ops port (opsPort)', () => {
       const ops = line.ops as { host: string; port: number; url: string } | undefined;
       expect(ops?.port).to.be.a('number').and.above(0);
       expect(ops?.url).to.equal(`http://127.0.0.1:${ops?.port ?? 0}`);
-      expect(String(line.msg)).to.include(`metrics http://127.0.0.1:${ops?.port ?? 0}/metrics`);
+      expect(String(line.msg)).to.include(`ops (/metrics, /healthz, /readyz) http://127.0.0.1:${ops?.port ?? 0}`);
       const ws = (line.ws as { port: number }).port;
       expect((await http(ops?.port ?? 0, '/metrics')).status).to.equal(200);
       expect((await http(ws, '/metrics')).status).to.equal(404);

@@ -97,7 +97,7 @@ describe('security › replay paced by backpressure', function () {
   });
 
   it('a replay stalled on a client that does not read does not hold up broker shutdown, nor leave the client open', async () => {
-    const b = await startBroker({ heartbeatSendMs: 0, heartbeatReceiveMs: 0, maxOutboundBytes: MAX_OUTBOUND, closeTimeoutMs: 200 });
+    const b = await startBroker({ maxOutboundBytes: MAX_OUTBOUND, closeTimeoutMs: 200 });
     const topic = `/topic/${uniqueName('shutdown')}`;
     const publisher = await RawClient.tcp(b.tcpPort);
     const reader = await RawClient.tcp(b.tcpPort);

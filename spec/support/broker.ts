@@ -17,13 +17,17 @@ export interface TestBroker {
   close(): Promise<void>;
 }
 
-/** A broker on free loopback ports (port 0 everywhere), closed by the caller in after/afterEach. */
+/**
+ * A broker on free loopback ports (port 0 everywhere), closed by the caller in after/afterEach. No ops listener
+ * unless the config asks for one (`opsPort: 0`): `/healthz`, `/readyz` and `/metrics` answer on the WebSocket port,
+ * and parallel runs never meet on the default 15692.
+ */
 export async function startBroker(
   config: ConfigInput = {},
   options: Omit<BrokerOptions, 'config'> & ListenOptions = {},
 ): Promise<TestBroker> {
   const { httpHandlers, ...given } = options;
-  const broker = await createBroker({ ...given, config: { host: '127.0.0.1', port: 0, wsPort: 0, ...config } });
+  const broker = await createBroker({ ...given, config: { host: '127.0.0.1', port: 0, wsPort: 0, opsPort: -1, ...config } });
   const { addresses } = await listen(broker, httpHandlers === undefined ? {} : { httpHandlers });
   return {
     broker,

@@ -103,6 +103,8 @@ export class StompedeNode {
   readonly logFile: string;
   tcpPort = 0;
   wsPort = 0;
+  /** The ops listener (`/readyz`, `/metrics`), a port of its own per node. */
+  opsPort = 0;
   /** Starts of this node so far (1 after the first). */
   starts = 0;
   #child: ChildProcess | undefined;
@@ -135,7 +137,7 @@ export class StompedeNode {
   }
 
   toString(): string {
-    return `${this.id} (pid ${this.pid ?? '-'}, tcp ${this.tcpPort}, ws ${this.wsPort})`;
+    return `${this.id} (pid ${this.pid ?? '-'}, tcp ${this.tcpPort}, ws ${this.wsPort}, ops ${this.opsPort})`;
   }
 
   /** Spawns the process and resolves once it logged "listening" and `/readyz` answers 200. */
@@ -143,15 +145,15 @@ export class StompedeNode {
     if (this.running) throw new Error(`${this.toString()} is already running`);
     const reuse = this.tcpPort !== 0;
     try {
-      await this.#spawn(reuse ? this.tcpPort : 0, reuse ? this.wsPort : 0);
+      await this.#spawn(reuse ? this.tcpPort : 0, reuse ? this.wsPort : 0, reuse ? this.opsPort : 0);
     } catch (error) {
       if (!reuse || !/EADDRINUSE/.test(String(error))) throw error;
       // Someone took the old ports while the node was down: a restart on new ones is still a restart.
-      await this.#spawn(0, 0);
+      await this.#spawn(0, 0, 0);
     }
   }
 
-  async #spawn(tcpPort: number, wsPort: number): Promise<void> {
+  async #spawn(tcpPort: number, wsPort: number, opsPort: number): Promise<void> {
     const c = this.cluster;
     this.starts++;
     const args = [
@@ -166,6 +168,11 @@ export class StompedeNode {
       String(tcpPort),
       '--ws-port',
       String(wsPort),
+      '--ops-port',
+      String(opsPort),
+      // A clean stop is immediate unless a spec asks for a drain in `args` (the last value of a flag wins).
+      '--shutdown-drain-ms',
+      '0',
       '--log-level',
       c.logLevel,
       ...c.engineArgs,
@@ -187,17 +194,17 @@ export class StompedeNode {
       });
     });
     child.stderr?.pipe(log, { end: false });
-    const listening = new Promise<{ tcp: number; ws: number }>((resolveListening, reject) => {
+    const listening = new Promise<{ tcp: number; ws: number; ops: number }>((resolveListening, reject) => {
       const lines = createInterface({ input: child.stdout as NodeJS.ReadableStream, crlfDelay: Infinity });
       let found = false;
       lines.on('line', (line) => {
         writeLine(log, line);
         if (found || !line.includes('listening')) return;
         try {
-          const entry = JSON.parse(line) as { tcp?: { port?: unknown }; ws?: { port?: unknown } };
-          if (typeof entry.tcp?.port === 'number' && typeof entry.ws?.port === 'number') {
+          const entry = JSON.parse(line) as { tcp?: { port?: unknown }; ws?: { port?: unknown }; ops?: { port?: unknown } };
+          if (typeof entry.tcp?.port === 'number' && typeof entry.ws?.port === 'number' && typeof entry.ops?.port === 'number') {
             found = true;
-            resolveListening({ tcp: entry.tcp.port, ws: entry.ws.port });
+            resolveListening({ tcp: entry.tcp.port, ws: entry.ws.port, ops: entry.ops.port });
           }
         } catch {
           // not the JSON line we look for
@@ -215,6 +222,7 @@ export class StompedeNode {
     );
     this.tcpPort = ports.tcp;
     this.wsPort = ports.ws;
+    this.opsPort = ports.ops;
     await this.waitReady(c.startTimeoutMs);
   }
 
@@ -224,7 +232,7 @@ export class StompedeNode {
     let last = '';
     while (Date.now() < deadline) {
       if (!this.running) throw new Error(`${this.id} exited while waiting for /readyz:\n${tail(this.logFile, 30)}`);
-      const answer = await httpGet(this.wsPort, '/readyz').catch((error: unknown) => ({ status: 0, body: String(error) }));
+      const answer = await httpGet(this.opsPort, '/readyz').catch((error: unknown) => ({ status: 0, body: String(error) }));
       if (answer.status === 200) return;
       last = `${answer.status} ${answer.body.trim()}`;
       await sleep(100);
@@ -234,7 +242,7 @@ export class StompedeNode {
 
   /** The node's `/readyz` answer. */
   async readiness(): Promise<{ status: number; body: string }> {
-    return httpGet(this.wsPort, '/readyz');
+    return httpGet(this.opsPort, '/readyz');
   }
 
   /** Sends a signal and resolves with how the process ended. */

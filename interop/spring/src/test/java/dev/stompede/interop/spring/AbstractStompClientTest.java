@@ -355,7 +355,7 @@ public abstract class AbstractStompClientTest {
 		long[] offered = recorder.connectedHeaders().getHeartbeat();
 		assertNotNull(offered, "CONNECTED heart-beat");
 		assertTrue(offered[0] > 0 && offered[0] <= 1000 && offered[1] > 0 && offered[1] <= 1000,
-				"this test needs a node started with heartbeatSendMs and heartbeatReceiveMs in 1..1000, got "
+				"this test needs a node started with heartbeatMinMs in 1..1000, got "
 						+ offered[0] + "," + offered[1]);
 		// Both sides beat at max(500, broker's): Spring gives up after 3 silent intervals, Stompede after
 		// heartbeatGrace of them. Surviving several intervals idle proves beats flow both ways.
