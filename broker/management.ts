@@ -25,6 +25,7 @@ import type { ClusterBus } from './ports/bus.js';
 import type { SharedQueues } from './ports/queues.js';
 import type { Route } from './ports/routes.js';
 import { moveDeadLetters, purgeQueue, queueViews, type QueueAdminSource } from './queue-admin.js';
+import { DEAD_LETTER_SUFFIX } from './queue.js';
 import type { HttpHandler } from './transports/listen.js';
 import { SERVER_VERSION } from './version.js';
 
@@ -307,11 +308,11 @@ async function answer(
       if (purged === undefined) throw new HttpProblem(404, `no queue ${QUEUE_PREFIX}${name} in virtual host ${vhost}`);
       return [200, { vhost, queue: QUEUE_PREFIX + name, purged }];
     }
-    if (!name.endsWith('.dlq'))
+    if (!name.endsWith(DEAD_LETTER_SUFFIX))
       throw new HttpProblem(400, `move takes a dead-letter queue: ${QUEUE_PREFIX}${name}.dlq, not ${QUEUE_PREFIX}${name}`);
     const moved = await moveDeadLetters(broker, vhost, name);
     if (moved === undefined) throw new HttpProblem(404, `no dead-letter queue ${QUEUE_PREFIX}${name} in virtual host ${vhost}`);
-    return [200, { vhost, from: QUEUE_PREFIX + name, to: QUEUE_PREFIX + name.slice(0, -'.dlq'.length), moved }];
+    return [200, { vhost, from: QUEUE_PREFIX + name, to: QUEUE_PREFIX + name.slice(0, -DEAD_LETTER_SUFFIX.length), moved }];
   }
   throw new HttpProblem(404, `no management endpoint ${path}`);
 }

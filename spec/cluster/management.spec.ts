@@ -29,6 +29,7 @@ describe('cluster › stompede ctl list queues across 3 nodes (redis shared queu
           redis,
           clusterName,
           nodeId: `${clusterName}-n${i + 1}`,
+          maxDeliveries: 1,
           routes: [{ pattern: '/**', kind: 'redis' }],
         }),
       );
@@ -85,5 +86,45 @@ describe('cluster › stompede ctl list queues across 3 nodes (redis shared queu
     expect(table.code, table.stderr).to.equal(0);
     const line = table.stdout.split('\n').find((l) => l.includes(queue));
     expect(line).to.match(new RegExp(`^/\\s+${queue}\\s+7\\s+\\d+\\s+3\\s+3\\s+0\\s+true$`));
+  });
+
+  it('purge and dlq move act on the shared queue in Redis, whichever node is asked', async () => {
+    const name = uniqueName('p');
+    const queue = `/queue/${name}`;
+    const producer = await client(1);
+    for (let i = 0; i < 3; i++) {
+      producer.send(stompFrame('SEND', { destination: queue, receipt: `m${i}` }, `m${i}`));
+      expect((await producer.nextFrame(10_000)).command).to.equal('RECEIPT');
+    }
+    const purge = await ctl('purge', name);
+    expect(purge.code, purge.stderr).to.equal(0);
+    expect(purge.stdout).to.equal(`purged 3 messages from ${queue}\n`);
+
+    // maxDeliveries 1: a NACK on node 3 dead-letters the message into the shared `<queue>.dlq`.
+    producer.send(stompFrame('SEND', { destination: queue, receipt: 'poison' }, 'poison'));
+    expect((await producer.nextFrame(10_000)).command).to.equal('RECEIPT');
+    const consumer = await client(2);
+    consumer.send(stompFrame('SUBSCRIBE', { id: 'c', destination: queue, ack: 'client-individual' }));
+    const first = await consumer.nextFrame(10_000);
+    expect(first.command).to.equal('MESSAGE');
+    consumer.send(stompFrame('NACK', { id: first.headers.get('ack') ?? '', receipt: 'nack' }));
+    expect((await consumer.nextFrame(10_000)).command).to.equal('RECEIPT');
+    await until(
+      async () => {
+        const r = await ctl('list', 'queues', '--json');
+        return (JSON.parse(r.stdout) as Row[]).find((q) => q.destination === queue)?.dlqDepth === 1;
+      },
+      15_000,
+      'the dead-lettered message in the shared DLQ',
+    );
+    const move = await ctl('dlq', 'move', name);
+    expect(move.code, move.stderr).to.equal(0);
+    expect(move.stdout).to.equal(`moved 1 messages from ${queue}.dlq to ${queue}\n`);
+    const back = await consumer.nextFrame(10_000);
+    expect(back.command).to.equal('MESSAGE');
+    expect(back.body.toString()).to.equal('poison');
+    expect(back.headers.get('destination')).to.equal(queue);
+    expect(back.headers.get('x-death-reason')).to.equal(undefined);
+    expect(back.headers.get('redelivered')).to.equal(undefined);
   });
 });
