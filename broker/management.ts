@@ -116,7 +116,8 @@ async function requireAdmin(broker: ManagementSource, request: IncomingMessage):
     if (LOOPBACK.has(broker.config.host)) return 'anonymous';
     throw new HttpProblem(
       403,
-      'this node has no users file, so its management API answers only when it listens on loopback (--host 127.0.0.1); configure --users-file with an admin user',
+      'this node has no users file, so its management API answers only on loopback (--host 127.0.0.1); ' +
+        'configure --users-file with an admin user',
     );
   }
   const given = basicCredentials(request.headers.authorization);

@@ -193,7 +193,7 @@ describe('ops › management API and stompede ctl (issue #9 item 2)', function (
       expect((o.totals as Row).sessions).to.be.at.least(1);
     });
 
-    it('GET /api/connections and /api/connections/:id: user, vhost, transport, address, version, heart-beats, subscriptions, bytes', async () => {
+    it('GET /api/connections and /api/connections/:id: user, vhost, transport, address, version, heart-beats, subs, bytes', async () => {
       const c = await client();
       const topic = `/topic/${uniqueName('mt')}`;
       await subscribeReceipted(c, 's1', topic);
