@@ -8,6 +8,7 @@ import { Command, Option } from 'commander';
 import { pino } from 'pino';
 import { createInterface } from 'node:readline';
 import { addUser } from '../broker/auth.js';
+import { ctlCommand } from './ctl.js';
 import type { Broker } from '../broker/broker.js';
 import { createBroker, listen, withNodeId } from '../broker/server.js';
 import { listeningUrls, URL_LABELS } from './urls.js';
@@ -283,12 +284,15 @@ program
   .argument('<login>', 'the login clients send in CONNECT')
   .requiredOption('--users-file <file>', 'the JSON users file (created when missing)')
   .option('--password <password>', 'the password (prefer standard input: a flag shows in the process list)')
-  .action(async (login: string, opts: { usersFile: string; password?: string }) => {
+  .option('--admin', 'make the user an admin of the management API (stompede ctl); a new admin gets every right on vhost /')
+  .action(async (login: string, opts: { usersFile: string; password?: string; admin?: boolean }) => {
     const password = opts.password ?? (await readPassword());
     if (password === '') throw new Error('the password must not be empty; nothing was saved');
-    await addUser(opts.usersFile, login, password);
-    process.stdout.write(`user "${login}" saved in ${opts.usersFile}\n`);
+    await addUser(opts.usersFile, login, password, { admin: opts.admin === true });
+    process.stdout.write(`user "${login}" saved in ${opts.usersFile}${opts.admin === true ? ' (admin)' : ''}\n`);
   });
+
+ctlCommand(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   if (error instanceof ConfigError) {

@@ -1,6 +1,6 @@
 import { BridgeError, type BusEnvelope } from '../broker/ports/bus.js';
 import { decodeEnvelope, encodeEnvelope } from './envelope-codec.js';
-import type { SharedQueueMessage, SharedQueues } from '../broker/ports/queues.js';
+import type { QueueConsumers, SharedQueueMessage, SharedQueueStats, SharedQueues } from '../broker/ports/queues.js';
 import { BUFFERS, connectRedis, type RedisClient } from './redis-client.js';
 import { silentLogger, type Logger } from '../broker/ports/logger.js';
 
@@ -17,10 +17,14 @@ export interface RedisQueuesOptions {
 // Entries are `<id>\n<deliveries so far>\n<envelope bytes>`: ids never contain LF, and the id is what the
 // scripts need to name an in-flight entry. Each script is one atomic step, so no message is ever in two places.
 
-/** KEYS: list, dedupe key. ARGV: entry, notify channel, dedupe ttl ms. A repeated id is stored once. */
+/**
+ * KEYS: list, dedupe key, set of known queues. ARGV: entry, notify channel, dedupe ttl ms, `<vhost>\n<queue>`.
+ * A repeated id is stored once. The set of queues lets operators list queues without scanning Redis's keys.
+ */
 const PUSH = `
 if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[3]) then
   redis.call('RPUSH', KEYS[1], ARGV[1])
+  redis.call('SADD', KEYS[3], ARGV[4])
   redis.call('PUBLISH', ARGV[2], '1')
   return 1
 end
@@ -68,6 +72,47 @@ redis.call('DEL', KEYS[1])
 redis.call('SREM', KEYS[3], ARGV[1])
 return #all / 2`;
 
+/**
+ * KEYS: this node's consumer hash, set of nodes reporting consumers. ARGV: ttl ms, node id, then field/count pairs.
+ * One atomic replacement, so a reader never sees the hash half written.
+ */
+const REPORT = `
+redis.call('DEL', KEYS[1])
+for i = 3, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+if #ARGV > 2 then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  redis.call('SADD', KEYS[2], ARGV[2])
+end
+return 1`;
+
+/** KEYS: list. Drops the waiting messages; returns how many there were. */
+const PURGE = `
+local n = redis.call('LLEN', KEYS[1])
+redis.call('DEL', KEYS[1])
+return n`;
+
+/**
+ * KEYS: source list, target list, set of known queues. ARGV: target notify channel, target `<vhost>\n<queue>`, then
+ * (old entry, new entry) pairs. An entry another node took meanwhile is not in the source any more and is skipped,
+ * so each message ends up in exactly one list.
+ */
+const MOVE = `
+local moved = 0
+for i = 3, #ARGV, 2 do
+  if redis.call('LREM', KEYS[1], 1, ARGV[i]) == 1 then
+    redis.call('RPUSH', KEYS[2], ARGV[i + 1])
+    moved = moved + 1
+  end
+end
+if moved > 0 then
+  redis.call('SADD', KEYS[3], ARGV[2])
+  redis.call('PUBLISH', ARGV[1], '1')
+end
+return moved`;
+
+/** Entries read per MOVE step: one script call stays short, so Redis keeps serving everyone else meanwhile. */
+const MOVE_BATCH = 100;
+
 /** How long a pushed id is remembered, so a Kafka record replayed after a crash is queued once. */
 const DEDUPE_TTL_MS = 3_600_000;
 
@@ -97,6 +142,7 @@ export class RedisSharedQueues implements SharedQueues {
   #sub: RedisClient | undefined;
   #timers: NodeJS.Timeout[] = [];
   #attached = new Map<string, () => void>();
+  #consumers: (() => Iterable<QueueConsumers>) | undefined;
 
   constructor(options: RedisQueuesOptions) {
     this.#o = { nodeTimeoutMs: 5_000, connectTimeoutMs: 5_000, ...options };
@@ -129,6 +175,18 @@ export class RedisSharedQueues implements SharedQueues {
 
   get #nodes(): string {
     return `${this.#prefix}inflight-nodes`;
+  }
+
+  get #queueSet(): string {
+    return `${this.#prefix}queues`;
+  }
+
+  #consumerHash(node: string): string {
+    return `${this.#prefix}consumers:${node}`;
+  }
+
+  get #consumerNodes(): string {
+    return `${this.#prefix}consumer-nodes`;
   }
 
   async start(): Promise<void> {
@@ -172,6 +230,110 @@ export class RedisSharedQueues implements SharedQueues {
 
   async #heartbeat(): Promise<void> {
     await this.#command(['SET', this.#alive(this.#o.nodeId), '1', 'PX', String(this.#o.nodeTimeoutMs)]).catch(() => {});
+    await this.#report().catch(() => {});
+  }
+
+  /** This node's consumer counts, for `stats` on any node; they expire with the node's liveness. */
+  async #report(): Promise<void> {
+    const read = this.#consumers;
+    if (read === undefined) return;
+    const args = [
+      'EVAL',
+      REPORT,
+      '2',
+      this.#consumerHash(this.#o.nodeId),
+      this.#consumerNodes,
+      String(this.#o.nodeTimeoutMs),
+      this.#o.nodeId,
+    ];
+    for (const c of read()) if (c.consumers > 0) args.push(`${c.vhost}\n${c.queue}`, String(c.consumers));
+    await this.#command(args);
+  }
+
+  reportConsumers(read: () => Iterable<QueueConsumers>): void {
+    this.#consumers = read;
+  }
+
+  async stats(): Promise<SharedQueueStats[]> {
+    const [members, consumerNodes, inflightNodes] = await Promise.all([
+      this.#command(['SMEMBERS', this.#queueSet]).then(strings),
+      this.#command(['SMEMBERS', this.#consumerNodes]).then(strings),
+      this.#command(['SMEMBERS', this.#nodes]).then(strings),
+    ]);
+    const rows = new Map<string, { vhost: string; queue: string; depth: number; bytes: number; unacked: number; consumers: number }>();
+    const row = (member: string): { vhost: string; queue: string; depth: number; bytes: number; unacked: number; consumers: number } => {
+      let r = rows.get(member);
+      if (r === undefined) {
+        const nl = member.indexOf('\n');
+        r = { vhost: member.slice(0, nl), queue: member.slice(nl + 1), depth: 0, bytes: 0, unacked: 0, consumers: 0 };
+        rows.set(member, r);
+      }
+      return r;
+    };
+    const byList = new Map<string, string>();
+    await Promise.all(
+      members.map(async (member) => {
+        const r = row(member);
+        const list = this.#list(r.vhost, r.queue);
+        byList.set(list, member);
+        const [depth, bytes] = await Promise.all([
+          this.#command(['LLEN', list]),
+          // Redis's own estimate of the list's memory: exact sizes would mean reading every entry.
+          this.#command(['MEMORY', 'USAGE', list]).catch(() => 0),
+        ]);
+        r.depth = typeof depth === 'number' ? depth : 0;
+        r.bytes = r.depth > 0 && typeof bytes === 'number' ? bytes : 0;
+      }),
+    );
+    await Promise.all(
+      inflightNodes.map(async (node) => {
+        for (const field of strings(await this.#command(['HKEYS', this.#inflight(node)]))) {
+          const member = byList.get(field.slice(0, field.lastIndexOf('\n')));
+          if (member !== undefined) row(member).unacked++;
+        }
+      }),
+    );
+    await Promise.all(
+      consumerNodes.map(async (node) => {
+        // This node's own consumers are counted live by the caller; its report may be a second old.
+        if (node === this.#o.nodeId) return;
+        const flat = strings(await this.#command(['HGETALL', this.#consumerHash(node)]));
+        // Expired with its node: forgotten (a node that comes back adds itself again).
+        if (flat.length === 0) await this.#command(['SREM', this.#consumerNodes, node]);
+        for (let i = 0; i + 1 < flat.length; i += 2) row(flat[i] as string).consumers += Number(flat[i + 1]) || 0;
+      }),
+    );
+    return [...rows.values()];
+  }
+
+  async purge(vhost: string, queue: string): Promise<number> {
+    const n = await this.#command(['EVAL', PURGE, '1', this.#list(vhost, queue)]);
+    return typeof n === 'number' ? n : 0;
+  }
+
+  async move(vhost: string, from: string, to: string, rewrite: (message: SharedQueueMessage) => SharedQueueMessage): Promise<number> {
+    const source = this.#list(vhost, from);
+    const target = this.#list(vhost, to);
+    // Bounded by what was there at the start: messages dead-lettered meanwhile stay for the next move.
+    const initial = await this.#command(['LLEN', source]);
+    let left = typeof initial === 'number' ? initial : 0;
+    let moved = 0;
+    while (left > 0) {
+      const entries = await this.#command(['LRANGE', source, '0', String(Math.min(left, MOVE_BATCH) - 1)], true);
+      if (!Array.isArray(entries) || entries.length === 0) break;
+      const args: (string | Buffer)[] = ['EVAL', MOVE, '3', source, target, this.#queueSet, this.#notify(vhost, to), `${vhost}\n${to}`];
+      for (const entry of entries) {
+        if (!Buffer.isBuffer(entry)) continue;
+        const m = decodeEntry(entry);
+        if (m === undefined) continue;
+        const back = rewrite(m);
+        args.push(entry, encodeEntry(back.envelope, back.deliveries));
+      }
+      const n = await this.#command(args);
+      moved += typeof n === 'number' ? n : 0;
+      left -= entries.length;
+    }
+    return moved;
   }
 
   async #recover(): Promise<void> {
@@ -194,12 +356,14 @@ export class RedisSharedQueues implements SharedQueues {
     await this.#command([
       'EVAL',
       PUSH,
-      '2',
+      '3',
       this.#list(vhost, queue),
       `${this.#prefix}qid:${envelope.id}`,
+      this.#queueSet,
       encodeEntry(envelope, 0),
       this.#notify(vhost, queue),
       String(DEDUPE_TTL_MS),
+      `${vhost}\n${queue}`,
     ]);
   }
 
@@ -256,6 +420,7 @@ export class RedisSharedQueues implements SharedQueues {
     // A clean stop has returned its in-flight messages already; dropping the liveness key lets survivors sweep
     // anything left at once instead of after the timeout.
     await this.#command(['DEL', this.#alive(this.#o.nodeId)]).catch(() => {});
+    await this.#command(['DEL', this.#consumerHash(this.#o.nodeId)]).catch(() => {});
     await Promise.allSettled([this.#cmd?.close(), this.#sub?.close()]);
   }
 }
@@ -265,4 +430,9 @@ export function queueOf(envelope: BusEnvelope): [string, string] {
   const prefix = '/queue/';
   const name = envelope.destination.startsWith(prefix) ? envelope.destination.slice(prefix.length) : envelope.destination;
   return [envelope.vhost, name];
+}
+
+/** The strings of a Redis array reply (anything else: none). */
+function strings(reply: unknown): string[] {
+  return Array.isArray(reply) ? reply.filter((v): v is string => typeof v === 'string') : [];
 }

@@ -193,10 +193,18 @@ export function usersFileAuthenticator(path: string, logger?: Logger): Promise<U
 }
 
 /**
- * Adds or replaces one user's password in a users file, creating the file when needed. An entry in object form
- * keeps its permissions; the rest of the file is written back as it was.
+ * What `addUser --admin` writes for a user that had no object entry: the object form cannot say "every virtual
+ * host" as the legacy string does, so the admin gets every right on the default virtual host `/` (edit the file
+ * for others).
  */
-export async function addUser(path: string, login: string, password: string): Promise<void> {
+const NEW_ADMIN_VHOSTS = Object.freeze({ '/': { read: ['**'], write: ['**'] } });
+
+/**
+ * Adds or replaces one user's password in a users file, creating the file when needed. An entry in object form
+ * keeps its permissions; the rest of the file is written back as it was. `admin: true` also makes the user an
+ * admin of the management API.
+ */
+export async function addUser(path: string, login: string, password: string, options: { readonly admin?: boolean } = {}): Promise<void> {
   if (password === '') throw new TypeError('the password must not be empty');
   let file: Record<string, unknown> = { users: {} };
   try {
@@ -209,7 +217,9 @@ export async function addUser(path: string, login: string, password: string): Pr
   const users = file.users as Record<string, unknown>;
   const hash = await hashPassword(password);
   const current = Object.hasOwn(users, login) ? users[login] : undefined;
-  const value = isRecord(current) ? { ...current, password: hash } : hash;
+  let value: unknown = isRecord(current) ? { ...current, password: hash } : hash;
+  if (options.admin === true)
+    value = isRecord(current) ? { ...current, password: hash, admin: true } : { password: hash, admin: true, vhosts: NEW_ADMIN_VHOSTS };
   // defineProperty: a plain assignment to `__proto__` would change the object's prototype instead of adding a user.
   Object.defineProperty(users, login, { value, enumerable: true, writable: true, configurable: true });
   await writeFile(path, JSON.stringify(file, null, 2) + '\n', { mode: 0o600 });

@@ -4,7 +4,7 @@ import { hostname, totalmem } from 'node:os';
 import { MessageTemplate, type Headers } from '../frames/index.js';
 import type { BusEnvelope, ClusterBus } from './ports/bus.js';
 import { MAX_REPLAY, type HistoryQuery, type HistoryRecord, type HistoryStore } from './ports/history.js';
-import type { SharedQueues } from './ports/queues.js';
+import type { QueueConsumers, SharedQueues } from './ports/queues.js';
 import type { RouteTable } from './ports/routes.js';
 import type { Queue } from './queue.js';
 import { SharedQueueFeed } from './shared-feed.js';
@@ -720,6 +720,7 @@ export class Broker {
       await this.#fanout?.start(this.#fromBus);
       this.#fanout?.setLinkListener?.({ down: () => this.#linkDown(), up: () => this.#linkUp() });
       await this.#queues?.start();
+      this.#queues?.reportConsumers?.(() => this.#sharedConsumers());
       await this.#log?.start(this.#fromBus);
       this.#checkFileDescriptors();
       this.#sampleMemory();
@@ -796,6 +797,23 @@ export class Broker {
    */
   drain(): void {
     this.#draining = true;
+  }
+
+  /** The virtual hosts this node holds state for now (for operators: the management API and per-queue metrics). */
+  virtualHosts(): IterableIterator<VirtualHost> {
+    return this.#vhosts.values();
+  }
+
+  /** The virtual host of that name when this node holds state for it (an operator's purge or move). */
+  virtualHost(name: string): VirtualHost | undefined {
+    return this.#vhosts.get(name);
+  }
+
+  /** Consumers on this node of queues shared by the cluster, as the shared queue engine reports them to every node. */
+  *#sharedConsumers(): Generator<QueueConsumers> {
+    for (const vhost of this.#vhosts.values())
+      for (const q of vhost.queues.values())
+        if (q.shared && q.consumerCount > 0) yield { vhost: vhost.name, queue: q.name, consumers: q.consumerCount };
   }
 
   /** The engines this node was built with, by the roles `readiness()` names them with (for operators and tests). */

@@ -30,6 +30,8 @@ export const BROKER_ERRORS = Object.freeze({
   ERR_LIMIT_EXCEEDED: 'ERR_LIMIT_EXCEEDED',
   ERR_ROUTE_FAILED: 'ERR_ROUTE_FAILED',
   ERR_SHUTDOWN: 'ERR_SHUTDOWN',
+  /** Closed through the management API (`DELETE /api/connections/:id`, `stompede ctl close`). */
+  ERR_CLOSED_BY_OPERATOR: 'ERR_CLOSED_BY_OPERATOR',
   ERR_INTERNAL: 'ERR_INTERNAL',
 } as const);
 

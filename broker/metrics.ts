@@ -7,11 +7,12 @@
  * prom-client (CPU, memory, event loop lag, GC) live in one registry per process and are merged in at scrape.
  */
 import { Counter, Gauge, Histogram as PromHistogram, Registry, collectDefaultMetrics } from 'prom-client';
+import { queueViews, type QueueAdminSource, type QueueView } from './queue-admin.js';
 import { Histogram, type BrokerStats } from './stats.js';
 import { SERVER_VERSION } from './version.js';
 
 /** What the metrics read of a broker at scrape time (a `Broker` is one): counters, sessions, engine health. */
-export interface MetricsSource {
+export interface MetricsSource extends QueueAdminSource {
   readonly nodeId: string;
   readonly config: { readonly clusterName: string };
   readonly stats: BrokerStats;
@@ -105,6 +106,30 @@ function plainCounter(registry: Registry, name: string, help: string, read: () =
   });
 }
 
+/**
+ * Queues exported per scrape, deepest first: queue names come from clients, and although each virtual host holds at
+ * most maxDestinationsPerVhost of them, a shared queue engine remembers every name the cluster has seen. Past this
+ * many, the shallowest queues are left out of the per-queue series (the API still lists them all).
+ */
+export const MAX_QUEUE_SERIES = 500;
+
+/** The per-queue series: each gauge reads one field of the views the scrape fetched once. */
+const QUEUE_GAUGES = [
+  ['stompede_queue_messages', 'Messages waiting in a queue (cluster-wide for shared queues).', 'depth'],
+  ['stompede_queue_bytes', 'Bytes of the waiting messages of a queue (for shared queues, Redis memory of the list).', 'bytes'],
+  ['stompede_queue_consumers', 'Consumers of a queue (cluster-wide for shared queues).', 'consumers'],
+  ['stompede_queue_unacked', 'Messages of a queue delivered (or taken by a node) and not yet acknowledged.', 'unacked'],
+  ['stompede_queue_dlq_messages', 'Messages waiting in the dead-letter queue <queue>.dlq.', 'dlqDepth'],
+] as const;
+const QUEUE_COUNTERS = [
+  ['stompede_queue_deliveries_total', 'Messages of a queue delivered to consumers on this node.', 'deliveries'],
+  [
+    'stompede_queue_redeliveries_total',
+    'Deliveries on this node that were redeliveries (after NACK, disconnect or a node failure).',
+    'redeliveries',
+  ],
+] as const;
+
 let processRegistry: Registry | undefined;
 
 /** prom-client's default process metrics, registered once per process, on first use. */
@@ -120,6 +145,33 @@ function createMetrics(broker: MetricsSource): BrokerMetrics {
   const registry = new Registry();
   const stats = broker.stats;
   const shared = processMetrics();
+  /** Read once per scrape (one pass over the shared queue engine), then copied into every per-queue series. */
+  let queues: readonly QueueView[] = [];
+
+  for (const [name, help, field] of QUEUE_GAUGES) {
+    new Gauge({
+      name,
+      help,
+      labelNames: ['vhost', 'queue'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const q of queues) this.set({ vhost: q.vhost, queue: q.name }, q[field]);
+      },
+    });
+  }
+  for (const [name, help, field] of QUEUE_COUNTERS) {
+    new Counter({
+      name,
+      help,
+      labelNames: ['vhost', 'queue'],
+      registers: [registry],
+      collect() {
+        this.reset();
+        for (const q of queues) if (q[field] > 0) this.inc({ vhost: q.vhost, queue: q.name }, q[field]);
+      },
+    });
+  }
 
   new Gauge({
     name: 'stompede_info',
@@ -226,7 +278,12 @@ function createMetrics(broker: MetricsSource): BrokerMetrics {
   return {
     registry,
     contentType: registry.contentType,
-    scrape: () => Registry.merge([shared, registry]).metrics(),
+    scrape: async () => {
+      // An engine that cannot answer (Redis down) leaves the per-queue series out rather than failing the scrape.
+      const views = await queueViews(broker).catch(() => []);
+      queues = views.length <= MAX_QUEUE_SERIES ? views : [...views].sort((a, b) => b.depth - a.depth).slice(0, MAX_QUEUE_SERIES);
+      return Registry.merge([shared, registry]).metrics();
+    },
   };
 }
 

@@ -33,7 +33,7 @@ export interface VhostRights {
 
 /** What a user may do: `vhosts` undefined means every right on every virtual host (the legacy users-file form). */
 export interface UserRights {
-  /** Parsed and kept for the coming management API; unused for now. */
+  /** May use the management API on the ops listener (broker/management.ts). */
   readonly admin: boolean;
   readonly vhosts: ReadonlyMap<string, VhostRights> | undefined;
 }

@@ -51,6 +51,9 @@ export class Queue {
   #feed: QueueFeed | undefined;
   /** Deliveries to client-ack subscriptions not yet acknowledged or returned. */
   #unsettled = 0;
+  /** Messages handed to consumers on this node, and how many of those were redeliveries (for per-queue metrics). */
+  delivered = 0;
+  redelivered = 0;
 
   constructor(name: string, limits: QueueLimits, deadLetter: DeadLetter) {
     this.name = name;
@@ -94,6 +97,28 @@ export class Queue {
 
   get consumerCount(): number {
     return this.#consumers.length;
+  }
+
+  /** Bytes of the waiting messages (bodies plus an allowance per message), as maxQueueBytes counts them. */
+  get bytes(): number {
+    return this.#bytes;
+  }
+
+  /** Deliveries to client-ack subscriptions not yet acknowledged or returned. */
+  get unacked(): number {
+    return this.#unsettled;
+  }
+
+  /**
+   * Removes and returns every waiting message (an operator's purge or dead-letter move); deliveries awaiting an
+   * ACK stay with their consumers, as a RabbitMQ purge leaves unacknowledged messages alone.
+   */
+  takeWaiting(): QueuedMessage[] {
+    const out = this.#items.slice(this.#head) as QueuedMessage[];
+    this.#items = [];
+    this.#head = 0;
+    this.#bytes = 0;
+    return out;
   }
 
   /** Throws ERR_QUEUE_FULL (the sender gets an ERROR) rather than let a queue nobody reads grow without bound. */
@@ -175,6 +200,8 @@ export class Queue {
         this.#items[this.#head++] = undefined;
         this.#bytes -= message.bytes;
         message.deliveries++;
+        this.delivered++;
+        if (message.deliveries > 1) this.redelivered++;
         if (sub.ackMode === 'auto') {
           sub.consumer.deliver(sub, message.template, message);
           this.#feed?.acknowledge(message);
@@ -248,4 +275,9 @@ export function deadLetterHeaders(
   const out = withoutDeliveryHeaders(headers);
   out.push(['x-original-destination', destination], ['x-death-reason', 'delivery-limit'], ['x-delivery-count', String(deliveries)]);
   return out;
+}
+
+/** Headers of a dead-lettered message sent back to its queue by an operator: the dead-letter and delivery marks go. */
+export function revivedHeaders(headers: ReadonlyArray<readonly [string, string]>): (readonly [string, string])[] {
+  return withoutDeliveryHeaders(headers).filter(([name]) => name !== 'x-original-destination' && name !== 'x-death-reason');
 }

@@ -10,7 +10,8 @@ import { createEngines, type EngineSettings } from '../bridge/engines.js';
 import { allowAll, UsersFileAuthenticator, type Authenticator } from './auth.js';
 import { Broker } from './broker.js';
 import { historyRetention, loadConfig, type BrokerConfig, type ConfigInput } from './config.js';
-import { brokerHttpHandler, opsHttpHandler } from './http.js';
+import { brokerHttpHandler, composeHttpHandlers, opsHttpHandler } from './http.js';
+import { managementHttpHandler } from './management.js';
 import type { ClusterBus } from './ports/bus.js';
 import type { HistoryStore } from './ports/history.js';
 import { silentLogger, type Logger } from './ports/logger.js';
@@ -123,7 +124,8 @@ export async function listen(broker: Broker, options: ListenOptions = {}): Promi
   };
   const listeners = await listenTransports(target, {
     web: brokerHttpHandler(broker, options.httpHandlers ?? []),
-    ops: broker.config.opsPort >= 0 ? opsHttpHandler(broker) : undefined,
+    // The management API only ever on the ops listener: operators' port, never the one clients reach.
+    ops: broker.config.opsPort >= 0 ? composeHttpHandlers([opsHttpHandler(broker), managementHttpHandler(broker)]) : undefined,
     beforeClients: () => broker.start(),
   });
   broker.attach(listeners);

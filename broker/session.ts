@@ -145,6 +145,13 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
   #txBytes = 0;
   /** Reading from the peer is paused while our unsent bytes to it are above outboundHighWaterBytes. */
   #readPaused = false;
+  /** Bytes received from and sent to this peer, for the management API (two additions per chunk, nothing more). */
+  bytesIn = 0;
+  bytesOut = 0;
+  /** When the transport handed the connection over (ms since the epoch). */
+  readonly openedAt = Date.now();
+  /** The negotiated heart-beat intervals once CONNECTed (ms; 0: none in that direction). */
+  heartbeats: { readonly outgoingMs: number; readonly incomingMs: number } = { outgoingMs: 0, incomingMs: 0 };
 
   /** Frames that arrived while `#busy` (a CONNECT being authenticated), handled in order once it is done. */
   #backlog: Frame[] = [];
@@ -229,6 +236,7 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
     // STOMP 1.2 §Heart-beating: any data counts as a sign of life, not only heart-beat EOLs.
     this.#lastRead = Date.now();
     this.#broker.stats.bytesIn += chunk.length;
+    this.bytesIn += chunk.length;
     if (this.#state === CLOSED) return;
     this.#parser.push(chunk);
     // Flow control, as RabbitMQ does: a client whose frames make us write faster than it reads (RECEIPTs it never
@@ -261,6 +269,14 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
         `Nothing was sent or received for more than ${limit} ms; negotiate heart-beats to keep a quiet connection open.`,
       ),
     );
+  }
+
+  /**
+   * An operator closed this connection (management API): ERROR naming the operator action, then close, as for any
+   * other refusal; the client's unacknowledged queue messages go back for redelivery.
+   */
+  closeByOperator(reason: string): void {
+    this.#fail(new ProtocolError(BROKER_ERRORS.ERR_CLOSED_BY_OPERATOR, 'connection closed by an operator', reason));
   }
 
   /** Refuses the connection before anything is read from it (a node-wide limit): ERROR, then close. */
@@ -608,6 +624,7 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
   /** `outbound`: we beat at least this often; `inbound`: the client promised to (ms; 0: none that way). */
   #startHeartbeats(outbound: number, inbound: number): void {
     const c = this.#broker.config;
+    this.heartbeats = { outgoingMs: outbound, incomingMs: inbound };
     if (outbound === 0 && inbound === 0) return;
     const limit = inbound * c.heartbeatGrace;
     // One timer per session for both directions (10,000 idle sessions are 10,000 timers, not 20,000). It ticks at
@@ -1009,7 +1026,10 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
     if (this.#closing) return;
     this.#lastWrite = Date.now();
     const stats = this.#broker.stats;
-    for (const p of pieces) stats.bytesOut += p.length;
+    let bytes = 0;
+    for (const p of pieces) bytes += p.length;
+    stats.bytesOut += bytes;
+    this.bytesOut += bytes;
     this.connection.writeFrame(pieces, utf8);
     // After every frame, whatever its kind: RECEIPTs, ERRORs and heart-beats fill an unread socket as well as
     // MESSAGEs do (a client sending SENDs with 10 KB receipts it never reads once grew a node by 370 MB).

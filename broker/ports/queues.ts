@@ -28,4 +28,37 @@ export interface SharedQueues {
   /** Back to the head of its queue for redelivery (NACK, UNSUBSCRIBE, disconnect). */
   requeue(vhost: string, queue: string, message: SharedQueueMessage): Promise<void>;
   close(): Promise<void>;
+
+  // Operators (management API and metrics), never on the message path; engines without them show no cluster-wide view.
+
+  /**
+   * This node's consumer counts per queue, read by the engine whenever it refreshes its liveness, so that every
+   * node can report consumers cluster-wide.
+   */
+  reportConsumers?(read: () => Iterable<QueueConsumers>): void;
+  /**
+   * Every queue the cluster knows: waiting messages, their bytes, taken but unacknowledged, and the consumers the
+   * OTHER nodes reported (the caller adds its own, which it knows live).
+   */
+  stats?(): Promise<SharedQueueStats[]>;
+  /** Drops every waiting message of a queue (not those taken by a node); resolves with how many were dropped. */
+  purge?(vhost: string, queue: string): Promise<number>;
+  /**
+   * Moves every waiting message of `from` to the tail of `to`, each rewritten by `rewrite` (new destination and
+   * headers); a message is in exactly one of the two lists at any time. Resolves with how many moved.
+   */
+  move?(vhost: string, from: string, to: string, rewrite: (message: SharedQueueMessage) => SharedQueueMessage): Promise<number>;
+}
+
+export interface QueueConsumers {
+  readonly vhost: string;
+  readonly queue: string;
+  readonly consumers: number;
+}
+
+/** One shared queue, cluster-wide. `unacked` is what nodes took and have not acknowledged (delivered or about to be). */
+export interface SharedQueueStats extends QueueConsumers {
+  readonly depth: number;
+  readonly bytes: number;
+  readonly unacked: number;
 }
