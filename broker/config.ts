@@ -135,11 +135,15 @@ export const DEFAULT_CONFIG = {
    */
   routes: [] as { pattern: string; kind: string; kafkaTopic?: string | undefined }[],
   /**
-   * Kafka consumer-group liveness: a node silent this long loses its partitions to the others (the Kafka broker's
-   * group.min.session.timeout.ms must allow it), and how often a node says it is alive.
+   * Kafka consumer-group liveness, which bounds failover: a node silent this long loses its partitions to the
+   * others, so a crashed node's destinations stand still about this long (plus a few hundred ms to rejoin). The
+   * Kafka brokers must allow it: their group.min.session.timeout.ms defaults to 6000, so set it to 2000 or lower
+   * there (a node refused at start says so). Lower is quicker failover, but a node whose event loop stalls this
+   * long is taken for dead (its partitions move, and come back when it rejoins).
    */
-  kafkaSessionTimeoutMs: 10_000,
-  kafkaHeartbeatIntervalMs: 1_000,
+  kafkaSessionTimeoutMs: 2_000,
+  /** How often a node tells the Kafka group coordinator it is alive; below a third of kafkaSessionTimeoutMs. */
+  kafkaHeartbeatIntervalMs: 300,
   /** Topic history kept for `x-history` / `x-resume-after` / `x-stream-offset` (0: no limit on that axis). */
   historyMaxPerDestination: 1000,
   historyMaxAgeMs: 7 * 24 * 3600 * 1000,
@@ -308,6 +312,9 @@ function validate(c: Record<string, unknown>): string[] {
     'kafkaHeartbeatIntervalMs',
   ];
   for (const key of positive) if (!((c[key] as number) > 0)) problems.push(`${key}: must be greater than 0`);
+  const sessionMs = c.kafkaSessionTimeoutMs as number;
+  if ((c.kafkaHeartbeatIntervalMs as number) >= sessionMs)
+    problems.push(`kafkaHeartbeatIntervalMs: must be below kafkaSessionTimeoutMs (${sessionMs}); a third of it at most is advised`);
   if (Array.isArray(c.routes)) {
     const engines = { redis: c.redis !== '', kafka: c.kafka !== '' };
     problems.push(...validateRoutes(c.routes as { pattern: string; kind: RouteKind }[], engines));
