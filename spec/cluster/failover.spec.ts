@@ -13,7 +13,7 @@ import { waitQuiet } from '../support/timing.js';
 
 /** The target is 3 s (p99 over 10 kills, bench/README.md); the shared test machine gets twice that. */
 const P99_BOUND_MS = 6_000;
-const KILLS = 4;
+const KILLS = 3;
 
 describe('cluster › failover (kill -9 on the kafka route, 3 node processes)', function () {
   let cluster: StompedeCluster | undefined;
