@@ -8,13 +8,21 @@
 #   bench/cluster.sh                                  # one run, 15 s measured per scenario
 #   RUNS=3 DURATION_S=10 bench/cluster.sh             # medians of 3 runs
 #   ROUTES=kafka SCENARIOS=chat bench/cluster.sh      # one route, one scenario (plus the local baseline)
+#   SCENARIOS=failover LOCAL=0 RECEIPTS_ON= bench/cluster.sh   # kill -9 failover of the kafka route only
 #
 # Settings (environment): RUNS (1), DURATION_S (15), WARMUP_S (3), SCENARIOS ("fanout pairs chat"; queue works
 # too), ROUTES ("redis kafka"), RECEIPTS_ON ("local redis kafka": one-node `receipts` runs; "" for none),
 # LOCAL (1: the single-node local-route baseline; 0 to skip), TRANSPORT (tcp | ws, default tcp),
 # BASE_PORT (62100: node N listens on BASE_PORT+10N+3, WebSocket BASE_PORT+10N+4, ops BASE_PORT+10N+5), EXTRA (more run.js flags),
 # KAFKA_HISTORY (mongo; "memory" leaves out --mongo, to tell the history store's share of the latency), KAFKA_JVM_OPTS (if set, Kafka is restarted with these JVM flags for the run and restarted with its usual
-# flags afterwards; unset: Kafka is used as it is running).
+# flags afterwards; unset: Kafka is used as it is running), KILLS (10: kills of the `failover` scenario),
+# FAILOVER_NODE_ARGS (more node flags for it, e.g. "--kafka-session-timeout-ms 3000"), SERVICES_ENV (a file of
+# STOMPEDE_TEST_* lines, e.g. another checkout's .services/env: use those running services, start none).
+#
+# `failover` is not a load scenario: bench/failover.ts starts its own three kafka-route nodes (Redis fan-out,
+# MongoDB history), kills one with SIGKILL KILLS times (restarting it in between) while receipted SENDs flow over
+# 10 destinations, and reports kill → first delivery on every survivor (p50/p99/max), and any lost, duplicated or
+# reordered message.
 #
 # Starts the test services with infra/services.sh if they are not running (and stops at the end only those it
 # started); starts and stops its own nodes, each with a unique --cluster-name and, on the kafka route, unique
@@ -33,6 +41,16 @@ TRANSPORT=${TRANSPORT:-tcp}
 BASE_PORT=${BASE_PORT:-62100}
 EXTRA=${EXTRA:-}
 KAFKA_JVM_OPTS=${KAFKA_JVM_OPTS:-}
+KILLS=${KILLS:-10}
+FAILOVER_NODE_ARGS=${FAILOVER_NODE_ARGS:-}
+SERVICES_ENV=${SERVICES_ENV:-}
+FAILOVER=0
+if [[ " $SCENARIOS " == *" failover "* ]]; then
+  FAILOVER=1
+  SCENARIOS=$(echo " $SCENARIOS " | sed 's/ failover / /' | xargs)
+  # Only failover asked for: no load scenario on any route.
+  [[ -n $SCENARIOS ]] || ROUTES=""
+fi
 # Upper bound for one run.js call (it has its own hard limit too).
 RUN_TIMEOUT_S=$((WARMUP_S + DURATION_S + 5 + 150))
 
@@ -48,7 +66,7 @@ url_of() {
 
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-if [[ ! -f dist/bench/run.js || ! -f dist/bench/cluster-report.js || bench/run.ts -nt dist/bench/run.js || bench/scenarios.ts -nt dist/bench/scenarios.js || bench/client.ts -nt dist/bench/client.js || bench/cluster-report.ts -nt dist/bench/cluster-report.js ]]; then
+if [[ ! -f dist/bench/run.js || ! -f dist/bench/cluster-report.js || ! -f dist/bench/failover.js || bench/failover.ts -nt dist/bench/failover.js || bench/run.ts -nt dist/bench/run.js || bench/scenarios.ts -nt dist/bench/scenarios.js || bench/client.ts -nt dist/bench/client.js || bench/cluster-report.ts -nt dist/bench/cluster-report.js ]]; then
   log "compiling (npx tsc -p .)"
   npx tsc -p . || log "tsc reported errors (continuing with what it emitted)"
 fi
@@ -89,9 +107,15 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-need_services=0
+need_services=$FAILOVER
 for route in $ROUTES $RECEIPTS_ON; do [[ $route == local ]] || need_services=1; done
-if [[ $need_services -eq 1 ]]; then
+if [[ $need_services -eq 1 && -n $SERVICES_ENV ]]; then
+  set -a
+  # shellcheck source=/dev/null # given by the caller
+  . "$SERVICES_ENV"
+  set +a
+  log "services from $SERVICES_ENV: redis $STOMPEDE_TEST_REDIS_URL, kafka $STOMPEDE_TEST_KAFKA_BROKERS, mongo $STOMPEDE_TEST_MONGO_URL"
+elif [[ $need_services -eq 1 ]]; then
   for svc in redis kafka mongo; do
     if ! infra/services.sh is-running "$svc" >/dev/null 2>&1; then
       log "starting $svc (infra/services.sh start $svc)"
@@ -265,6 +289,20 @@ for run in $(seq 1 "$RUNS"); do
     stop_nodes
   fi
 done
+
+if [[ $FAILOVER -eq 1 ]]; then
+  for run in $(seq 1 "$RUNS"); do
+    log "failover: $KILLS kills of a kafka-route node (run $run)"
+    if ! timeout $((KILLS * 60 + 120)) node dist/bench/failover.js --kills "$KILLS" --node-args="$FAILOVER_NODE_ARGS" \
+      --json "$OUT/failover-r$run.json.failover" > "$OUT/failover-r$run.row" 2> "$OUT/failover-r$run.log"; then
+      FAILED=$((FAILED + 1))
+      log "FAILED: failover run $run (see $OUT/failover-r$run.log)"
+      tail -n 5 "$OUT/failover-r$run.log" >&2 || true
+    fi
+    cat "$OUT/failover-r$run.row" >&2 || true
+  done
+  cat "$OUT"/failover-r*.row > "$OUT/failover.md" 2>/dev/null || true
+fi
 
 shopt -s nullglob
 jsons=("$OUT"/*.json)

@@ -28,6 +28,12 @@ export interface EngineSettings {
   readonly historyCacheSize: number;
   /** The node's one route table, as the broker routes with it: Kafka topics come from its kafka routes. */
   readonly routes: RouteTable;
+  /**
+   * Kafka consumer-group liveness: a node silent this long loses its partitions to the others, which is how long a
+   * crashed node's destinations wait; and how often a node says it is alive (well below the session timeout).
+   */
+  readonly kafkaSessionTimeoutMs: number;
+  readonly kafkaHeartbeatIntervalMs: number;
 }
 
 /**
@@ -93,6 +99,8 @@ export async function createEngines(
       ...(fanout !== undefined ? { fanout } : {}),
       ...(queues !== undefined ? { queues } : {}),
       history,
+      sessionTimeoutMs: settings.kafkaSessionTimeoutMs,
+      heartbeatIntervalMs: settings.kafkaHeartbeatIntervalMs,
       logger: logger.child({ engine: 'kafka' }),
     });
   }

@@ -102,8 +102,12 @@ export const KAFKA_BUS_DEFAULTS = Object.freeze({
   /** Below the broker's default message.max.bytes (1 MiB), which bounds one partition's record batch. */
   maxBatchBytes: 768 * 1024,
   connectTimeoutMs: 15_000,
-  sessionTimeoutMs: 10_000,
-  heartbeatIntervalMs: 1_000,
+  /**
+   * How long a crashed node's partitions wait for another owner, and how often a live node says it is alive (also
+   * while it works through batches). The brokers' group.min.session.timeout.ms (Kafka's default 6000) must allow it.
+   */
+  sessionTimeoutMs: 2_000,
+  heartbeatIntervalMs: 300,
   commitIntervalMs: 500,
   maxPendingHistory: 100_000,
   historyConcurrency: 32,
@@ -230,6 +234,9 @@ export class KafkaBus implements ClusterBus {
       historyConcurrency: positive('historyConcurrency', options.historyConcurrency),
       closeTimeoutMs: positive('closeTimeoutMs', options.closeTimeoutMs, 0),
     };
+    // A member that beats as seldom as its session lasts is expired between two beats (Kafka advises a third at most).
+    if (this.#o.heartbeatIntervalMs >= this.#o.sessionTimeoutMs)
+      problems.push(`heartbeatIntervalMs (${this.#o.heartbeatIntervalMs}) must be below sessionTimeoutMs (${this.#o.sessionTimeoutMs})`);
     if (problems.length > 0) throw new TypeError(`invalid KafkaBus options:\n  ${problems.join('\n  ')}`);
     this.#brokers = [...options.brokers];
     this.#nodeId = nodeId;
@@ -291,6 +298,11 @@ export class KafkaBus implements ClusterBus {
   /** The Kafka topic that carries a destination's records (as the node's route table says). */
   topicFor(destination: string): string {
     return this.#topicFor(destination);
+  }
+
+  /** The consumer-group liveness settings in use (they bound how long a crashed node's partitions wait). */
+  get session(): { readonly timeoutMs: number; readonly heartbeatIntervalMs: number } {
+    return { timeoutMs: this.#o.sessionTimeoutMs, heartbeatIntervalMs: this.#o.heartbeatIntervalMs };
   }
 
   /** Every Kafka topic this bus writes and reads. */

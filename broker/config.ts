@@ -280,6 +280,8 @@ function crossProblems(c: Readonly<BrokerConfig>, label: (key: SettingKey) => st
     problems.push(`${label('jwksFile')} and ${label('jwksUrl')}: set at most one`);
   if (ok('authFailureDelayMs', 'authFailureDelayMaxMs') && c.authFailureDelayMaxMs < c.authFailureDelayMs)
     problems.push(`${label('authFailureDelayMaxMs')}: must not be less than ${label('authFailureDelayMs')}`);
+  if (ok('kafkaSessionTimeoutMs', 'kafkaHeartbeatIntervalMs') && c.kafkaHeartbeatIntervalMs >= c.kafkaSessionTimeoutMs)
+    problems.push(`${label('kafkaHeartbeatIntervalMs')}: must be below ${label('kafkaSessionTimeoutMs')} (${c.kafkaSessionTimeoutMs})`);
   if (ok('routes', 'redis', 'kafka')) {
     const engines = { redis: c.redis !== '', kafka: c.kafka !== '' };
     for (const problem of validateRoutes(c.routes as { pattern: string; kind: RouteKind }[], engines))

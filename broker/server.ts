@@ -73,6 +73,8 @@ export function engineSettings(config: Readonly<BrokerConfig>, routes: RouteTabl
     retention: historyRetention(config),
     historyCacheSize: config.historyCacheSize,
     routes,
+    kafkaSessionTimeoutMs: config.kafkaSessionTimeoutMs,
+    kafkaHeartbeatIntervalMs: config.kafkaHeartbeatIntervalMs,
   };
 }
 

@@ -70,6 +70,13 @@ export class BusConsumer {
   #ok = false;
   #deliver: Deliver = () => {};
   #activeBatches = 0;
+  #rebalancingSince: number | undefined;
+  /** Bumped when a heartbeat during batches hears of a rebalance: the batches in hand then stop (see #beating). */
+  #generation = 0;
+  /** Batches waiting on the history store, woken when #generation is bumped. */
+  #waiting = new Set<() => void>();
+  #beat: NodeJS.Timeout | undefined;
+  #beatWith: (() => Promise<void>) | undefined;
   #batchesIdle: (() => void) | undefined;
 
   constructor(options: BusConsumerOptions) {
@@ -107,14 +114,33 @@ export class BusConsumer {
       allowAutoTopicCreation: false,
     });
     this.#consumer = consumer;
-    consumer.on(consumer.events.GROUP_JOIN, () => {
+    consumer.on(consumer.events.REBALANCING, () => {
+      this.#rebalancingSince = Date.now();
+    });
+    consumer.on(consumer.events.GROUP_JOIN, (event) => {
       // A new generation: kafkajs reads every assigned partition again from its committed offset.
       this.offsets.reset();
       this.#ok = true;
+      // One line per rebalance (a node joined, left or died): how long this node's partitions stood still.
+      const { duration, memberAssignment } = event.payload;
+      const partitions = Object.values(memberAssignment).reduce((sum, list) => sum + list.length, 0);
+      const since = this.#rebalancingSince;
+      this.#rebalancingSince = undefined;
+      o.logger.info(
+        { joinMs: duration, ...(since !== undefined ? { rebalanceMs: Date.now() - since } : {}), partitions },
+        'joined the Kafka consumer group',
+      );
     });
+    let refused: Error | undefined;
     consumer.on(consumer.events.CRASH, (event) => {
       this.#ok = false;
       const { error, restart } = event.payload;
+      if (kafkaErrorIs(error, SESSION_REFUSED)) {
+        // A setting the brokers will never accept: no new consumer can do better, the operator has to act.
+        refused = new SessionTimeoutRefused(o.sessionTimeoutMs, error);
+        if (this.#o.isRunning()) o.logger.error({ err: refused }, refused.message);
+        return;
+      }
       if (restart) o.logger.warn({ err: error }, 'Kafka consumer crashed; kafkajs restarts it');
       else {
         o.logger.error({ err: error }, 'Kafka consumer crashed and kafkajs gave up on it; starting a new one');
@@ -129,6 +155,8 @@ export class BusConsumer {
       partitionsConsumedConcurrently: Math.min(16, o.topics.length * o.partitions),
       eachBatch: (payload) => this.#eachBatch(payload),
     });
+    // run() joins the group before it resolves; a join the brokers refused has crashed the consumer by now.
+    if (refused !== undefined) throw refused;
     if (fresh.length > 0) {
       // A new per-node group starts at the end of the log as it was when start() began, not wherever the end is
       // by its first fetch: then everything published once start() resolves is delivered. Seeking now (before
@@ -194,9 +222,11 @@ export class BusConsumer {
     const first = batch.messages[0];
     if (first === undefined || !this.#o.isRunning()) return;
     this.#activeBatches++;
+    this.#beating(payload);
+    const generation = this.#generation;
     try {
       const progress = this.offsets.partition(batch.topic, batch.partition, Number(first.offset));
-      if (!(await this.#waitForHistoryRoom(payload))) return;
+      if (!(await this.#waitForHistoryRoom(payload, generation))) return;
       const work: Work[] = [];
       for (const message of batch.messages) {
         const envelope = decodeRecord(batch.topic, batch.partition, message);
@@ -204,12 +234,53 @@ export class BusConsumer {
         if (envelope === undefined) this.#o.counters.dropped++;
         work.push({ envelope, kind, entry: progress.track(Number(message.offset), kind === 'none' ? 0 : kind === 'topic' ? 2 : 1) });
       }
-      await this.#storeFirst(work);
-      const done = await this.#dispatch(work, payload);
+      // The history store may take seconds (it is given up to HISTORY_FIRST_MS); a rebalance does not wait for it.
+      await this.#unlessRejoining(this.#storeFirst(work));
+      // The group rebalances: this batch is abandoned, undelivered and uncommitted; the partition's next owner (this
+      // node or another) reads it again from the committed offset, so nothing is lost, and the rejoin, which waits
+      // for every batch in hand, is not held up by the delivery.
+      if (generation !== this.#generation) return;
+      const done = await this.#dispatch(work, payload, generation);
       if (done > 0) payload.resolveOffset(String((work[done - 1] as Work).entry.offset));
     } finally {
-      if (--this.#activeBatches === 0) this.#batchesIdle?.();
+      if (--this.#activeBatches === 0) {
+        clearInterval(this.#beat);
+        this.#beat = undefined;
+        this.#batchesIdle?.();
+      }
     }
+  }
+
+  /**
+   * kafkajs heartbeats only between batches. While batches are in hand longer than a heartbeat interval (a slow
+   * history store, a fanout being retried), this beats for them: a short session would otherwise expire a node
+   * that is merely busy, and a rebalance (a node died) is heard of as soon as the coordinator starts it, so the
+   * batches in hand stop instead of holding up the group's rejoin. One timer, only while batches are in hand.
+   */
+  #beating(payload: EachBatchPayload): void {
+    this.#beatWith = () => payload.heartbeat();
+    if (this.#beat !== undefined) return;
+    this.#beat = setInterval(() => {
+      this.#beatWith?.().catch((error: unknown) => {
+        if (!kafkaErrorIs(error, REJOIN_NEEDED)) return;
+        this.#generation++;
+        for (const wake of this.#waiting) wake();
+        this.#waiting.clear();
+      });
+    }, this.#o.heartbeatIntervalMs);
+    this.#beat.unref();
+  }
+
+  /** `work`, or less: resolves early when a rebalance is heard of meanwhile (`work` goes on in the background). */
+  #unlessRejoining(work: Promise<void>): Promise<void> {
+    return new Promise<void>((resolve) => {
+      this.#waiting.add(resolve);
+      const done = (): void => {
+        this.#waiting.delete(resolve);
+        resolve();
+      };
+      work.then(done, done);
+    });
   }
 
   async #storeFirst(work: Work[]): Promise<void> {
@@ -227,7 +298,7 @@ export class BusConsumer {
    * are pipelined (all issued in order, then awaited); a failure is retried from the first failed record on,
    * with backoff, until it succeeds, the bus closes or the partition moves to another node.
    */
-  async #dispatch(work: readonly Work[], payload: EachBatchPayload): Promise<number> {
+  async #dispatch(work: readonly Work[], payload: EachBatchPayload, generation: number): Promise<number> {
     let from = 0;
     let attempt = 0;
     while (from < work.length) {
@@ -265,7 +336,7 @@ export class BusConsumer {
       const delayMs = backoffMs(attempt - 1);
       if (attempt === 1) this.#o.logger.warn({ err: failure, stage }, `Kafka records could not be handed to the ${stage}; retrying`);
       this.#o.retry?.(stage, attempt, delayMs, failure);
-      if (!(await this.#pause(delayMs, payload))) return from;
+      if (!(await this.#pause(delayMs, payload, generation))) return from;
     }
     return from;
   }
@@ -303,24 +374,63 @@ export class BusConsumer {
   }
 
   /** Sleeps while keeping the group membership; false when this batch should be abandoned. */
-  async #pause(ms: number, payload: EachBatchPayload): Promise<boolean> {
+  async #pause(ms: number, payload: EachBatchPayload, generation: number): Promise<boolean> {
     const until = Date.now() + ms;
+    const going = (): boolean => this.#o.isRunning() && payload.isRunning() && !payload.isStale() && generation === this.#generation;
     while (Date.now() < until) {
       await sleep(Math.min(250, Math.max(1, until - Date.now())));
-      if (!this.#o.isRunning() || !payload.isRunning() || payload.isStale()) return false;
+      if (!going()) return false;
       // Throws when the group rebalances: kafkajs then rejoins and the new owner resumes from the commit.
       await payload.heartbeat();
     }
-    return this.#o.isRunning() && payload.isRunning() && !payload.isStale();
+    return going();
   }
 
-  async #waitForHistoryRoom(payload: EachBatchPayload): Promise<boolean> {
+  async #waitForHistoryRoom(payload: EachBatchPayload, generation: number): Promise<boolean> {
     while (this.#o.history.pending >= this.#o.maxPendingHistory) {
-      if (!(await this.#pause(100, payload))) return false;
+      if (!(await this.#pause(100, payload, generation))) return false;
     }
     return true;
   }
 }
+
+/**
+ * The brokers refuse the consumer's session timeout: it lies outside their group.min.session.timeout.ms (default
+ * 6000) .. group.max.session.timeout.ms. Short sessions are what makes failover quick, so the fix is usually on the
+ * brokers' side; the message names both settings.
+ */
+export class SessionTimeoutRefused extends Error {
+  readonly retriable = false;
+  constructor(sessionTimeoutMs: number, cause: unknown) {
+    super(
+      `the Kafka brokers refuse a consumer session timeout of ${sessionTimeoutMs} ms: allow it with the brokers' ` +
+        `group.min.session.timeout.ms (Kafka's default is 6000) and group.max.session.timeout.ms, or change this node's ` +
+        `kafkaSessionTimeoutMs (--kafka-session-timeout-ms, STOMPEDE_KAFKA_SESSION_TIMEOUT_MS)`,
+      { cause },
+    );
+    this.name = 'SessionTimeoutRefused';
+  }
+}
+
+/** Heartbeat answers that mean "rejoin the group": the coordinator is rebalancing or no longer knows this member. */
+const REJOIN_NEEDED: ReadonlySet<string> = new Set(['REBALANCE_IN_PROGRESS', 'ILLEGAL_GENERATION', 'UNKNOWN_MEMBER_ID']);
+
+/**
+ * Whether an error, or one of its causes, is a Kafka protocol error of one of `types` (kafkajs's `type`, e.g.
+ * `INVALID_SESSION_TIMEOUT`). kafkajs's retrier may re-wrap a protocol error keeping only its message, so a
+ * session timeout refusal is recognised by its message too.
+ */
+function kafkaErrorIs(error: unknown, types: ReadonlySet<string>): boolean {
+  for (let e = error, depth = 0; typeof e === 'object' && e !== null && depth < 10; depth++) {
+    if ('type' in e && typeof e.type === 'string' && types.has(e.type)) return true;
+    if (types.has('INVALID_SESSION_TIMEOUT') && e instanceof Error && e.message.includes('session timeout is not within the range'))
+      return true;
+    e = 'cause' in e ? e.cause : undefined;
+  }
+  return false;
+}
+
+const SESSION_REFUSED: ReadonlySet<string> = new Set(['INVALID_SESSION_TIMEOUT']);
 
 /** A Promise for an engine call, also when the call throws instead of rejecting. */
 function attempt(call: () => Promise<void>): Promise<void> {

@@ -74,6 +74,12 @@ export interface OffsetCommitsOptions {
   committed?: ((offsets: readonly CommitOffset[]) => void) | undefined;
   /** A failed commit is not retried here: the next `commit()` (a timer tick, or the next owner) covers it. */
   failed?: ((error: unknown) => void) | undefined;
+  /**
+   * A commit unanswered this long no longer holds back the next one (default 5,000 ms). kafkajs retries a commit
+   * made during a rebalance for up to half a minute; meanwhile nothing else would be committed, and the next owner
+   * of a partition, after the next crash, would read all of that again.
+   */
+  timeoutMs?: number | undefined;
 }
 
 /** The partitions of one consumer generation and their commits: one commit in flight at a time. */
@@ -83,17 +89,22 @@ export class OffsetCommits {
   #commit: OffsetCommitsOptions['commit'];
   #committed: OffsetCommitsOptions['committed'];
   #failed: OffsetCommitsOptions['failed'];
+  #timeoutMs: number;
 
   constructor(options: OffsetCommitsOptions) {
     if (typeof options.commit !== 'function') throw new TypeError('OffsetCommits needs a commit function');
     this.#commit = options.commit;
     this.#committed = options.committed;
     this.#failed = options.failed;
+    this.#timeoutMs = options.timeoutMs ?? 5_000;
   }
 
   /** A new group generation: every assigned partition is read again from its committed offset. */
   reset(): void {
     this.#progress = new Map();
+    // A commit of the old generation still in flight (retried by kafkajs) must not hold back the new one's. If it
+    // lands later it may set an offset back: those records are read again, never skipped (at least once).
+    this.#committing = undefined;
   }
 
   /**
@@ -117,7 +128,12 @@ export class OffsetCommits {
     const due = [...this.#progress.values()].filter((p) => p.committable > p.committed);
     if (due.length === 0) return Promise.resolve();
     const offsets = due.map((p) => ({ topic: p.topic, partition: p.partition, offset: p.committable }));
-    this.#committing = this.#commit(offsets)
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer to an offset commit within ${this.#timeoutMs} ms`)), this.#timeoutMs);
+      timer.unref();
+    });
+    const committing: Promise<void> = Promise.race([this.#commit(offsets), late])
       .then(
         () => {
           for (let i = 0; i < due.length; i++) (due[i] as PartitionProgress).committed = (offsets[i] as CommitOffset).offset;
@@ -128,9 +144,11 @@ export class OffsetCommits {
         },
       )
       .finally(() => {
-        this.#committing = undefined;
+        clearTimeout(timer);
+        if (this.#committing === committing) this.#committing = undefined;
       });
-    return this.#committing;
+    this.#committing = committing;
+    return committing;
   }
 
   /**

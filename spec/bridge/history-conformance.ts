@@ -290,6 +290,19 @@ export function historyConformance(name: string, make: MakeHistoryStore, caps: H
         expect(plain(await read(store, destination, { all: true }))).to.deep.equal(plain(records));
         expect(await store.appendMany([])).to.equal(0);
       });
+
+      it('takes a replayed batch (a run stored before, then new records, then a stored one) whole', async () => {
+        // What a partition's new owner appends after a node died: it reads again from the last commit.
+        const store = await open();
+        const destination = `/topic/${uniqueName()}`;
+        const records = [0, 1, 2, 3, 4, 5, 6, 7].map((p) => record(destination, p));
+        expect(await store.appendMany(records.slice(0, 4))).to.equal(4);
+        await store.append(records[6] as HistoryRecord);
+        expect(await store.appendMany(records)).to.equal(8);
+        expect(plain(await read(store, destination, { all: true }))).to.deep.equal(plain(records));
+        expect(await store.appendMany(records.slice(0, 5))).to.equal(5);
+        expect(plain(await read(store, destination, { all: true }))).to.deep.equal(plain(records));
+      });
     });
 
     describe('isolation', () => {

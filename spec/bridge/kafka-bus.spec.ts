@@ -373,6 +373,14 @@ describe('KafkaBus options and lifecycle without Kafka', function () {
       .and.includes('partitions');
   });
 
+  it('refuses a heartbeat interval that is not below the session timeout', function () {
+    expect(() => new KafkaBus({ ...base(), sessionTimeoutMs: 2_000, heartbeatIntervalMs: 2_000 }))
+      .to.throw(TypeError)
+      .with.property('message')
+      .that.includes('heartbeatIntervalMs (2000) must be below sessionTimeoutMs (2000)');
+    expect(() => new KafkaBus({ ...base(), sessionTimeoutMs: 2_000, heartbeatIntervalMs: 500 })).not.to.throw();
+  });
+
   it('rejects a publish before start, and uses the group the mode calls for', async function () {
     const perNode = new KafkaBus(base());
     expect(perNode.groupId).to.equal('c-n');
@@ -569,6 +577,25 @@ describe('KafkaBus on Kafka', function () {
         .to.include(`127.0.0.1:${port}`)
         .and.include('Check that the brokers are running');
       await bus.close();
+    });
+
+    it("refuses to start when the brokers refuse its session timeout, naming their setting and the node's", async function () {
+      // The test brokers allow sessions from 1,000 ms (group.min.session.timeout.ms): 500 is refused at the join.
+      const topics = testTopics(`session${randomBytes(2).toString('hex')}`);
+      const cluster = await kafkaCluster({ fanout: true, topics, size: 1, options: { sessionTimeoutMs: 500, heartbeatIntervalMs: 100 } });
+      const node = cluster.nodes[0] as ClusterNode;
+      const error: unknown = await node
+        .start(() => {})
+        .then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+      await cluster.close();
+      expect(error).to.be.instanceOf(BridgeError).and.include({ code: KAFKA_ERRORS.ERR_KAFKA_START, retriable: false });
+      expect((error as Error).message)
+        .to.include('session timeout of 500 ms')
+        .and.include('group.min.session.timeout.ms')
+        .and.include('kafkaSessionTimeoutMs (--kafka-session-timeout-ms');
     });
 
     it('sends publishes still waiting in a batch when it closes, then rejects new ones', async function () {

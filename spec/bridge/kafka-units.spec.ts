@@ -250,7 +250,7 @@ describe('bridge › kafka › OffsetCommits', () => {
     failed: unknown[];
   }
 
-  function harness(): CommitHarness {
+  function harness(timeoutMs?: number): CommitHarness {
     const calls: CommitHarness['calls'] = [];
     const committed: CommitOffset[][] = [];
     const failed: unknown[] = [];
@@ -262,6 +262,7 @@ describe('bridge › kafka › OffsetCommits', () => {
       },
       committed: (offsets) => committed.push([...offsets]),
       failed: (error) => failed.push(error),
+      timeoutMs,
     });
     return { commits, calls, committed, failed };
   }
@@ -308,6 +309,34 @@ describe('bridge › kafka › OffsetCommits', () => {
     calls[1]?.done.resolve();
     await second;
     expect(committed).to.have.length(1);
+  });
+
+  it('a commit left unanswered (kafkajs retrying it through a rebalance) does not hold back the next one', async () => {
+    const { commits, calls, committed, failed } = harness(50);
+    const p = commits.partition('t', 0, 0);
+    p.step(p.track(0, 1));
+    const stuck = commits.commit();
+    await stuck;
+    expect(String(failed[0])).to.include('no answer to an offset commit within 50 ms');
+    const next = commits.commit();
+    expect(next, 'a new commit, not the stuck one').to.not.equal(stuck);
+    calls[1]?.done.resolve();
+    await next;
+    expect(committed).to.deep.equal([[{ topic: 't', partition: 0, offset: 1 }]]);
+    // A new group generation lets go of the commit in flight at once: its own progress is committed next.
+    const q = commits.partition('t', 1, 0);
+    q.step(q.track(0, 1));
+    const old = commits.commit();
+    commits.reset();
+    const fresh = commits.partition('t', 1, 7);
+    fresh.step(fresh.track(7, 1));
+    expect(commits.commit()).to.not.equal(old);
+    expect(calls.map((c) => c.offsets)).to.deep.equal([
+      [{ topic: 't', partition: 0, offset: 1 }],
+      [{ topic: 't', partition: 0, offset: 1 }],
+      [{ topic: 't', partition: 1, offset: 1 }],
+      [{ topic: 't', partition: 1, offset: 8 }],
+    ]);
   });
 
   it('flush() also commits what finished while a commit was in flight', async () => {

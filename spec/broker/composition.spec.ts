@@ -51,6 +51,22 @@ describe('broker › composition root', () => {
     expect(kafka.topicFor('/queue/x')).to.equal('stompede.queues');
   });
 
+  it('hands the Kafka session settings to the bus, and refuses a heartbeat interval not below the session', async () => {
+    const broker = await build({
+      config: { kafka: NO_KAFKA, nodeId: 'session-a', kafkaSessionTimeoutMs: 2500, kafkaHeartbeatIntervalMs: 400 },
+    });
+    expect((broker.engines.log as KafkaBus).session).to.deep.equal({ timeoutMs: 2500, heartbeatIntervalMs: 400 });
+    const defaults = await build({ config: { kafka: NO_KAFKA, nodeId: 'session-b' } });
+    expect((defaults.engines.log as KafkaBus).session).to.deep.equal({
+      timeoutMs: defaults.config.kafkaSessionTimeoutMs,
+      heartbeatIntervalMs: defaults.config.kafkaHeartbeatIntervalMs,
+    });
+    expect(() => loadConfig({ overrides: { kafkaSessionTimeoutMs: 1000, kafkaHeartbeatIntervalMs: 1000 } }))
+      .to.throw(ConfigError)
+      .with.property('problems')
+      .that.deep.equals(['kafkaHeartbeatIntervalMs: must be below kafkaSessionTimeoutMs (1000); a third of it at most is advised']);
+  });
+
   it('chooses one node id when none is configured, and the engines are named after it', async () => {
     const broker = await build({ config: { kafka: NO_KAFKA, clusterName: 'comp' } });
     expect(broker.nodeId).to.match(/^[0-9a-f]{8}$/);
