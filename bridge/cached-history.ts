@@ -1,5 +1,6 @@
 import { backoffMs } from '../broker/ports/bus.js';
 import { decodeEnvelope, encodeEnvelope } from './envelope-codec.js';
+import { recordPosition } from './kafka-codec.js';
 import type { HistoryQuery, HistoryRecord, HistoryRetention, HistoryStore } from '../broker/ports/history.js';
 import { BUFFERS, connectRedis, withTimeout, type RedisClient } from './redis-client.js';
 import { silentLogger, type Logger } from '../broker/ports/logger.js';
@@ -301,9 +302,11 @@ export class CachedHistoryStore implements HistoryStore {
     const client = this.#client;
     const key = this.#key(vhost, destination);
     if (client?.isReady !== true || limit <= 0 || this.#untrusted.has(key)) return undefined;
+    // A Kafka id names its position: only the entries from there on are read (the cache may hold large bodies).
+    const from = recordPosition(afterId);
     let reply: unknown;
     try {
-      reply = await this.#command(client, ['ZRANGE', key, '0', '-1']);
+      reply = await this.#command(client, from === undefined ? ['ZRANGE', key, '0', '-1'] : ['ZRANGEBYSCORE', key, String(from), '+inf']);
     } catch (error) {
       this.#failed(error);
       return undefined;

@@ -382,6 +382,27 @@ describe('bridge › history › mongo', function () {
         );
       });
 
+      it('reads the cache from the position a Kafka message-id names, and checks that the id is really there', async () => {
+        const inner = new CountingStore();
+        const store = await open(inner, 8);
+        const destination = `/topic/${uniqueName()}`;
+        const topic = uniqueName('kt');
+        // Kafka ids name their offset, the position: offsets 100, 102, ... 122 (other destinations took the odd ones).
+        const records = Array.from({ length: 12 }, (_, i) => record(destination, 100 + 2 * i, { id: `${topic}-3-${100 + 2 * i}` }));
+        for (const r of records) await store.append(r);
+        const after = async (afterId: string): Promise<number[]> =>
+          (await store.read('/', destination, { afterId }, 100)).map((r) => r.position);
+        expect(await after(`${topic}-3-112`)).to.deep.equal([114, 116, 118, 120, 122]);
+        expect(await after(`${topic}-3-122`)).to.deep.equal([]);
+        expect(inner.reads).to.equal(0);
+        // Not in the cache at that position (an odd offset, or one of another partition): the inner store answers.
+        for (const id of [`${topic}-3-113`, `${topic}-4-114`]) {
+          const answer = (await inner.inner.read('/', destination, { afterId: id }, 100)).map((r) => r.position);
+          expect(await after(id), id).to.deep.equal(answer);
+        }
+        expect(inner.reads).to.equal(2);
+      });
+
       it('fills the cache from the inner store on a miss, and then answers from Redis', async () => {
         const inner = new CountingStore();
         const destination = `/topic/${uniqueName()}`;
