@@ -296,7 +296,8 @@ export class CachedHistoryStore implements HistoryStore {
    * stopped) missed only the last few messages, and a rolling restart sends every client of a node at once:
    * answered here, that burst costs one ZRANGE each instead of range reads that MongoDB (or a FerretDB that scans)
    * would serve one after another. The cache drops its oldest entries only, so when it still holds `afterId` it
-   * holds everything appended after it (appends reach Redis before their fan-out, as for `last` reads).
+   * holds everything appended after it. What it lacks arrives live: the Kafka engine appends before fan-out (while
+   * history fails, it fans out first, and then the inner store lacks those records as well).
    */
   async #cachedAfter(vhost: string, destination: string, afterId: string, limit: number): Promise<HistoryRecord[] | undefined> {
     const client = this.#client;
