@@ -1,5 +1,6 @@
 import { backoffMs } from '../broker/ports/bus.js';
 import { decodeEnvelope, encodeEnvelope } from './envelope-codec.js';
+import { recordPosition } from './kafka-codec.js';
 import type { HistoryQuery, HistoryRecord, HistoryRetention, HistoryStore } from '../broker/ports/history.js';
 import { BUFFERS, connectRedis, withTimeout, type RedisClient } from './redis-client.js';
 import { silentLogger, type Logger } from '../broker/ports/logger.js';
@@ -71,8 +72,9 @@ const CLOSE_WAIT_MS = 1_000;
  * (add, trim, expire), so a reader never sees a half-written cache.
  *
  * A `last` read is answered from Redis only when the cache holds enough records, or is marked as holding all
- * of the destination's records (written when a read of the inner store found fewer than it asked for); every
- * other read, and every Redis failure, goes to the inner store, and a miss fills the cache from the answer.
+ * of the destination's records (written when a read of the inner store found fewer than it asked for). An
+ * `afterId` read (`x-resume-after`) is answered from Redis when the cache still holds that id. Every other read,
+ * and every Redis failure, goes to the inner store, and a `last` miss fills the cache from the answer.
  *
  * An append goes to the inner store, then to Redis; a Redis failure never fails it. The destination is then
  * repaired, never read across the gap: this node stops reading its cache, and once Redis answers again it
@@ -270,6 +272,8 @@ export class CachedHistoryStore implements HistoryStore {
   }
 
   async read(vhost: string, destination: string, query: HistoryQuery, limit: number): Promise<HistoryRecord[]> {
+    if ('afterId' in query)
+      return (await this.#cachedAfter(vhost, destination, query.afterId, limit)) ?? this.inner.read(vhost, destination, query, limit);
     if (!('last' in query)) return this.inner.read(vhost, destination, query, limit);
     const max = this.#retention.maxPerDestination;
     const want = Math.min(query.last, limit, max > 0 ? max : Infinity);
@@ -284,6 +288,53 @@ export class CachedHistoryStore implements HistoryStore {
     // Fill the cache from the answer (fewer than asked for: that is everything), unless it is being repaired.
     if (!this.#untrusted.has(key)) void this.#add(key, records.slice(-this.#cap), records.length < want);
     return records;
+  }
+
+  /**
+   * The records after `afterId` from Redis, or undefined (ask the inner store) when the cache no longer holds
+   * that record, is not trusted here, or Redis fails. A resuming client (`x-resume-after` after its node
+   * stopped) missed only the last few messages, and a rolling restart sends every client of a node at once:
+   * answered here, that burst costs one ZRANGE each instead of range reads that MongoDB (or a FerretDB that scans)
+   * would serve one after another. The cache drops its oldest entries only, so when it still holds `afterId` it
+   * holds everything appended after it. What it lacks arrives live: the Kafka engine appends before fan-out (while
+   * history fails, it fans out first, and then the inner store lacks those records as well).
+   */
+  async #cachedAfter(vhost: string, destination: string, afterId: string, limit: number): Promise<HistoryRecord[] | undefined> {
+    const client = this.#client;
+    const key = this.#key(vhost, destination);
+    if (client?.isReady !== true || limit <= 0 || this.#untrusted.has(key)) return undefined;
+    // A Kafka id names its position: only the entries from there on are read (the cache may hold large bodies).
+    const from = recordPosition(afterId);
+    let reply: unknown;
+    try {
+      reply = await this.#command(client, from === undefined ? ['ZRANGE', key, '0', '-1'] : ['ZRANGEBYSCORE', key, String(from), '+inf']);
+    } catch (error) {
+      this.#failed(error);
+      return undefined;
+    }
+    if (!Array.isArray(reply)) return undefined;
+    const entries: unknown[] = reply;
+    const cutoff = this.#retention.maxAgeMs > 0 ? Date.now() - this.#retention.maxAgeMs : -Infinity;
+    const seen = new Set<string>();
+    const records: HistoryRecord[] = [];
+    let found = false;
+    for (const entry of entries) {
+      if (!Buffer.isBuffer(entry)) return undefined;
+      if (entry.length === 0) continue; // the "holds every record" mark
+      const e = decodeEnvelope(entry);
+      if (e === undefined || e.position === undefined || e.vhost !== vhost || e.destination !== destination) return undefined;
+      if (!found) {
+        found = e.id === afterId;
+        seen.add(e.id);
+        continue;
+      }
+      // As the inner store's read: retention applies exactly, and one record counts once.
+      if (seen.has(e.id) || e.time < cutoff) continue;
+      seen.add(e.id);
+      records.push({ ...e, position: e.position });
+      if (records.length >= limit) break;
+    }
+    return found ? records : undefined;
   }
 
   /** The newest `want` records from Redis, or undefined when Redis cannot answer that exactly. */

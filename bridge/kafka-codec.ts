@@ -52,6 +52,17 @@ export function recordId(topic: string, partition: number, offset: string): stri
   return `${topic}-${partition}-${offset}`;
 }
 
+const RECORD_ID = /^.+-\d{1,10}-(\d{1,16})$/;
+
+/**
+ * The offset a `recordId` names (its position in history), or undefined for an id of another shape. An id of
+ * another route may match by chance: callers use it as a hint and check the record's id.
+ */
+export function recordPosition(id: string): number | undefined {
+  const match = RECORD_ID.exec(id);
+  return match === null ? undefined : Number(match[1]);
+}
+
 /**
  * The envelope of a consumed record (with its offset as position, which is what history stores), or undefined when the record names no destination (not written by
  * Stompede, and nothing to deliver it to). Other missing parts get defaults: vhost `/`, the record timestamp,

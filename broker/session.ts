@@ -306,6 +306,10 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
 
   /** Broker shutdown: let in-flight work finish and its receipts go out, then close. */
   shutdown(): Promise<void> {
+    // Frames from here on are not taken: one taken now would be done (a SEND published) after the goodbye below
+    // had dropped its RECEIPT, and a client resending what got no RECEIPT would make a duplicate. So every frame
+    // taken is answered, and one that was not answered was not taken.
+    this.#parser.stop();
     // A replay waiting on a client that does not read would hold the shutdown forever: it stops here.
     this.#replaysStopped = true;
     this.#wakeReplays();

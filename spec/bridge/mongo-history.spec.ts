@@ -356,6 +356,53 @@ describe('bridge › history › mongo', function () {
         expect(inner.reads).to.equal(3);
       });
 
+      it('answers x-resume-after (afterId) from Redis while the cache holds that id, else from the inner store', async () => {
+        const inner = new CountingStore();
+        const store = await open(inner, 8);
+        const destination = `/topic/${uniqueName()}`;
+        const records = Array.from({ length: 12 }, (_, p) => record(destination, p));
+        for (const r of records) await store.append(r);
+        const idOf = (p: number): string => (records[p] as HistoryRecord).id;
+        const after = async (p: number, limit = 100): Promise<number[]> =>
+          (await store.read('/', destination, { afterId: idOf(p) }, limit)).map((r) => r.position);
+        // The cache holds positions 4..11: resuming after any of them costs no inner read.
+        expect(await after(6)).to.deep.equal([7, 8, 9, 10, 11]);
+        expect(await after(4)).to.deep.equal([5, 6, 7, 8, 9, 10, 11]);
+        expect(await after(11)).to.deep.equal([]);
+        expect(await after(5, 2)).to.deep.equal([6, 7]);
+        expect(inner.reads).to.equal(0);
+        // Position 3 was trimmed from the cache, and an unknown id may be anything: both ask the inner store.
+        expect(await after(3)).to.deep.equal([4, 5, 6, 7, 8, 9, 10, 11]);
+        expect(inner.reads).to.equal(1);
+        expect(await store.read('/', destination, { afterId: 'not-a-cached-id' }, 100)).to.have.length(12);
+        expect(inner.reads).to.equal(2);
+        // The answer is the inner store's, record for record.
+        expect(await store.read('/', destination, { afterId: idOf(7) }, 100)).to.deep.equal(
+          await inner.inner.read('/', destination, { afterId: idOf(7) }, 100),
+        );
+      });
+
+      it('reads the cache from the position a Kafka message-id names, and checks that the id is really there', async () => {
+        const inner = new CountingStore();
+        const store = await open(inner, 8);
+        const destination = `/topic/${uniqueName()}`;
+        const topic = uniqueName('kt');
+        // Kafka ids name their offset, the position: offsets 100, 102, ... 122 (other destinations took the odd ones).
+        const records = Array.from({ length: 12 }, (_, i) => record(destination, 100 + 2 * i, { id: `${topic}-3-${100 + 2 * i}` }));
+        for (const r of records) await store.append(r);
+        const after = async (afterId: string): Promise<number[]> =>
+          (await store.read('/', destination, { afterId }, 100)).map((r) => r.position);
+        expect(await after(`${topic}-3-112`)).to.deep.equal([114, 116, 118, 120, 122]);
+        expect(await after(`${topic}-3-122`)).to.deep.equal([]);
+        expect(inner.reads).to.equal(0);
+        // Not in the cache at that position (an odd offset, or one of another partition): the inner store answers.
+        for (const id of [`${topic}-3-113`, `${topic}-4-114`]) {
+          const answer = (await inner.inner.read('/', destination, { afterId: id }, 100)).map((r) => r.position);
+          expect(await after(id), id).to.deep.equal(answer);
+        }
+        expect(inner.reads).to.equal(2);
+      });
+
       it('fills the cache from the inner store on a miss, and then answers from Redis', async () => {
         const inner = new CountingStore();
         const destination = `/topic/${uniqueName()}`;

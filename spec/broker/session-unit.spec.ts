@@ -442,6 +442,28 @@ describe('broker › Session unit (no socket: fake SessionHost, in-memory Connec
     });
   });
 
+  describe('shutdown', () => {
+    it('RECEIPTs every SEND taken before it, takes no frame after it, then sends ERROR "server shutting down"', async () => {
+      const host = new FakeHost();
+      const peer = await connected(host);
+      let accept!: () => void;
+      host.publishOutcome = () => new Promise<void>((resolve) => (accept = resolve));
+      peer.send('SEND', { destination: '/topic/durable', receipt: 'r1' }, 'taken');
+      const stopped = peer.session.shutdown();
+      // Written by the client as the node stops: it must either be answered or not be published at all.
+      peer.send('SEND', { destination: '/topic/durable', receipt: 'r2' }, 'too late');
+      await settle();
+      expect(host.called('publish').map((c) => c.body)).to.deep.equal(['taken']);
+      expect(peer.connection.commands()).to.deep.equal(['CONNECTED']);
+      accept();
+      await stopped;
+      expect(peer.connection.commands()).to.deep.equal(['CONNECTED', 'RECEIPT', 'ERROR']);
+      expect(header(peer.connection.last('RECEIPT'), 'receipt-id')).to.equal('r1');
+      expect(header(peer.connection.last('ERROR'), 'message')).to.equal('server shutting down');
+      expect(host.called('publish').map((c) => c.body)).to.deep.equal(['taken']);
+    });
+  });
+
   describe('transactions', () => {
     it('shows the host nothing of a transaction until COMMIT, then every SEND in order', async () => {
       const host = new FakeHost();

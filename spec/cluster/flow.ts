@@ -26,6 +26,11 @@ export interface PublisherOptions {
   readonly intervalMs?: number;
   /** A SEND unanswered this long counts as `timeout` (silence). */
   readonly receiptTimeoutMs?: number;
+  /**
+   * Send a SEND that got an ERROR or a closed connection instead of a RECEIPT again, same body, on the next
+   * connection: safe where a node answers every frame it took before it closes (a SIGTERM), not after a crash.
+   */
+  readonly resendUnanswered?: boolean;
 }
 
 export class Publisher {
@@ -90,7 +95,6 @@ export class Publisher {
       const record: SendRecord = { seq, body, node: client.nodeId, sentAt: Date.now(), outcome: 'pending', settledAt: 0 };
       const sending = client.send(this.#o.destination, body, {}, this.#o.receiptTimeoutMs ?? 30_000);
       this.records.push(record);
-      seq++;
       try {
         await sending;
         record.outcome = 'receipt';
@@ -98,6 +102,7 @@ export class Publisher {
         record.outcome = error instanceof SendFailure ? error.kind : 'closed';
         if (record.outcome === 'timeout') client.destroy();
       }
+      if (record.outcome === 'receipt' || record.outcome === 'timeout' || this.#o.resendUnanswered !== true) seq++;
       record.settledAt = Date.now();
       if (this.#o.intervalMs !== undefined && this.#o.intervalMs > 0) await sleep(this.#o.intervalMs);
     }

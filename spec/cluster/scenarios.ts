@@ -35,7 +35,7 @@ export function dest(kind: 'topic' | 'queue', name: string): string {
 export function useCluster(
   route: RoutePreset,
   engines: readonly ServiceName[],
-  options: { args?: readonly string[] } = {},
+  options: { args?: readonly string[]; name?: string } = {},
 ): ClusterContext {
   let cluster: StompedeCluster | undefined;
   let retired = false;
@@ -65,7 +65,7 @@ export function useCluster(
     this.timeout(120_000);
     const started = Date.now();
     cluster = await StompedeCluster.start({
-      name: `spec-${route}`,
+      name: options.name ?? `spec-${route}`,
       engines,
       routes: route,
       ...(options.args !== undefined ? { args: options.args } : {}),
