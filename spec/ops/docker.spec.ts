@@ -167,7 +167,7 @@ describe('ops › Docker image and compose file', () => {
       expect([printed.host, printed.opsPort]).to.deep.equal(['127.0.0.1', 9100]);
     });
 
-    it('has a HEALTHCHECK, in node, on /healthz of the ops port, that passes against a live broker and fails when nothing answers', async () => {
+    it('has a HEALTHCHECK, in node, on /healthz of the ops port: passes against a live broker, fails when nothing answers', async () => {
       const check = execForm(steps.find((s) => s.name === 'HEALTHCHECK')?.args ?? '[]');
       expect(check[0], 'no curl in slim images: node runs the check').to.equal('node');
       expect(check.join(' ')).to.include('/healthz');
