@@ -125,8 +125,12 @@ describe('ops › Kubernetes manifests (deploy/k8s/)', function () {
     for (const kind of ['ConfigMap', 'Service', 'PodDisruptionBudget']) expect(ofKind(kind), kind).to.not.deep.equal([]);
   });
 
-  it('runs three replicas whose selector matches the pod template', () => {
+  it('runs three replicas of the image this package builds, whose selector matches the pod template', () => {
     expect(set.spec?.replicas).to.equal(3);
+    const pkg = JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string };
+    expect(container.image, 'the image tag is the package version').to.match(
+      new RegExp(`(^|/)stompede:${pkg.version.replaceAll('.', '\\.')}$`),
+    );
     expect(container, 'a container named stompede').to.not.equal(undefined);
     expect(selects(set.spec?.selector?.matchLabels, podLabels)).to.equal(true);
   });
