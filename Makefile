@@ -11,10 +11,24 @@ $(NODE_STAMP): package.json package-lock.json
 
 install: $(NODE_STAMP)
 
-build: install
-	npx tsc -p .
-	@# The chat page (web/ → dist/web/, with @stomp/stompjs copied from node_modules: no CDN at runtime).
+# Incremental: each step runs only when one of its inputs is newer than its stamp, so a second `make run` with
+# nothing edited starts the node at once. tsc itself is incremental too (tsconfig.json `incremental`, its
+# .tsbuildinfo kept inside dist/ so that `make clean` forgets it together with what it describes).
+TS_SOURCES := $(shell find frames broker bridge bin spec bench -name '*.ts')
+WEB_SOURCES := $(wildcard web/*.ts web/*.html web/*.css) web/tsconfig.json
+TSC_STAMP := dist/.tsc.stamp
+WEB_STAMP := dist/web/.web.stamp
+
+$(TSC_STAMP): $(NODE_STAMP) tsconfig.json $(TS_SOURCES)
+	node_modules/.bin/tsc -p .
+	@touch $@
+
+# The chat page (web/ → dist/web/, with @stomp/stompjs copied from node_modules: no CDN at runtime).
+$(WEB_STAMP): $(NODE_STAMP) package.json $(WEB_SOURCES)
 	npm run --silent build:web
+	@touch $@
+
+build: $(TSC_STAMP) $(WEB_STAMP)
 
 # One node on the in-memory bus: TCP 127.0.0.1:61613, WebSocket 127.0.0.1:15674/ws, ops (metrics, probes) 127.0.0.1:15692.
 run: build

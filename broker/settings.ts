@@ -155,7 +155,7 @@ export const SETTINGS = {
     default: '127.0.0.1',
     section: 'listeners',
     help: 'Interface every listener binds to.',
-    details: '`0.0.0.0` listens on every interface (the Docker image passes it).',
+    details: '`0.0.0.0` listens on every interface (the Docker image sets it).',
     example: '0.0.0.0',
   }),
   port: setting({

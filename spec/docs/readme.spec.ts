@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DEFAULT_CONFIG, flagName } from '../../broker/config.js';
@@ -12,8 +13,9 @@ import { cliEnv } from '../ops/cli.js';
 
 /**
  * README.md's snippets, run as they are written. The fenced blocks of "## Connecting" run against a broker of
- * this process: the js ones (stomp.js, stompit) with `node` from a directory inside the repository (so their
- * imports resolve from node_modules), the python one with the stomp.py venv of the interop specs; the README's
+ * this process: the js ones (stomp.js, stompit) with `node`, under the file name the README gives, in a fresh
+ * `npm init -y` project (its node_modules linked to the repository's), the python one in a venv with the stomp.py
+ * version the README names; the README's
  * ports 61613 and 15674 are replaced by the test broker's in the snippet's text, nothing else is touched. The java
  * block cannot run alone: ReadmeSnippetTest.java holds its lines verbatim (checked here) and the Spring interop
  * spec runs it. The shell blocks' CLI flags must be real, their serve commands must load, and the add-user lines
@@ -25,7 +27,7 @@ const README = readFileSync(join(REPO, 'README.md'), 'utf8');
 const CLI = join(REPO, 'dist/bin/stompede.js');
 const SPRING_TEST = join(REPO, 'interop/spring/src/test/java/dev/stompede/interop/spring/ReadmeSnippetTest.java');
 const SPRING_SPEC = join(REPO, 'spec/interop/spring.spec.ts');
-/** Snippet files live here (inside the repository, so `import '@stomp/stompjs'` finds node_modules). */
+/** Scratch files of the CLI checks (the js snippets run in fresh projects under the system's temporary directory). */
 const SCRATCH = join(REPO, '.cache', 'readme-spec');
 
 const TCP_PORT = '61613';
@@ -38,6 +40,8 @@ interface Block {
   readonly code: string;
   /** The bold label before the block (`**stomp.js** (…)` → `stomp.js`). */
   readonly label: string;
+  /** The text from that label to the block: what the README tells a reader to do with it. */
+  readonly intro: string;
 }
 
 /** The text of a `## ` section, up to the next `## ` heading. */
@@ -54,7 +58,9 @@ function fencedBlocks(markdown: string): Block[] {
   for (const m of markdown.matchAll(/^```(\w*)\n([\s\S]*?)^```$/gm)) {
     const before = markdown.slice(previousEnd, m.index);
     const labels = [...before.matchAll(/\*\*([^*]+)\*\*/g)];
-    blocks.push({ lang: m[1] as string, code: m[2] as string, label: labels.at(-1)?.[1] ?? '' });
+    const last = labels.at(-1);
+    const intro = last === undefined ? '' : before.slice(last.index);
+    blocks.push({ lang: m[1] as string, code: m[2] as string, label: last?.[1] ?? '', intro });
     previousEnd = m.index + m[0].length;
   }
   return blocks;
@@ -243,31 +249,48 @@ describe('docs › README.md', function () {
 
     for (const client of CLIENTS) {
       if (client.lang === 'java') continue;
-      it(`runs the ${client.label} snippet: it prints "${client.prints}", the message it sent`, async function () {
-        const block = connecting.find((b) => b.label === client.label);
+      it(`runs the ${client.label} snippet as the README says: it prints "${client.prints}", the message it sent`, async function () {
+        const block = connecting.find((b) => b.label === client.label) as Block;
         expect(block, `the ${client.label} snippet`).to.not.equal(undefined);
         let python = '';
+        let cwd = scratch;
+        let name = `${client.label.replace(/\W/g, '-')}.py`;
         if (client.lang === 'python') {
-          this.timeout(600_000); // the first run builds the stomp.py venv
-          python = await ensureVenv();
+          this.timeout(600_000); // the first run builds the venv
+          // The version the README names (`**stomp.py** (9.0, …`), installed in a venv of its own.
+          const version = /^\*\*stomp\.py\*\* \((\d+\.\d+)\b/.exec(block.intro)?.[1];
+          expect(version, `the stomp.py version in: ${block.intro}`).to.not.equal(undefined);
+          python = await ensureVenv([`stomp.py==${String(version)}.*`], `venv-readme-stomp.py-${String(version)}`);
+        } else {
+          // A fresh `npm init -y` project outside the repository (its package.json says "type": "commonjs" on
+          // current npm), with the packages the README's `npm install` names: node_modules is the repository's.
+          name = /saved as `([\w.-]+)`/.exec(block.intro)?.[1] ?? '';
+          expect(name, `a file name in: ${block.intro}`).to.match(/\.mjs$/);
+          const installed = /`npm install ([^`]+)`/.exec(block.intro)?.[1]?.split(/\s+/) ?? [];
+          const imported = [...block.code.matchAll(/^import .* from '([^']+)';$/gm)].map((m) => m[1] as string);
+          expect(installed, 'npm install names every package the snippet imports').to.include.members(imported);
+          cwd = mkdtempSync(join(tmpdir(), 'stompede-readme-'));
+          const init = await runSnippet('npm', ['init', '-y'], { cwd, until: '', untilExit: true });
+          expect(init.code, describeRun(init)).to.equal(0);
+          symlinkSync(join(REPO, 'node_modules'), join(cwd, 'node_modules'), 'dir');
         }
         // A broker of its own: no snippet can see another one's message (stomp.js asks for topic history).
         const t: TestBroker = await startBroker();
         const errors = watchSessionErrors(t.broker);
         try {
-          const code = withPorts((block as Block).code, String(t.tcpPort), new URL(t.wsUrl).port);
-          const file = join(scratch, `${client.label.replace(/\W/g, '-')}.${client.lang === 'python' ? 'py' : 'mjs'}`);
-          writeFileSync(file, code);
+          const code = withPorts(block.code, String(t.tcpPort), new URL(t.wsUrl).port);
+          writeFileSync(join(cwd, name), code);
           const r =
             client.lang === 'python'
-              ? await runSnippet(python, [file], { cwd: scratch, until: client.prints, untilExit: true, env: { PYTHONUNBUFFERED: '1' } })
-              : await runSnippet(process.execPath, [file], { cwd: scratch, until: client.prints });
+              ? await runSnippet(python, [name], { cwd, until: client.prints, untilExit: true, env: { PYTHONUNBUFFERED: '1' } })
+              : await runSnippet(process.execPath, [name], { cwd, until: client.prints });
           expect(r.lines, describeRun(r)).to.include(client.prints);
           if (client.lang === 'python') expect(r.code, `the script ends by itself; ${describeRun(r)}`).to.equal(0);
           expect(errors.errors, 'ERROR frames the broker sent').to.deep.equal([]);
         } finally {
           errors.stop();
           await t.close();
+          if (cwd !== scratch) rmSync(cwd, { recursive: true, force: true });
         }
       });
     }

@@ -6,12 +6,10 @@ import { fileURLToPath } from 'node:url';
 
 /** The repository root, from dist/spec/interop/ (compiled) or spec/interop/ (source) alike. */
 export const REPO_ROOT = fileURLToPath(new URL(import.meta.url.includes('/dist/') ? '../../../' : '../../', import.meta.url));
-const VENV = join(REPO_ROOT, '.cache', 'venv');
 const PIP_CACHE = join(REPO_ROOT, '.cache', 'pip');
 const REQUIREMENTS = join(REPO_ROOT, 'interop', 'python', 'requirements.txt');
-/** Holds the requirements the venv was built from; a venv whose marker matches is used as it is. */
-const MARKER = join(VENV, '.stompede-requirements');
-export const VENV_PYTHON = join(VENV, 'bin', 'python');
+/** The interop venv's interpreter (`ensureVenv()` with no arguments). */
+export const VENV_PYTHON = join(REPO_ROOT, '.cache', 'venv', 'bin', 'python');
 
 export interface RunResult {
   readonly code: number | null;
@@ -51,22 +49,28 @@ async function must(command: string, args: readonly string[], options: SpawnOpti
  * The venv under .cache/venv with interop/python/requirements.txt installed from PyPI, created when missing or
  * built from other requirements; on repeat runs only the marker is read. Needs nothing but `python3` (or $PYTHON):
  * where its venv module lacks ensurepip (Debian without python3-venv), a pip-less venv is filled by the system pip.
+ * With `packages` (pip requirement specifiers), a venv of those alone under .cache/<name> instead: the README spec
+ * runs its stomp.py snippet with the version the README names, whatever the interop checks pin.
  */
-export async function ensureVenv(): Promise<string> {
-  const wanted = await readFile(REQUIREMENTS, 'utf8');
-  const built = await readFile(MARKER, 'utf8').catch(() => undefined);
-  if (built === wanted && existsSync(VENV_PYTHON)) return VENV_PYTHON;
+export async function ensureVenv(packages?: readonly string[], name = 'venv'): Promise<string> {
+  const venv = join(REPO_ROOT, '.cache', name);
+  const venvPython = join(venv, 'bin', 'python');
+  /** Holds the requirements the venv was built from; a venv whose marker matches is used as it is. */
+  const marker = join(venv, '.stompede-requirements');
+  const wanted = packages === undefined ? await readFile(REQUIREMENTS, 'utf8') : `${packages.join('\n')}\n`;
+  const built = await readFile(marker, 'utf8').catch(() => undefined);
+  if (built === wanted && existsSync(venvPython)) return venvPython;
 
   const python = process.env.PYTHON ?? 'python3';
   const env = { ...process.env, PIP_CACHE_DIR: PIP_CACHE, PIP_DISABLE_PIP_VERSION_CHECK: '1' };
-  const install = ['install', '--quiet', '--requirement', REQUIREMENTS];
-  const created = await run(python, ['-m', 'venv', '--clear', VENV], { timeoutMs: 120_000 });
+  const install = ['install', '--quiet', ...(packages === undefined ? ['--requirement', REQUIREMENTS] : packages)];
+  const created = await run(python, ['-m', 'venv', '--clear', venv], { timeoutMs: 120_000 });
   if (created.code === 0) {
-    await must(VENV_PYTHON, ['-m', 'pip', ...install], { env });
+    await must(venvPython, ['-m', 'pip', ...install], { env });
   } else {
     // pip ≥ 22.3 can install into another interpreter's environment.
-    const bare = await run(python, ['-m', 'venv', '--clear', '--without-pip', VENV], { timeoutMs: 120_000 });
-    const pip = bare.code === 0 ? await run(python, ['-m', 'pip', '--python', VENV_PYTHON, ...install], { env, timeoutMs: 240_000 }) : bare;
+    const bare = await run(python, ['-m', 'venv', '--clear', '--without-pip', venv], { timeoutMs: 120_000 });
+    const pip = bare.code === 0 ? await run(python, ['-m', 'pip', '--python', venvPython, ...install], { env, timeoutMs: 240_000 }) : bare;
     if (pip.code !== 0) {
       throw new Error(
         `cannot create the stomp.py venv with ${python}: ${created.stderr.trim()}\n${pip.stderr.trim()}\n` +
@@ -74,6 +78,6 @@ export async function ensureVenv(): Promise<string> {
       );
     }
   }
-  await writeFile(MARKER, wanted);
-  return VENV_PYTHON;
+  await writeFile(marker, wanted);
+  return venvPython;
 }
