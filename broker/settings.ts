@@ -189,8 +189,9 @@ export const SETTINGS = {
     ...port(-1),
     default: 15692,
     section: 'listeners',
-    help: 'Plain-HTTP listener for `/metrics`, `/healthz`, `/readyz` and the management API (15692, like RabbitMQ\'s Prometheus port).',
-    details: 'They answer only there (404 on `wsPort`), so they can stay on an internal port; `-1`: none, and the health and metrics endpoints answer on `wsPort`.',
+    help: "Plain-HTTP listener for `/metrics`, `/healthz`, `/readyz` and the management API (15692, like RabbitMQ's Prometheus port).",
+    details:
+      'They answer only there (404 on `wsPort`), so they can stay on an internal port; `-1`: none, and the health and metrics endpoints answer on `wsPort`.',
     example: '15692',
   }),
   tlsPort: setting({
