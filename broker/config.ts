@@ -281,7 +281,9 @@ function crossProblems(c: Readonly<BrokerConfig>, label: (key: SettingKey) => st
   if (ok('authFailureDelayMs', 'authFailureDelayMaxMs') && c.authFailureDelayMaxMs < c.authFailureDelayMs)
     problems.push(`${label('authFailureDelayMaxMs')}: must not be less than ${label('authFailureDelayMs')}`);
   if (ok('kafkaSessionTimeoutMs', 'kafkaHeartbeatIntervalMs') && c.kafkaHeartbeatIntervalMs >= c.kafkaSessionTimeoutMs)
-    problems.push(`${label('kafkaHeartbeatIntervalMs')}: must be below ${label('kafkaSessionTimeoutMs')} (${c.kafkaSessionTimeoutMs})`);
+    problems.push(
+      `${label('kafkaHeartbeatIntervalMs')}: must be below ${label('kafkaSessionTimeoutMs')} (${c.kafkaSessionTimeoutMs}); a third of it at most is advised`,
+    );
   if (ok('routes', 'redis', 'kafka')) {
     const engines = { redis: c.redis !== '', kafka: c.kafka !== '' };
     for (const problem of validateRoutes(c.routes as { pattern: string; kind: RouteKind }[], engines))

@@ -172,7 +172,7 @@ describe('ops › one settings schema', function () {
       const help = r.stdout.replace(/\s+/g, ' ');
       expect(help).to.include('--ws-port <port> STOMP over WebSocket').and.include('(-1: off). [env STOMPEDE_WS_PORT, default 15674]');
       expect(help).to.include('--routes <routes> Which engine carries which destinations: pattern=local|redis|kafka:<topic>');
-      expect(help).to.include('--heartbeat-min-ms <ms> Floor of negotiated heart-beats in both directions (ms).');
+      expect(help).to.include('--heartbeat-min-ms <ms> Floor of negotiated heart-beats in both directions (ms);');
       for (const [key, s] of Object.entries(SETTINGS)) {
         expect(help, key).to.include(`--${flagName(key)} ${s.arg} `);
         expect(help, key).to.include(`[env ${envName(key)}, default `);
@@ -286,7 +286,7 @@ describe('ops › one settings schema', function () {
       running.push(cli);
       const line = await cli.waitForLog((l) => String(l.msg).includes('listening'));
       expect(line.tcp).to.equal(undefined);
-      expect(String(line.msg)).to.include('websocket ws://127.0.0.1:');
+      expect(String(line.msg)).to.include('WebSocket ws://127.0.0.1:');
       expect(String(line.msg)).to.not.include('tcp://');
       const ws = await WsRawClient.open((line.ws as { url: string }).url);
       try {

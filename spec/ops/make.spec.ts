@@ -16,7 +16,8 @@ const WEB = 'npm run --silent build:web';
 /** The commands `make -n` would run, one per line. */
 function dryRun(args: readonly string[]): Promise<{ code: number | null; lines: string[]; stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn('make', ['-n', ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
+    // --no-print-directory: under `make test` this make is a sub-make, which would otherwise announce its directory.
+    const child = spawn('make', ['-n', '--no-print-directory', ...args], { cwd: REPO, stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     child.stdout.setEncoding('utf8').on('data', (s: string) => (stdout += s));
