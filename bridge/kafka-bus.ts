@@ -18,7 +18,7 @@ import { validKafkaTopic } from '../broker/ports/routes.js';
 import { BusConsumer, isRetriable, type PartitionOffset } from './kafka/consumer.js';
 import { HistoryWriter } from './kafka/history-writer.js';
 import { ProducerBatcher, type Queued } from './kafka/producer-batcher.js';
-import { encodeRecord } from './kafka-codec.js';
+import { encodeRecord, recordPosition } from './kafka-codec.js';
 
 /**
  * The durable, ordered bus: every SEND becomes a Kafka record; the consumer side turns records back into
@@ -293,6 +293,15 @@ export class KafkaBus implements ClusterBus {
 
   get healthy(): boolean {
     return this.#state === 'running' && this.#producerOk && this.#consumer.healthy;
+  }
+
+  /**
+   * The offset a message-id names when it is a record of the topic carrying `destination`: a resuming
+   * subscription had everything up to it, so live copies at or below it (records consumed again after a
+   * rebalance) are not delivered to it again.
+   */
+  positionOf(destination: string, id: string): number | undefined {
+    return id.startsWith(`${this.#topicFor(destination)}-`) ? recordPosition(id) : undefined;
   }
 
   /** The Kafka topic that carries a destination's records (as the node's route table says). */

@@ -578,6 +578,13 @@ export class Broker {
     const route = this.routes.route(sub.destination.full);
     const bus = route.kind === 'redis' ? this.#fanout : route.kind === 'kafka' ? this.#log : undefined;
     if (query !== undefined) sub.replayBuffer = [];
+    // The client had everything up to the id it resumes after. Its live copies may come again (Kafka records
+    // consumed a second time after a rebalance, reaching a node that restarted since the first time and so has
+    // not seen them): set before the subscription goes live, so that none slips in during the history read.
+    if (query !== undefined && 'afterId' in query) {
+      const had = bus?.positionOf?.(sub.destination.full, query.afterId);
+      if (had !== undefined) sub.replayedUpTo = had;
+    }
     vhost.topics.add(sub);
     const watching = bus?.watch(vhost.name, sub.destination.full);
     if (query === undefined) return watching;

@@ -73,8 +73,9 @@ export class Subscription {
   /** Ids replayed from history, to drop their live copies at the boundary. */
   replayedIds: Set<string> | undefined;
   /**
-   * Highest stream position replayed (Kafka routes): a live copy at or below it arrives after its replay (stored
-   * before its fan-out reached this node) and is dropped, for as long as the subscription lives.
+   * Highest stream position replayed (Kafka routes), or resumed after (`x-resume-after`): a live copy at or below
+   * it arrives after its replay (stored before its fan-out reached this node) or was delivered again by the bus
+   * (consumed twice across a rebalance), and is dropped, for as long as the subscription lives.
    */
   replayedUpTo: number | undefined;
   /** Highest stream position seen live (Kafka routes), to catch up from after the fan-out link was down. */

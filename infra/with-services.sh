@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Runs a command with the test services up:  infra/with-services.sh npx mocha
 #
-# Starts Redis, Kafka and the MongoDB-protocol server (infra/services.sh start), exports the variables in
+# Starts Redis, Kafka, the MongoDB-protocol server and the Redis Cluster (infra/services.sh start), exports the variables in
 # .services/env (STOMPEDE_TEST_REDIS_URL, STOMPEDE_TEST_KAFKA_BROKERS, STOMPEDE_TEST_MONGO_URL, ...), runs the
 # command, and always stops the services again, exiting with the command's exit code.
 # Services that were already running before (say, from `make services`) are used and left running.
 #
 #   STOMPEDE_SKIP_SERVICES=1   just run the command (services managed elsewhere, or none wanted)
-#   STOMPEDE_SERVICES="redis kafka"   start only these (default: all three)
+#   STOMPEDE_SERVICES="redis kafka"   start only these (default: redis kafka mongo redis-cluster)
 set -euo pipefail
 
 if [[ ${STOMPEDE_SKIP_SERVICES:-} == 1 ]]; then
@@ -17,7 +17,7 @@ fi
 
 INFRA=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$INFRA/.." && pwd)
-SERVICES=${STOMPEDE_SERVICES:-redis kafka mongo}
+SERVICES=${STOMPEDE_SERVICES:-redis kafka mongo redis-cluster}
 
 read -r -a wanted <<<"$SERVICES"
 ours=()

@@ -70,6 +70,12 @@ export interface ClusterBus {
    * destination is subscribed again, so that subscriptions can catch up from history across the gap.
    */
   setLinkListener?(listener: LinkListener): void;
+  /**
+   * The stream position a message-id names on `destination`, or undefined when the id is not one of this bus's
+   * messages there (buses without positions leave it out). A subscription resuming after that id skips live
+   * copies at or below it: a bus redelivering after a failure may repeat messages the client already had.
+   */
+  positionOf?(destination: string, id: string): number | undefined;
   /** True while connected to its engine (readiness). */
   readonly healthy: boolean;
   close(): Promise<void>;

@@ -30,10 +30,16 @@ func main() {
 
 	// New() already listens; Run() accepts until ctx is done. The SQLite URL must name an existing
 	// directory and end in "/".
+	//
+	// _txlock=immediate: every transaction takes the write lock when it begins. With SQLite's default (deferred)
+	// a transaction that reads and then writes cannot wait for a concurrent writer: it fails at once with
+	// SQLITE_BUSY ("database is locked"), busy_timeout notwithstanding, which three nodes appending history at
+	// once hit every few seconds. synchronous(normal) is what WAL mode recommends: an fsync per checkpoint, not per
+	// commit (a test stand-in need not survive a power cut).
 	f, err := ferretdb.New(&ferretdb.Config{
 		Listener:  ferretdb.ListenerConfig{TCP: *addr},
 		Handler:   "sqlite",
-		SQLiteURL: "file:" + *dir + "/",
+		SQLiteURL: "file:" + *dir + "/?_txlock=immediate&_pragma=synchronous(normal)",
 	})
 	if err != nil {
 		log.Fatal(err)

@@ -194,6 +194,11 @@ describe('cluster › rolling restart (3 node processes on the production routes
     });
     const publisherOf = new Map(publishers.map((p) => [p.destination, p]));
 
+    /** Where and when a body was sent, and what came of it (for a failure's message). */
+    const sentWhere = (destination: string, body: string): string => {
+      const r = publisherOf.get(destination)?.records.find((x) => x.body === body);
+      return r === undefined ? body : `${body} via ${r.node} at ${new Date(r.sentAt).toISOString().slice(11, 23)} ${r.outcome}`;
+    };
     /** Waits until every reader is subscribed and has every message receipted so far, on every destination. */
     const caughtUp = async (what: string, timeoutMs = 60_000): Promise<void> => {
       const due = new Map(publishers.map((p) => [p.destination, new Set(p.receipted())]));
@@ -202,8 +207,15 @@ describe('cluster › rolling restart (3 node processes on the production routes
           if (!r.subscribed) return [`${r.label} not subscribed (${r.retries.join('; ') || 'no failed attempt'})`];
           return destinations.flatMap((d) => {
             const got = new Set(r.received(d).map((m) => m.body));
-            const short = [...(due.get(d) as Set<string>)].filter((b) => !got.has(b)).length;
-            return short > 0 ? [`${r.label} ${d.slice(-5)} short ${short}`] : [];
+            const short = [...(due.get(d) as Set<string>)].filter((b) => !got.has(b));
+            return short.length > 0
+              ? [
+                  `${r.label} ${d.slice(-5)} short ${short.length} (${short
+                    .slice(0, 3)
+                    .map((b) => sentWhere(d, b))
+                    .join(', ')}; path ${r.path.join('→')})`,
+                ]
+              : [];
           });
         });
       await until(
