@@ -17,17 +17,17 @@ import { ConfigError, envName, flagName, loadConfig, type BrokerConfig } from '.
 import { effectiveRoutes, type Route } from '../broker/ports/routes.js';
 import { SETTINGS } from '../broker/settings.js';
 import type { Logger } from '../broker/ports/logger.js';
+import { MASK, maskSecrets } from '../broker/ports/secrets.js';
 
-const SECRET_KEYS = new Set(['redis', 'kafka', 'mongo', 'jwksUrl']);
+/** Settings holding URLs that may carry passwords (masked by broker/ports/secrets.ts), and ones that are secrets. */
+const URL_KEYS = new Set(['redis', 'kafka', 'mongo', 'jwksUrl']);
+const SECRET_KEYS = new Set(['redisPassword', 'kafkaSaslPassword']);
 
-/**
- * Connection strings may carry passwords (`redis://user:pass@host`, `?password=`): shown masked. The user may be
- * empty (`redis://:pass@host`, Redis' password-only form); the password runs to the last `@`, so one holding an
- * unescaped `@` or `/` is masked whole (masking too much is the safe mistake).
- */
+/** A setting's value as shown anywhere: URL passwords masked, password settings replaced whole (when set). */
 function mask(key: string, value: unknown): unknown {
-  if (!SECRET_KEYS.has(key) || typeof value !== 'string') return value;
-  return value.replace(/\/\/([^:/@]*):(.*)@/, '//$1:***@').replace(/([?&](?:password|pass|pwd|secret|token)=)[^&#]*/gi, '$1***');
+  if (typeof value !== 'string') return value;
+  if (SECRET_KEYS.has(key)) return value === '' ? value : MASK;
+  return URL_KEYS.has(key) ? maskSecrets(value) : value;
 }
 
 /** What to check when an engine is down, by the role `Broker.readiness()` names it with. */
@@ -296,10 +296,10 @@ ctlCommand(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   if (error instanceof ConfigError) {
-    process.stderr.write(`stompede: ${error.message}\n`);
+    process.stderr.write(`stompede: ${maskSecrets(error.message)}\n`);
     process.exit(2);
   }
   const file = error instanceof Error ? fileProblem(error, loaded) : undefined;
-  process.stderr.write(`stompede: ${file ?? (error instanceof Error ? error.message : String(error))}\n`);
+  process.stderr.write(`stompede: ${maskSecrets(file ?? (error instanceof Error ? error.message : String(error)))}\n`);
   process.exit(1);
 });
