@@ -177,7 +177,6 @@ export class KafkaBus implements ClusterBus {
   readonly groupId: string;
 
   #brokers: readonly string[];
-  #nodeId: string;
   #topicFor: (destination: string) => string;
   #topics: readonly string[];
   #topicSet: ReadonlySet<string>;
@@ -254,7 +253,6 @@ export class KafkaBus implements ClusterBus {
       problems.push(`heartbeatIntervalMs (${this.#o.heartbeatIntervalMs}) must be below sessionTimeoutMs (${this.#o.sessionTimeoutMs})`);
     if (problems.length > 0) throw new TypeError(`invalid KafkaBus options:\n  ${problems.join('\n  ')}`);
     this.#brokers = [...options.brokers];
-    this.#nodeId = nodeId;
     this.#topicFor = options.topicFor;
     this.#topics = [...new Set(options.topics)];
     this.#topicSet = new Set(this.#topics);
@@ -409,7 +407,8 @@ export class KafkaBus implements ClusterBus {
       }
       if (missing.length > 0) {
         step = 'describing the cluster';
-        const replicationFactor = this.#o.replicationFactor > 0 ? this.#o.replicationFactor : autoReplicationFactor((await admin.describeCluster()).brokers.length);
+        const replicationFactor =
+          this.#o.replicationFactor > 0 ? this.#o.replicationFactor : autoReplicationFactor((await admin.describeCluster()).brokers.length);
         step = `creating the topics ${missing.join(', ')} (${this.#o.partitions} partitions, replication factor ${replicationFactor})`;
         await admin.createTopics({
           waitForLeaders: true,

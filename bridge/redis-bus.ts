@@ -118,7 +118,9 @@ export class RedisBus implements ClusterBus {
     if (pub === undefined) throw new BridgeError('ERR_BUS_NOT_STARTED', 'redis bus not started', false);
     try {
       const channel = this.#channel(envelope.vhost, envelope.destination);
-      await (this.#sharded && pub.sPublish !== undefined ? pub.sPublish(channel, encodeEnvelope(envelope)) : pub.publish(channel, encodeEnvelope(envelope)));
+      await (this.#sharded && pub.sPublish !== undefined
+        ? pub.sPublish(channel, encodeEnvelope(envelope))
+        : pub.publish(channel, encodeEnvelope(envelope)));
     } catch (error) {
       // A relayed envelope (its id given by the caller: a Kafka record fanned out by its partition owner) is durable
       // elsewhere and its relay retries until Redis takes it; delivering it here only would make the other nodes
@@ -163,12 +165,10 @@ export class RedisBus implements ClusterBus {
     const sub = this.#sub;
     if (sub === undefined) return Promise.reject(new BridgeError('ERR_BUS_NOT_STARTED', 'redis bus not started', false));
     const target = key.slice(2);
-    const ready = (wildcard ? sub.pSubscribe(target, this.#listener, true) : this.#subscribe(sub, target)).catch(
-      (error: unknown) => {
-        // Redis down: node-redis resubscribes on reconnect; the subscriber still gets this node's messages meanwhile.
-        this.#log.debug({ err: error, target }, 'redis subscribe deferred until reconnect');
-      },
-    );
+    const ready = (wildcard ? sub.pSubscribe(target, this.#listener, true) : this.#subscribe(sub, target)).catch((error: unknown) => {
+      // Redis down: node-redis resubscribes on reconnect; the subscriber still gets this node's messages meanwhile.
+      this.#log.debug({ err: error, target }, 'redis subscribe deferred until reconnect');
+    });
     this.#interest.set(key, { count: 1, ready });
     return ready;
   }

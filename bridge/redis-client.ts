@@ -151,7 +151,10 @@ function asClient(cluster: NodeRedisCluster): RedisClient {
       ready = true;
     },
     on: (event: string, listener: (...args: never[]) => void) =>
-      cluster.on(event === 'ready' ? 'connect' : event === 'end' ? 'disconnect' : event === 'reconnecting' ? 'node-reconnecting' : event, listener),
+      cluster.on(
+        event === 'ready' ? 'connect' : event === 'end' ? 'disconnect' : event === 'reconnecting' ? 'node-reconnecting' : event,
+        listener,
+      ),
     duplicate: () => asClient(cluster.duplicate()),
     publish: (channel, message) => cluster.publish(channel, message),
     sPublish: (channel, message) => cluster.sPublish(channel, message),
@@ -164,7 +167,7 @@ function asClient(cluster: NodeRedisCluster): RedisClient {
     sendCommand: (args, options) => cluster.sendCommand(firstKeyOf(args), false, args, options),
     close: () => cluster.close(),
     destroy: () => cluster.destroy(),
-  } as RedisClient;
+  };
 }
 
 /** The sentinel-backed client of node-redis, typed as we use it (it follows failovers of the master). */
@@ -202,7 +205,7 @@ async function createFor(target: RedisTarget, connectTimeoutMs: number): Promise
   switch (mode) {
     case 'standalone': {
       // node-redis reads the rest of the URL itself (a database number, say); our options win over its parts.
-      return redis.createClient({ url: target.url.trim(), ...options }) as unknown as RedisClient;
+      return redis.createClient({ url: target.url.trim(), ...options });
     }
     case 'cluster': {
       const rootNodes = redisNodes(target.url).map((n) => ({ socket: { host: n.host, port: n.port } }));
@@ -238,7 +241,11 @@ export async function connectRedis(endpoint: RedisEndpoint, logger: Logger, role
   let warned = false;
   client.on('error', (error) => {
     // One line per outage, not one per reconnect attempt.
-    if (!warned) logger.warn({ err: maskSecrets(error instanceof Error ? error.message : String(error)), role }, 'redis connection lost; reconnecting');
+    if (!warned)
+      logger.warn(
+        { err: maskSecrets(error instanceof Error ? error.message : String(error)), role },
+        'redis connection lost; reconnecting',
+      );
     warned = true;
   });
   client.on('ready', () => {
@@ -254,9 +261,12 @@ export async function connectRedis(endpoint: RedisEndpoint, logger: Logger, role
   }).catch((error: unknown) => {
     if (error instanceof Error && error.message.startsWith('cannot reach Redis')) throw error;
     client.destroy();
-    throw new Error(`cannot connect to ${what} at ${where} (${setting}): ${maskSecrets(error instanceof Error ? error.message : String(error))}`, {
-      cause: error,
-    });
+    throw new Error(
+      `cannot connect to ${what} at ${where} (${setting}): ${maskSecrets(error instanceof Error ? error.message : String(error))}`,
+      {
+        cause: error,
+      },
+    );
   });
   return client;
 }

@@ -291,17 +291,21 @@ function crossProblems(c: Readonly<BrokerConfig>, label: (key: SettingKey) => st
       `${label('kafkaHeartbeatIntervalMs')}: must be below ${label('kafkaSessionTimeoutMs')} (${c.kafkaSessionTimeoutMs}); a third of it at most is advised`,
     );
   if (ok('redis', 'redisMode') && c.redisMode === 'standalone' && c.redis.includes(','))
-    problems.push(
-      `${label('redis')}: several URLs need ${label('redisMode')} sentinel (they are the sentinels) or cluster (seed nodes)`,
-    );
+    problems.push(`${label('redis')}: several URLs need ${label('redisMode')} sentinel (they are the sentinels) or cluster (seed nodes)`);
   if (ok('redis', 'redisMode') && c.redisMode !== 'standalone' && c.redis === '')
-    problems.push(`${label('redisMode')}: ${c.redisMode} needs ${label('redis')} (the ${c.redisMode === 'sentinel' ? 'sentinels' : 'seed nodes'})`);
+    problems.push(
+      `${label('redisMode')}: ${c.redisMode} needs ${label('redis')} (the ${c.redisMode === 'sentinel' ? 'sentinels' : 'seed nodes'})`,
+    );
   if (ok('kafkaSslCertFile', 'kafkaSslKeyFile') && (c.kafkaSslCertFile === '') !== (c.kafkaSslKeyFile === ''))
     problems.push(`${label('kafkaSslCertFile')} and ${label('kafkaSslKeyFile')}: give both, or neither`);
   if (ok('kafkaSaslMechanism', 'kafkaSaslUsername', 'kafkaSaslPassword') && c.kafkaSaslMechanism !== 'none' && c.kafkaSaslUsername === '')
-    problems.push(`${label('kafkaSaslMechanism')}: ${c.kafkaSaslMechanism} needs ${label('kafkaSaslUsername')} and ${label('kafkaSaslPassword')}`);
+    problems.push(
+      `${label('kafkaSaslMechanism')}: ${c.kafkaSaslMechanism} needs ${label('kafkaSaslUsername')} and ${label('kafkaSaslPassword')}`,
+    );
   if (ok('kafkaSaslMechanism', 'kafkaSaslUsername', 'kafkaSaslPassword') && c.kafkaSaslMechanism === 'none' && c.kafkaSaslUsername !== '')
-    problems.push(`${label('kafkaSaslUsername')}: set, but ${label('kafkaSaslMechanism')} is none; choose plain, scram-sha-256 or scram-sha-512`);
+    problems.push(
+      `${label('kafkaSaslUsername')}: set, but ${label('kafkaSaslMechanism')} is none; choose plain, scram-sha-256 or scram-sha-512`,
+    );
   if (ok('routes', 'redis', 'kafka')) {
     const engines = { redis: c.redis !== '', kafka: c.kafka !== '' };
     for (const problem of validateRoutes(c.routes as { pattern: string; kind: RouteKind }[], engines))

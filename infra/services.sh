@@ -218,7 +218,7 @@ redis_cluster_running() {
   [[ -s $RUN/redis-cluster/port ]] || return 1
   for port in $(redis_cluster_ports); do
     pid=$(cat "$RUN/redis-cluster/$port/redis.pid" 2>/dev/null) || return 1
-    [[ -n $pid ]] && alive "$pid" || return 1
+    if [[ -z $pid ]] || ! alive "$pid"; then return 1; fi
     tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "redis-server 127.0.0.1:$port" || return 1
   done
 }
@@ -231,7 +231,7 @@ redis_cluster_base() {
     ok=1
     for ((i = 0; i < REDIS_CLUSTER_SIZE; i++)); do
       # The cluster bus listens on port + 10000 too.
-      probe port-free $((base + i)) && probe port-free $((base + i + 10000)) || { ok=0; break; }
+      if ! probe port-free $((base + i)) || ! probe port-free $((base + i + 10000)); then ok=0; break; fi
     done
     ((ok)) && { echo "$base"; return; }
   done
@@ -295,7 +295,7 @@ stop_redis_cluster() {
   [[ -s $dir/port ]] || return 0
   for port in $(redis_cluster_ports); do
     pid=$(cat "$dir/$port/redis.pid" 2>/dev/null) || continue
-    [[ -n $pid ]] && alive "$pid" || continue
+    if [[ -z $pid ]] || ! alive "$pid"; then continue; fi
     tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "redis-server 127.0.0.1:$port" || continue
     kill "-$signal" "$pid" 2>/dev/null || true
     deadline=$((SECONDS + STOP_TIMEOUT))

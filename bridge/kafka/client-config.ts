@@ -18,7 +18,10 @@ const given = (s: string | undefined): s is string => s !== undefined && s !== '
  * The `ssl` and `sasl` parts of a kafkajs config. TLS is on when asked for, or when any TLS file is given; each
  * file is read here, once, so a missing one fails the start naming it. No SASL unless a mechanism is chosen.
  */
-export function kafkaClientSecurity(s: KafkaSecurity, read: (file: string) => Buffer = (f) => readFileSync(f)): Pick<KafkaConfig, 'ssl' | 'sasl'> {
+export function kafkaClientSecurity(
+  s: KafkaSecurity,
+  read: (file: string) => Buffer = (f) => readFileSync(f),
+): Pick<KafkaConfig, 'ssl' | 'sasl'> {
   const out: Pick<KafkaConfig, 'ssl' | 'sasl'> = {};
   const files = { ca: s.sslCaFile, cert: s.sslCertFile, key: s.sslKeyFile };
   if (s.ssl === true || Object.values(files).some(given)) {

@@ -57,7 +57,10 @@ describe('cluster › Redis Cluster of 3 masters, sharded pub/sub (3 node proces
     const sharded = new Map<number, string[]>();
     const classic: string[] = [];
     for (const { port } of masters()) {
-      sharded.set(port, (await cli(port, 'PUBSUB', 'SHARDCHANNELS', `${ctx.cluster().name}:t:*`)).split('\n').filter((l) => l !== ''));
+      sharded.set(
+        port,
+        (await cli(port, 'PUBSUB', 'SHARDCHANNELS', `${ctx.cluster().name}:t:*`)).split('\n').filter((l) => l !== ''),
+      );
       classic.push(...(await cli(port, 'PUBSUB', 'CHANNELS', `${ctx.cluster().name}:t:*`)).split('\n').filter((l) => l !== ''));
     }
     expect(classic, 'classic channels').to.deep.equal([]);
@@ -106,7 +109,15 @@ describe('cluster › Redis Cluster of 3 masters, sharded pub/sub (3 node proces
     const pidFile = resolve(dir, String(victim), 'redis.pid');
     const pid = Number(readFileSync(pidFile, 'utf8').trim());
     process.kill(pid, 'SIGKILL');
-    await until(() => cli(victim, 'PING').then(() => false, () => true), 5_000, 'the master to be gone');
+    await until(
+      () =>
+        cli(victim, 'PING').then(
+          () => false,
+          () => true,
+        ),
+      5_000,
+      'the master to be gone',
+    );
     try {
       // While it is down every SEND is still receipted: the redis route is fast, not durable. A message whose
       // channel is on the dead master reaches the subscribers of the sending node only; the others flow.
@@ -127,7 +138,11 @@ describe('cluster › Redis Cluster of 3 masters, sharded pub/sub (3 node proces
       await new Promise((done) => child.once('exit', done));
     }
     await until(
-      () => cli(victim, 'CLUSTER', 'INFO').then((info) => info.includes('cluster_state:ok'), () => false),
+      () =>
+        cli(victim, 'CLUSTER', 'INFO').then(
+          (info) => info.includes('cluster_state:ok'),
+          () => false,
+        ),
       30_000,
       'the cluster to be ok again',
     );
@@ -146,6 +161,9 @@ describe('cluster › Redis Cluster of 3 masters, sharded pub/sub (3 node proces
     for (let i = 0; i < 5; i++) await sender.send(onVictim, `after-${mark + i}`);
     const expected = [0, 1, 2, 3, 4].map((i) => `after-${mark + i}`);
     await until(() => expected.every((b) => bodies(subs[onVictim]!.remote).includes(b)), 10_000, 'every message after recovery');
-    expect(bodies(subs[onVictim]!.remote).filter((b) => b.startsWith('down-')), 'never replayed').to.deep.equal([]);
+    expect(
+      bodies(subs[onVictim]!.remote).filter((b) => b.startsWith('down-')),
+      'never replayed',
+    ).to.deep.equal([]);
   });
 });

@@ -116,10 +116,11 @@ describe('ops › production settings (Kafka TLS/SASL, Redis Sentinel/Cluster, s
         ...problems({ kafkaSaslMechanism: 'plain' }),
         ...problems({ kafkaSslCertFile: '/c.pem' }),
       ].join('\n');
-      expect(text).to.include('--redis: several URLs need --redis-mode sentinel');
-      expect(text).to.include('--redis-mode: sentinel needs --redis');
-      expect(text).to.include('--kafka-sasl-mechanism: plain needs --kafka-sasl-username');
-      expect(text).to.include('--kafka-ssl-cert-file and --kafka-ssl-key-file: give both, or neither');
+      // A setting left at its default is named by its key; one given as a flag by the flag.
+      expect(text).to.include('--redis: several URLs need redisMode sentinel (they are the sentinels) or cluster (seed nodes)');
+      expect(text).to.include('--redis-mode: sentinel needs redis (the sentinels)');
+      expect(text).to.include('--kafka-sasl-mechanism: plain needs kafkaSaslUsername and kafkaSaslPassword');
+      expect(text).to.include('--kafka-ssl-cert-file and kafkaSslKeyFile: give both, or neither');
       expect(problems({ redis: 'redis://a:1,redis://b:2', redisMode: 'cluster', kafkaSsl: 'on' })).to.deep.equal([]);
     });
   });
