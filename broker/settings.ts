@@ -676,7 +676,7 @@ export const SETTINGS = {
     ...text('<name>'),
     default: '',
     section: 'cluster',
-    help: 'SASL user name.',
+    help: 'User name of the SASL login to Kafka (with `kafkaSaslMechanism`).',
     example: 'stompede',
   }),
   kafkaSaslPassword: setting({
