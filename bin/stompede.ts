@@ -30,6 +30,13 @@ function mask(key: string, value: unknown): unknown {
   return URL_KEYS.has(key) ? maskSecrets(value) : value;
 }
 
+/** pino's error serializer, with URL passwords masked in the message and the stack. */
+function maskedError(error: Error): Record<string, unknown> {
+  const out = pino.stdSerializers.err(error) as unknown as Record<string, unknown>;
+  for (const key of ['message', 'stack']) if (typeof out[key] === 'string') out[key] = maskSecrets(out[key]);
+  return out;
+}
+
 /** What to check when an engine is down, by the role `Broker.readiness()` names it with. */
 function engineHint(engine: string, config: Readonly<BrokerConfig>): string {
   switch (engine) {
@@ -200,6 +207,13 @@ function serveCommand(program: Command): void {
       level: node.logLevel,
       base: { node: node.nodeId },
       timestamp: pino.stdTimeFunctions.isoTime,
+      // A safety net under the engines' own masking: no URL password reaches a log line, in a message or an error.
+      hooks: {
+        logMethod(args, method) {
+          method.apply(this, args.map((a: unknown) => (typeof a === 'string' ? maskSecrets(a) : a)) as Parameters<typeof method>);
+        },
+      },
+      serializers: { err: maskedError },
     }) as unknown as Logger;
     const broker = await createBroker({ config: node, logger });
     const listeners = await listen(broker);

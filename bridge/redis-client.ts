@@ -68,7 +68,9 @@ export function redisNodes(url: string): { host: string; port: number; tls: bool
       try {
         u = new URL(entry);
       } catch {
-        throw new TypeError(`"${maskSecrets(entry)}" is not a Redis URL (redis://host:port or rediss://host:port)`);
+        throw new TypeError(
+          `"${maskSecrets(entry)}" is not a Redis URL (redis://host:port or rediss://host:port; percent-encode a password's / @ : ? #, or set redisPassword)`,
+        );
       }
       if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') {
         throw new TypeError(`"${maskSecrets(entry)}" is not a Redis URL (redis://host:port or rediss://host:port)`);
