@@ -132,6 +132,17 @@ describe('cluster › Redis Cluster of 3 masters, sharded pub/sub (3 node proces
       expect(bodies(subs[onSurvivor]!.remote)).to.deep.equal([0, 1, 2, 3, 4].map((i) => `down-survivor-${i}`));
       expect(bodies(subs[onVictim]!.local)).to.deep.equal([0, 1, 2, 3, 4].map((i) => `down-victim-${i}`));
       expect(bodies(subs[onVictim]!.remote), 'lost on the other node while the master is down').to.deep.equal([]);
+      // The shared queues live in the slot of the hash tag `{<cluster>}`: SENDs to queues fail with an ERROR while
+      // that slot's master is down, and work while another master is.
+      const queuesDown = (await ownerOf(`{${ctx.cluster().name}}:queues`)) === victim;
+      // Its own connection: an ERROR closes the connection it answers.
+      const queueSender = await ctx.pool.stompit(ctx.node(0), 'queue-sender@n1');
+      const queueSend = await queueSender.send(dest('queue', 'kill'), 'queued').then(
+        () => 'receipt',
+        (error: unknown) => String(error),
+      );
+      if (queuesDown) expect(queueSend).to.include('could not queue the message');
+      else expect(queueSend).to.equal('receipt');
     } finally {
       // Started again from its own config: same node id and slots (nodes.conf), no data.
       const child = spawn('redis-server', [resolve(dir, String(victim), 'redis.conf')], { stdio: 'ignore' });
