@@ -46,7 +46,7 @@ lint: install
 	npm run --silent lint
 
 services: build
-	infra/services.sh start
+	infra/services.sh start redis kafka mongo redis-cluster
 
 services-stop:
 	infra/services.sh stop

@@ -17,17 +17,24 @@ import { ConfigError, envName, flagName, loadConfig, type BrokerConfig } from '.
 import { effectiveRoutes, type Route } from '../broker/ports/routes.js';
 import { SETTINGS } from '../broker/settings.js';
 import type { Logger } from '../broker/ports/logger.js';
+import { MASK, maskSecrets } from '../broker/ports/secrets.js';
 
-const SECRET_KEYS = new Set(['redis', 'kafka', 'mongo', 'jwksUrl']);
+/** Settings holding URLs that may carry passwords (masked by broker/ports/secrets.ts), and ones that are secrets. */
+const URL_KEYS = new Set(['redis', 'kafka', 'mongo', 'jwksUrl']);
+const SECRET_KEYS = new Set(['redisPassword', 'kafkaSaslPassword']);
 
-/**
- * Connection strings may carry passwords (`redis://user:pass@host`, `?password=`): shown masked. The user may be
- * empty (`redis://:pass@host`, Redis' password-only form); the password runs to the last `@`, so one holding an
- * unescaped `@` or `/` is masked whole (masking too much is the safe mistake).
- */
+/** A setting's value as shown anywhere: URL passwords masked, password settings replaced whole (when set). */
 function mask(key: string, value: unknown): unknown {
-  if (!SECRET_KEYS.has(key) || typeof value !== 'string') return value;
-  return value.replace(/\/\/([^:/@]*):(.*)@/, '//$1:***@').replace(/([?&](?:password|pass|pwd|secret|token)=)[^&#]*/gi, '$1***');
+  if (typeof value !== 'string') return value;
+  if (SECRET_KEYS.has(key)) return value === '' ? value : MASK;
+  return URL_KEYS.has(key) ? maskSecrets(value) : value;
+}
+
+/** pino's error serializer, with URL passwords masked in the message and the stack. */
+function maskedError(error: Error): Record<string, unknown> {
+  const out = pino.stdSerializers.err(error) as unknown as Record<string, unknown>;
+  for (const key of ['message', 'stack']) if (typeof out[key] === 'string') out[key] = maskSecrets(out[key]);
+  return out;
 }
 
 /** What to check when an engine is down, by the role `Broker.readiness()` names it with. */
@@ -200,6 +207,13 @@ function serveCommand(program: Command): void {
       level: node.logLevel,
       base: { node: node.nodeId },
       timestamp: pino.stdTimeFunctions.isoTime,
+      // A safety net under the engines' own masking: no URL password reaches a log line, in a message or an error.
+      hooks: {
+        logMethod(args, method) {
+          method.apply(this, args.map((a: unknown) => (typeof a === 'string' ? maskSecrets(a) : a)) as Parameters<typeof method>);
+        },
+      },
+      serializers: { err: maskedError },
     }) as unknown as Logger;
     const broker = await createBroker({ config: node, logger });
     const listeners = await listen(broker);
@@ -296,10 +310,10 @@ ctlCommand(program);
 
 program.parseAsync(process.argv).catch((error: unknown) => {
   if (error instanceof ConfigError) {
-    process.stderr.write(`stompede: ${error.message}\n`);
+    process.stderr.write(`stompede: ${maskSecrets(error.message)}\n`);
     process.exit(2);
   }
   const file = error instanceof Error ? fileProblem(error, loaded) : undefined;
-  process.stderr.write(`stompede: ${file ?? (error instanceof Error ? error.message : String(error))}\n`);
+  process.stderr.write(`stompede: ${maskSecrets(file ?? (error instanceof Error ? error.message : String(error)))}\n`);
   process.exit(1);
 });

@@ -2,14 +2,17 @@ import { backoffMs } from '../broker/ports/bus.js';
 import { decodeEnvelope, encodeEnvelope } from './envelope-codec.js';
 import { recordPosition } from './kafka-codec.js';
 import type { HistoryQuery, HistoryRecord, HistoryRetention, HistoryStore } from '../broker/ports/history.js';
-import { BUFFERS, connectRedis, withTimeout, type RedisClient } from './redis-client.js';
+import { BUFFERS, connectRedis, withTimeout, type RedisClient, type RedisEndpoint } from './redis-client.js';
 import { silentLogger, type Logger } from '../broker/ports/logger.js';
 
 export interface CachedHistoryOptions {
   /** The store of record; every append goes there first, every read the cache cannot answer goes there. */
   readonly inner: HistoryStore;
-  /** Redis URL; the store owns the connection it opens. Exactly one of `url` and `client`. */
-  readonly url?: string;
+  /**
+   * Redis URL or target (Sentinel, Cluster); the store owns the connection it opens. Exactly one of `url` and
+   * `client`. Each command touches one destination's key, so a Redis Cluster needs no hash tags here.
+   */
+  readonly url?: RedisEndpoint;
   /** A connected client the caller owns (and closes). */
   readonly client?: RedisClient;
   readonly clusterName: string;
@@ -116,11 +119,11 @@ export class CachedHistoryStore implements HistoryStore {
     this.#timeoutMs = options.commandTimeoutMs ?? CACHED_HISTORY_DEFAULTS.commandTimeoutMs;
     this.#ownsClient = options.client === undefined;
     if (options.client !== undefined) this.#client = options.client;
-    else this.#connect(options.url as string, 0);
+    else this.#connect(options.url as RedisEndpoint, 0);
   }
 
   /** Connects in the background, retrying with backoff: until then every read goes to the inner store. */
-  #connect(url: string, attempt: number): void {
+  #connect(url: RedisEndpoint, attempt: number): void {
     const timeout = this.#options.connectTimeoutMs ?? CACHED_HISTORY_DEFAULTS.connectTimeoutMs;
     connectRedis(url, this.#log, 'history-cache', timeout).then(
       async (client) => {

@@ -3,6 +3,8 @@ import type { HistoryRetention, HistoryStore } from '../broker/ports/history.js'
 import type { Logger } from '../broker/ports/logger.js';
 import type { SharedQueues } from '../broker/ports/queues.js';
 import type { RouteTable } from '../broker/ports/routes.js';
+import type { KafkaSecurity } from './kafka/client-config.js';
+import type { RedisTarget } from './redis-client.js';
 
 export interface Engines {
   fanout?: ClusterBus;
@@ -34,6 +36,15 @@ export interface EngineSettings {
    */
   readonly kafkaSessionTimeoutMs: number;
   readonly kafkaHeartbeatIntervalMs: number;
+  /** How to reach Redis beyond its URL (`redis`): Sentinel or Cluster, credentials, TLS. */
+  readonly redisTarget?: Omit<RedisTarget, 'url'> | undefined;
+  /** Production Kafka: TLS and SASL, client id, topic creation. */
+  readonly kafkaSecurity?: KafkaSecurity | undefined;
+  readonly kafkaClientId?: string | undefined;
+  readonly kafkaAutoCreateTopics?: boolean | undefined;
+  readonly kafkaTopicPartitions?: number | undefined;
+  /** 0: min(3, brokers). */
+  readonly kafkaReplicationFactor?: number | undefined;
 }
 
 /**
@@ -48,12 +59,13 @@ export async function createEngines(
 ): Promise<Engines & { history: HistoryStore }> {
   const out: Engines = {};
   const common = { clusterName: settings.clusterName, nodeId: settings.nodeId };
+  const redis: RedisTarget = { ...settings.redisTarget, url: settings.redis };
   if (settings.redis !== '' && given.fanout === undefined) {
     const { RedisBus } = await import('./redis-bus.js');
     const { RedisSharedQueues } = await import('./redis-queues.js');
-    out.fanout = new RedisBus({ url: settings.redis, ...common, logger: logger.child({ engine: 'redis' }) });
+    out.fanout = new RedisBus({ url: redis, ...common, logger: logger.child({ engine: 'redis' }) });
     if (given.queues === undefined) {
-      out.queues = new RedisSharedQueues({ url: settings.redis, ...common, logger: logger.child({ engine: 'redis-queues' }) });
+      out.queues = new RedisSharedQueues({ url: redis, ...common, logger: logger.child({ engine: 'redis-queues' }) });
     }
   }
   let history = given.history;
@@ -69,7 +81,7 @@ export async function createEngines(
     if (settings.redis !== '' && settings.historyCacheSize > 0) {
       const { CachedHistoryStore } = await import('./cached-history.js');
       store = new CachedHistoryStore({
-        url: settings.redis,
+        url: redis,
         clusterName: settings.clusterName,
         cacheSize: settings.historyCacheSize,
         inner,
@@ -87,6 +99,7 @@ export async function createEngines(
   }
   if (settings.kafka !== '' && given.log === undefined) {
     const { KafkaBus } = await import('./kafka-bus.js');
+    const { kafkaClientSecurity } = await import('./kafka/client-config.js');
     const table = settings.routes;
     const topics = [...new Set(table.routes.filter((r) => r.kind === 'kafka').map((r) => r.kafkaTopic ?? ''))].filter((t) => t !== '');
     const fanout = given.fanout ?? out.fanout;
@@ -101,6 +114,11 @@ export async function createEngines(
       history,
       sessionTimeoutMs: settings.kafkaSessionTimeoutMs,
       heartbeatIntervalMs: settings.kafkaHeartbeatIntervalMs,
+      client: kafkaClientSecurity(settings.kafkaSecurity ?? {}),
+      clientId: settings.kafkaClientId,
+      autoCreateTopics: settings.kafkaAutoCreateTopics,
+      partitions: settings.kafkaTopicPartitions,
+      replicationFactor: settings.kafkaReplicationFactor,
       logger: logger.child({ engine: 'kafka' }),
     });
   }

@@ -61,7 +61,12 @@ export interface KafkaBusOptions {
   topics: readonly string[];
   /** Partitions of topics this bus creates (existing topics keep theirs). */
   partitions?: number | undefined;
+  /** Replicas of topics this bus creates; 0 (the default): min(3, brokers in the cluster), asked at start. */
   replicationFactor?: number | undefined;
+  /** Create missing topics at start (default); false: a missing topic fails the start, named. */
+  autoCreateTopics?: boolean | undefined;
+  /** The kafkajs client id (default `stompede-<nodeId>`). */
+  clientId?: string | undefined;
   /** Cross-node pub/sub for topic records (a RedisBus). Without it every node consumes every record itself. */
   fanout?: ClusterBus | undefined;
   /** Cluster-wide queues for queue records; without them the partition owner's local queue takes them. */
@@ -93,9 +98,17 @@ export interface KafkaBusOptions {
   client?: Pick<KafkaConfig, 'ssl' | 'sasl' | 'socketFactory' | 'requestTimeout'> | undefined;
 }
 
+/** Replicas of a topic this bus creates when none is configured: min(3, brokers), at least 1. */
+export function autoReplicationFactor(brokers: number): number {
+  return Math.max(1, Math.min(KAFKA_BUS_DEFAULTS.maxAutoReplicationFactor, brokers));
+}
+
 export const KAFKA_BUS_DEFAULTS = Object.freeze({
   partitions: 8,
-  replicationFactor: 1,
+  /** 0: min(3, the brokers the cluster describes), so a topic survives a broker loss where it can. */
+  replicationFactor: 0,
+  /** The most replicas chosen on our own: Kafka's usual production factor. */
+  maxAutoReplicationFactor: 3,
   lingerMs: 2,
   publishTimeoutMs: 10_000,
   maxBatchMessages: 2_000,
@@ -164,7 +177,6 @@ export class KafkaBus implements ClusterBus {
   readonly groupId: string;
 
   #brokers: readonly string[];
-  #nodeId: string;
   #topicFor: (destination: string) => string;
   #topics: readonly string[];
   #topicSet: ReadonlySet<string>;
@@ -172,6 +184,8 @@ export class KafkaBus implements ClusterBus {
   #logger: Logger;
   #fromBeginning: boolean;
   #client: KafkaBusOptions['client'];
+  #clientId: string;
+  #autoCreateTopics: boolean;
   #o: {
     partitions: number;
     replicationFactor: number;
@@ -221,7 +235,7 @@ export class KafkaBus implements ClusterBus {
     };
     this.#o = {
       partitions: positive('partitions', options.partitions),
-      replicationFactor: positive('replicationFactor', options.replicationFactor),
+      replicationFactor: positive('replicationFactor', options.replicationFactor, 0),
       lingerMs: positive('lingerMs', options.lingerMs, 0),
       publishTimeoutMs: positive('publishTimeoutMs', options.publishTimeoutMs),
       maxBatchMessages: positive('maxBatchMessages', options.maxBatchMessages),
@@ -239,7 +253,6 @@ export class KafkaBus implements ClusterBus {
       problems.push(`heartbeatIntervalMs (${this.#o.heartbeatIntervalMs}) must be below sessionTimeoutMs (${this.#o.sessionTimeoutMs})`);
     if (problems.length > 0) throw new TypeError(`invalid KafkaBus options:\n  ${problems.join('\n  ')}`);
     this.#brokers = [...options.brokers];
-    this.#nodeId = nodeId;
     this.#topicFor = options.topicFor;
     this.#topics = [...new Set(options.topics)];
     this.#topicSet = new Set(this.#topics);
@@ -248,6 +261,8 @@ export class KafkaBus implements ClusterBus {
     this.groupId = options.fanout !== undefined ? options.clusterName : `${options.clusterName}-${nodeId}`;
     this.#fromBeginning = options.fromBeginning ?? options.fanout !== undefined;
     this.#client = options.client;
+    this.#clientId = options.clientId !== undefined && options.clientId !== '' ? options.clientId : `stompede-${nodeId}`;
+    this.#autoCreateTopics = options.autoCreateTopics ?? true;
     const o = this.#o;
     this.#batcher = new ProducerBatcher<Message>({
       lingerMs: o.lingerMs,
@@ -330,7 +345,7 @@ export class KafkaBus implements ClusterBus {
       throw new BridgeError(KAFKA_ERRORS.ERR_KAFKA_START, `the Kafka bus was already started (${this.#state})`, false);
     this.#state = 'starting';
     const kafka = new Kafka({
-      clientId: `stompede-${this.#nodeId}`,
+      clientId: this.#clientId,
       brokers: [...this.#brokers],
       connectionTimeout: KAFKA_BUS_DEFAULTS.socketConnectMs,
       requestTimeout: KAFKA_BUS_DEFAULTS.requestTimeoutMs,
@@ -389,11 +404,27 @@ export class KafkaBus implements ClusterBus {
           await sleep(delayMs);
         }
       }
-      step = `creating the topics ${this.#topics.join(', ')}`;
-      await admin.createTopics({
-        waitForLeaders: true,
-        topics: this.#topics.map((topic) => ({ topic, numPartitions: this.#o.partitions, replicationFactor: this.#o.replicationFactor })),
-      });
+      step = 'listing the topics';
+      const existing = new Set(await admin.listTopics());
+      const missing = this.#topics.filter((t) => !existing.has(t));
+      if (missing.length > 0 && !this.#autoCreateTopics) {
+        throw new BridgeError(
+          KAFKA_ERRORS.ERR_KAFKA_START,
+          `the Kafka topics ${missing.join(', ')} do not exist and topic creation is off (kafkaAutoCreateTopics): create them, or turn it on`,
+          false,
+        );
+      }
+      if (missing.length > 0) {
+        step = 'describing the cluster';
+        const replicationFactor =
+          this.#o.replicationFactor > 0 ? this.#o.replicationFactor : autoReplicationFactor((await admin.describeCluster()).brokers.length);
+        step = `creating the topics ${missing.join(', ')} (${this.#o.partitions} partitions, replication factor ${replicationFactor})`;
+        await admin.createTopics({
+          waitForLeaders: true,
+          topics: missing.map((topic) => ({ topic, numPartitions: this.#o.partitions, replicationFactor })),
+        });
+        this.#logger.info({ topics: missing, partitions: this.#o.partitions, replicationFactor }, 'created the Kafka topics');
+      }
       if (this.#fromBeginning || this.#fanout !== undefined) return [];
       step = `reading the offsets of the consumer group ${this.groupId}`;
       return this.#freshPartitionEnds(admin);

@@ -8,11 +8,12 @@ import {
   type PublishInput,
 } from '../broker/ports/bus.js';
 import { decodeEnvelope, encodeEnvelope } from './envelope-codec.js';
-import { connectRedis, type RedisClient } from './redis-client.js';
+import { connectRedis, type RedisClient, type RedisEndpoint } from './redis-client.js';
 import { silentLogger, type Logger } from '../broker/ports/logger.js';
 
 export interface RedisBusOptions {
-  readonly url: string;
+  /** A URL, or a target naming a Sentinel or Cluster deployment and its credentials. */
+  readonly url: RedisEndpoint;
   readonly clusterName: string;
   readonly nodeId: string;
   readonly logger?: Logger;
@@ -31,6 +32,12 @@ function escapeGlob(text: string): string {
  *
  * A node delivers its own messages when Redis echoes them, so every node sees one order per destination. While
  * Redis is unreachable, publish delivers on this node only and resolves: the redis route is fast, not durable.
+ *
+ * On a Redis Cluster, channels are sharded (`SPUBLISH` / `SSUBSCRIBE`, Redis 7+): each destination's channel lives
+ * on the master of its slot, so fan-out spreads over the masters instead of every message crossing every one.
+ * Sharded pub/sub has no pattern variant, so a wildcard subscription on a redis route is refused there
+ * (`ERR_REDIS_CLUSTER_WILDCARD`): route wildcard destinations to `local` or `kafka`, or leave `redisMode`
+ * standalone or sentinel.
  */
 export class RedisBus implements ClusterBus {
   readonly name = 'redis';
@@ -44,6 +51,8 @@ export class RedisBus implements ClusterBus {
   #seq = 0;
   #link: LinkListener | undefined;
   #linkDown = false;
+  /** Sharded pub/sub: the connection is a Redis Cluster. */
+  #sharded = false;
   #listener = (message: Buffer): void => {
     const envelope = decodeEnvelope(message);
     if (envelope !== undefined) this.#deliver?.(envelope);
@@ -63,6 +72,7 @@ export class RedisBus implements ClusterBus {
     this.#pub = await connectRedis(this.#options.url, this.#log, 'publish', this.#options.connectTimeoutMs);
     const sub = await connectRedis(this.#options.url, this.#log, 'subscribe', this.#options.connectTimeoutMs);
     this.#sub = sub;
+    this.#sharded = sub.mode === 'cluster';
     // Messages published while this connection was down (or before node-redis resubscribed) never reach this
     // node: say so, and say when every channel is confirmed again, so that subscribers can catch up from history.
     sub.on('error', () => this.#down());
@@ -93,7 +103,7 @@ export class RedisBus implements ClusterBus {
     await Promise.allSettled(
       [...this.#interest.keys()].map((key) => {
         const target = key.slice(2);
-        return key.startsWith('p:') ? sub.pSubscribe(target, this.#listener, true) : sub.subscribe(target, this.#listener, true);
+        return key.startsWith('p:') ? sub.pSubscribe(target, this.#listener, true) : this.#subscribe(sub, target);
       }),
     );
   }
@@ -107,7 +117,10 @@ export class RedisBus implements ClusterBus {
     const pub = this.#pub;
     if (pub === undefined) throw new BridgeError('ERR_BUS_NOT_STARTED', 'redis bus not started', false);
     try {
-      await pub.publish(this.#channel(envelope.vhost, envelope.destination), encodeEnvelope(envelope));
+      const channel = this.#channel(envelope.vhost, envelope.destination);
+      await (this.#sharded && pub.sPublish !== undefined
+        ? pub.sPublish(channel, encodeEnvelope(envelope))
+        : pub.publish(channel, encodeEnvelope(envelope)));
     } catch (error) {
       // A relayed envelope (its id given by the caller: a Kafka record fanned out by its partition owner) is durable
       // elsewhere and its relay retries until Redis takes it; delivering it here only would make the other nodes
@@ -135,6 +148,15 @@ export class RedisBus implements ClusterBus {
   /** Resolves once Redis has confirmed the subscription, so a SUBSCRIBE RECEIPT means "live cluster-wide". */
   watch(vhost: string, destination: string): Promise<void> {
     const { key, wildcard } = this.#subscriptionKey(vhost, destination);
+    if (wildcard && this.#sharded) {
+      return Promise.reject(
+        new BridgeError(
+          'ERR_REDIS_CLUSTER_WILDCARD',
+          `wildcard subscriptions cannot use a Redis Cluster (sharded pub/sub has no patterns): route ${destination} to local or kafka, or set redisMode standalone or sentinel`,
+          false,
+        ),
+      );
+    }
     const existing = this.#interest.get(key);
     if (existing !== undefined) {
       existing.count++;
@@ -143,12 +165,10 @@ export class RedisBus implements ClusterBus {
     const sub = this.#sub;
     if (sub === undefined) return Promise.reject(new BridgeError('ERR_BUS_NOT_STARTED', 'redis bus not started', false));
     const target = key.slice(2);
-    const ready = (wildcard ? sub.pSubscribe(target, this.#listener, true) : sub.subscribe(target, this.#listener, true)).catch(
-      (error: unknown) => {
-        // Redis down: node-redis resubscribes on reconnect; the subscriber still gets this node's messages meanwhile.
-        this.#log.debug({ err: error, target }, 'redis subscribe deferred until reconnect');
-      },
-    );
+    const ready = (wildcard ? sub.pSubscribe(target, this.#listener, true) : this.#subscribe(sub, target)).catch((error: unknown) => {
+      // Redis down: node-redis resubscribes on reconnect; the subscriber still gets this node's messages meanwhile.
+      this.#log.debug({ err: error, target }, 'redis subscribe deferred until reconnect');
+    });
     this.#interest.set(key, { count: 1, ready });
     return ready;
   }
@@ -161,7 +181,21 @@ export class RedisBus implements ClusterBus {
     this.#interest.delete(key);
     const target = key.slice(2);
     const sub = this.#sub;
-    void (wildcard ? sub?.pUnsubscribe(target, this.#listener, true) : sub?.unsubscribe(target, this.#listener, true))?.catch(() => {});
+    if (sub === undefined) return;
+    void (wildcard ? sub.pUnsubscribe(target, this.#listener, true) : this.#unsubscribe(sub, target)).catch(() => {});
+  }
+
+  /** A destination's channel: sharded on a Redis Cluster, classic otherwise. */
+  #subscribe(sub: RedisClient, channel: string): Promise<void> {
+    return this.#sharded && sub.sSubscribe !== undefined
+      ? sub.sSubscribe(channel, this.#listener, true)
+      : sub.subscribe(channel, this.#listener, true);
+  }
+
+  #unsubscribe(sub: RedisClient, channel: string): Promise<void> {
+    return this.#sharded && sub.sUnsubscribe !== undefined
+      ? sub.sUnsubscribe(channel, this.#listener, true)
+      : sub.unsubscribe(channel, this.#listener, true);
   }
 
   /** The publishing connection, shared with the queue and history-cache code of the same node. */

@@ -1,11 +1,12 @@
 import { BridgeError, type BusEnvelope } from '../broker/ports/bus.js';
 import { decodeEnvelope, encodeEnvelope } from './envelope-codec.js';
 import type { QueueConsumers, SharedQueueMessage, SharedQueueStats, SharedQueues } from '../broker/ports/queues.js';
-import { BUFFERS, connectRedis, type RedisClient } from './redis-client.js';
+import { BUFFERS, connectRedis, type RedisClient, type RedisEndpoint } from './redis-client.js';
 import { silentLogger, type Logger } from '../broker/ports/logger.js';
 
 export interface RedisQueuesOptions {
-  readonly url: string;
+  /** A URL, or a target naming a Sentinel or Cluster deployment and its credentials. */
+  readonly url: RedisEndpoint;
   readonly clusterName: string;
   readonly nodeId: string;
   readonly logger?: Logger;
@@ -143,18 +144,25 @@ export class RedisSharedQueues implements SharedQueues {
   #timers: NodeJS.Timeout[] = [];
   #attached = new Map<string, () => void>();
   #consumers: (() => Iterable<QueueConsumers>) | undefined;
+  #prefixText: string;
 
   constructor(options: RedisQueuesOptions) {
     this.#o = { nodeTimeoutMs: 5_000, connectTimeoutMs: 5_000, ...options };
     this.#log = options.logger ?? silentLogger;
+    this.#prefixText = `${this.#o.clusterName}:`;
   }
 
   get healthy(): boolean {
     return this.#cmd?.isReady === true && this.#sub?.isReady === true;
   }
 
+  /**
+   * Every key starts with it. On a Redis Cluster it is a hash tag, `{<cluster>}:`, so that all the keys of the
+   * queues live in one slot and each script (which touches a list, an in-flight hash and sets together) stays
+   * atomic there: queues then work on a cluster but live on one master of it (fan-out is what spreads out).
+   */
   get #prefix(): string {
-    return `${this.#o.clusterName}:`;
+    return this.#prefixText;
   }
 
   #list(vhost: string, queue: string): string {
@@ -191,6 +199,7 @@ export class RedisSharedQueues implements SharedQueues {
 
   async start(): Promise<void> {
     this.#cmd = await connectRedis(this.#o.url, this.#log, 'queues', this.#o.connectTimeoutMs);
+    if (this.#cmd.mode === 'cluster') this.#prefixText = `{${this.#o.clusterName}}:`;
     this.#sub = await connectRedis(this.#o.url, this.#log, 'queue-notify', this.#o.connectTimeoutMs);
     // A previous run of this node id that crashed and came back before its liveness key expired would strand its
     // in-flight messages (survivors see the key and leave them): they go back to their queues first. The liveness

@@ -2,7 +2,7 @@ import { EventEmitter } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { hostname, totalmem } from 'node:os';
 import { MessageTemplate, type Headers } from '../frames/index.js';
-import type { BusEnvelope, ClusterBus } from './ports/bus.js';
+import { BridgeError, type BusEnvelope, type ClusterBus } from './ports/bus.js';
 import { MAX_REPLAY, type HistoryQuery, type HistoryRecord, type HistoryStore } from './ports/history.js';
 import type { QueueConsumers, SharedQueues } from './ports/queues.js';
 import type { RouteTable } from './ports/routes.js';
@@ -586,7 +586,13 @@ export class Broker {
       if (had !== undefined) sub.replayedUpTo = had;
     }
     vhost.topics.add(sub);
-    const watching = bus?.watch(vhost.name, sub.destination.full);
+    // An engine that cannot carry this subscription at all (a wildcard over Redis Cluster's sharded pub/sub) says
+    // so with a non-retriable error: the client gets it as an ERROR naming the route, not an internal error.
+    const watching = bus?.watch(vhost.name, sub.destination.full).catch((error: unknown) => {
+      if (error instanceof BridgeError && !error.retriable)
+        throw new ProtocolError(BROKER_ERRORS.ERR_ROUTE_FAILED, error.message, '', [], { cause: error });
+      throw error;
+    });
     if (query === undefined) return watching;
     return this.#replayThenLive(vhost, sub, query, watching);
   }

@@ -117,6 +117,12 @@ function fromText(key: SettingKey, text: string): { value: unknown } | { problem
     const n = Number(text);
     return text.trim() === '' || !Number.isFinite(n) ? { problem: `"${text}" is not a number` } : { value: n };
   }
+  if (typeof sample === 'boolean') {
+    const word = text.trim().toLowerCase();
+    if (['true', 'on', 'yes', '1'].includes(word)) return { value: true };
+    if (['false', 'off', 'no', '0'].includes(word)) return { value: false };
+    return { problem: `"${text}" is not true or false` };
+  }
   if (Array.isArray(sample) && key !== 'routes')
     return {
       value: text
@@ -283,6 +289,22 @@ function crossProblems(c: Readonly<BrokerConfig>, label: (key: SettingKey) => st
   if (ok('kafkaSessionTimeoutMs', 'kafkaHeartbeatIntervalMs') && c.kafkaHeartbeatIntervalMs >= c.kafkaSessionTimeoutMs)
     problems.push(
       `${label('kafkaHeartbeatIntervalMs')}: must be below ${label('kafkaSessionTimeoutMs')} (${c.kafkaSessionTimeoutMs}); a third of it at most is advised`,
+    );
+  if (ok('redis', 'redisMode') && c.redisMode === 'standalone' && c.redis.includes(','))
+    problems.push(`${label('redis')}: several URLs need ${label('redisMode')} sentinel (they are the sentinels) or cluster (seed nodes)`);
+  if (ok('redis', 'redisMode') && c.redisMode !== 'standalone' && c.redis === '')
+    problems.push(
+      `${label('redisMode')}: ${c.redisMode} needs ${label('redis')} (the ${c.redisMode === 'sentinel' ? 'sentinels' : 'seed nodes'})`,
+    );
+  if (ok('kafkaSslCertFile', 'kafkaSslKeyFile') && (c.kafkaSslCertFile === '') !== (c.kafkaSslKeyFile === ''))
+    problems.push(`${label('kafkaSslCertFile')} and ${label('kafkaSslKeyFile')}: give both, or neither`);
+  if (ok('kafkaSaslMechanism', 'kafkaSaslUsername', 'kafkaSaslPassword') && c.kafkaSaslMechanism !== 'none' && c.kafkaSaslUsername === '')
+    problems.push(
+      `${label('kafkaSaslMechanism')}: ${c.kafkaSaslMechanism} needs ${label('kafkaSaslUsername')} and ${label('kafkaSaslPassword')}`,
+    );
+  if (ok('kafkaSaslMechanism', 'kafkaSaslUsername', 'kafkaSaslPassword') && c.kafkaSaslMechanism === 'none' && c.kafkaSaslUsername !== '')
+    problems.push(
+      `${label('kafkaSaslUsername')}: set, but ${label('kafkaSaslMechanism')} is none; choose plain, scram-sha-256 or scram-sha-512`,
     );
   if (ok('routes', 'redis', 'kafka')) {
     const engines = { redis: c.redis !== '', kafka: c.kafka !== '' };

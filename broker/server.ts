@@ -75,6 +75,26 @@ export function engineSettings(config: Readonly<BrokerConfig>, routes: RouteTabl
     routes,
     kafkaSessionTimeoutMs: config.kafkaSessionTimeoutMs,
     kafkaHeartbeatIntervalMs: config.kafkaHeartbeatIntervalMs,
+    redisTarget: {
+      mode: config.redisMode,
+      sentinelMaster: config.redisSentinelMaster,
+      username: config.redisUsername,
+      password: config.redisPassword,
+      tlsCaFile: config.redisTlsCaFile,
+    },
+    kafkaSecurity: {
+      ssl: config.kafkaSsl,
+      sslCaFile: config.kafkaSslCaFile,
+      sslCertFile: config.kafkaSslCertFile,
+      sslKeyFile: config.kafkaSslKeyFile,
+      saslMechanism: config.kafkaSaslMechanism,
+      saslUsername: config.kafkaSaslUsername,
+      saslPassword: config.kafkaSaslPassword,
+    },
+    kafkaClientId: config.kafkaClientId,
+    kafkaAutoCreateTopics: config.kafkaAutoCreateTopics,
+    kafkaTopicPartitions: config.kafkaTopicPartitions,
+    kafkaReplicationFactor: config.kafkaReplicationFactor,
   };
 }
 

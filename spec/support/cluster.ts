@@ -37,6 +37,7 @@ export const SERVICE_URLS: Readonly<Record<ServiceName, string | undefined>> = O
   redis: serviceUrl('redis'),
   kafka: serviceUrl('kafka'),
   mongo: serviceUrl('mongo'),
+  'redis-cluster': serviceUrl('redis-cluster'),
 });
 
 /** The services of `names` that the environment does not name (empty: all there). */
@@ -329,7 +330,11 @@ export class StompedeCluster {
     const missing = missingServices(this.engines);
     if (missing.length > 0) throw new Error(`the cluster needs ${missing.join(', ')}: run through infra/with-services.sh`);
     const engineArgs: string[] = [];
-    for (const name of this.engines) engineArgs.push(`--${name}`, SERVICE_URLS[name] as string);
+    for (const name of this.engines) {
+      // The Redis Cluster is the redis engine in cluster mode, its seed nodes as the URL list.
+      if (name === 'redis-cluster') engineArgs.push('--redis', SERVICE_URLS[name] as string, '--redis-mode', 'cluster');
+      else engineArgs.push(`--${name}`, SERVICE_URLS[name] as string);
+    }
     const routes =
       options.routes === undefined
         ? undefined

@@ -4,13 +4,15 @@
  * pending whenever a variable was unset would pass without testing anything.
  */
 
-export type ServiceName = 'redis' | 'kafka' | 'mongo';
+/** `redis-cluster`: three Redis Cluster masters (`infra/services.sh start redis-cluster`), given as a seed list. */
+export type ServiceName = 'redis' | 'kafka' | 'mongo' | 'redis-cluster';
 
 /** Which variable names each service's URL. */
 export const SERVICE_VARIABLES = Object.freeze({
   redis: 'STOMPEDE_TEST_REDIS_URL',
   kafka: 'STOMPEDE_TEST_KAFKA_BROKERS',
   mongo: 'STOMPEDE_TEST_MONGO_URL',
+  'redis-cluster': 'STOMPEDE_TEST_REDIS_CLUSTER',
 } as const satisfies Record<ServiceName, string>);
 
 /** The URL the environment gives for a service, or undefined when it is unset or empty. */
