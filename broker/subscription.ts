@@ -73,6 +73,11 @@ export class Subscription {
   /** Ids replayed from history, to drop their live copies at the boundary. */
   replayedIds: Set<string> | undefined;
   /**
+   * Ids replayed from history on a route whose fan-out may follow the store by a moment (Redis): live copies
+   * arriving after the replay are dropped too, for a short while after it (then forgotten).
+   */
+  lateCopies: Set<string> | undefined;
+  /**
    * Highest stream position replayed (Kafka routes): a live copy at or below it arrives after its replay (stored
    * before its fan-out reached this node) and is dropped, for as long as the subscription lives.
    */
