@@ -59,6 +59,8 @@ export class RedisBus implements ClusterBus {
   #deliver: Deliver | undefined;
   #interest = new Map<string, { count: number; ready: Promise<void> }>();
   #seq = 0;
+  /** Unique across restarts of the node: other nodes drop ids they saw recently as duplicates. */
+  #idPrefix: string;
   #link: LinkListener | undefined;
   #linkDown = false;
   #listener = (message: Buffer): void => {
@@ -69,6 +71,7 @@ export class RedisBus implements ClusterBus {
   constructor(options: RedisBusOptions) {
     this.#options = options;
     this.#log = options.logger ?? silentLogger;
+    this.#idPrefix = `${options.nodeId}.${Date.now().toString(36)}-r`;
   }
 
   get healthy(): boolean {
@@ -120,7 +123,7 @@ export class RedisBus implements ClusterBus {
   }
 
   async publish(input: PublishInput): Promise<void> {
-    const envelope: BusEnvelope = { ...input, id: input.id ?? `${this.#options.nodeId}-r${(++this.#seq).toString(36)}` };
+    const envelope: BusEnvelope = { ...input, id: input.id ?? this.#idPrefix + (++this.#seq).toString(36) };
     const pub = this.#pub;
     if (pub === undefined) throw new BridgeError('ERR_BUS_NOT_STARTED', 'redis bus not started', false);
     try {

@@ -125,6 +125,11 @@ export class Broker {
   #localNames: Set<string>;
   #loggedHosts = new Set<string>();
   #messageSeq = 0;
+  /**
+   * `<node id>.<start time, base 36>-`: message ids stay unique across restarts of a node, since history (MongoDB)
+   * keeps them across restarts and every node's duplicate filter remembers the ids it saw.
+   */
+  #messageIdPrefix: string;
   #sessionSeq = 0;
   /** CONNECTed sessions per login, for maxConnectionsPerUser. */
   #perUser = new Map<string, number>();
@@ -153,6 +158,11 @@ export class Broker {
   #sequenceFailing = false;
   /** Per destination (`vhost\0destination`), the position after the last one this node gave a redis-route message. */
   #positionFloors = new Map<string, number>();
+  /**
+   * Per destination, the turn of the last redis-route SEND with history accepted here: settled once its fan-out
+   * was handed to the bus. Stores complete in any order; fan-outs go out in the order the SENDs were accepted.
+   */
+  #fanoutTurns = new Map<string, Promise<void>>();
   #recent = new Set<string>();
   #recentOrder: string[] = [];
   #recentHead = 0;
@@ -185,6 +195,7 @@ export class Broker {
     this.memoryWatermarkBytes =
       config.memoryHighWatermarkBytes > 0 ? config.memoryHighWatermarkBytes : Math.floor(availableMemory() * DEFAULT_WATERMARK_FRACTION);
     this.nodeId = config.nodeId;
+    this.#messageIdPrefix = `${config.nodeId}.${Date.now().toString(36)}-`;
     this.logger = logger;
     // Every real authenticator sits behind the failure delay and the cap on concurrent checks.
     this.authenticator = authenticator === allowAll ? allowAll : new AuthGuard(authenticator, config, logger, this.stats);
@@ -341,7 +352,7 @@ export class Broker {
 
   /** Generated ids never contain `:`, `\` or whitespace, so they survive every client's header handling. */
   nextMessageId(): string {
-    return `${this.nodeId}-${(++this.#messageSeq).toString(36)}`;
+    return this.#messageIdPrefix + (++this.#messageSeq).toString(36);
   }
 
   /** A SEND, accepted: route it. Returns a Promise when the RECEIPT must wait (cross-node and durable routes). */
@@ -445,22 +456,36 @@ export class Broker {
     const time = Date.now();
     const id = this.nextMessageId();
     const unnumbered: BusEnvelope = { id, origin: this.nodeId, vhost: vhost.name, destination: destination.full, headers, body, time };
-    const position = await this.#sequence(bus, vhost.name, destination.full);
-    let envelope = unnumbered;
+    const key = `${vhost.name}\u0000${destination.full}`;
+    const previous = this.#fanoutTurns.get(key);
+    let done!: () => void;
+    const turn = new Promise<void>((resolve) => (done = resolve));
+    this.#fanoutTurns.set(key, turn);
     let stored: Promise<void> | undefined;
-    if (position !== undefined) {
-      const record: HistoryRecord = { ...unnumbered, position };
-      envelope = record;
-      stored = this.#appendLocal(record);
-      if (this.history.healthy) await this.#hold(stored);
-    }
     try {
-      await bus.publish(envelope);
-      this.stats.busLatency.observe(Date.now() - time);
-    } catch (error) {
-      if (!(error instanceof BridgeError && error.retriable)) throw routeFailed('redis', destination, error);
-      // Redis is away: this node's own subscribers still get the message (the bus does the same for SENDs it numbers).
-      this.#fromBus(envelope);
+      // Numbered in accept order: the bus answers one connection's requests in the order they were made.
+      const position = await this.#sequence(bus, vhost.name, destination.full);
+      let envelope = unnumbered;
+      if (position !== undefined) {
+        const record: HistoryRecord = { ...unnumbered, position };
+        envelope = record;
+        stored = this.#appendLocal(record);
+        if (this.history.healthy) await this.#hold(stored);
+      }
+      await previous;
+      const publishing = bus.publish(envelope);
+      done();
+      try {
+        await publishing;
+        this.stats.busLatency.observe(Date.now() - time);
+      } catch (error) {
+        if (!(error instanceof BridgeError && error.retriable)) throw routeFailed('redis', destination, error);
+        // Redis is away: this node's own subscribers still get it (the bus does the same for SENDs it numbers).
+        this.#fromBus(envelope);
+      }
+    } finally {
+      done();
+      if (this.#fanoutTurns.get(key) === turn) this.#fanoutTurns.delete(key);
     }
     await stored;
   }
