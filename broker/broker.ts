@@ -8,6 +8,7 @@ import type { QueueConsumers, SharedQueues } from './ports/queues.js';
 import type { RouteTable } from './ports/routes.js';
 import type { Queue } from './queue.js';
 import { SharedQueueFeed } from './shared-feed.js';
+import { OrderedAppends } from './history-appends.js';
 import { allowAll, type Authenticator } from './auth.js';
 import { AuthGuard } from './auth-guard.js';
 import { FD_HEADROOM, type BrokerConfig } from './config.js';
@@ -152,6 +153,8 @@ export class Broker {
   #queues: SharedQueues | undefined;
   /** Whether each topic with history counts against maxDestinationsPerVhost (the store holds it in this process). */
   #historyHeldHere: boolean;
+  /** Appends to a history store outside this process, batched and in order per destination. */
+  #appends: OrderedAppends;
   /** Whether the last asynchronous history append failed (logged once per outage, not once per message). */
   #historyFailing = false;
   /** Whether the last cluster-wide numbering of a redis-route message failed (logged once per outage). */
@@ -189,6 +192,7 @@ export class Broker {
         throw new TypeError(`route ${r.pattern} needs a kafka engine, and none is configured`);
     }
     this.history = backends.history;
+    this.#appends = new OrderedAppends(this.history);
     this.#historyHeldHere = this.history.onForgotten !== undefined;
     // A topic whose history was evicted entirely no longer counts against maxDestinationsPerVhost.
     this.history.onForgotten?.((vhost, destination) => this.#vhosts.get(vhost)?.releaseHistory(destination));
@@ -543,7 +547,7 @@ export class Broker {
     try {
       const record = await numbered;
       destination = record.destination;
-      await this.history.append(record);
+      await this.#appends.append(record);
       if (this.#historyFailing) {
         this.#historyFailing = false;
         this.logger.info({ store: this.history.name }, 'topic history is stored again');

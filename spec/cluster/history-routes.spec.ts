@@ -5,6 +5,8 @@
  */
 import { expect } from 'chai';
 import { MongoClient, type Collection, type Document } from 'mongodb';
+import { connectRedis } from '../../bridge/redis-client.js';
+import { silentLogger } from '../../broker/ports/logger.js';
 import { requireService } from '../support/services.js';
 import { sleep, StompedeCluster, until, type StompedeNode } from '../support/cluster.js';
 import { ClientPool, type Received, type StompClient, type Subscription } from './clients.js';
@@ -120,6 +122,29 @@ describe('cluster › history on every route with a store', function () {
         const mine = replay.inbox.bodies().filter((b) => b.startsWith(`s${s} `));
         expect(mine).to.deep.equal(items[s]?.map((i) => i.body));
       }
+    });
+
+    it('positions go on above the stored ones when Redis lost the counter', async () => {
+      const topic = dest('topic', 'hist.counter');
+      const first = await ctx.pool.stompit(ctx.node(0));
+      const before = await sendNumbered(first, topic, 'c', 3);
+      const redis = await connectRedis(requireService('redis'), silentLogger, 'spec');
+      try {
+        // As after a Redis restart without persistence: the destination's counter is gone.
+        expect(await redis.sendCommand(['DEL', `${ctx.cluster().name}:seq:/:${topic}`])).to.equal(1);
+      } finally {
+        await redis.close();
+      }
+      // A node that never numbered this destination takes the floor from MongoDB; the first one from its own.
+      await (await ctx.pool.stompjs(ctx.node(1))).send(topic, 'c from n2');
+      await first.send(topic, 'c from n1');
+      const reader = await ctx.pool.stompit(ctx.node(2));
+      const all = await reader.subscribe(topic, { 'x-stream-offset': 'first' });
+      await all.inbox.count(5, 10_000, 'the whole stream');
+      await waitQuiet(200);
+      expect(all.inbox.bodies()).to.deep.equal([...before, 'c from n2', 'c from n1']);
+      const positions = offsets(all.inbox.messages);
+      expect(increasing(positions), `x-stream-offset ${positions.join(',')}`).to.equal(true);
     });
 
     it('a replay joins the live stream under load with no gap and no duplicate', async () => {
