@@ -653,7 +653,8 @@ export class Broker {
     // Kafka positions follow the order history is stored in (one writer per partition), so a live copy at or below
     // what a subscriber replayed is a duplicate. Redis-route positions are numbered by several nodes, and stored in
     // whatever order their writes land: those copies are matched by id (`lateCopies`) instead.
-    const position = envelope.position !== undefined && this.routes.route(envelope.destination).kind === 'kafka' ? envelope.position : undefined;
+    const position =
+      envelope.position !== undefined && this.routes.route(envelope.destination).kind === 'kafka' ? envelope.position : undefined;
     try {
       this.#deliverLocal(vhost, destination, template, position);
     } catch (error) {
