@@ -2,7 +2,7 @@ import { BridgeError } from './ports/bus.js';
 import type { HistoryRecord, HistoryStore } from './ports/history.js';
 
 /** Most records one batched append carries. */
-const MAX_BATCH = 500;
+const MAX_BATCH = 1_000;
 
 interface Waiting {
   readonly record: HistoryRecord;
@@ -11,15 +11,17 @@ interface Waiting {
 }
 
 /**
- * Appends to a history store outside this process (MongoDB) in order per destination: one `appendMany` in flight
- * per destination, and the records that arrive meanwhile go together in the next one. Since `appendMany` stores a
- * prefix of its list, a reader always finds a prefix of what this node accepted for a destination, never a later
- * message without an earlier one (a replay joining the live stream would otherwise send them out of order). A busy
- * destination costs one round trip per batch rather than one per message.
+ * Appends to a history store outside this process (MongoDB) in the order they are asked for: one `appendMany` in
+ * flight per node, and the records that arrive meanwhile, for any destination, go together in the next one. Since
+ * `appendMany` stores a prefix of its list, a reader always finds a prefix of what this node accepted for each
+ * destination, never a later message without an earlier one (a replay joining the live stream would otherwise
+ * send them out of order). A busy node costs the store one round trip per batch rather than one per message, however
+ * many destinations the messages go to.
  */
 export class OrderedAppends {
   readonly #store: HistoryStore;
-  readonly #queues = new Map<string, Waiting[]>();
+  #waiting: Waiting[] = [];
+  #flushing = false;
 
   constructor(store: HistoryStore) {
     this.#store = store;
@@ -27,22 +29,16 @@ export class OrderedAppends {
 
   /** Resolves once the record is stored; rejects when it was not (the store failed, or an earlier one did). */
   append(record: HistoryRecord): Promise<void> {
-    const key = `${record.vhost}\u0000${record.destination}`;
     return new Promise<void>((resolve, reject) => {
-      const queue = this.#queues.get(key);
-      if (queue !== undefined) {
-        queue.push({ record, resolve, reject });
-        return;
-      }
-      const fresh = [{ record, resolve, reject }];
-      this.#queues.set(key, fresh);
-      void this.#flush(key, fresh);
+      this.#waiting.push({ record, resolve, reject });
+      if (!this.#flushing) void this.#flush();
     });
   }
 
-  async #flush(key: string, queue: Waiting[]): Promise<void> {
-    while (queue.length > 0) {
-      const batch = queue.splice(0, MAX_BATCH);
+  async #flush(): Promise<void> {
+    this.#flushing = true;
+    while (this.#waiting.length > 0) {
+      const batch = this.#waiting.splice(0, MAX_BATCH);
       let stored = 0;
       let failure: unknown;
       try {
@@ -57,6 +53,6 @@ export class OrderedAppends {
         else w.reject(failure);
       }
     }
-    this.#queues.delete(key);
+    this.#flushing = false;
   }
 }
