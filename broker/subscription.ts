@@ -73,11 +73,6 @@ export class Subscription {
   /** Ids replayed from history, to drop their live copies at the boundary. */
   replayedIds: Set<string> | undefined;
   /**
-   * Ids replayed from history on a route whose fan-out may follow the store by a moment (Redis): live copies
-   * arriving after the replay are dropped too, for a short while after it (then forgotten).
-   */
-  lateCopies: Set<string> | undefined;
-  /**
    * Highest stream position replayed (Kafka routes): a live copy at or below it arrives after its replay (stored
    * before its fan-out reached this node) and is dropped, for as long as the subscription lives.
    */
@@ -88,6 +83,11 @@ export class Subscription {
   catchUpFrom: { readonly fromPosition: number } | { readonly fromTime: number } | undefined;
   /** When the subscription became live (ms), for a catch-up before any positioned message arrived. */
   readonly liveSince = Date.now();
+  /**
+   * Ids replayed from history on a route whose fan-out may follow the store by a moment (Redis): live copies
+   * arriving after the replay are dropped too, for a short while after it (then forgotten).
+   */
+  lateCopies: Set<string> | undefined;
 
   constructor(init: {
     id: string;
