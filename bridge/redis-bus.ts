@@ -20,6 +20,23 @@ export interface RedisBusOptions {
   readonly connectTimeoutMs?: number;
 }
 
+/**
+ * The next position of a destination: KEYS[1] its counter; ARGV[1] the floor (the caller's next position by its
+ * history store, which survives a Redis restart that the counter may not); ARGV[2] the counter's idle expiry (ms).
+ */
+const SEQUENCE = `
+local n = redis.call('INCR', KEYS[1])
+local floor = tonumber(ARGV[1])
+if n < floor then
+  n = floor
+  redis.call('SET', KEYS[1], n)
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return n`;
+
+/** A counter idle this long is forgotten; the next message's floor (from the history store) takes it up again. */
+const SEQUENCE_TTL_MS = 7 * 24 * 60 * 60 * 1000;
+
 /** `*` and `#` are STOMP topic wildcards; everything else in a Redis glob must be taken literally. */
 function escapeGlob(text: string): string {
   return text.replace(/[\\*?[\]]/g, '\\$&');
@@ -49,6 +66,8 @@ export class RedisBus implements ClusterBus {
   #deliver: Deliver | undefined;
   #interest = new Map<string, { count: number; ready: Promise<void> }>();
   #seq = 0;
+  /** Unique across restarts of the node: other nodes drop ids they saw recently as duplicates. */
+  #idPrefix: string;
   #link: LinkListener | undefined;
   #linkDown = false;
   /** Sharded pub/sub: the connection is a Redis Cluster. */
@@ -61,6 +80,7 @@ export class RedisBus implements ClusterBus {
   constructor(options: RedisBusOptions) {
     this.#options = options;
     this.#log = options.logger ?? silentLogger;
+    this.#idPrefix = `${options.nodeId}.${Date.now().toString(36)}-r`;
   }
 
   get healthy(): boolean {
@@ -113,7 +133,7 @@ export class RedisBus implements ClusterBus {
   }
 
   async publish(input: PublishInput): Promise<void> {
-    const envelope: BusEnvelope = { ...input, id: input.id ?? `${this.#options.nodeId}-r${(++this.#seq).toString(36)}` };
+    const envelope: BusEnvelope = { ...input, id: input.id ?? this.#idPrefix + (++this.#seq).toString(36) };
     const pub = this.#pub;
     if (pub === undefined) throw new BridgeError('ERR_BUS_NOT_STARTED', 'redis bus not started', false);
     try {
@@ -196,6 +216,19 @@ export class RedisBus implements ClusterBus {
     return this.#sharded && sub.sUnsubscribe !== undefined
       ? sub.sUnsubscribe(channel, this.#listener, true)
       : sub.unsubscribe(channel, this.#listener, true);
+  }
+
+  /**
+   * Numbers a destination's messages cluster-wide, for history: one atomic script on the counter
+   * `<cluster>:seq:<vhost>:<destination>` (INCR, raised to `floor` when Redis lost it, expiry refreshed).
+   */
+  async sequence(vhost: string, destination: string, floor: number): Promise<number> {
+    const pub = this.#pub;
+    if (pub === undefined) throw new BridgeError('ERR_BUS_NOT_STARTED', 'redis bus not started', false);
+    const key = `${this.#options.clusterName}:seq:${vhost}:${destination}`;
+    const reply = await pub.sendCommand(['EVAL', SEQUENCE, '1', key, String(floor), String(SEQUENCE_TTL_MS)]);
+    if (typeof reply !== 'number') throw new BridgeError('ERR_REDIS', `redis sequence answered ${typeof reply}`, true);
+    return reply;
   }
 
   /** The publishing connection, shared with the queue and history-cache code of the same node. */

@@ -8,6 +8,7 @@ import type { QueueConsumers, SharedQueues } from './ports/queues.js';
 import type { RouteTable } from './ports/routes.js';
 import type { Queue } from './queue.js';
 import { SharedQueueFeed } from './shared-feed.js';
+import { OrderedAppends } from './history-appends.js';
 import { allowAll, type Authenticator } from './auth.js';
 import { AuthGuard } from './auth-guard.js';
 import { FD_HEADROOM, type BrokerConfig } from './config.js';
@@ -59,6 +60,22 @@ const ENGINE_CLOSE_MS = 10_000;
 /** Remembered message ids per node, to drop the duplicates an at-least-once bus may deliver after a failure. */
 const DEDUPE_WINDOW = 50_000;
 
+/**
+ * Longest a redis-route SEND waits for the shared history store before its fan-out goes ahead anyway: a slow or
+ * unreachable store must not stall live delivery (the message is then in history a little after it is live).
+ */
+const HISTORY_HOLD_MS = 2_000;
+
+/**
+ * How long a replayed redis-route subscription keeps dropping live copies of the ids it replayed: a copy stored
+ * before the read but published after the replay ended arrives this much later at most (the store hold, plus
+ * Redis), so past this the ids are forgotten.
+ */
+const LATE_COPY_MS = 2 * HISTORY_HOLD_MS + 1_000;
+
+/** Destinations whose next redis-route position this node remembers; one forgotten asks the history store again. */
+const MAX_POSITION_FLOORS = 100_000;
+
 /** Events for metrics and tests; emitting costs nothing when nobody listens. Never on the per-message path. */
 export interface BrokerEventMap {
   'session-open': [Session];
@@ -109,6 +126,11 @@ export class Broker {
   #localNames: Set<string>;
   #loggedHosts = new Set<string>();
   #messageSeq = 0;
+  /**
+   * `<node id>.<start time, base 36>-`: message ids stay unique across restarts of a node, since history (MongoDB)
+   * keeps them across restarts and every node's duplicate filter remembers the ids it saw.
+   */
+  #messageIdPrefix: string;
   #sessionSeq = 0;
   /** CONNECTed sessions per login, for maxConnectionsPerUser. */
   #perUser = new Map<string, number>();
@@ -131,8 +153,19 @@ export class Broker {
   #queues: SharedQueues | undefined;
   /** Whether each topic with history counts against maxDestinationsPerVhost (the store holds it in this process). */
   #historyHeldHere: boolean;
+  /** Appends to a history store outside this process, batched and in order per destination. */
+  #appends: OrderedAppends;
   /** Whether the last asynchronous history append failed (logged once per outage, not once per message). */
   #historyFailing = false;
+  /** Whether the last cluster-wide numbering of a redis-route message failed (logged once per outage). */
+  #sequenceFailing = false;
+  /** Per destination (`vhost\0destination`), the position after the last one this node gave a redis-route message. */
+  #positionFloors = new Map<string, number>();
+  /**
+   * Per destination, the turn of the last redis-route SEND with history accepted here: settled once its fan-out
+   * was handed to the bus. Stores complete in any order; fan-outs go out in the order the SENDs were accepted.
+   */
+  #fanoutTurns = new Map<string, Promise<void>>();
   #recent = new Set<string>();
   #recentOrder: string[] = [];
   #recentHead = 0;
@@ -159,12 +192,14 @@ export class Broker {
         throw new TypeError(`route ${r.pattern} needs a kafka engine, and none is configured`);
     }
     this.history = backends.history;
+    this.#appends = new OrderedAppends(this.history);
     this.#historyHeldHere = this.history.onForgotten !== undefined;
     // A topic whose history was evicted entirely no longer counts against maxDestinationsPerVhost.
     this.history.onForgotten?.((vhost, destination) => this.#vhosts.get(vhost)?.releaseHistory(destination));
     this.memoryWatermarkBytes =
       config.memoryHighWatermarkBytes > 0 ? config.memoryHighWatermarkBytes : Math.floor(availableMemory() * DEFAULT_WATERMARK_FRACTION);
     this.nodeId = config.nodeId;
+    this.#messageIdPrefix = `${config.nodeId}.${Date.now().toString(36)}-`;
     this.logger = logger;
     // Every real authenticator sits behind the failure delay and the cap on concurrent checks.
     this.authenticator = authenticator === allowAll ? allowAll : new AuthGuard(authenticator, config, logger, this.stats);
@@ -321,7 +356,7 @@ export class Broker {
 
   /** Generated ids never contain `:`, `\` or whitespace, so they survive every client's header handling. */
   nextMessageId(): string {
-    return `${this.nodeId}-${(++this.#messageSeq).toString(36)}`;
+    return this.#messageIdPrefix + (++this.#messageSeq).toString(36);
   }
 
   /** A SEND, accepted: route it. Returns a Promise when the RECEIPT must wait (cross-node and durable routes). */
@@ -391,44 +426,138 @@ export class Broker {
     }
     const bus = route.kind === 'redis' ? this.#fanout : this.#log;
     if (bus === undefined) throw new ProtocolError(BROKER_ERRORS.ERR_ROUTE_FAILED, `no ${route.kind} engine for ${destination.full}`);
+    // Kafka stores what it carries itself; a redis-route topic has history when the store is the cluster's (MongoDB).
+    if (route.kind === 'redis' && destination.kind === 'topic' && !this.#historyHeldHere)
+      return this.#publishWithHistory(bus, vhost, destination, headers, body);
     const envelope = { origin: this.nodeId, vhost: vhost.name, destination: destination.full, headers, body, time: Date.now() };
     return bus.publish(envelope).then(
       () => {
         this.stats.busLatency.observe(Date.now() - envelope.time);
       },
       (error: unknown) => {
-        throw new ProtocolError(
-          BROKER_ERRORS.ERR_ROUTE_FAILED,
-          `could not route the message to ${destination.full}`,
-          `The ${route.kind} engine did not accept the message (${error instanceof Error ? error.message : String(error)}); it was not delivered. Retry later.`,
-          [],
-          { cause: error },
-        );
+        throw routeFailed(route.kind, destination, error);
       },
     );
   }
 
   /**
-   * A local-route topic message, stored in a history store outside this process (MongoDB): the RECEIPT waits for
-   * it, so a client that saw its RECEIPT finds the message in `x-history`. The message was delivered live already,
-   * so a failed write is not the sender's ERROR: it is logged once per outage, and readiness shows the store down.
+   * A redis-route topic SEND, with a history store shared by the cluster: numbered per destination cluster-wide by
+   * the bus, stored under its id by this node, then fanned out with that id and position, so every node delivers
+   * the message-id and x-stream-offset that history holds. This node stores it because it is the only one sure to
+   * see it (Redis pub/sub reaches only the nodes subscribed at that moment, maybe none); the store is idempotent
+   * by id besides, so a retry never stores it twice. Stored before its fan-out: a subscriber that reads history
+   * once its subscription is live misses nothing (as on Kafka routes); the fan-out waits HISTORY_HOLD_MS at most.
+   * The RECEIPT waits for both. While Redis is unreachable the message is neither numbered nor stored, and reaches
+   * this node's subscribers only, as every redis-route SEND does then.
+   */
+  async #publishWithHistory(
+    bus: ClusterBus,
+    vhost: VirtualHost,
+    destination: Destination,
+    headers: ReadonlyArray<readonly [string, string]>,
+    body: Buffer,
+  ): Promise<void> {
+    const time = Date.now();
+    const id = this.nextMessageId();
+    const unnumbered: BusEnvelope = { id, origin: this.nodeId, vhost: vhost.name, destination: destination.full, headers, body, time };
+    const key = `${vhost.name}\u0000${destination.full}`;
+    const previous = this.#fanoutTurns.get(key);
+    let done!: () => void;
+    const turn = new Promise<void>((resolve) => (done = resolve));
+    this.#fanoutTurns.set(key, turn);
+    let stored: Promise<void> | undefined;
+    try {
+      // Numbered in accept order: the bus answers one connection's requests in the order they were made.
+      const position = await this.#sequence(bus, vhost.name, destination.full);
+      let envelope = unnumbered;
+      if (position !== undefined) {
+        const record: HistoryRecord = { ...unnumbered, position };
+        envelope = record;
+        stored = this.#appendLocal(record);
+        if (this.history.healthy) await this.#hold(stored);
+      }
+      await previous;
+      const publishing = bus.publish(envelope);
+      done();
+      try {
+        await publishing;
+        this.stats.busLatency.observe(Date.now() - time);
+      } catch (error) {
+        if (!(error instanceof BridgeError && error.retriable)) throw routeFailed('redis', destination, error);
+        // Redis is away: this node's own subscribers still get it (the bus does the same for SENDs it numbers).
+        this.#fromBus(envelope);
+      }
+    } finally {
+      done();
+      if (this.#fanoutTurns.get(key) === turn) this.#fanoutTurns.delete(key);
+    }
+    await stored;
+  }
+
+  /** The message's position in its destination's stream, or undefined when it cannot be numbered now (logged once). */
+  async #sequence(bus: ClusterBus, vhost: string, destination: string): Promise<number | undefined> {
+    try {
+      if (bus.sequence === undefined) return await this.history.nextPosition(vhost, destination);
+      const key = `${vhost}\u0000${destination}`;
+      const floor = this.#positionFloors.get(key) ?? (await this.history.nextPosition(vhost, destination));
+      const position = await bus.sequence(vhost, destination, floor);
+      this.#positionFloors.delete(key);
+      this.#positionFloors.set(key, position + 1);
+      // Bounded like every per-destination map: the destination numbered least recently is forgotten first.
+      if (this.#positionFloors.size > MAX_POSITION_FLOORS) {
+        const oldest = this.#positionFloors.keys().next().value;
+        if (oldest !== undefined) this.#positionFloors.delete(oldest);
+      }
+      if (this.#sequenceFailing) {
+        this.#sequenceFailing = false;
+        this.logger.info({ bus: bus.name }, 'redis-route messages are numbered and stored in history again');
+      }
+      return position;
+    } catch (error) {
+      if (!this.#sequenceFailing) {
+        this.#sequenceFailing = true;
+        this.logger.warn(
+          { err: error, bus: bus.name, destination },
+          'could not number a redis-route message; messages are delivered but missing from history until it works again',
+        );
+      }
+      return undefined;
+    }
+  }
+
+  /** Waits for a history append, but no longer than HISTORY_HOLD_MS. */
+  async #hold(stored: Promise<void>): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, HISTORY_HOLD_MS)));
+    try {
+      await Promise.race([stored, late]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  /**
+   * A local-route or redis-route topic message, stored in a history store outside this process (MongoDB): the
+   * RECEIPT waits for it, so a client that saw its RECEIPT finds the message in `x-history`. The message is
+   * delivered live whatever happens here, so a failed write is not the sender's ERROR: it is logged once per
+   * outage, and readiness shows the store down.
    */
   async #appendLocal(numbered: HistoryRecord | Promise<HistoryRecord>): Promise<void> {
     let destination: string | undefined;
     try {
       const record = await numbered;
       destination = record.destination;
-      await this.history.append(record);
+      await this.#appends.append(record);
       if (this.#historyFailing) {
         this.#historyFailing = false;
-        this.logger.info({ store: this.history.name }, 'local-route topic history is stored again');
+        this.logger.info({ store: this.history.name }, 'topic history is stored again');
       }
     } catch (error) {
       if (!this.#historyFailing) {
         this.#historyFailing = true;
         this.logger.warn(
           { err: error, store: this.history.name, destination },
-          'could not store local-route topic history; messages are delivered live but missing from replays until the store is back',
+          'could not store topic history; messages are delivered live but missing from replays until the store is back',
         );
       }
     }
@@ -487,6 +616,8 @@ export class Broker {
   #deliverLocal(vhost: VirtualHost, destination: Destination, template: MessageTemplate, position?: number): void {
     if (destination.kind === 'topic') {
       for (const sub of vhost.topics.match(destination.name)) {
+        // Replayed already, and its live copy came after the replay (redis routes: stored a moment before fan-out).
+        if (sub.lateCopies?.has(template.messageId) === true) continue;
         // Replayed already: history may hold a record before its fan-out reaches this node (Kafka routes).
         if (position !== undefined) {
           if (sub.replayedUpTo !== undefined && position <= sub.replayedUpTo) continue;
@@ -519,8 +650,13 @@ export class Broker {
     const headers = envelope.position === undefined ? envelope.headers : withOffset(envelope.headers, envelope.position);
     const template = new MessageTemplate(envelope.destination, envelope.id, headers, envelope.body);
     this.stats.deliveryLatency.observe(Date.now() - envelope.time);
+    // Kafka positions follow the order history is stored in (one writer per partition), so a live copy at or below
+    // what a subscriber replayed is a duplicate. Redis-route positions are numbered by several nodes, and stored in
+    // whatever order their writes land: those copies are matched by id (`lateCopies`) instead.
+    const position =
+      envelope.position !== undefined && this.routes.route(envelope.destination).kind === 'kafka' ? envelope.position : undefined;
     try {
-      this.#deliverLocal(vhost, destination, template, envelope.position);
+      this.#deliverLocal(vhost, destination, template, position);
     } catch (error) {
       this.logger.warn({ err: error, destination: envelope.destination }, 'dropped a message from the bus');
     }
@@ -602,16 +738,29 @@ export class Broker {
    * those the history already had. Used by replaying SUBSCRIBEs and by catch-ups after the fan-out link was down.
    */
   async #replayThenLive(vhost: VirtualHost, sub: Subscription, query: HistoryQuery, ready?: Promise<void>): Promise<void> {
+    let replayed: Set<string> | undefined;
     try {
       await ready;
       // Read after the subscription is live: anything newer than the read arrives live, so there is no gap.
       const started = Date.now();
       const records = await this.history.read(vhost.name, sub.destination.full, query, MAX_REPLAY);
       this.stats.historyLatency.observe(Date.now() - started);
-      await this.#replay(sub, records);
+      replayed = await this.#replay(sub, records);
     } finally {
       await this.#releaseHeldBack(sub);
     }
+    if (replayed.size > 0 && this.routes.route(sub.destination.full).kind === 'redis') this.#dropLateCopies(sub, replayed);
+  }
+
+  /**
+   * On redis routes a message is stored a moment before its fan-out: a replay may have sent one whose live copy
+   * arrives only after the held-back messages were released. Such copies are dropped by id for LATE_COPY_MS.
+   */
+  #dropLateCopies(sub: Subscription, ids: Set<string>): void {
+    sub.lateCopies = ids;
+    setTimeout(() => {
+      if (sub.lateCopies === ids) sub.lateCopies = undefined;
+    }, LATE_COPY_MS).unref();
   }
 
   /**
@@ -684,15 +833,16 @@ export class Broker {
    * Sends history records while the subscriber's socket has room, waiting for it to drain in between, so a
    * replay larger than maxOutboundBytes reaches a client that reads (issue #8, item 6).
    */
-  async #replay(sub: Subscription, records: readonly HistoryRecord[]): Promise<void> {
+  async #replay(sub: Subscription, records: readonly HistoryRecord[]): Promise<Set<string>> {
     const ids = new Set<string>();
     sub.replayedIds = ids;
     for (const r of records) {
-      if (!(await this.#readyForReplay(sub))) return;
+      if (!(await this.#readyForReplay(sub))) return ids;
       ids.add(r.id);
       sub.replayedUpTo = Math.max(sub.replayedUpTo ?? -1, r.position);
       sub.consumer.deliver(sub, new MessageTemplate(r.destination, r.id, withOffset(r.headers, r.position), r.body));
     }
+    return ids;
   }
 
   #unsubscribe(vhost: VirtualHost, sub: Subscription): void {
@@ -873,6 +1023,17 @@ export class Broker {
       clearTimeout(timer);
     }
   }
+}
+
+/** The ERROR a SEND gets when its route's engine did not take it. */
+function routeFailed(kind: string, destination: Destination, error: unknown): ProtocolError {
+  return new ProtocolError(
+    BROKER_ERRORS.ERR_ROUTE_FAILED,
+    `could not route the message to ${destination.full}`,
+    `The ${kind} engine did not accept the message (${error instanceof Error ? error.message : String(error)}); it was not delivered. Retry later.`,
+    [],
+    { cause: error },
+  );
 }
 
 /** Memory this process may use: the cgroup limit when there is one, else the machine's memory. */

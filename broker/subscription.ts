@@ -84,6 +84,11 @@ export class Subscription {
   catchUpFrom: { readonly fromPosition: number } | { readonly fromTime: number } | undefined;
   /** When the subscription became live (ms), for a catch-up before any positioned message arrived. */
   readonly liveSince = Date.now();
+  /**
+   * Ids replayed from history on a route whose fan-out may follow the store by a moment (Redis): live copies
+   * arriving after the replay are dropped too, for a short while after it (then forgotten).
+   */
+  lateCopies: Set<string> | undefined;
 
   constructor(init: {
     id: string;

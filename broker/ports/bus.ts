@@ -66,6 +66,13 @@ export interface ClusterBus {
   watch(vhost: string, destination: string): Promise<void>;
   unwatch(vhost: string, destination: string): void;
   /**
+   * Buses without positions of their own but shared by every node (Redis pub/sub) may number each destination's
+   * messages cluster-wide, for history: resolves with a position above every one given before for the
+   * destination, and at least `floor` (the next position its history store knows of, which the bus's counter
+   * may have lost in an engine restart). Rejects while the engine is unreachable.
+   */
+  sequence?(vhost: string, destination: string, floor: number): Promise<number>;
+  /**
    * Told when this node stops hearing the bus (its subscriber connection dropped) and when every watched
    * destination is subscribed again, so that subscriptions can catch up from history across the gap.
    */
