@@ -53,7 +53,9 @@ interface JsonMessage {
 }
 
 function jsonOf(envelope: BusEnvelope): JsonMessage {
-  const headers: Record<string, string | string[]> = { 'message-id': envelope.id };
+  // No prototype: a header named `__proto__` is a header like any other.
+  const headers = Object.create(null) as Record<string, string | string[]>;
+  headers['message-id'] = envelope.id;
   for (const [name, value] of envelope.headers) {
     if (RESERVED.has(name)) continue;
     const seen = headers[name];
