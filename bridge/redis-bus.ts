@@ -30,8 +30,18 @@ export interface RedisChannels {
   outward(vhost: string, destination: string): NativeChannel | undefined;
   /** The channel glob a wildcard subscription watches (a superset; the broker filters exactly), or undefined. */
   pattern(vhost: string, destination: string): string | undefined;
-  /** Where a message on a named channel goes (from the mapping, never from the payload), or undefined. */
-  inward(channel: string): { readonly vhost: string; readonly destination: string; readonly format: RedisFormat } | undefined;
+  /**
+   * Where a message on a named channel goes (from the mapping, never from the payload): every destination that
+   * routes to this channel (`/redis/news.sports` and a mapped `/topic/news.sports` share `news.sports`), in route
+   * order; empty when none does.
+   */
+  inward(channel: string): readonly InwardTarget[];
+}
+
+export interface InwardTarget {
+  readonly vhost: string;
+  readonly destination: string;
+  readonly format: RedisFormat;
 }
 
 export interface RedisBusOptions {
@@ -57,7 +67,7 @@ interface Interest {
 const DROP_LOG_INTERVAL_MS = 60_000;
 
 /** `*` and `#` are STOMP topic wildcards; everything else in a Redis glob must be taken literally. */
-function escapeGlob(text: string): string {
+export function escapeGlob(text: string): string {
   return text.replace(/[\\*?[\]]/g, '\\$&');
 }
 
@@ -164,19 +174,27 @@ export class RedisBus implements ClusterBus {
       return;
     }
     this.#last = { channel, payload, via: [key] };
-    const to = this.#channels?.inward(channel);
-    if (to === undefined) return this.#drop('unmapped', channel);
-    const message = this.#read(to.format, payload);
-    if (typeof message === 'string') return this.#drop(message, channel);
-    this.#deliver?.({
-      id: message.id ?? `${this.#options.nodeId}-i${(++this.#seq).toString(36)}`,
-      origin: message.origin ?? '',
-      vhost: to.vhost,
-      destination: to.destination,
-      headers: message.headers,
-      body: message.body,
-      time: message.time ?? Date.now(),
-    });
+    const targets = this.#channels?.inward(channel) ?? [];
+    if (targets.length === 0) return this.#drop('unmapped', channel);
+    let index = 0;
+    for (const to of targets) {
+      const message = this.#read(to.format, payload);
+      if (typeof message === 'string') {
+        this.#drop(message, channel);
+        continue;
+      }
+      const id = message.id ?? `${this.#options.nodeId}-i${(++this.#seq).toString(36)}`;
+      this.#deliver?.({
+        // One message per destination: ids differ, or the broker would take the second for a repeat of the first.
+        id: index++ === 0 ? id : `${id}-d${index}`,
+        origin: message.origin ?? '',
+        vhost: to.vhost,
+        destination: to.destination,
+        headers: message.headers,
+        body: message.body,
+        time: message.time ?? Date.now(),
+      });
+    }
   }
 
   #read(format: RedisFormat, payload: Buffer): (NativeMessage & { origin?: string; time?: number }) | RedisDropReason {
@@ -215,8 +233,7 @@ export class RedisBus implements ClusterBus {
     const named = this.#channels?.outward(envelope.vhost, envelope.destination);
     try {
       if (named === undefined) await pub.publish(this.#channel(envelope.vhost, envelope.destination), encodeEnvelope(envelope));
-      else
-        await pub.publish(named.channel, named.format === 'stompede' ? encodeEnvelope(envelope) : encodeNative(named.format, envelope));
+      else await pub.publish(named.channel, named.format === 'stompede' ? encodeEnvelope(envelope) : encodeNative(named.format, envelope));
     } catch (error) {
       // A relayed envelope (its id given by the caller: a Kafka record fanned out by its partition owner) is durable
       // elsewhere and its relay retries until Redis takes it; delivering it here only would make the other nodes

@@ -25,7 +25,7 @@ function channelsFor(prefix: string, format: RedisFormat): RedisChannels {
     pattern: (vhost, d) => (vhost === '/' && d === `/topic/${prefix}.*` ? `${prefix}.*` : undefined),
     inward: (c) => {
       const m = channel.exec(c);
-      return m === null ? undefined : { vhost: '/', destination: `/topic/${prefix}.${m[1]}`, format };
+      return m === null ? [] : [{ vhost: '/', destination: `/topic/${prefix}.${m[1]}`, format }];
     },
   };
 }
