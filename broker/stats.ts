@@ -99,7 +99,7 @@ export class BrokerStats {
 
   bridgeDrop(engine: string, reason: string): void {
     let reasons = this.bridgeDropped.get(engine);
-    if (reasons === undefined) this.bridgeDropped.set(engine, (reasons = new Map()));
+    if (reasons === undefined) this.bridgeDropped.set(engine, (reasons = new Map<string, number>()));
     reasons.set(reason, (reasons.get(reason) ?? 0) + 1);
   }
 
