@@ -50,8 +50,14 @@ export async function createEngines(
   const common = { clusterName: settings.clusterName, nodeId: settings.nodeId };
   if (settings.redis !== '' && given.fanout === undefined) {
     const { RedisBus } = await import('./redis-bus.js');
+    const { routeChannels } = await import('./redis-channels.js');
     const { RedisSharedQueues } = await import('./redis-queues.js');
-    out.fanout = new RedisBus({ url: settings.redis, ...common, logger: logger.child({ engine: 'redis' }) });
+    out.fanout = new RedisBus({
+      url: settings.redis,
+      ...common,
+      logger: logger.child({ engine: 'redis' }),
+      channels: routeChannels(settings.routes),
+    });
     if (given.queues === undefined) {
       out.queues = new RedisSharedQueues({ url: settings.redis, ...common, logger: logger.child({ engine: 'redis-queues' }) });
     }

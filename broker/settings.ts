@@ -162,8 +162,15 @@ function routesFromText(value: unknown): unknown {
       .filter((s) => s !== '')
       .map(routeFromText);
   if (typeof value === 'string') return entries(value);
-  if (Array.isArray(value)) return value.flatMap((r: unknown) => (typeof r === 'string' ? entries(r) : [r]));
+  if (Array.isArray(value)) return value.flatMap((r: unknown) => (typeof r === 'string' ? entries(r) : [flatRoute(r)]));
   return value;
+}
+
+/** A Route as loadConfig produced it (options nested), in the mapping form again: a loaded config can be loaded again. */
+function flatRoute(route: unknown): unknown {
+  if (typeof route !== 'object' || route === null || !('options' in route)) return route;
+  const { options, ...rest } = route as { options: unknown };
+  return typeof options === 'object' && options !== null ? { ...rest, ...options } : route;
 }
 
 interface Setting<T extends z.ZodType> {

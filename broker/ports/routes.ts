@@ -307,6 +307,17 @@ function templateProblems(r: Route, where: string): string[] {
       );
   if (/[{}]/.test(parts.map((p) => ('text' in p ? p.text : '')).join('')))
     problems.push(`${where}: "${target}": braces are only for {N}, the N-th wildcard of the pattern (1-based)`);
+  if (r.kind === 'redis') {
+    // A channel is read back into one destination (destinationFor): a wildcard left out of the template would
+    // merge many destinations into one channel that maps back to none of them.
+    const named = new Set(parts.flatMap((p) => ('ref' in p ? [p.ref] : [])));
+    const missing = wildcards.map((_, i) => i).filter((i) => !named.has(i));
+    if (missing.length > 0)
+      problems.push(
+        `${where}: "${target}" must name every wildcard of the pattern (missing ${missing.map((i) => `{${i + 1}}`).join(', ')}), ` +
+          'so that each channel maps back to one destination',
+      );
+  }
   if (r.kind === 'kafka') {
     if (target.includes(':'))
       problems.push(`${where}: "${target}" is not a valid Kafka topic name (":" is not allowed; one target per route)`);
