@@ -32,8 +32,8 @@ export interface RedisChannels {
   pattern(vhost: string, destination: string): string | undefined;
   /**
    * Where a message on a named channel goes (from the mapping, never from the payload): every destination that
-   * routes to this channel (`/redis/news.sports` and a mapped `/topic/news.sports` share `news.sports`), in route
-   * order; empty when none does.
+   * routes to this channel (`/redis/news.sports` and a mapped `/topic/news.sports` share `news.sports`), the
+   * message's own id going to the first; empty when none does.
    */
   inward(channel: string): readonly InwardTarget[];
 }

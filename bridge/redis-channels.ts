@@ -1,4 +1,4 @@
-import { destinationFor, routeFormat, targetFor, type CompiledRoute, type RouteTable } from '../broker/ports/routes.js';
+import { destinationFor, REDIS_PREFIX, routeFormat, targetFor, type CompiledRoute, type RouteTable } from '../broker/ports/routes.js';
 import { escapeGlob, type InwardTarget, type NativeChannel, type RedisChannels, type RedisFormat } from './redis-bus.js';
 
 /**
@@ -59,7 +59,9 @@ export function routeChannels(table: RouteTable): RedisChannels | undefined {
       const known = inward.get(channel);
       if (known !== undefined) return known;
       const targets: InwardTarget[] = [];
-      for (const route of named) {
+      // The routes written in the table first, the direct `/redis/<channel>` prefix last: the first destination gets
+      // the message's own id, the others that id with `-d<n>` appended (one id per destination, see RedisBus).
+      for (const route of [...named.filter((r) => !direct(r)), ...named.filter(direct)]) {
         const destination = destinationFor(route, channel);
         // The destination must route back through this route: an earlier route would send it elsewhere.
         if (destination !== undefined && table.route(destination) === route)
@@ -68,6 +70,10 @@ export function routeChannels(table: RouteTable): RedisChannels | undefined {
       return remember(inward, channel, targets);
     },
   };
+}
+
+function direct(route: CompiledRoute): boolean {
+  return route.pattern.startsWith(REDIS_PREFIX);
 }
 
 function isNamed(route: CompiledRoute): boolean {

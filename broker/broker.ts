@@ -486,7 +486,10 @@ export class Broker {
   /** Hands a message to this node's subscribers: every matching topic subscription, or one queue consumer. */
   #deliverLocal(vhost: VirtualHost, destination: Destination, template: MessageTemplate, position?: number): void {
     if (destination.kind === 'topic') {
+      // `/topic/x`, `/redis/x` and `/kafka/x` share the name `x` in the subscription index: only the same prefix counts.
+      const prefix = destination.full.slice(0, destination.full.length - destination.name.length);
       for (const sub of vhost.topics.match(destination.name)) {
+        if (!sub.destination.full.startsWith(prefix)) continue;
         // Replayed already: history may hold a record before its fan-out reaches this node (Kafka routes).
         if (position !== undefined) {
           if (sub.replayedUpTo !== undefined && position <= sub.replayedUpTo) continue;

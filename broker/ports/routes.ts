@@ -52,7 +52,7 @@ export const OPTION_NAMES = ['format', 'destination'] as const;
 
 /** The prefixes that address a Kafka topic or a Redis channel directly (broker/destinations.ts). */
 const KAFKA_PREFIX = '/kafka/';
-const REDIS_PREFIX = '/redis/';
+export const REDIS_PREFIX = '/redis/';
 const DIRECT: Readonly<Record<'kafka' | 'redis', Route>> = {
   kafka: { pattern: `${KAFKA_PREFIX}**`, kind: 'kafka', target: '{1}', options: { format: 'native' } },
   redis: { pattern: `${REDIS_PREFIX}**`, kind: 'redis', target: '{1}', options: { format: 'raw' } },

@@ -32,13 +32,13 @@ describe('redis named channels from the route table (bridge/redis-channels)', ()
     expect(c.outward('tenant', '/topic/news.sports')).to.equal(undefined);
   });
 
-  it('maps a channel back to every destination that routes to it, in route order', () => {
+  it('maps a channel back to every destination that routes to it, the direct /redis/ prefix last', () => {
     const c = channels(table);
     expect(c.inward('news.sports')).to.deep.equal([
-      { vhost: '/', destination: '/redis/news.sports', format: 'raw' },
       { vhost: '/', destination: '/topic/news.sports', format: 'raw' },
+      { vhost: '/', destination: '/redis/news.sports', format: 'raw' },
     ]);
-    expect(c.inward('shop.orders.eu.42').map((t) => t.destination)).to.deep.equal(['/redis/shop.orders.eu.42', '/topic/orders.eu.42']);
+    expect(c.inward('shop.orders.eu.42').map((t) => t.destination)).to.deep.equal(['/topic/orders.eu.42', '/redis/shop.orders.eu.42']);
     // `news.a.b` fits no `*` of /topic/news.*: only the direct prefix maps it.
     expect(c.inward('news.a.b').map((t) => t.destination)).to.deep.equal(['/redis/news.a.b']);
   });
