@@ -169,7 +169,7 @@ function routesFromText(value: unknown): unknown {
 /** A Route as loadConfig produced it (options nested), in the mapping form again: a loaded config can be loaded again. */
 function flatRoute(route: unknown): unknown {
   if (typeof route !== 'object' || route === null || !('options' in route)) return route;
-  const { options, ...rest } = route as { options: unknown };
+  const { options, ...rest } = route;
   return typeof options === 'object' && options !== null ? { ...rest, ...options } : route;
 }
 
