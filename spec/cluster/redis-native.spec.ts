@@ -3,7 +3,7 @@
  * template in `format=raw` and `format=json`, exercised by applications that know nothing of Stompede: `redis-cli`
  * (the Redis binaries of the test services) and the `redis` npm client, against STOMP clients on every node.
  */
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { expect } from 'chai';
 import { createClient } from 'redis';
@@ -161,6 +161,38 @@ describe('cluster › redis named channels: raw and json formats with plain Redi
     expect((seen[0] as Buffer).equals(body)).to.equal(true);
   });
 
+  it('raw: a STOMP SEND is what `redis-cli SUBSCRIBE` prints, the plain payload', async () => {
+    const name = unique('cli');
+    const channel = `${run}.news.${name}`;
+    const url = new URL(requireService('redis'));
+    const cli = spawn('redis-cli', ['-h', url.hostname, '-p', url.port || '6379', '--raw', 'SUBSCRIBE', channel], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    cli.stdout.on('data', (chunk: Buffer) => (out += chunk.toString('utf8')));
+    try {
+      // `--raw` prints each reply element on a line: subscribe, the channel, the count; then message, channel, payload.
+      await until(
+        () => out.includes(`subscribe\n${channel}\n1\n`),
+        10_000,
+        'redis-cli to subscribe',
+        () => JSON.stringify(out),
+      );
+      const client = await pool.stompit(cluster.node(2));
+      await client.send(`/topic/news.${name}`, 'plain words from STOMP', { 'content-type': 'text/plain', 'x-extra': 'not on the channel' });
+      await until(
+        () => out.includes('plain words'),
+        10_000,
+        'redis-cli to print the message',
+        () => JSON.stringify(out),
+      );
+      await waitQuiet(200);
+      expect(out).to.equal(`subscribe\n${channel}\n1\nmessage\n${channel}\nplain words from STOMP\n`);
+    } finally {
+      cli.kill();
+    }
+  });
+
   it('json: a STOMP SEND with a binary body reaches a plain subscriber as {"headers","body","base64":true} and every node once', async () => {
     const name = unique('o');
     const destination = `/topic/orders.${name}`;
@@ -201,6 +233,7 @@ describe('cluster › redis named channels: raw and json formats with plain Redi
       expect(f.headers.get('content-type')).to.equal('application/octet-stream');
       expect(headerValues(f, 'tag')).to.deep.equal(['a']);
     }
+    await Promise.all(subscribers.map((s) => s.noFrame(300)));
     // The id travels in the payload: the same message-id on every node, the one the plain subscriber saw.
     expect(new Set(frames.map((f) => f.headers.get('message-id')))).to.deep.equal(new Set([json.headers['message-id']]));
   });
@@ -230,6 +263,7 @@ describe('cluster › redis named channels: raw and json formats with plain Redi
       // The destination comes from the channel's mapping, never from the payload.
       expect(headerValues(f, 'destination')).to.deep.equal([destination]);
     }
+    await Promise.all(subscribers.map((s) => s.noFrame(300)));
   });
 
   it('json: a payload that is not JSON is dropped, counted in stompede_bridge_records_dropped_total and logged; the next one flows', async () => {
