@@ -99,7 +99,7 @@ export class RedisBus implements ClusterBus {
   #link: LinkListener | undefined;
   #linkDown = false;
   #channels: RedisChannels | undefined;
-  #dropped: ((reason: RedisDropReason) => void) | undefined;
+  #dropped = new Map<RedisDropReason, number>();
   /** When each drop reason was last logged, and how many went unlogged since. */
   #dropLog = new Map<RedisDropReason, { at: number; since: number }>();
   /** The last message from a named channel: its channel, payload and the subscriptions its copies came through. */
@@ -141,8 +141,9 @@ export class RedisBus implements ClusterBus {
     this.#link = listener;
   }
 
-  setDropListener(listener: (reason: RedisDropReason) => void): void {
-    this.#dropped = listener;
+  /** Inward messages not delivered, by reason (`json-invalid`, `envelope-invalid`, `unmapped`). */
+  get droppedRecords(): ReadonlyMap<string, number> {
+    return this.#dropped;
   }
 
   #down(): void {
@@ -206,7 +207,7 @@ export class RedisBus implements ClusterBus {
 
   /** Counted every time; logged the first time and then at most once a minute per reason. */
   #drop(reason: RedisDropReason, channel: string): void {
-    this.#dropped?.(reason);
+    this.#dropped.set(reason, (this.#dropped.get(reason) ?? 0) + 1);
     const now = Date.now();
     const logged = this.#dropLog.get(reason);
     if (logged !== undefined && now - logged.at < DROP_LOG_INTERVAL_MS) {

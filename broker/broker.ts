@@ -722,8 +722,6 @@ export class Broker {
     this.#starting ??= (async () => {
       await this.#fanout?.start(this.#fromBus);
       this.#fanout?.setLinkListener?.({ down: () => this.#linkDown(), up: () => this.#linkUp() });
-      const fanout = this.#fanout;
-      fanout?.setDropListener?.((reason) => this.stats.bridgeDrop(fanout.name, reason));
       await this.#queues?.start();
       this.#queues?.reportConsumers?.(() => this.#sharedConsumers());
       await this.#log?.start(this.#fromBus);

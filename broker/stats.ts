@@ -78,11 +78,6 @@ export class BrokerStats {
   readonly busLatency = new Histogram();
   /** Time a history read took for a replaying SUBSCRIBE (ms). */
   readonly historyLatency = new Histogram();
-  /**
-   * Messages from outside Stompede that an engine heard and could not deliver, by engine then reason (reasons come
-   * from each engine's fixed set, never from the message, so the series stay bounded).
-   */
-  readonly bridgeDropped = new Map<string, Map<string, number>>();
 
   frameIn(command: string): void {
     const label = CLIENT_COMMANDS.has(command) ? command : 'unknown';
@@ -95,12 +90,6 @@ export class BrokerStats {
 
   limitHit(name: LimitName): void {
     this.limitHits.set(name, (this.limitHits.get(name) ?? 0) + 1);
-  }
-
-  bridgeDrop(engine: string, reason: string): void {
-    let reasons = this.bridgeDropped.get(engine);
-    if (reasons === undefined) this.bridgeDropped.set(engine, (reasons = new Map<string, number>()));
-    reasons.set(reason, (reasons.get(reason) ?? 0) + 1);
   }
 
   error(code: string): void {

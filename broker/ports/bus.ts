@@ -55,6 +55,8 @@ export type PublishInput = Omit<BusEnvelope, 'id' | 'position'> & {
 export interface ClusterBus {
   readonly name: string;
   readonly capabilities: BusCapabilities;
+  /** Inward records (or parts of them) this bus could not deliver, by reason: `stompede_bridge_records_dropped_total`. */
+  readonly droppedRecords?: ReadonlyMap<string, number>;
   /** Connects; from then on envelopes for watched destinations arrive through `deliver`. */
   start(deliver: Deliver): Promise<void>;
   /** Accepts one envelope for delivery to every interested node (this one included). */
@@ -70,12 +72,6 @@ export interface ClusterBus {
    * destination is subscribed again, so that subscriptions can catch up from history across the gap.
    */
   setLinkListener?(listener: LinkListener): void;
-  /**
-   * Told of each message from outside Stompede that the bus heard and could not deliver (a payload its route's
-   * format cannot read, a channel no route maps), by a reason from a fixed set, for
-   * `stompede_bridge_records_dropped_total`. The bus logs them itself (at most once a minute per reason).
-   */
-  setDropListener?(listener: (reason: string) => void): void;
   /** True while connected to its engine (readiness). */
   readonly healthy: boolean;
   close(): Promise<void>;

@@ -270,7 +270,7 @@ describe('cluster › redis named channels: raw and json formats with plain Redi
     const name = unique('o');
     const destination = `/topic/orders.${name}`;
     const node = cluster.node(2);
-    const labels = { engine: 'redis', reason: 'json-invalid' };
+    const labels = { reason: 'json-invalid' };
     const before = series(await scrape(node), 'stompede_bridge_records_dropped_total', labels);
     const subscriber = await rawSubscriber(node, destination);
     await redisCli('PUBLISH', `${run}.orders.${name}`, 'this is not json');
