@@ -305,6 +305,7 @@ export class RedisBus implements ClusterBus {
   async close(): Promise<void> {
     this.#deliver = undefined;
     this.#interest.clear();
+    this.#last = undefined;
     await Promise.allSettled([this.#pub?.close(), this.#sub?.close()]);
   }
 }
