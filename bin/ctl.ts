@@ -127,12 +127,12 @@ type ListName = keyof typeof LISTS;
 
 function overviewText(o: Record<string, unknown>): string {
   const engines = rows(o.engines).map((e) => [e.role, e.engine, e.healthy === true ? 'up' : 'DOWN']);
-  const routes = rows(o.routes).map((r) => [r.pattern, r.kind, r.kafkaTopic]);
+  const routes = rows(o.routes).map((r) => [r.pattern, r.kind, r.target, r.format]);
   const totals = (o.totals ?? {}) as Record<string, unknown>;
   return [
     `node ${cell(o.node)} of cluster ${cell(o.cluster)}, stompede ${cell(o.version)}, ${o.ready === true ? 'ready' : 'NOT READY'}\n`,
     table(['engine', 'kind', 'state'], engines),
-    table(['route', 'engine', 'kafka topic'], routes),
+    table(['route', 'engine', 'target', 'format'], routes),
     table(
       ['connections', 'sessions', 'subscriptions', 'bytes in', 'bytes out'],
       [[totals.connections, totals.sessions, totals.subscriptions, totals.bytesIn, totals.bytesOut]],

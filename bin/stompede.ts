@@ -14,7 +14,7 @@ import { createBroker, listen, withNodeId } from '../broker/server.js';
 import { listeningUrls, URL_LABELS } from './urls.js';
 import { SERVER_VERSION } from '../broker/version.js';
 import { ConfigError, envName, flagName, loadConfig, type BrokerConfig } from '../broker/config.js';
-import { effectiveRoutes, type Route } from '../broker/ports/routes.js';
+import { effectiveRoutes, routeText } from '../broker/ports/routes.js';
 import { SETTINGS } from '../broker/settings.js';
 import type { Logger } from '../broker/ports/logger.js';
 import { MASK, maskSecrets } from '../broker/ports/secrets.js';
@@ -180,8 +180,8 @@ function plain(markdown: string): string {
 
 /** What `--print-config` shows: the values a start would use, routes as the node would route, secrets masked. */
 function printable(config: Readonly<BrokerConfig>): Record<string, unknown> {
-  const routes = effectiveRoutes(config.routes as Route[], { redis: config.redis !== '', kafka: config.kafka !== '' });
-  const shown: Record<string, unknown> = { ...config, routes };
+  const routes = effectiveRoutes(config.routes, { redis: config.redis !== '', kafka: config.kafka !== '' });
+  const shown: Record<string, unknown> = { ...config, routes: routes.map(routeText) };
   return Object.fromEntries(Object.entries(shown).map(([k, v]) => [k, mask(k, v)]));
 }
 

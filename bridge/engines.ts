@@ -2,7 +2,7 @@ import type { ClusterBus } from '../broker/ports/bus.js';
 import type { HistoryRetention, HistoryStore } from '../broker/ports/history.js';
 import type { Logger } from '../broker/ports/logger.js';
 import type { SharedQueues } from '../broker/ports/queues.js';
-import type { RouteTable } from '../broker/ports/routes.js';
+import { isTemplate, targetFor, type RouteTable } from '../broker/ports/routes.js';
 import type { KafkaSecurity } from './kafka/client-config.js';
 import type { RedisTarget } from './redis-client.js';
 
@@ -62,8 +62,14 @@ export async function createEngines(
   const redis: RedisTarget = { ...settings.redisTarget, url: settings.redis };
   if (settings.redis !== '' && given.fanout === undefined) {
     const { RedisBus } = await import('./redis-bus.js');
+    const { routeChannels } = await import('./redis-channels.js');
     const { RedisSharedQueues } = await import('./redis-queues.js');
-    out.fanout = new RedisBus({ url: redis, ...common, logger: logger.child({ engine: 'redis' }) });
+    out.fanout = new RedisBus({
+      url: redis,
+      ...common,
+      logger: logger.child({ engine: 'redis' }),
+      channels: routeChannels(settings.routes),
+    });
     if (given.queues === undefined) {
       out.queues = new RedisSharedQueues({ url: redis, ...common, logger: logger.child({ engine: 'redis-queues' }) });
     }
@@ -101,13 +107,15 @@ export async function createEngines(
     const { KafkaBus } = await import('./kafka-bus.js');
     const { kafkaClientSecurity } = await import('./kafka/client-config.js');
     const table = settings.routes;
-    const topics = [...new Set(table.routes.filter((r) => r.kind === 'kafka').map((r) => r.kafkaTopic ?? ''))].filter((t) => t !== '');
+    // Literal targets are known now; a template's topics only when destinations resolve (see KafkaBus).
+    const literal = table.routes.filter((r) => r.kind === 'kafka' && !isTemplate(r)).map((r) => r.target ?? '');
+    const topics = [...new Set(literal)].filter((t) => t !== '');
     const fanout = given.fanout ?? out.fanout;
     const queues = given.queues ?? out.queues;
     out.log = new KafkaBus({
       brokers: settings.kafka.split(',').map((b) => b.trim()),
       ...common,
-      topicFor: (destination: string) => table.route(destination).kafkaTopic ?? topics[0] ?? `${settings.clusterName}.messages`,
+      topicFor: (destination: string) => targetFor(table.route(destination), destination),
       topics,
       ...(fanout !== undefined ? { fanout } : {}),
       ...(queues !== undefined ? { queues } : {}),

@@ -615,7 +615,11 @@ export class Broker {
   /** Hands a message to this node's subscribers: every matching topic subscription, or one queue consumer. */
   #deliverLocal(vhost: VirtualHost, destination: Destination, template: MessageTemplate, position?: number): void {
     if (destination.kind === 'topic') {
+      // `/topic/x`, `/redis/x` and `/kafka/x` share the name `x` in the subscription index: only the same prefix
+      // counts. The three prefixes differ in their second character, so one comparison per subscriber tells them apart.
+      const prefixMark = destination.full.charCodeAt(1);
       for (const sub of vhost.topics.match(destination.name)) {
+        if (sub.destination.full.charCodeAt(1) !== prefixMark) continue;
         // Replayed already, and its live copy came after the replay (redis routes: stored a moment before fan-out).
         if (sub.lateCopies?.has(template.messageId) === true) continue;
         // Replayed already: history may hold a record before its fan-out reaches this node (Kafka routes).

@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parse as parseYaml } from 'yaml';
 import type { z } from 'zod';
 import type { HistoryRetention } from './ports/history.js';
-import { validateRoutes, type RouteKind } from './ports/routes.js';
+import { validateRoutes } from './ports/routes.js';
 import { SETTINGS, type CONFIG_SCHEMA, type SettingKey } from './settings.js';
 
 /**
@@ -308,8 +308,7 @@ function crossProblems(c: Readonly<BrokerConfig>, label: (key: SettingKey) => st
     );
   if (ok('routes', 'redis', 'kafka')) {
     const engines = { redis: c.redis !== '', kafka: c.kafka !== '' };
-    for (const problem of validateRoutes(c.routes as { pattern: string; kind: RouteKind }[], engines))
-      problems.push(`${label('routes')}: ${problem}`);
+    for (const problem of validateRoutes(c.routes, engines)) problems.push(`${label('routes')}: ${problem}`);
   }
   return problems;
 }

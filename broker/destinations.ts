@@ -12,19 +12,25 @@ export interface Destination {
 
 export const TOPIC_PREFIX = '/topic/';
 export const QUEUE_PREFIX = '/queue/';
+/** A Kafka topic or Redis channel addressed directly (routed by the implicit `/kafka/**` and `/redis/**` routes). */
+export const KAFKA_PREFIX = '/kafka/';
+export const REDIS_PREFIX = '/redis/';
 
-/** Destination grammar: `/topic/<name>` or `/queue/<name>`, name non-empty. Anything else is refused clearly. */
+/**
+ * Destination grammar: `/topic/<name>`, `/queue/<name>`, `/kafka/<topic>` or `/redis/<channel>`, name non-empty;
+ * the last two are topics (every subscriber gets every message). Anything else is refused clearly.
+ */
 export function parseDestination(full: string): Destination {
-  if (full.startsWith(TOPIC_PREFIX) && full.length > TOPIC_PREFIX.length) {
-    return { kind: 'topic', name: full.slice(TOPIC_PREFIX.length), full };
-  }
+  for (const prefix of [TOPIC_PREFIX, KAFKA_PREFIX, REDIS_PREFIX])
+    if (full.startsWith(prefix) && full.length > prefix.length) return { kind: 'topic', name: full.slice(prefix.length), full };
   if (full.startsWith(QUEUE_PREFIX) && full.length > QUEUE_PREFIX.length) {
     return { kind: 'queue', name: full.slice(QUEUE_PREFIX.length), full };
   }
   throw new ProtocolError(
     BROKER_ERRORS.ERR_BAD_DESTINATION,
     `invalid destination "${full}"`,
-    `Destinations must start with ${TOPIC_PREFIX} (publish-subscribe) or ${QUEUE_PREFIX} (one consumer per message), followed by a name.`,
+    `Destinations must start with ${TOPIC_PREFIX} (publish-subscribe) or ${QUEUE_PREFIX} (one consumer per message), followed by a name; ` +
+      `${KAFKA_PREFIX}<topic> and ${REDIS_PREFIX}<channel> address a Kafka topic or Redis channel directly.`,
   );
 }
 

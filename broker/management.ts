@@ -23,7 +23,7 @@ import type { OpsSource } from './http.js';
 import type { HistoryStore } from './ports/history.js';
 import type { ClusterBus } from './ports/bus.js';
 import type { SharedQueues } from './ports/queues.js';
-import type { Route } from './ports/routes.js';
+import { routeFormat, routeText, type Route } from './ports/routes.js';
 import { moveDeadLetters, purgeQueue, queueViews, type QueueAdminSource } from './queue-admin.js';
 import { DEAD_LETTER_SUFFIX } from './queue.js';
 import type { HttpHandler } from './transports/listen.js';
@@ -212,7 +212,9 @@ function overview(broker: ManagementSource): Record<string, unknown> {
     routes: broker.routes.routes.map((r) => ({
       pattern: r.pattern,
       kind: r.kind,
-      ...(r.kafkaTopic !== undefined ? { kafkaTopic: r.kafkaTopic } : {}),
+      ...(r.target !== undefined ? { target: r.target } : {}),
+      ...(routeFormat(r) !== undefined ? { format: routeFormat(r) } : {}),
+      text: routeText(r),
     })),
     totals: {
       connections,

@@ -59,7 +59,7 @@ export function withNodeId(config: Readonly<BrokerConfig>): Readonly<BrokerConfi
 export function routeTable(config: Readonly<BrokerConfig>, options: Pick<BrokerOptions, 'routes' | 'fanout' | 'log'> = {}): RouteTable {
   if (options.routes !== undefined) return new RouteTable(options.routes);
   const engines = { redis: options.fanout !== undefined || config.redis !== '', kafka: options.log !== undefined || config.kafka !== '' };
-  return new RouteTable(effectiveRoutes(config.routes as Route[], engines));
+  return new RouteTable(effectiveRoutes(config.routes, engines));
 }
 
 /** What the engines take from the config, in their own terms (bridge/ never reads the broker's config). */

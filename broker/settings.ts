@@ -14,6 +14,7 @@ import { isIP } from 'node:net';
 import { z } from 'zod';
 import { DEFAULT_FRAME_LIMITS } from '../frames/index.js';
 import { NAME_RULE } from './ports/names.js';
+import { DESTINATION_SOURCES, OPTION_NAMES, ROUTE_FORMATS, routeFields, type Route, type RouteKind } from './ports/routes.js';
 
 /** The docs sections, in the order of docs/configuration.md; each has a generated table there. */
 export const SECTIONS = {
@@ -103,27 +104,63 @@ const urlOf = (schemes: RegExp, example: string) => ({
 
 const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
 
-/** One route as a config file writes it; `kind` is checked against the engines by validateRoutes. */
+const ROUTE_SHAPE = 'a route is text pattern=kind[:target][;option=value]... or a mapping {pattern, kind, target, format, destination}';
+
+/**
+ * One route as a config file writes it (the mapping form, or the text grammar of broker/ports/routes.ts turned into
+ * one), as the Route it stands for. `kind`, the target and the engines are checked together by validateRoutes.
+ */
 const ROUTE = z
   .object(
     {
       pattern: z.string({ error: 'a route needs a pattern (text starting with /)' }),
       kind: z.string({ error: 'a route needs a kind (local, redis or kafka)' }),
+      target: z.string({ error: 'target must be text (a Kafka topic or Redis channel, {N} for the N-th wildcard)' }).optional(),
+      /** The name the target had before templates; still read so that older files keep working. */
       kafkaTopic: z.string({ error: 'kafkaTopic must be text' }).optional(),
+      format: z
+        .enum(ROUTE_FORMATS, { error: (i) => `format must be one of ${ROUTE_FORMATS.join(', ')}, not ${shown(i.input)}` })
+        .optional(),
+      destination: z
+        .enum(DESTINATION_SOURCES, { error: (i) => `destination must be one of ${DESTINATION_SOURCES.join(', ')}, not ${shown(i.input)}` })
+        .optional(),
     },
-    { error: (issue) => `a route is a mapping {pattern, kind, kafkaTopic} or text pattern=kind[:topic], not ${kindOf(issue.input)}` },
+    {
+      error: (issue) =>
+        issue.code === 'unrecognized_keys'
+          ? `unknown route option ${issue.keys.map((k) => `"${k}"`).join(', ')} (known: target, ${OPTION_NAMES.join(', ')})`
+          : `${ROUTE_SHAPE}, not ${kindOf(issue.input)}`,
+    },
   )
-  .strict();
+  .strict()
+  .superRefine((r, ctx) => {
+    if (r.target !== undefined && r.kafkaTopic !== undefined && r.target !== r.kafkaTopic)
+      ctx.addIssue({ code: 'custom', message: 'give target or kafkaTopic (its older name), not both' });
+  })
+  .transform((r): Route => {
+    const target = r.target ?? r.kafkaTopic;
+    const options = {
+      ...(r.format !== undefined ? { format: r.format } : {}),
+      ...(r.destination !== undefined ? { destination: r.destination } : {}),
+    };
+    return {
+      pattern: r.pattern,
+      kind: r.kind as RouteKind,
+      ...(target !== undefined ? { target } : {}),
+      ...(Object.keys(options).length > 0 ? { options } : {}),
+    };
+  });
+
+function shown(value: unknown): string {
+  return typeof value === 'string' ? `"${value}"` : kindOf(value);
+}
 
 /**
- * `pattern=kind[:topic]` → a route, the grammar of the flag and the variable. A config file may write routes that
- * way too (`routes: ["/topic/**=redis"]`, or one comma-separated string): same grammar everywhere.
+ * A route in the text grammar → its mapping form, the grammar of the flag and the variable. A config file may
+ * write routes that way too (`routes: ["/topic/**=redis"]`, or one comma-separated string): same grammar everywhere.
  */
-export function routeFromText(entry: string): { pattern: string; kind: string; kafkaTopic?: string } {
-  const eq = entry.lastIndexOf('=');
-  const pattern = (eq === -1 ? entry : entry.slice(0, eq)).trim();
-  const [kind = '', kafkaTopic] = (eq === -1 ? '' : entry.slice(eq + 1)).trim().split(':');
-  return kafkaTopic === undefined ? { pattern, kind } : { pattern, kind, kafkaTopic };
+export function routeFromText(entry: string): Record<string, string> {
+  return routeFields(entry);
 }
 
 function routesFromText(value: unknown): unknown {
@@ -134,8 +171,15 @@ function routesFromText(value: unknown): unknown {
       .filter((s) => s !== '')
       .map(routeFromText);
   if (typeof value === 'string') return entries(value);
-  if (Array.isArray(value)) return value.flatMap((r: unknown) => (typeof r === 'string' ? entries(r) : [r]));
+  if (Array.isArray(value)) return value.flatMap((r: unknown) => (typeof r === 'string' ? entries(r) : [flatRoute(r)]));
   return value;
+}
+
+/** A Route as loadConfig produced it (options nested), in the mapping form again: a loaded config can be loaded again. */
+function flatRoute(route: unknown): unknown {
+  if (typeof route !== 'object' || route === null || !('options' in route)) return route;
+  const { options, ...rest } = route;
+  return typeof options === 'object' && options !== null ? { ...rest, ...options } : route;
 }
 
 interface Setting<T extends z.ZodType> {
@@ -720,9 +764,10 @@ export const SETTINGS = {
     arg: '<routes>',
     default: [],
     section: 'cluster',
-    help: 'Which engine carries which destinations: `pattern=local|redis|kafka:<topic>`, comma-separated, first match wins.',
-    details: 'Empty: the defaults for the engines configured. See [Routes](#routes).',
-    example: '/topic/chat.**=kafka:chat,/topic/**=redis,/queue/**=local',
+    help: 'Which engine carries which destinations: `pattern=kind[:target][;option=value]...`, comma-separated, first match wins.',
+    details:
+      'kind is `local`, `redis` or `kafka`; `{N}` in the target is what the N-th wildcard matched. Empty: the defaults for the engines configured. See [Routes](#routes).',
+    example: '/topic/orders.*=kafka:orders.{1},/topic/**=redis,/queue/**=local',
   }),
   kafkaSessionTimeoutMs: setting({
     ...count(),

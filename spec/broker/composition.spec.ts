@@ -28,15 +28,15 @@ describe('broker › composition root', () => {
     const broker = await build({
       config: { kafka: NO_KAFKA, nodeId: 'routes-a' },
       routes: [
-        { pattern: '/topic/special.**', kind: 'kafka', kafkaTopic: 'special-topic' },
-        { pattern: '/topic/**', kind: 'kafka', kafkaTopic: 'other-topic' },
+        { pattern: '/topic/special.**', kind: 'kafka', target: 'special-topic' },
+        { pattern: '/topic/**', kind: 'kafka', target: 'other-topic' },
         { pattern: '/queue/**', kind: 'local' },
       ],
     });
     const bus = broker.engines.log;
     expect(bus).to.be.instanceOf(KafkaBus);
     const kafka = bus as KafkaBus;
-    expect(broker.routes.route('/topic/special.a').kafkaTopic).to.equal('special-topic');
+    expect(broker.routes.route('/topic/special.a').target).to.equal('special-topic');
     expect(kafka.topicFor('/topic/special.a')).to.equal('special-topic');
     expect(kafka.topicFor('/topic/chat')).to.equal('other-topic');
     expect([...kafka.topics].sort()).to.deep.equal(['other-topic', 'special-topic']);
@@ -46,7 +46,7 @@ describe('broker › composition root', () => {
   it('without routes anywhere, gives the Broker and KafkaBus the same default table', async () => {
     const broker = await build({ config: { kafka: NO_KAFKA, nodeId: 'routes-b' } });
     const kafka = broker.engines.log as KafkaBus;
-    expect(broker.routes.route('/topic/x').kafkaTopic).to.equal('stompede.topics');
+    expect(broker.routes.route('/topic/x').target).to.equal('stompede.topics');
     expect(kafka.topicFor('/topic/x')).to.equal('stompede.topics');
     expect(kafka.topicFor('/queue/x')).to.equal('stompede.queues');
   });

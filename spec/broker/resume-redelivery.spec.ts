@@ -53,7 +53,7 @@ describe('broker › x-resume-after skips records a bus delivers again', () => {
 
   async function bodiesAfterResume(resumeAfter: string): Promise<string[]> {
     const log = new ScriptedLog('chat');
-    b = await startBroker({}, { log, routes: [{ pattern: '/topic/**', kind: 'kafka', kafkaTopic: 'chat' }] });
+    b = await startBroker({}, { log, routes: [{ pattern: '/topic/**', kind: 'kafka', target: 'chat' }] });
     const destination = `/topic/${uniqueName('resume')}`;
     client = await connectedTcp(b.tcpPort);
     client.send(stompFrame('SUBSCRIBE', { id: 's1', destination, 'x-resume-after': resumeAfter, receipt: 'r1' }));

@@ -55,7 +55,7 @@ describe('ops › config files (YAML and JSON)', () => {
       expect(c.virtualHosts).to.deep.equal(['chat', 'ops']);
       expect(c.kafka).to.equal('kafka-1:9092,kafka-2:9092');
       expect(c.routes).to.deep.equal([
-        { pattern: '/topic/chat.**', kind: 'kafka', kafkaTopic: 'chat' },
+        { pattern: '/topic/chat.**', kind: 'kafka', target: 'chat' },
         { pattern: '/topic/**', kind: 'redis' },
         { pattern: '/queue/**', kind: 'local' },
       ]);

@@ -137,7 +137,7 @@ describe('ops › one settings schema', function () {
       const list = loadConfig({ file: file('routes-list.yaml', `${engines}routes: ["/topic/chat.**=kafka:chat", "/topic/**=redis"]\n`) });
       const one = loadConfig({ file: file('routes-one.yaml', `${engines}routes: "/topic/chat.**=kafka:chat,/topic/**=redis"\n`) });
       const expected = [
-        { pattern: '/topic/chat.**', kind: 'kafka', kafkaTopic: 'chat' },
+        { pattern: '/topic/chat.**', kind: 'kafka', target: 'chat' },
         { pattern: '/topic/**', kind: 'redis' },
       ];
       expect(list.routes).to.deep.equal(expected);
@@ -154,7 +154,8 @@ describe('ops › one settings schema', function () {
     it('rejects malformed routes with a message naming the file, never a crash', () => {
       const path = file('routes-bad.yaml', 'routes: [42, { kind: redis }, "/topic/**=redis", "topic=local"]\n');
       expect(problems({ file: path })).to.deep.equal([
-        `routes in ${path}: entry 0: a route is a mapping {pattern, kind, kafkaTopic} or text pattern=kind[:topic], not number`,
+        `routes in ${path}: entry 0: a route is text pattern=kind[:target][;option=value]... ` +
+          'or a mapping {pattern, kind, target, format, destination}, not number',
         `routes in ${path}: entry 1.pattern: a route needs a pattern (text starting with /)`,
       ]);
       const engineless = file('routes-engineless.yaml', 'routes: ["/topic/**=redis", "topic=local"]\n');
@@ -171,7 +172,7 @@ describe('ops › one settings schema', function () {
       expect(r.code, r.stderr).to.equal(0);
       const help = r.stdout.replace(/\s+/g, ' ');
       expect(help).to.include('--ws-port <port> STOMP over WebSocket').and.include('(-1: off). [env STOMPEDE_WS_PORT, default 15674]');
-      expect(help).to.include('--routes <routes> Which engine carries which destinations: pattern=local|redis|kafka:<topic>');
+      expect(help).to.include('--routes <routes> Which engine carries which destinations: pattern=kind[:target][;option=value]...');
       expect(help).to.include('--heartbeat-min-ms <ms> Floor of negotiated heart-beats in both directions (ms);');
       for (const [key, s] of Object.entries(SETTINGS)) {
         expect(help, key).to.include(`--${flagName(key)} ${s.arg} `);
@@ -212,18 +213,22 @@ describe('ops › one settings schema', function () {
         expect(r.code, r.stderr).to.equal(0);
         return (JSON.parse(r.stdout) as { routes: unknown }).routes;
       };
-      expect(await show([])).to.deep.equal([{ pattern: '/**', kind: 'local' }]);
+      // In the text grammar of --routes, every option that applies written out.
+      expect(await show([])).to.deep.equal(['/**=local']);
       expect(await show(['--redis', 'redis://127.0.0.1:6379'])).to.deep.equal([
-        { pattern: '/topic/**', kind: 'redis' },
-        { pattern: '/queue/**', kind: 'redis' },
+        '/redis/**=redis:{1};format=raw',
+        '/topic/**=redis;format=stompede',
+        '/queue/**=redis;format=stompede',
       ]);
       expect(await show(['--kafka', '127.0.0.1:9092'])).to.deep.equal([
-        { pattern: '/topic/**', kind: 'kafka', kafkaTopic: 'stompede.topics' },
-        { pattern: '/queue/**', kind: 'kafka', kafkaTopic: 'stompede.queues' },
+        '/kafka/**=kafka:{1};format=native;destination=mapping',
+        '/topic/**=kafka:stompede.topics;format=stompede;destination=key',
+        '/queue/**=kafka:stompede.queues;format=stompede;destination=key',
       ]);
       expect(await show(['--redis', 'redis://127.0.0.1:6379', '--routes', '/topic/**=redis,/queue/**=local'])).to.deep.equal([
-        { pattern: '/topic/**', kind: 'redis' },
-        { pattern: '/queue/**', kind: 'local' },
+        '/redis/**=redis:{1};format=raw',
+        '/topic/**=redis;format=stompede',
+        '/queue/**=local',
       ]);
     });
 

@@ -55,7 +55,7 @@ function oneEngineDown(role: 'fanout' | 'queues' | 'log'): Omit<BrokerOptions, '
     case 'queues':
       return { fanout: new FakeBus(true), queues: new FakeQueues(false) };
     case 'log':
-      return { log: new FakeBus(false), routes: [{ pattern: '/**', kind: 'kafka', kafkaTopic: 'readiness' }] };
+      return { log: new FakeBus(false), routes: [{ pattern: '/**', kind: 'kafka', target: 'readiness' }] };
   }
 }
 

@@ -189,7 +189,7 @@ describe('ops › management API and stompede ctl (issue #9 item 2)', function (
       expect(o.version).to.be.a('string');
       expect(o.ready).to.equal(true);
       expect(o.engines).to.deep.include({ role: 'history', engine: 'memory', healthy: true });
-      expect(o.routes).to.deep.equal([{ pattern: '/**', kind: 'local' }]);
+      expect(o.routes).to.deep.equal([{ pattern: '/**', kind: 'local', text: '/**=local' }]);
       expect((o.totals as Row).sessions).to.be.at.least(1);
     });
 
