@@ -188,7 +188,9 @@ describe('broker › wire › framing', () => {
     await expectError(c, {
       message: 'invalid destination " /queue/x"',
       receiptId: 'r',
-      body: 'Destinations must start with /topic/ (publish-subscribe) or /queue/ (one consumer per message), followed by a name.\n',
+      body:
+        'Destinations must start with /topic/ (publish-subscribe) or /queue/ (one consumer per message), followed by a name; ' +
+        '/kafka/<topic> and /redis/<channel> address a Kafka topic or Redis channel directly.\n',
     });
   });
 
