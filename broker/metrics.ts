@@ -241,6 +241,18 @@ function createMetrics(broker: MetricsSource): BrokerMetrics {
     'route',
     () => Object.entries(stats.routed),
   );
+  mapCounter(
+    registry,
+    'stompede_bridge_records_dropped_total',
+    'Records from Kafka or Redis (or parts: a header that is not UTF-8) not delivered, by reason.',
+    'reason',
+    () => {
+      const sum = new Map<string, number>();
+      for (const bus of [broker.engines.log, broker.engines.fanout])
+        for (const [reason, n] of bus?.droppedRecords ?? []) sum.set(reason, (sum.get(reason) ?? 0) + n);
+      return sum;
+    },
+  );
   mapCounter(registry, 'stompede_errors_total', 'ERROR frames sent to clients, by error code.', 'code', () => stats.errors);
   plainCounter(
     registry,

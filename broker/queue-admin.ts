@@ -12,7 +12,11 @@ import type { VirtualHost } from './vhost.js';
 
 /** What the queue views read of a broker (a `Broker` is one). */
 export interface QueueAdminSource {
-  readonly engines: { readonly queues?: SharedQueues | undefined };
+  readonly engines: {
+    readonly queues?: SharedQueues | undefined;
+    readonly log?: { readonly droppedRecords?: ReadonlyMap<string, number> } | undefined;
+    readonly fanout?: { readonly droppedRecords?: ReadonlyMap<string, number> } | undefined;
+  };
   readonly routes: { route(destination: string): { readonly kind: RouteKind } };
   virtualHosts(): Iterable<VirtualHost>;
   virtualHost(name: string): VirtualHost | undefined;

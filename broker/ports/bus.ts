@@ -55,6 +55,8 @@ export type PublishInput = Omit<BusEnvelope, 'id' | 'position'> & {
 export interface ClusterBus {
   readonly name: string;
   readonly capabilities: BusCapabilities;
+  /** Inward records (or parts of them) this bus could not deliver, by reason: `stompede_bridge_records_dropped_total`. */
+  readonly droppedRecords?: ReadonlyMap<string, number>;
   /** Connects; from then on envelopes for watched destinations arrive through `deliver`. */
   start(deliver: Deliver): Promise<void>;
   /** Accepts one envelope for delivery to every interested node (this one included). */
