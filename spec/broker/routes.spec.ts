@@ -105,5 +105,7 @@ describe('broker › route grammar', () => {
     expect(kafka.problem('/topic/ok')).to.equal(undefined);
     expect(kafka.problem('/topic/not/ok')).to.match(/maps to Kafka topic "t.not\/ok".*not a valid topic name/);
     expect(kafka.problem('/kafka/orders')).to.equal(undefined);
+    expect(kafka.problem('/kafka/orders', 'chat')).to.match(/native Kafka route \(\/kafka\/\*\*\), which serves the virtual host \/ only/);
+    expect(kafka.problem('/kafka/orders', '/')).to.equal(undefined);
   });
 });
