@@ -21,7 +21,7 @@ function consumed(message: { key?: string | null; value: string; headers?: Recor
     timestamp: '1000',
     attributes: 0,
     offset: String(offset),
-  } as KafkaMessage;
+  };
 }
 
 function fromStomp(input: Partial<PublishInput> & { destination: string }, native = true): KafkaMessage {
