@@ -184,6 +184,9 @@ export interface KafkaBusStats {
 
 type State = 'new' | 'starting' | 'running' | 'closing' | 'closed' | 'failed';
 
+/** How long a SUBSCRIBE that adds a topic waits for the topic's past to reach the history store. */
+const CATCH_UP_WAIT_MS = 10_000;
+
 const CAPABILITIES: BusCapabilities = Object.freeze({ ordered: true, durable: true, crossNode: true });
 const LOG_REPEAT_MS = 10_000;
 
@@ -231,6 +234,8 @@ export class KafkaBus implements ClusterBus {
   #historyWriter: HistoryWriter;
   #commitTimer: NodeJS.Timeout | undefined;
   #deliver: Deliver | undefined;
+  /** `<topic>-<partition>` → the end of its log when this node began reading it from the start (#historyOnly). */
+  #catchUp = new Map<string, number>();
   #closing: Promise<void> | undefined;
 
   #logged = new Map<string, { at: number; repeats: number }>();
@@ -310,7 +315,7 @@ export class KafkaBus implements ClusterBus {
       fetchMaxWaitMs: KAFKA_BUS_DEFAULTS.fetchMaxWaitMs,
       fromBeginning: this.#fromBeginning,
       maxPendingHistory: o.maxPendingHistory,
-      fanout: this.#fanout,
+      fanout: this.#fanout === undefined ? undefined : { publish: (envelope) => this.#liveFanout(envelope) },
       queues: options.queues,
       store: history,
       history: this.#historyWriter,
@@ -382,8 +387,10 @@ export class KafkaBus implements ClusterBus {
       this.#producer = this.#createProducer(kafka);
       await this.#producer.connect();
       this.#producerConnected = true;
-      if (this.#topics.length > 0) await this.#consumer.start(kafka, fresh, deliver);
-      else this.#deliver = deliver;
+      this.#deliver = (envelope) => {
+        if (!this.#historyOnly(envelope)) deliver(envelope);
+      };
+      if (this.#topics.length > 0) await this.#consumer.start(kafka, fresh, this.#deliver);
       if (this.#state !== 'starting')
         throw new BridgeError(KAFKA_ERRORS.ERR_KAFKA_NOT_RUNNING, 'the Kafka bus was closed while it started', false);
     } catch (error) {
@@ -479,9 +486,39 @@ export class KafkaBus implements ClusterBus {
       const never = new Set(partitions.filter((p) => p.offset === '-1').map((p) => p.partition));
       if (never.size === 0) continue;
       for (const end of await settled(() => admin.fetchTopicOffsets(topic)))
-        if (never.has(end.partition)) fresh.push({ topic, partition: end.partition, offset: fromEnd(topic) ? end.high : end.low });
+        if (never.has(end.partition)) {
+          const start = fromEnd(topic) ? end.high : end.low;
+          fresh.push({ topic, partition: end.partition, offset: start });
+          if (Number(end.high) > Number(start)) this.#catchUp.set(`${topic}-${end.partition}`, Number(end.high));
+        }
     }
     return fresh;
+  }
+
+  /**
+   * A record written before this node started reading its topic (see #freshPartitionEnds): it goes to history, not
+   * to live subscribers, who did not ask for the past. The last such record of a partition ends its catch-up.
+   */
+  #historyOnly(envelope: PublishInput): boolean {
+    if (this.#catchUp.size === 0 || envelope.position === undefined || envelope.id === undefined) return false;
+    const key = envelope.id.slice(0, envelope.id.lastIndexOf('-'));
+    const high = this.#catchUp.get(key);
+    if (high === undefined) return false;
+    if (envelope.position >= high - 1) this.#catchUp.delete(key);
+    return envelope.position < high;
+  }
+
+  #liveFanout(envelope: PublishInput): Promise<void> {
+    if (this.#historyOnly(envelope) || this.#fanout === undefined) return Promise.resolve();
+    return this.#fanout.publish(envelope);
+  }
+
+  /** Resolves once every partition of `topic` has caught up (see #historyOnly), or after `timeoutMs`. */
+  async #caughtUp(topic: string, timeoutMs: number): Promise<void> {
+    const prefix = `${topic}-`;
+    const giveUpAt = Date.now() + timeoutMs;
+    const pending = (): boolean => [...this.#catchUp.keys()].some((k) => k.startsWith(prefix) && /^\d+$/.test(k.slice(prefix.length)));
+    while (pending() && Date.now() < giveUpAt && this.#state === 'running') await sleep(50);
   }
 
   #addKnown(topic: string): void {
@@ -505,7 +542,8 @@ export class KafkaBus implements ClusterBus {
           waitForLeaders: true,
           topics: [{ topic, numPartitions: this.#o.partitions, replicationFactor: this.#o.replicationFactor }],
         });
-        fresh = await this.#freshPartitionEnds(admin, [topic], () => true);
+        // From its start, for history: what is older than now is stored, not delivered live (#historyOnly).
+        fresh = await this.#freshPartitionEnds(admin, [topic], (t) => this.#mapping?.isPrivate(t) !== false);
       } finally {
         await admin.disconnect().catch(() => {});
       }
@@ -513,6 +551,8 @@ export class KafkaBus implements ClusterBus {
       this.#logger.info({ topic }, 'consuming a further Kafka topic (re-subscribing)');
       if (this.#topics.length === 1) await this.#consumer.start(kafka, fresh, this.#deliver ?? (() => {}));
       else await this.#consumer.resubscribe(kafka, fresh);
+      // A SUBSCRIBE asking for history reads it once this returns: let the store have the topic's past first.
+      await this.#caughtUp(topic, CATCH_UP_WAIT_MS);
     });
     this.#adding = next.catch(() => {});
     return next.catch((error: unknown) => {

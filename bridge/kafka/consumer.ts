@@ -33,7 +33,7 @@ export interface BusConsumerOptions {
   fetchMaxWaitMs: number;
   fromBeginning: boolean;
   maxPendingHistory: number;
-  fanout: ClusterBus | undefined;
+  fanout: Pick<ClusterBus, 'publish'> | undefined;
   queues: SharedQueues | undefined;
   /** Where a batch's topic records are stored before delivery while the store is healthy. */
   store: HistoryStore;

@@ -124,6 +124,31 @@ describe('bridge › native Kafka records (outside producers and consumers)', fu
     expect(metrics).to.match(/stompede_bridge_records_dropped_total\{reason="header-not-utf8"\} 1/);
   });
 
+  it('x-stream-offset: offset=N and x-history: N read the same records from their place', async () => {
+    const destination = `/topic/${run}.orders.eu`;
+    const fromOffset = await stomp();
+    await subscribe(fromOffset, destination, { 'x-stream-offset': 'offset=2' });
+    expect((await messages(fromOffset, 2)).map((m) => m.body.toString())).to.deep.equal(['jumper', 'binary header']);
+    const lastTwo = await stomp();
+    await subscribe(lastTwo, destination, { 'x-history': '2' });
+    expect((await messages(lastTwo, 2)).map((m) => m.headers.get('x-stream-offset'))).to.deep.equal(['2', '3']);
+  });
+
+  it('SUBSCRIBE /kafka/<topic> with x-stream-offset: first reads a topic filled while the node ran but did not read it', async () => {
+    const topic = `${run}-late`;
+    await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: 1 }] });
+    await producer.send({ topic, messages: [{ value: 'old 1' }, { key: 'b', value: 'old 2' }] });
+    const live = await stomp();
+    await subscribe(live, `/kafka/${topic}`);
+    const replay = await stomp();
+    await subscribe(replay, `/kafka/${topic}`, { 'x-stream-offset': 'first' });
+    expect((await messages(replay, 2)).map((m) => m.body.toString())).to.deep.equal(['old 1', 'old 2']);
+    // Live subscribers did not ask for the past: they get what comes next only.
+    await producer.send({ topic, messages: [{ value: 'new' }] });
+    expect((await messages(live, 1)).map((m) => m.body.toString())).to.deep.equal(['new']);
+    expect((await messages(replay, 1)).map((m) => m.body.toString())).to.deep.equal(['new']);
+  });
+
   it('delivers live records from any producer (no key, business key), and a record keyed with another destination does not jump', async () => {
     const c = await stomp();
     const secret = await stomp();
