@@ -31,11 +31,12 @@ const LOG_EVERY_MS = 60_000;
  * destination a consumed record reaches (inward).
  *
  * Inward, a topic belongs to the first kafka route that names it literally, else the first template route whose
- * topics it fits, else direct addressing (`/kafka/<topic>`). The destination is the one the route maps the topic back to (`destinationFor`), whatever the
- * record's key or headers say. Two cases name several destinations per topic, and take the one the record names,
- * only when this route would send that destination to this very topic (so a record cannot leave its route):
- * routes with `destination=key` (the record key names it), and routes whose target does not capture every
- * wildcard (`/topic/chat.**=kafka:chat`: the destination Stompede wrote in `stompede-destination`, else the key).
+ * topics it fits, else direct addressing (`/kafka/<topic>`). The destination is the one the route maps the topic
+ * back to (`destinationFor`), whatever the record's key or headers say. Two cases name several destinations per
+ * topic, and take the one the record names, only when this route would send that destination to this very topic
+ * (so a record cannot leave its route): routes with `destination=key` (the record key names it), and routes
+ * whose target does not capture every wildcard (`/topic/chat.**=kafka:chat`: the destination Stompede wrote in
+ * `stompede-destination`, else the key).
  * The vhost of a native record is `/`; private-format records (`format=stompede`, the default routes) keep theirs.
  */
 export class RecordRouter {

@@ -149,7 +149,7 @@ describe('bridge › native Kafka records (outside producers and consumers)', fu
     expect((await messages(replay, 1)).map((m) => m.body.toString())).to.deep.equal(['new']);
   });
 
-  it('delivers live records from any producer (no key, business key), and a record keyed with another destination does not jump', async () => {
+  it('delivers live records from any producer (no key, business key); one keyed with another destination does not jump', async () => {
     const c = await stomp();
     const secret = await stomp();
     await subscribe(c, `/topic/${run}.orders.eu`);
@@ -200,7 +200,7 @@ describe('bridge › native Kafka records (outside producers and consumers)', fu
     expect(String(h['stompede-destination'])).to.equal(destination);
   });
 
-  it('native headers round-trip: a STOMP SEND comes back with its headers and kafka-key; a repeated record header stays repeated', async () => {
+  it('native headers round-trip: a SEND comes back with its headers and kafka-key; a repeated record header stays repeated', async () => {
     const destination = `/topic/${run}.orders.jp`;
     const c = await stomp();
     await subscribe(c, destination);
