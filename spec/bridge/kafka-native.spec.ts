@@ -24,6 +24,7 @@ describe('bridge › native Kafka records (outside producers and consumers)', fu
   const clients: TcpRawClient[] = [];
   /** Records the outside application wrote before the node ever ran. */
   const earlier = `${run}-orders.eu`;
+  let producedAt = 0;
 
   before(async () => {
     admin = kafka.admin();
@@ -31,6 +32,7 @@ describe('bridge › native Kafka records (outside producers and consumers)', fu
     await admin.createTopics({ waitForLeaders: true, topics: [{ topic: earlier, numPartitions: 1 }] });
     producer = kafka.producer();
     await producer.connect();
+    producedAt = Date.now();
     await producer.send({
       topic: earlier,
       messages: [
@@ -124,7 +126,7 @@ describe('bridge › native Kafka records (outside producers and consumers)', fu
     expect(metrics).to.match(/stompede_bridge_records_dropped_total\{reason="header-not-utf8"\} 1/);
   });
 
-  it('x-stream-offset: offset=N and x-history: N read the same records from their place', async () => {
+  it('x-stream-offset: offset=N | timestamp=T and x-history: N read the same records from their place', async () => {
     const destination = `/topic/${run}.orders.eu`;
     const fromOffset = await stomp();
     await subscribe(fromOffset, destination, { 'x-stream-offset': 'offset=2' });
@@ -132,6 +134,12 @@ describe('bridge › native Kafka records (outside producers and consumers)', fu
     const lastTwo = await stomp();
     await subscribe(lastTwo, destination, { 'x-history': '2' });
     expect((await messages(lastTwo, 2)).map((m) => m.headers.get('x-stream-offset'))).to.deep.equal(['2', '3']);
+    const fromTime = await stomp();
+    await subscribe(fromTime, destination, { 'x-stream-offset': `timestamp=${Math.floor(producedAt / 1000) - 1}` });
+    expect((await messages(fromTime, 4)).map((m) => m.headers.get('x-stream-offset'))).to.deep.equal(['0', '1', '2', '3']);
+    const future = await stomp();
+    await subscribe(future, destination, { 'x-stream-offset': `timestamp=${Math.floor(Date.now() / 1000) + 3600}` });
+    await expectNothing(future, 500);
   });
 
   it('SUBSCRIBE /kafka/<topic> with x-stream-offset: first reads a topic filled while the node ran but did not read it', async () => {
@@ -234,6 +242,16 @@ describe('bridge › native Kafka records (outside producers and consumers)', fu
     expect(m.body.toString()).to.equal('from outside');
     expect(m.headers.get('kafka-key')).to.equal('k');
     expect(m.headers.get('message-id')).to.match(new RegExp(`^${topic.replace(/\./g, '\\.')}-\\d+-0$`));
+  });
+
+  it("a destination whose filled-in topic breaks Kafka's rule is an ERROR to that SEND, and the node goes on", async () => {
+    const c = await stomp();
+    c.send(stompFrame('SEND', { destination: `/topic/${run}.orders.a@b`, receipt: 'bad' }, 'x'));
+    const error = await c.nextFrame(20_000);
+    expect(error.command).to.equal('ERROR');
+    expect(error.body.toString()).to.include(`maps to Kafka topic "${run}-orders.a@b"`);
+    const other = await stomp();
+    await subscribe(other, `/topic/${run}.orders.ok`);
   });
 
   async function expectNothing(c: TcpRawClient, ms: number): Promise<void> {
