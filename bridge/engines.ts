@@ -2,7 +2,7 @@ import type { ClusterBus } from '../broker/ports/bus.js';
 import type { HistoryRetention, HistoryStore } from '../broker/ports/history.js';
 import type { Logger } from '../broker/ports/logger.js';
 import type { SharedQueues } from '../broker/ports/queues.js';
-import { isTemplate, targetFor, type RouteTable } from '../broker/ports/routes.js';
+import type { RouteTable } from '../broker/ports/routes.js';
 import type { KafkaSecurity } from './kafka/client-config.js';
 import type { RedisTarget } from './redis-client.js';
 
@@ -106,17 +106,17 @@ export async function createEngines(
   if (settings.kafka !== '' && given.log === undefined) {
     const { KafkaBus } = await import('./kafka-bus.js');
     const { kafkaClientSecurity } = await import('./kafka/client-config.js');
-    const table = settings.routes;
-    // Literal targets are known now; a template's topics only when destinations resolve (see KafkaBus).
-    const literal = table.routes.filter((r) => r.kind === 'kafka' && !isTemplate(r)).map((r) => r.target ?? '');
-    const topics = [...new Set(literal)].filter((t) => t !== '');
+    const { RecordRouter } = await import('./kafka/inward.js');
+    // Literal targets are known now; a template's topics when they exist at start or a destination names them.
+    const mapping = new RecordRouter(settings.routes, logger.child({ engine: 'kafka' }));
     const fanout = given.fanout ?? out.fanout;
     const queues = given.queues ?? out.queues;
     out.log = new KafkaBus({
       brokers: settings.kafka.split(',').map((b) => b.trim()),
       ...common,
-      topicFor: (destination: string) => targetFor(table.route(destination), destination),
-      topics,
+      topicFor: (destination: string) => mapping.topicFor(destination),
+      topics: mapping.literalTopics,
+      mapping,
       ...(fanout !== undefined ? { fanout } : {}),
       ...(queues !== undefined ? { queues } : {}),
       history,

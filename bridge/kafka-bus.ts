@@ -1,6 +1,16 @@
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { Kafka, Partitioners, logLevel, type Admin, type KafkaConfig, type LogEntry, type Message, type Producer } from 'kafkajs';
+import {
+  Kafka,
+  Partitioners,
+  logLevel,
+  type Admin,
+  type KafkaConfig,
+  type KafkaMessage,
+  type LogEntry,
+  type Message,
+  type Producer,
+} from 'kafkajs';
 import { silentLogger, type Logger } from '../broker/ports/logger.js';
 import { NAME_RULE, validName } from '../broker/ports/names.js';
 import {
@@ -12,13 +22,13 @@ import {
   type LinkListener,
   type PublishInput,
 } from '../broker/ports/bus.js';
-import type { HistoryStore } from '../broker/ports/history.js';
+import type { HistoryRecord, HistoryStore } from '../broker/ports/history.js';
 import type { SharedQueues } from '../broker/ports/queues.js';
 import { validKafkaTopic } from '../broker/ports/routes.js';
 import { BusConsumer, isRetriable, type PartitionOffset } from './kafka/consumer.js';
 import { HistoryWriter } from './kafka/history-writer.js';
 import { ProducerBatcher, type Queued } from './kafka/producer-batcher.js';
-import { encodeRecord, recordPosition } from './kafka-codec.js';
+import { encodeRecord, recordPosition, type EncodedRecord } from './kafka-codec.js';
 
 /**
  * The durable, ordered bus: every SEND becomes a Kafka record; the consumer side turns records back into
@@ -57,8 +67,15 @@ export interface KafkaBusOptions {
   nodeId: string;
   /** The Kafka topic of a destination; must be one of `topics`. */
   topicFor: (destination: string) => string;
-  /** Every topic this bus writes and reads; created at start when missing. */
+  /** Every topic this bus writes and reads at start; created at start when missing. */
   topics: readonly string[];
+  /**
+   * The route table's view of records (bridge/kafka/inward.ts): each SEND's topic and format, each record's
+   * destination. With it, topics are also added while running: a SEND or SUBSCRIBE on a destination whose topic is
+   * not consumed yet creates it when missing and re-subscribes; topics of template routes that exist at start are
+   * consumed from the start.
+   */
+  mapping?: KafkaRecordMapping | undefined;
   /** Partitions of topics this bus creates (existing topics keep theirs). */
   partitions?: number | undefined;
   /** Replicas of topics this bus creates; 0 (the default): min(3, brokers in the cluster), asked at start. */
@@ -101,6 +118,19 @@ export interface KafkaBusOptions {
 /** Replicas of a topic this bus creates when none is configured: min(3, brokers), at least 1. */
 export function autoReplicationFactor(brokers: number): number {
   return Math.max(1, Math.min(KAFKA_BUS_DEFAULTS.maxAutoReplicationFactor, brokers));
+}
+
+/** What KafkaBus needs of the route table (RecordRouter, bridge/kafka/inward.ts, is the one in use). */
+export interface KafkaRecordMapping {
+  topicFor(destination: string): string;
+  encode(input: PublishInput): EncodedRecord;
+  decode(topic: string, partition: number, record: KafkaMessage): HistoryRecord | undefined;
+  /** Topics of template routes, consumed when they exist at start. */
+  readonly templateTopics: readonly RegExp[];
+  /** Private-format topics: a new per-node group reads them from the end; others are read from their start. */
+  isPrivate(topic: string): boolean;
+  /** Records (or parts) not delivered, by reason. */
+  readonly dropped: ReadonlyMap<string, number>;
 }
 
 export const KAFKA_BUS_DEFAULTS = Object.freeze({
@@ -167,6 +197,9 @@ export interface KafkaBusStats {
 
 type State = 'new' | 'starting' | 'running' | 'closing' | 'closed' | 'failed';
 
+/** How long a SUBSCRIBE that adds a topic waits for the topic's past to reach the history store. */
+const CATCH_UP_WAIT_MS = 10_000;
+
 const CAPABILITIES: BusCapabilities = Object.freeze({ ordered: true, durable: true, crossNode: true });
 const LOG_REPEAT_MS = 10_000;
 
@@ -178,8 +211,11 @@ export class KafkaBus implements ClusterBus {
 
   #brokers: readonly string[];
   #topicFor: (destination: string) => string;
-  #topics: readonly string[];
-  #topicSet: ReadonlySet<string>;
+  /** The topics consumed; grown while running (the consumer holds this very array). */
+  #topics: string[];
+  #topicSet: Set<string>;
+  #mapping: KafkaRecordMapping | undefined;
+  #adding: Promise<void> = Promise.resolve();
   #fanout: ClusterBus | undefined;
   #logger: Logger;
   #fromBeginning: boolean;
@@ -211,6 +247,9 @@ export class KafkaBus implements ClusterBus {
   #consumer: BusConsumer;
   #historyWriter: HistoryWriter;
   #commitTimer: NodeJS.Timeout | undefined;
+  #deliver: Deliver | undefined;
+  /** `<topic>-<partition>` → the end of its log when this node began reading it from the start (#historyOnly). */
+  #catchUp = new Map<string, number>();
   #closing: Promise<void> | undefined;
 
   #logged = new Map<string, { at: number; repeats: number }>();
@@ -226,7 +265,7 @@ export class KafkaBus implements ClusterBus {
     const nodeId = options.nodeId;
     // Never made up here: the composition root chooses a node's id once, so every engine and the broker agree.
     if (!validName(nodeId)) problems.push(`nodeId "${options.nodeId}" may use only ${NAME_RULE.text}`);
-    if (options.topics.length === 0) problems.push('topics: at least one Kafka topic is needed');
+    if (options.topics.length === 0 && options.mapping === undefined) problems.push('topics: at least one Kafka topic is needed');
     for (const t of options.topics) if (!validKafkaTopic(t)) problems.push(`topics: "${t}" is not a valid Kafka topic name`);
     const positive = (name: keyof typeof KAFKA_BUS_DEFAULTS, value: number | undefined, min = 1): number => {
       const v = value ?? KAFKA_BUS_DEFAULTS[name];
@@ -253,7 +292,8 @@ export class KafkaBus implements ClusterBus {
       problems.push(`heartbeatIntervalMs (${this.#o.heartbeatIntervalMs}) must be below sessionTimeoutMs (${this.#o.sessionTimeoutMs})`);
     if (problems.length > 0) throw new TypeError(`invalid KafkaBus options:\n  ${problems.join('\n  ')}`);
     this.#brokers = [...options.brokers];
-    this.#topicFor = options.topicFor;
+    this.#mapping = options.mapping;
+    this.#topicFor = options.mapping !== undefined ? (d) => (options.mapping as KafkaRecordMapping).topicFor(d) : options.topicFor;
     this.#topics = [...new Set(options.topics)];
     this.#topicSet = new Set(this.#topics);
     this.#fanout = options.fanout;
@@ -290,7 +330,7 @@ export class KafkaBus implements ClusterBus {
       fetchMaxWaitMs: KAFKA_BUS_DEFAULTS.fetchMaxWaitMs,
       fromBeginning: this.#fromBeginning,
       maxPendingHistory: o.maxPendingHistory,
-      fanout: this.#fanout,
+      fanout: this.#fanout === undefined ? undefined : { publish: (envelope) => this.#liveFanout(envelope) },
       queues: options.queues,
       store: history,
       history: this.#historyWriter,
@@ -303,11 +343,16 @@ export class KafkaBus implements ClusterBus {
       committed: (offsets) => {
         if (this.events.listenerCount('commit') > 0) this.events.emit('commit', offsets);
       },
+      decode:
+        options.mapping !== undefined
+          ? (topic, partition, record) => (options.mapping as KafkaRecordMapping).decode(topic, partition, record)
+          : undefined,
     });
   }
 
   get healthy(): boolean {
-    return this.#state === 'running' && this.#producerOk && this.#consumer.healthy;
+    // A bus with only template routes consumes nothing until a destination names a topic.
+    return this.#state === 'running' && this.#producerOk && (this.#topics.length === 0 || this.#consumer.healthy);
   }
 
   /**
@@ -332,6 +377,11 @@ export class KafkaBus implements ClusterBus {
   /** Every Kafka topic this bus writes and reads. */
   get topics(): readonly string[] {
     return this.#topics;
+  }
+
+  /** Inward records (or parts of them) not delivered, by reason (`stompede_bridge_records_dropped_total`). */
+  get droppedRecords(): ReadonlyMap<string, number> {
+    return this.#mapping?.dropped ?? new Map();
   }
 
   get stats(): KafkaBusStats {
@@ -361,7 +411,10 @@ export class KafkaBus implements ClusterBus {
       this.#producer = this.#createProducer(kafka);
       await this.#producer.connect();
       this.#producerConnected = true;
-      await this.#consumer.start(kafka, fresh, deliver);
+      this.#deliver = (envelope) => {
+        if (!this.#historyOnly(envelope)) deliver(envelope);
+      };
+      if (this.#topics.length > 0) await this.#consumer.start(kafka, fresh, this.#deliver);
       if (this.#state !== 'starting')
         throw new BridgeError(KAFKA_ERRORS.ERR_KAFKA_NOT_RUNNING, 'the Kafka bus was closed while it started', false);
     } catch (error) {
@@ -404,8 +457,13 @@ export class KafkaBus implements ClusterBus {
           await sleep(delayMs);
         }
       }
+      const templates = this.#mapping?.templateTopics ?? [];
       step = 'listing the topics';
       const existing = new Set(await admin.listTopics());
+      // Existing topics that fit a template route are consumed from the start, like the literal ones.
+      if (templates.length > 0)
+        for (const topic of existing)
+          if (!this.#topicSet.has(topic) && !topic.startsWith('__') && templates.some((t) => t.test(topic))) this.#addKnown(topic);
       const missing = this.#topics.filter((t) => !existing.has(t));
       if (missing.length > 0 && !this.#autoCreateTopics) {
         throw new BridgeError(
@@ -427,7 +485,7 @@ export class KafkaBus implements ClusterBus {
       }
       if (this.#fromBeginning || this.#fanout !== undefined) return [];
       step = `reading the offsets of the consumer group ${this.groupId}`;
-      return this.#freshPartitionEnds(admin);
+      return this.#freshPartitionEnds(admin, this.#topics, (topic) => this.#mapping?.isPrivate(topic) !== false);
     })();
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
@@ -455,15 +513,96 @@ export class KafkaBus implements ClusterBus {
     }
   }
 
-  async #freshPartitionEnds(admin: Admin): Promise<PartitionOffset[]> {
+  /**
+   * Where the group starts on partitions it never committed: the end of the log as of now for `fromEnd` topics,
+   * else the oldest retained record (a native topic: its history is then in the store, records written before
+   * Stompede ran included).
+   */
+  async #freshPartitionEnds(admin: Admin, topics: readonly string[], fromEnd: (topic: string) => boolean): Promise<PartitionOffset[]> {
     const fresh: PartitionOffset[] = [];
-    for (const { topic, partitions } of await admin.fetchOffsets({ groupId: this.groupId, topics: [...this.#topics] })) {
+    for (const { topic, partitions } of await admin.fetchOffsets({ groupId: this.groupId, topics: [...topics] })) {
       const never = new Set(partitions.filter((p) => p.offset === '-1').map((p) => p.partition));
       if (never.size === 0) continue;
-      for (const end of await admin.fetchTopicOffsets(topic))
-        if (never.has(end.partition)) fresh.push({ topic, partition: end.partition, offset: end.high });
+      for (const end of await settled(() => admin.fetchTopicOffsets(topic)))
+        if (never.has(end.partition)) {
+          const start = fromEnd(topic) ? end.high : end.low;
+          fresh.push({ topic, partition: end.partition, offset: start });
+          if (Number(end.high) > Number(start)) this.#catchUp.set(`${topic}-${end.partition}`, Number(end.high));
+        }
     }
     return fresh;
+  }
+
+  /**
+   * A record written before this node started reading its topic (see #freshPartitionEnds): it goes to history, not
+   * to live subscribers, who did not ask for the past. The last such record of a partition ends its catch-up.
+   */
+  #historyOnly(envelope: PublishInput): boolean {
+    if (this.#catchUp.size === 0 || envelope.position === undefined || envelope.id === undefined) return false;
+    const key = envelope.id.slice(0, envelope.id.lastIndexOf('-'));
+    const high = this.#catchUp.get(key);
+    if (high === undefined) return false;
+    if (envelope.position >= high - 1) this.#catchUp.delete(key);
+    return envelope.position < high;
+  }
+
+  #liveFanout(envelope: PublishInput): Promise<void> {
+    if (this.#historyOnly(envelope) || this.#fanout === undefined) return Promise.resolve();
+    return this.#fanout.publish(envelope);
+  }
+
+  /** Resolves once every partition of `topic` has caught up (see #historyOnly), or after `timeoutMs`. */
+  async #caughtUp(topic: string, timeoutMs: number): Promise<void> {
+    const prefix = `${topic}-`;
+    const giveUpAt = Date.now() + timeoutMs;
+    const pending = (): boolean => [...this.#catchUp.keys()].some((k) => k.startsWith(prefix) && /^\d+$/.test(k.slice(prefix.length)));
+    while (pending() && Date.now() < giveUpAt && this.#state === 'running') await sleep(50);
+  }
+
+  #addKnown(topic: string): void {
+    this.#topics.push(topic);
+    this.#topicSet.add(topic);
+  }
+
+  /**
+   * Starts consuming a topic while running (creating it when missing): one at a time, each a re-subscription. A
+   * topic added so starts where its log ends now, on partitions the group never committed.
+   */
+  #addTopic(topic: string): Promise<void> {
+    const next = this.#adding.then(async () => {
+      if (this.#topicSet.has(topic) || this.#kafka === undefined || this.#state !== 'running') return;
+      const kafka = this.#kafka;
+      const admin = kafka.admin({ retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 1_000 } });
+      let fresh: PartitionOffset[];
+      try {
+        await admin.connect();
+        await admin.createTopics({
+          waitForLeaders: true,
+          topics: [{ topic, numPartitions: this.#o.partitions, replicationFactor: this.#o.replicationFactor }],
+        });
+        // From its start, for history: what is older than now is stored, not delivered live (#historyOnly).
+        fresh = await this.#freshPartitionEnds(admin, [topic], (t) => this.#mapping?.isPrivate(t) !== false);
+      } finally {
+        await admin.disconnect().catch(() => {});
+      }
+      this.#addKnown(topic);
+      this.#logger.info({ topic }, 'consuming a further Kafka topic (re-subscribing)');
+      if (this.#topics.length === 1) await this.#consumer.start(kafka, fresh, this.#deliver ?? (() => {}));
+      else await this.#consumer.resubscribe(kafka, fresh);
+      // A SUBSCRIBE asking for history reads it once this returns: let the store have the topic's past first.
+      await this.#caughtUp(topic, CATCH_UP_WAIT_MS);
+    });
+    this.#adding = next.catch(() => {});
+    return next.catch((error: unknown) => {
+      throw new BridgeError(
+        KAFKA_ERRORS.ERR_KAFKA_TOPIC,
+        `could not start consuming Kafka topic "${topic}": ${messageOf(error)}`,
+        isRetriable(error),
+        {
+          cause: error,
+        },
+      );
+    });
   }
 
   #createProducer(kafka: Kafka): Producer {
@@ -500,10 +639,10 @@ export class KafkaBus implements ClusterBus {
       );
     }
     let topic: string;
-    let record: ReturnType<typeof encodeRecord>;
+    let record: EncodedRecord;
     try {
       topic = this.#topicFor(input.destination);
-      record = encodeRecord(input);
+      record = this.#mapping !== undefined ? this.#mapping.encode(input) : encodeRecord(input);
     } catch (error) {
       return Promise.reject(
         new BridgeError(KAFKA_ERRORS.ERR_KAFKA_TOPIC, `no Kafka record for ${input.destination}: ${messageOf(error)}`, false, {
@@ -511,6 +650,8 @@ export class KafkaBus implements ClusterBus {
         }),
       );
     }
+    if (!this.#topicSet.has(topic) && this.#mapping !== undefined && validKafkaTopic(topic))
+      return this.#addTopic(topic).then(() => this.#batcher.add(topic, record.message, record.bytes));
     if (!this.#topicSet.has(topic)) {
       return Promise.reject(
         new BridgeError(
@@ -588,6 +729,9 @@ export class KafkaBus implements ClusterBus {
   // ---- watch, close ---------------------------------------------------------------------------------------
 
   async watch(vhost: string, destination: string): Promise<void> {
+    // A subscriber on a topic not consumed yet: consume it (a wildcard subscription names no one topic).
+    const topic = this.#mapping?.topicFor(destination);
+    if (topic !== undefined && !this.#topicSet.has(topic) && validKafkaTopic(topic)) await this.#addTopic(topic);
     await this.#fanout?.watch(vhost, destination);
   }
 
@@ -653,6 +797,21 @@ export class KafkaBus implements ClusterBus {
     this.#logged.set(key, { at: now, repeats: 0 });
     const repeats = last?.repeats ?? 0;
     this.#logger.warn({ kafka: entry.namespace, ...extra, ...(repeats > 0 ? { repeatedSinceLast: repeats } : {}) }, `kafkajs: ${message}`);
+  }
+}
+
+/**
+ * A metadata read right after topics were created can meet partitions whose leader is still being elected
+ * ("not the leader for that topic-partition"): asked again a few times, with backoff, before giving up.
+ */
+async function settled<T>(read: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await read();
+    } catch (error) {
+      if (attempt >= 8 || !isRetriable(error)) throw error;
+      await sleep(backoffMs(attempt));
+    }
   }
 }
 

@@ -1,4 +1,5 @@
 import type { IHeaders, KafkaMessage, Message } from 'kafkajs';
+import { isUtf8 } from 'node:buffer';
 import type { PublishInput } from '../broker/ports/bus.js';
 import type { HistoryRecord } from '../broker/ports/history.js';
 
@@ -110,4 +111,98 @@ function userHeaders(json: string | undefined): ReadonlyArray<readonly [string, 
     pairs.push([name, value]);
   }
   return pairs;
+}
+
+/**
+ * The native format: records any Kafka client writes and reads.
+ *
+ *   key     = the SEND's `kafka-key` header, else the destination
+ *   value   = body, byte for byte
+ *   headers = each STOMP user header as a record header of the same name (repeated names as a list, in order;
+ *             `content-type` included), plus stompede-origin, stompede-vhost, stompede-destination, stompede-time
+ */
+export const KAFKA_KEY_HEADER = 'kafka-key';
+
+export function encodeNativeRecord(envelope: PublishInput): EncodedRecord {
+  const headers: Record<string, string | string[]> = {};
+  let key: string = envelope.destination;
+  let bytes = RECORD_OVERHEAD_BYTES + envelope.body.length + 2 * envelope.destination.length + envelope.origin.length;
+  for (const [name, value] of envelope.headers) {
+    bytes += name.length + value.length + 8;
+    if (name === KAFKA_KEY_HEADER) {
+      key = value;
+      continue;
+    }
+    // Stompede's own names are its metadata; a client cannot write them.
+    if (name.startsWith('stompede-')) continue;
+    const had = headers[name];
+    headers[name] = had === undefined ? value : Array.isArray(had) ? [...had, value] : [had, value];
+  }
+  headers[RECORD_HEADERS.origin] = envelope.origin;
+  headers[RECORD_HEADERS.vhost] = envelope.vhost;
+  headers[RECORD_HEADERS.destination] = envelope.destination;
+  headers[RECORD_HEADERS.time] = String(envelope.time);
+  return { message: { key, value: envelope.body, headers, timestamp: String(envelope.time) }, bytes };
+}
+
+/** STOMP headers a record header may not become: the broker writes these itself. */
+const RESERVED = new Set([
+  'destination',
+  'message-id',
+  'subscription',
+  'ack',
+  'content-length',
+  'receipt',
+  'x-stream-offset',
+  'transaction',
+]);
+
+/** Why an inward record, or a part of it, was not delivered: the `reason` label of the dropped-records counter. */
+export type DropReason = 'no-destination' | 'foreign-destination' | 'header-not-utf8' | 'key-not-utf8' | 'bad-record';
+
+/**
+ * A record in the native format as the message its topic maps to: `destination` and `vhost` come from the route,
+ * never from the record. Record headers become STOMP headers in order (a list value as repeated headers); values
+ * that are not UTF-8, and names Stompede keeps for itself, are left out (the first counted through `dropped`).
+ */
+export function decodeNativeRecord(
+  topic: string,
+  partition: number,
+  record: KafkaMessage,
+  to: { readonly destination: string; readonly vhost: string },
+  dropped: (reason: DropReason) => void,
+): HistoryRecord {
+  const out: [string, string][] = [];
+  if (record.key !== null) {
+    if (isUtf8(record.key)) out.push([KAFKA_KEY_HEADER, record.key.toString('utf8')]);
+    else dropped('key-not-utf8');
+  }
+  const h = record.headers ?? {};
+  for (const [name, value] of Object.entries(h)) {
+    if (name.startsWith('stompede-') || name === KAFKA_KEY_HEADER || RESERVED.has(name) || value === undefined) continue;
+    for (const v of Array.isArray(value) ? value : [value]) {
+      if (typeof v === 'string') out.push([name, v]);
+      else if (isUtf8(v)) out.push([name, v.toString('utf8')]);
+      else dropped('header-not-utf8');
+    }
+  }
+  const time = Number(record.timestamp);
+  return {
+    id: recordId(topic, partition, record.offset),
+    origin: headerText(h[RECORD_HEADERS.origin]) ?? '',
+    vhost: to.vhost,
+    destination: to.destination,
+    headers: out,
+    body: record.value ?? Buffer.alloc(0),
+    time: Number.isFinite(time) ? time : Date.now(),
+    position: Number(record.offset),
+  };
+}
+
+/** The destination a record names (the private header, else its key), as text; undefined when there is none. */
+export function recordDestination(record: KafkaMessage, fromKeyOnly: boolean): string | undefined {
+  const fromHeader = fromKeyOnly ? undefined : headerText(record.headers?.[RECORD_HEADERS.destination]);
+  if (fromHeader !== undefined) return fromHeader;
+  if (record.key === null || !isUtf8(record.key)) return undefined;
+  return record.key.toString('utf8');
 }

@@ -220,6 +220,7 @@ export class Broker {
       stats: this.stats,
       authenticator: this.authenticator,
       serverHeader: this.serverHeader,
+      routes: this.routes,
       get memoryAlarm() {
         return broker.#memoryAlarm;
       },

@@ -57,9 +57,9 @@ export function withNodeId(config: Readonly<BrokerConfig>): Readonly<BrokerConfi
  * config's, else the defaults for the engines there are (given ones, or ones the config names).
  */
 export function routeTable(config: Readonly<BrokerConfig>, options: Pick<BrokerOptions, 'routes' | 'fanout' | 'log'> = {}): RouteTable {
-  if (options.routes !== undefined) return new RouteTable(options.routes);
   const engines = { redis: options.fanout !== undefined || config.redis !== '', kafka: options.log !== undefined || config.kafka !== '' };
-  return new RouteTable(effectiveRoutes(config.routes, engines));
+  // Given routes replace the configured ones; `/kafka/**` and `/redis/**` come first either way.
+  return new RouteTable(effectiveRoutes(options.routes ?? config.routes, engines));
 }
 
 /** What the engines take from the config, in their own terms (bridge/ never reads the broker's config). */

@@ -39,7 +39,7 @@ export interface SessionHost {
   /** True while SENDs are refused for memory; `lowMemoryError` is the refusal. */
   readonly memoryAlarm: boolean;
   /** Says why a destination cannot be routed on this node (no engine for `/kafka/...`, a bad topic name). */
-  readonly routes?: { problem(destination: string): string | undefined } | undefined;
+  readonly routes?: { problem(destination: string, vhost?: string): string | undefined } | undefined;
   lowMemoryError(): ProtocolError;
   /** The virtual host a CONNECT's `host` header names; throws the ERROR for one this node does not serve. */
   resolveVhost(host: string | undefined): VirtualHost;
@@ -1004,7 +1004,7 @@ export class Session implements FrameSink, Consumer, ConnectionHandler {
   #destination(frame: Frame): Destination {
     const destination = parseDestination(this.#required(frame, 'destination'));
     // A wildcard subscription names no one topic; each destination it matches was checked when it was sent to.
-    const problem = isPattern(destination.name) ? undefined : this.#broker.routes?.problem(destination.full);
+    const problem = isPattern(destination.name) ? undefined : this.#broker.routes?.problem(destination.full, this.vhost?.name);
     if (problem !== undefined)
       throw new ProtocolError(BROKER_ERRORS.ERR_BAD_DESTINATION, `cannot route "${destination.full}"`, `${problem}.`);
     return destination;

@@ -766,7 +766,8 @@ export const SETTINGS = {
     section: 'cluster',
     help: 'Which engine carries which destinations: `pattern=kind[:target][;option=value]...`, comma-separated, first match wins.',
     details:
-      'kind is `local`, `redis` or `kafka`; `{N}` in the target is what the N-th wildcard matched. Empty: the defaults for the engines configured. See [Routes](#routes).',
+      'kind is `local`, `redis` or `kafka`; `{N}` in the target is what the N-th wildcard matched. ' +
+      'Empty: the defaults for the engines configured. See [Routes](#routes).',
     example: '/topic/orders.*=kafka:orders.{1},/topic/**=redis,/queue/**=local',
   }),
   kafkaSessionTimeoutMs: setting({

@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Consumer, EachBatchPayload, Kafka } from 'kafkajs';
+import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
 import type { Logger } from '../../broker/ports/logger.js';
 import { backoffMs, type ClusterBus, type Deliver } from '../../broker/ports/bus.js';
 import type { HistoryRecord, HistoryStore } from '../../broker/ports/history.js';
@@ -33,7 +33,7 @@ export interface BusConsumerOptions {
   fetchMaxWaitMs: number;
   fromBeginning: boolean;
   maxPendingHistory: number;
-  fanout: ClusterBus | undefined;
+  fanout: Pick<ClusterBus, 'publish'> | undefined;
   queues: SharedQueues | undefined;
   /** Where a batch's topic records are stored before delivery while the store is healthy. */
   store: HistoryStore;
@@ -45,6 +45,8 @@ export interface BusConsumerOptions {
   isRunning(): boolean;
   retry?: ((stage: DeliveryStage, attempt: number, delayMs: number, error: unknown) => void) | undefined;
   committed?: ((offsets: readonly CommitOffset[]) => void) | undefined;
+  /** A consumed record as the message it stands for; undefined: not deliverable (the decoder counts it). */
+  decode?: ((topic: string, partition: number, record: KafkaMessage) => HistoryRecord | undefined) | undefined;
 }
 
 interface Work {
@@ -55,7 +57,6 @@ interface Work {
   stored?: boolean;
 }
 
-const TOPIC_PREFIX = '/topic/';
 const QUEUE_PREFIX = '/queue/';
 
 /**
@@ -194,6 +195,16 @@ export class BusConsumer {
     timer.unref();
   }
 
+  /**
+   * Consumes `topics` (the array given as options.topics, grown by its owner) with a new consumer: kafkajs fixes a
+   * consumer's topics when it subscribes. The group rebalances once; records in hand are read again (at least once).
+   */
+  async resubscribe(kafka: Kafka, fresh: readonly PartitionOffset[]): Promise<void> {
+    const old = this.#consumer;
+    await old?.disconnect().catch(() => {});
+    if (this.#o.isRunning()) await this.#start(kafka, fresh);
+  }
+
   /** Stops fetching (at close); batches in hand go on until their next retry. */
   pause(): void {
     try {
@@ -229,8 +240,9 @@ export class BusConsumer {
       if (!(await this.#waitForHistoryRoom(payload, generation))) return;
       const work: Work[] = [];
       for (const message of batch.messages) {
-        const envelope = decodeRecord(batch.topic, batch.partition, message);
-        const kind = envelope === undefined ? 'none' : envelope.destination.startsWith(TOPIC_PREFIX) ? 'topic' : 'queue';
+        const envelope = (this.#o.decode ?? decodeRecord)(batch.topic, batch.partition, message);
+        // Everything but a queue fans out like a topic: `/topic/`, `/kafka/<topic>`, `/redis/<channel>`.
+        const kind = envelope === undefined ? 'none' : envelope.destination.startsWith(QUEUE_PREFIX) ? 'queue' : 'topic';
         if (envelope === undefined) this.#o.counters.dropped++;
         work.push({ envelope, kind, entry: progress.track(Number(message.offset), kind === 'none' ? 0 : kind === 'topic' ? 2 : 1) });
       }

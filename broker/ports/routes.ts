@@ -353,9 +353,10 @@ export class RouteTable {
 
   /**
    * Why a destination cannot be used on this node, or undefined: a `/kafka/` or `/redis/` destination without its
-   * engine, or a template route whose filled-in topic breaks Kafka's rule.
+   * engine, a template route whose filled-in topic breaks Kafka's rule, or a native Kafka route used from a
+   * virtual host other than `/` (its records come back in `/`: the vhost is not the record's to choose).
    */
-  problem(destination: string): string | undefined {
+  problem(destination: string, vhost?: string): string | undefined {
     const route = this.route(destination);
     for (const [prefix, kind] of [
       [KAFKA_PREFIX, 'kafka'],
@@ -364,6 +365,8 @@ export class RouteTable {
       if (destination.startsWith(prefix) && route.kind !== kind)
         return `${destination} addresses ${kind} directly, but this node has no ${kind} engine configured (--${kind})`;
     if (route.kind === 'kafka') {
+      if (vhost !== undefined && vhost !== '/' && routeFormat(route) === 'native')
+        return `${destination} is on a native Kafka route (${route.pattern}), which serves the virtual host / only, not "${vhost}"`;
       const topic = targetFor(route, destination);
       if (!validKafkaTopic(topic))
         return `${destination} maps to Kafka topic "${topic}" by route ${route.pattern}, not a valid topic name (${KAFKA_TOPIC_RULE})`;

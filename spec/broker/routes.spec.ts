@@ -1,5 +1,7 @@
 import { expect } from 'chai';
 import { loadConfig } from '../../broker/config.js';
+import { startBroker } from '../support/broker.js';
+import { connectedTcp, stompFrame } from '../support/raw.js';
 import {
   destinationFor,
   effectiveRoutes,
@@ -105,5 +107,21 @@ describe('broker › route grammar', () => {
     expect(kafka.problem('/topic/ok')).to.equal(undefined);
     expect(kafka.problem('/topic/not/ok')).to.match(/maps to Kafka topic "t.not\/ok".*not a valid topic name/);
     expect(kafka.problem('/kafka/orders')).to.equal(undefined);
+    expect(kafka.problem('/kafka/orders', 'chat')).to.match(/native Kafka route \(\/kafka\/\*\*\), which serves the virtual host \/ only/);
+    expect(kafka.problem('/kafka/orders', '/')).to.equal(undefined);
+  });
+
+  it('answers a SEND to /kafka/<topic> on a node without Kafka with an ERROR naming the missing engine', async () => {
+    const node = await startBroker({});
+    try {
+      const c = await connectedTcp(node.tcpPort);
+      c.send(stompFrame('SEND', { destination: '/kafka/orders' }, 'x'));
+      const error = await c.nextFrame(5_000);
+      expect(error.command).to.equal('ERROR');
+      expect(error.body.toString()).to.include('this node has no kafka engine configured (--kafka)');
+      c.close();
+    } finally {
+      await node.close();
+    }
   });
 });
