@@ -1,4 +1,4 @@
-import { backoffMs } from '../broker/ports/bus.js';
+import { BridgeError, backoffMs } from '../broker/ports/bus.js';
 import { decodeEnvelope, encodeEnvelope } from './envelope-codec.js';
 import { recordPosition } from './kafka-codec.js';
 import type { HistoryQuery, HistoryRecord, HistoryRetention, HistoryStore } from '../broker/ports/history.js';
@@ -99,6 +99,12 @@ export class CachedHistoryStore implements HistoryStore {
   #untrusted = new Map<string, { vhost: string; destination: string; mark: number }>();
   #marks = 0;
   #repairing: Promise<void> | undefined;
+  /**
+   * Per cache key, the records this node put in the cache ahead of the inner store (`stageMany`) and has not yet
+   * seen stored there, oldest first, each with its number in `added`: the count of records this node put into that
+   * key since it first owed one (an over-count: a record written twice counts twice). See `stageMany`.
+   */
+  #ahead = new Map<string, { owed: Map<string, number>; added: number }>();
 
   constructor(options: CachedHistoryOptions) {
     if ((options.url === undefined) === (options.client === undefined)) {
@@ -164,13 +170,8 @@ export class CachedHistoryStore implements HistoryStore {
 
   async appendMany(records: readonly HistoryRecord[]): Promise<number> {
     const stored = await this.inner.appendMany(records);
-    const byKey = new Map<string, HistoryRecord[]>();
-    for (const r of records.slice(0, stored)) {
-      const key = this.#key(r.vhost, r.destination);
-      let list = byKey.get(key);
-      if (list === undefined) byKey.set(key, (list = []));
-      list.push(r);
-    }
+    const byKey = this.#byKey(records.slice(0, stored));
+    this.#settled(byKey);
     await Promise.all(
       [...byKey].map(async ([key, list]) => {
         const first = list[0] as HistoryRecord;
@@ -181,9 +182,104 @@ export class CachedHistoryStore implements HistoryStore {
   }
 
   async append(record: HistoryRecord): Promise<void> {
-    await this.inner.append(record);
     const key = this.#key(record.vhost, record.destination);
+    try {
+      await this.inner.append(record);
+    } catch (error) {
+      // Refused for good (too large, say): its writer drops it, so it is no longer owed either.
+      if (error instanceof BridgeError && !error.retriable) this.#settled(new Map([[key, [record]]]));
+      throw error;
+    }
+    this.#settled(new Map([[key, [record]]]));
     if (!(await this.#add(key, [record], false))) this.#distrust(key, record.vhost, record.destination);
+  }
+
+  /**
+   * Cache first: puts one consumed batch of records into the Redis cache only, so that they can be delivered at
+   * once, while the inner store (MongoDB, possibly slow: seconds after a node died and its partitions moved) gets
+   * them afterwards through `append`/`appendMany`. Returns how many records, from the first, are in the cache: 0
+   * when the cache is down, and fewer than all when a destination's cache is not trusted here or would no longer
+   * hold every record still owed to the inner store (those then take the inner store first).
+   *
+   * Every read answered by the inner store is completed from the cache (see `#withAhead`), so a record is readable
+   * from the moment it is staged, on every node: `x-history` and `x-resume-after` stay exact, as when the inner
+   * store is written first. That holds while the records owed to the inner store are still in the cache, which
+   * keeps the newest `cacheSize` of each destination: staging stops for a destination once `cacheSize` records have
+   * gone into its cache since the oldest record still owed. A node that died with records owed leaves them in the
+   * cache; the partition's next owner reads them again from the last commit (which never passes a record owed to
+   * the inner store) and owes them itself.
+   */
+  async stageMany(records: readonly HistoryRecord[]): Promise<number> {
+    const client = this.#client;
+    if (records.length === 0 || client?.isReady !== true || this.#cacheDown) return 0;
+    let count = 0;
+    const adding = new Map<string, number>();
+    for (const r of records) {
+      const key = this.#key(r.vhost, r.destination);
+      const more = (adding.get(key) ?? 0) + 1;
+      if (this.#untrusted.has(key) || this.#span(key, more) > this.#cap) break;
+      adding.set(key, more);
+      count++;
+    }
+    if (count === 0) return 0;
+    const byKey = this.#byKey(records.slice(0, count));
+    // Owed before the write is sent: an append of the same records finishing meanwhile settles them.
+    for (const [key, list] of byKey) {
+      let ahead = this.#ahead.get(key);
+      if (ahead === undefined) this.#ahead.set(key, (ahead = { owed: new Map(), added: 0 }));
+      for (const r of list) {
+        ahead.added++;
+        // A record staged again (read again after a rebalance) keeps its first, older number.
+        if (!ahead.owed.has(r.id)) ahead.owed.set(r.id, ahead.added);
+      }
+    }
+    const failed = await Promise.all([...byKey].map(async ([key, list]) => ((await this.#add(key, list, false)) ? undefined : key)));
+    // A destination whose write failed is not in the cache: the batch is staged up to its first record.
+    const lost = new Set(failed.filter((k) => k !== undefined));
+    if (lost.size === 0) return count;
+    const first = records.findIndex((r) => lost.has(this.#key(r.vhost, r.destination)));
+    return first < 0 || first > count ? count : first;
+  }
+
+  /** Records still owed to the inner store by this node (staged, not yet stored there). */
+  get ahead(): number {
+    let n = 0;
+    for (const a of this.#ahead.values()) n += a.owed.size;
+    return n;
+  }
+
+  /**
+   * How many records the key's cache would have received from the oldest one owed to the inner store (or from the
+   * first of them, when none is owed) once `more` are added: while this is at most the cache size, every owed
+   * record is still among the newest the cache keeps.
+   */
+  #span(key: string, more: number): number {
+    const ahead = this.#ahead.get(key);
+    if (ahead === undefined) return more;
+    const oldest = ahead.owed.values().next().value ?? ahead.added + 1;
+    return ahead.added + more - oldest + 1;
+  }
+
+  #byKey(records: readonly HistoryRecord[]): Map<string, HistoryRecord[]> {
+    const byKey = new Map<string, HistoryRecord[]>();
+    for (const r of records) {
+      const key = this.#key(r.vhost, r.destination);
+      let list = byKey.get(key);
+      if (list === undefined) byKey.set(key, (list = []));
+      list.push(r);
+    }
+    return byKey;
+  }
+
+  /** Records now in the inner store (and on their way to the cache): no longer owed, and counted as added. */
+  #settled(byKey: ReadonlyMap<string, readonly HistoryRecord[]>): void {
+    for (const [key, list] of byKey) {
+      const ahead = this.#ahead.get(key);
+      if (ahead === undefined) continue;
+      for (const r of list) ahead.owed.delete(r.id);
+      if (ahead.owed.size === 0) this.#ahead.delete(key);
+      else ahead.added += list.length;
+    }
   }
 
   /** Writes records to a destination's cache; false (never a rejection) when Redis did not take them. */
@@ -272,9 +368,12 @@ export class CachedHistoryStore implements HistoryStore {
   }
 
   async read(vhost: string, destination: string, query: HistoryQuery, limit: number): Promise<HistoryRecord[]> {
-    if ('afterId' in query)
-      return (await this.#cachedAfter(vhost, destination, query.afterId, limit)) ?? this.inner.read(vhost, destination, query, limit);
-    if (!('last' in query)) return this.inner.read(vhost, destination, query, limit);
+    if ('afterId' in query) {
+      const cached = await this.#cachedAfter(vhost, destination, query.afterId, limit);
+      return cached ?? this.#withAhead(vhost, destination, query, limit, await this.inner.read(vhost, destination, query, limit));
+    }
+    if (!('last' in query))
+      return this.#withAhead(vhost, destination, query, limit, await this.inner.read(vhost, destination, query, limit));
     const max = this.#retention.maxPerDestination;
     const want = Math.min(query.last, limit, max > 0 ? max : Infinity);
     if (want <= 0) return [];
@@ -284,7 +383,7 @@ export class CachedHistoryStore implements HistoryStore {
       const cached = await this.#cached(key, vhost, destination, want);
       if (cached !== undefined) return cached;
     }
-    const records = await this.inner.read(vhost, destination, query, limit);
+    const records = await this.#withAhead(vhost, destination, query, limit, await this.inner.read(vhost, destination, query, limit));
     // Fill the cache from the answer (fewer than asked for: that is everything), unless it is being repaired.
     if (!this.#untrusted.has(key)) void this.#add(key, records.slice(-this.#cap), records.length < want);
     return records;
@@ -335,6 +434,63 @@ export class CachedHistoryStore implements HistoryStore {
       if (records.length >= limit) break;
     }
     return found ? records : undefined;
+  }
+
+  /**
+   * An answer of the inner store completed with the cached records that match the query and that it lacks: records
+   * staged in the cache ahead of the inner store (`stageMany`), by any node, are readable before they are stored
+   * there. Kafka-route records only (they carry their position in their id); any Redis failure leaves `found` as it
+   * is.
+   */
+  async #withAhead(
+    vhost: string,
+    destination: string,
+    query: HistoryQuery,
+    limit: number,
+    found: HistoryRecord[],
+  ): Promise<HistoryRecord[]> {
+    const client = this.#client;
+    if (client?.isReady !== true || limit <= 0) return found;
+    let accept: (r: HistoryRecord) => boolean;
+    if ('afterId' in query) {
+      const from = recordPosition(query.afterId);
+      if (from === undefined) return found;
+      accept = (r) => r.position > from;
+    } else if ('fromPosition' in query) {
+      const from = query.fromPosition;
+      accept = (r) => r.position >= from;
+    } else if ('fromTime' in query) {
+      const from = query.fromTime;
+      accept = (r) => r.time >= from;
+    } else accept = () => true;
+    let reply: unknown;
+    try {
+      reply = await this.#command(client, ['ZRANGE', this.#key(vhost, destination), '0', '-1']);
+    } catch (error) {
+      this.#failed(error);
+      return found;
+    }
+    if (!Array.isArray(reply)) return found;
+    const entries: unknown[] = reply;
+    const cutoff = this.#retention.maxAgeMs > 0 ? Date.now() - this.#retention.maxAgeMs : -Infinity;
+    const byId = new Map(found.map((r) => [r.id, r]));
+    let added = false;
+    for (const entry of entries) {
+      if (!Buffer.isBuffer(entry)) return found;
+      if (entry.length === 0) continue;
+      const e = decodeEnvelope(entry);
+      if (e === undefined || e.position === undefined || e.vhost !== vhost || e.destination !== destination) return found;
+      if (e.time < cutoff || byId.has(e.id)) continue;
+      const record: HistoryRecord = { ...e, position: e.position };
+      if (!accept(record)) continue;
+      byId.set(e.id, record);
+      added = true;
+    }
+    if (!added) return found;
+    const merged = [...byId.values()].sort((a, b) => a.position - b.position);
+    if (!('last' in query)) return merged.slice(0, limit);
+    const max = this.#retention.maxPerDestination;
+    return merged.slice(-Math.min(query.last, limit, max > 0 ? max : Infinity));
   }
 
   /** The newest `want` records from Redis, or undefined when Redis cannot answer that exactly. */

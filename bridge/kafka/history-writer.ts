@@ -36,6 +36,46 @@ export async function storeFirst(
   return results ?? 0;
 }
 
+/**
+ * A history store with a fast cache in front of it that can take records ahead of the store itself (the Redis cache
+ * in front of MongoDB: `CachedHistoryStore.stageMany`), readable at once by every node. The consumer delivers a
+ * batch once it is staged and appends it to the store in the background.
+ */
+export interface StagingStore extends HistoryStore {
+  /** Resolves with how many records, from the first, are staged (0: none; the store must then be written first). */
+  stageMany(records: readonly HistoryRecord[]): Promise<number>;
+}
+
+export function canStage(store: HistoryStore): store is StagingStore {
+  return typeof (store as Partial<StagingStore>).stageMany === 'function';
+}
+
+/**
+ * Stages a consumed batch's topic records (see StagingStore) within `waitMs`: how many, from the first, are staged.
+ * A cache slower than that counts as none staged (the records may land there later: harmless, they are the same).
+ */
+export async function stageFirst(
+  store: StagingStore,
+  records: readonly HistoryRecord[],
+  waitMs: number = HISTORY_FIRST_MS,
+): Promise<number> {
+  if (records.length === 0) return 0;
+  const staged = store.stageMany(records).then(
+    (n) => n,
+    () => 0,
+  );
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<number>((resolve) => {
+    timer = setTimeout(resolve, waitMs, 0);
+  });
+  const result = await Promise.race([staged, late]);
+  clearTimeout(timer);
+  return result;
+}
+
+/** A store's ordered bulk append (HistoryStore.appendMany): resolves with how many, from the first, are stored. */
+export type AppendMany = (records: readonly HistoryRecord[]) => Promise<number>;
+
 /** A topic record delivered without being stored first: its history step of `entry` is still owed. */
 export interface HistoryJob {
   readonly envelope: HistoryRecord;
@@ -68,6 +108,10 @@ export interface HistoryWriterOptions {
  */
 export class HistoryWriter {
   #append: HistoryWriterOptions['append'];
+  /** Bulk appends waiting, and how many records they and those in flight hold. */
+  #batches: { jobs: HistoryJob[]; appendMany: AppendMany }[] = [];
+  #batchesActive = 0;
+  #batchRecords = 0;
   #storeName: string;
   #concurrency: number;
   #counters: HistoryCounters;
@@ -98,11 +142,23 @@ export class HistoryWriter {
 
   /** Records queued or being appended: the consumer stops taking batches while this is at its limit. */
   get pending(): number {
-    return this.#queue.length - this.#head + this.#active;
+    return this.#queue.length - this.#head + this.#active + this.#batchRecords;
   }
 
   enqueue(job: HistoryJob): void {
     this.#queue.push(job);
+    this.#pump();
+  }
+
+  /**
+   * Records of one consumed batch, in order, appended with one bulk call of `appendMany` (the store's; at most
+   * `concurrency` such calls at a time); what that call does not store goes on one record at a time, retried as
+   * `enqueue`d records are.
+   */
+  enqueueMany(jobs: readonly HistoryJob[], appendMany: AppendMany): void {
+    if (jobs.length === 0 || this.#closed) return;
+    this.#batches.push({ jobs: [...jobs], appendMany });
+    this.#batchRecords += jobs.length;
     this.#pump();
   }
 
@@ -129,9 +185,19 @@ export class HistoryWriter {
     this.#backoff = undefined;
     this.#queue = [];
     this.#head = 0;
+    for (const batch of this.#batches) this.#batchRecords -= batch.jobs.length;
+    this.#batches = [];
   }
 
   #pump(): void {
+    while (this.#backoff === undefined && this.#batchesActive < this.#concurrency && this.#batches.length > 0) {
+      const { jobs, appendMany } = this.#batches.shift() as { jobs: HistoryJob[]; appendMany: AppendMany };
+      this.#batchesActive++;
+      attemptMany(appendMany, jobs).then(
+        (stored) => this.#batchDone(jobs, stored),
+        () => this.#batchDone(jobs, 0),
+      );
+    }
     while (this.#backoff === undefined && this.#active < this.#concurrency && this.#head < this.#queue.length) {
       const job = this.#queue[this.#head] as HistoryJob;
       this.#head++;
@@ -149,6 +215,20 @@ export class HistoryWriter {
       this.#head = 0;
     }
     if (this.pending === 0) this.#idle?.();
+  }
+
+  #batchDone(batch: readonly HistoryJob[], stored: number): void {
+    this.#batchesActive--;
+    this.#batchRecords -= batch.length;
+    const n = Math.max(0, Math.min(stored, batch.length));
+    for (let i = 0; i < n; i++) {
+      this.#counters.historyAppended++;
+      const job = batch[i] as HistoryJob;
+      job.entry.progress.step(job.entry);
+    }
+    // The rest (a failure part-way, or the whole batch) one record at a time, with the usual retries.
+    if (!this.#closed) for (let i = n; i < batch.length; i++) this.#queue.push(batch[i] as HistoryJob);
+    this.#pump();
   }
 
   #done(job: HistoryJob): void {
@@ -191,6 +271,14 @@ export class HistoryWriter {
 function attempt(append: (record: HistoryRecord) => Promise<void>, record: HistoryRecord): Promise<void> {
   try {
     return append(record);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+function attemptMany(appendMany: AppendMany, jobs: readonly HistoryJob[]): Promise<number> {
+  try {
+    return appendMany(jobs.map((j) => j.envelope));
   } catch (error) {
     return Promise.reject(error);
   }
