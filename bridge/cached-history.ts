@@ -57,6 +57,17 @@ end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1`;
 
+/** Adds records to an ahead set (never trimmed) and refreshes its expiry. KEYS[1] the set; ARGV: ttl ms, then pairs. */
+const STAGE = `
+for i = 2, #ARGV, 2 do redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1]) end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+return 1`;
+
+/** Removes the records at the given positions from an ahead set. KEYS[1] the set; ARGV: positions. */
+const SETTLE = `
+for i = 1, #ARGV do redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[i], ARGV[i]) end
+return 1`;
+
 const COMPLETE = Buffer.alloc(0);
 /** What close() gives a repair in progress and the Redis client's own close before moving on. */
 const CLOSE_WAIT_MS = 1_000;
@@ -99,12 +110,8 @@ export class CachedHistoryStore implements HistoryStore {
   #untrusted = new Map<string, { vhost: string; destination: string; mark: number }>();
   #marks = 0;
   #repairing: Promise<void> | undefined;
-  /**
-   * Per cache key, the records this node put in the cache ahead of the inner store (`stageMany`) and has not yet
-   * seen stored there, oldest first, each with its number in `added`: the count of records this node put into that
-   * key since it first owed one (an over-count: a record written twice counts twice). See `stageMany`.
-   */
-  #ahead = new Map<string, { owed: Map<string, number>; added: number }>();
+  /** Per cache key, the ids of the records this node staged (`stageMany`) and has not yet stored in the inner store. */
+  #owed = new Map<string, Set<string>>();
 
   constructor(options: CachedHistoryOptions) {
     if ((options.url === undefined) === (options.client === undefined)) {
@@ -168,16 +175,21 @@ export class CachedHistoryStore implements HistoryStore {
     return `${this.#options.clusterName}:recent:${vhost}:${destination}`;
   }
 
+  /** Where records staged ahead of the inner store wait for it (a sorted set by position, never trimmed). */
+  #aheadKey(vhost: string, destination: string): string {
+    return `${this.#options.clusterName}:ahead:${vhost}:${destination}`;
+  }
+
   async appendMany(records: readonly HistoryRecord[]): Promise<number> {
     const stored = await this.inner.appendMany(records);
     const byKey = this.#byKey(records.slice(0, stored));
-    this.#settled(byKey);
-    await Promise.all(
-      [...byKey].map(async ([key, list]) => {
+    await Promise.all([
+      this.#settle(byKey),
+      ...[...byKey].map(async ([key, list]) => {
         const first = list[0] as HistoryRecord;
         if (!(await this.#add(key, list, false))) this.#distrust(key, first.vhost, first.destination);
       }),
-    );
+    ]);
     return stored;
   }
 
@@ -186,78 +198,67 @@ export class CachedHistoryStore implements HistoryStore {
     try {
       await this.inner.append(record);
     } catch (error) {
-      // Refused for good (too large, say): its writer drops it, so it is no longer owed either.
-      if (error instanceof BridgeError && !error.retriable) this.#settled(new Map([[key, [record]]]));
+      // Refused for good (too large, say): its writer drops it, so it is not kept ahead of the inner store either.
+      if (error instanceof BridgeError && !error.retriable) await this.#settle(new Map([[key, [record]]]));
       throw error;
     }
-    this.#settled(new Map([[key, [record]]]));
-    if (!(await this.#add(key, [record], false))) this.#distrust(key, record.vhost, record.destination);
+    await Promise.all([
+      this.#settle(new Map([[key, [record]]])),
+      this.#add(key, [record], false).then((ok) => ok || this.#distrust(key, record.vhost, record.destination)),
+    ]);
   }
 
   /**
-   * Cache first: puts one consumed batch of records into the Redis cache only, so that they can be delivered at
-   * once, while the inner store (MongoDB, possibly slow: seconds after a node died and its partitions moved) gets
-   * them afterwards through `append`/`appendMany`. Returns how many records, from the first, are in the cache: 0
-   * when the cache is down, and fewer than all when a destination's cache is not trusted here or would no longer
-   * hold every record still owed to the inner store (those then take the inner store first).
+   * Cache first: puts one consumed batch of records into Redis only, so that they can be delivered at once, while
+   * the inner store (MongoDB: seconds when loaded, as when a node died and the new owners of its partitions send
+   * its backlog there all at once) gets them afterwards, through `append`/`appendMany`. Returns how many records,
+   * from the first, Redis took: 0 when it is down, and fewer than all when a destination's cache is not trusted
+   * here (those are then written to the inner store first).
    *
-   * Every read answered by the inner store is completed from the cache (see `#withAhead`), so a record is readable
-   * from the moment it is staged, on every node: `x-history` and `x-resume-after` stay exact, as when the inner
-   * store is written first. That holds while the records owed to the inner store are still in the cache, which
-   * keeps the newest `cacheSize` of each destination: staging stops for a destination once `cacheSize` records have
-   * gone into its cache since the oldest record still owed. A node that died with records owed leaves them in the
-   * cache; the partition's next owner reads them again from the last commit (which never passes a record owed to
-   * the inner store) and owes them itself.
+   * Each record goes to the destination's cache (so `x-history: N` and `x-resume-after` over recent messages are
+   * answered from Redis as usual) and to its "ahead" set, which keeps it, untrimmed, until the inner store has it.
+   * Every read the inner store answers is completed from that set (`#withAhead`), so a record is readable on every
+   * node from the moment it is staged: `x-history`, `x-resume-after` and `x-stream-offset` stay exact, as when the
+   * inner store is written first. A node that dies with records staged leaves them in the set; the partition's next
+   * owner reads them again from the last commit (which never passes a record not yet in the inner store), stages
+   * them again and clears them once stored. What no one clears expires like the cache.
    */
   async stageMany(records: readonly HistoryRecord[]): Promise<number> {
     const client = this.#client;
     if (records.length === 0 || client?.isReady !== true || this.#cacheDown) return 0;
     let count = 0;
-    const adding = new Map<string, number>();
-    for (const r of records) {
-      const key = this.#key(r.vhost, r.destination);
-      const more = (adding.get(key) ?? 0) + 1;
-      if (this.#untrusted.has(key) || this.#span(key, more) > this.#cap) break;
-      adding.set(key, more);
+    while (count < records.length) {
+      const r = records[count] as HistoryRecord;
+      if (this.#untrusted.has(this.#key(r.vhost, r.destination))) break;
       count++;
     }
     if (count === 0) return 0;
     const byKey = this.#byKey(records.slice(0, count));
-    // Owed before the write is sent: an append of the same records finishing meanwhile settles them.
+    // Owed before the writes are sent: an append of the same records finishing meanwhile clears them.
     for (const [key, list] of byKey) {
-      let ahead = this.#ahead.get(key);
-      if (ahead === undefined) this.#ahead.set(key, (ahead = { owed: new Map(), added: 0 }));
-      for (const r of list) {
-        ahead.added++;
-        // A record staged again (read again after a rebalance) keeps its first, older number.
-        if (!ahead.owed.has(r.id)) ahead.owed.set(r.id, ahead.added);
-      }
+      let owed = this.#owed.get(key);
+      if (owed === undefined) this.#owed.set(key, (owed = new Set()));
+      for (const r of list) owed.add(r.id);
     }
-    const failed = await Promise.all([...byKey].map(async ([key, list]) => ((await this.#add(key, list, false)) ? undefined : key)));
-    // A destination whose write failed is not in the cache: the batch is staged up to its first record.
+    const failed = await Promise.all(
+      [...byKey].map(async ([key, list]) => {
+        const first = list[0] as HistoryRecord;
+        const [cached, ahead] = await Promise.all([this.#add(key, list, false), this.#stage(first.vhost, first.destination, list)]);
+        return cached && ahead ? undefined : key;
+      }),
+    );
+    // A destination whose writes failed is not staged (the inner store gets it first): the batch stops before it.
     const lost = new Set(failed.filter((k) => k !== undefined));
     if (lost.size === 0) return count;
     const first = records.findIndex((r) => lost.has(this.#key(r.vhost, r.destination)));
     return first < 0 || first > count ? count : first;
   }
 
-  /** Records still owed to the inner store by this node (staged, not yet stored there). */
+  /** Records this node staged and has not yet stored in the inner store. */
   get ahead(): number {
     let n = 0;
-    for (const a of this.#ahead.values()) n += a.owed.size;
+    for (const owed of this.#owed.values()) n += owed.size;
     return n;
-  }
-
-  /**
-   * How many records the key's cache would have received from the oldest one owed to the inner store (or from the
-   * first of them, when none is owed) once `more` are added: while this is at most the cache size, every owed
-   * record is still among the newest the cache keeps.
-   */
-  #span(key: string, more: number): number {
-    const ahead = this.#ahead.get(key);
-    if (ahead === undefined) return more;
-    const oldest = ahead.owed.values().next().value ?? ahead.added + 1;
-    return ahead.added + more - oldest + 1;
   }
 
   #byKey(records: readonly HistoryRecord[]): Map<string, HistoryRecord[]> {
@@ -271,15 +272,39 @@ export class CachedHistoryStore implements HistoryStore {
     return byKey;
   }
 
-  /** Records now in the inner store (and on their way to the cache): no longer owed, and counted as added. */
-  #settled(byKey: ReadonlyMap<string, readonly HistoryRecord[]>): void {
-    for (const [key, list] of byKey) {
-      const ahead = this.#ahead.get(key);
-      if (ahead === undefined) continue;
-      for (const r of list) ahead.owed.delete(r.id);
-      if (ahead.owed.size === 0) this.#ahead.delete(key);
-      else ahead.added += list.length;
+  /** Adds records to a destination's ahead set; false (never a rejection) when Redis did not take them. */
+  async #stage(vhost: string, destination: string, records: readonly HistoryRecord[]): Promise<boolean> {
+    const client = this.#client;
+    if (client?.isReady !== true) return false;
+    const args: (string | Buffer)[] = ['EVAL', STAGE, '1', this.#aheadKey(vhost, destination), String(this.#ttlMs)];
+    for (const r of records) args.push(String(r.position), encodeEnvelope(r));
+    try {
+      await this.#command(client, args);
+      return true;
+    } catch (error) {
+      this.#failed(error);
+      return false;
     }
+  }
+
+  /**
+   * Records now in the inner store: cleared from their ahead sets, if this node staged them. A failure leaves them
+   * there, harmless (a read counts each id once) until the set expires.
+   */
+  async #settle(byKey: ReadonlyMap<string, readonly HistoryRecord[]>): Promise<void> {
+    const client = this.#client;
+    await Promise.all(
+      [...byKey].map(async ([key, list]) => {
+        const owed = this.#owed.get(key);
+        if (owed === undefined) return;
+        const clear = list.filter((r) => owed.delete(r.id));
+        if (owed.size === 0) this.#owed.delete(key);
+        if (clear.length === 0 || client?.isReady !== true) return;
+        const first = clear[0] as HistoryRecord;
+        const args = ['EVAL', SETTLE, '1', this.#aheadKey(first.vhost, first.destination), ...clear.map((r) => String(r.position))];
+        await this.#command(client, args).catch((error: unknown) => this.#failed(error));
+      }),
+    );
   }
 
   /** Writes records to a destination's cache; false (never a rejection) when Redis did not take them. */
@@ -437,10 +462,9 @@ export class CachedHistoryStore implements HistoryStore {
   }
 
   /**
-   * An answer of the inner store completed with the cached records that match the query and that it lacks: records
-   * staged in the cache ahead of the inner store (`stageMany`), by any node, are readable before they are stored
-   * there. Kafka-route records only (they carry their position in their id); any Redis failure leaves `found` as it
-   * is.
+   * An answer of the inner store completed with the records staged ahead of it (`stageMany`, by any node) that match
+   * the query and that it lacks, so they are readable before they are stored there. Any Redis failure leaves
+   * `found` as it is.
    */
   async #withAhead(
     vhost: string,
@@ -463,9 +487,11 @@ export class CachedHistoryStore implements HistoryStore {
       const from = query.fromTime;
       accept = (r) => r.time >= from;
     } else accept = () => true;
+    const key = this.#aheadKey(vhost, destination);
+    const from = 'afterId' in query ? recordPosition(query.afterId) : 'fromPosition' in query ? query.fromPosition : undefined;
     let reply: unknown;
     try {
-      reply = await this.#command(client, ['ZRANGE', this.#key(vhost, destination), '0', '-1']);
+      reply = await this.#command(client, from === undefined ? ['ZRANGE', key, '0', '-1'] : ['ZRANGEBYSCORE', key, String(from), '+inf']);
     } catch (error) {
       this.#failed(error);
       return found;
@@ -477,7 +503,6 @@ export class CachedHistoryStore implements HistoryStore {
     let added = false;
     for (const entry of entries) {
       if (!Buffer.isBuffer(entry)) return found;
-      if (entry.length === 0) continue;
       const e = decodeEnvelope(entry);
       if (e === undefined || e.position === undefined || e.vhost !== vhost || e.destination !== destination) return found;
       if (e.time < cutoff || byId.has(e.id)) continue;
