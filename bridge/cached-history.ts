@@ -2,6 +2,9 @@ import { BridgeError, backoffMs } from '../broker/ports/bus.js';
 import { decodeEnvelope, encodeEnvelope } from './envelope-codec.js';
 import { recordPosition } from './kafka-codec.js';
 import type { HistoryQuery, HistoryRecord, HistoryRetention, HistoryStore } from '../broker/ports/history.js';
+
+/** What `stageMany` did with a record: staged ahead of the inner store, or found stored there already. */
+export type Staged = 'staged' | 'stored';
 import { BUFFERS, connectRedis, withTimeout, type RedisClient } from './redis-client.js';
 import { silentLogger, type Logger } from '../broker/ports/logger.js';
 
@@ -57,11 +60,40 @@ end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
 return 1`;
 
-/** Adds records to an ahead set (never trimmed) and refreshes its expiry. KEYS[1] the set; ARGV: ttl ms, then pairs. */
+/**
+ * Stages records (`stageMany`): each goes to the destination's ahead set (never trimmed) and to its cache (then trimmed
+ * as by ADD), unless the cache holds its position while the ahead set does not: the record is stored in the inner
+ * store already (the cache takes records only once stored, or staged into both at once, and a staged record leaves
+ * the ahead set only once stored), which happens when a partition's new owner reads again what the old one stored.
+ * KEYS[1] the cache, KEYS[2] the ahead set; ARGV as for ADD. Returns one flag per record: 1 stored already, 0 staged.
+ */
 const STAGE = `
-for i = 2, #ARGV, 2 do redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return 1`;
+local flags = {}
+for i = 4, #ARGV, 2 do
+  local p = ARGV[i]
+  if redis.call('ZCOUNT', KEYS[2], p, p) == 0 and redis.call('ZCOUNT', KEYS[1], p, p) > 0 then
+    flags[#flags + 1] = 1
+  else
+    redis.call('ZADD', KEYS[2], p, ARGV[i + 1])
+    redis.call('ZADD', KEYS[1], p, ARGV[i + 1])
+    flags[#flags + 1] = 0
+  end
+end
+redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[1]) + 1))
+local maxBytes = tonumber(ARGV[3])
+if maxBytes > 0 then
+  local total = 0
+  for i, member in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do
+    total = total + #member
+    if total > maxBytes then
+      redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -i)
+      break
+    end
+  end
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+return flags`;
 
 /** Removes the records at the given positions from an ahead set. KEYS[1] the set; ARGV: positions. */
 const SETTLE = `
@@ -211,9 +243,10 @@ export class CachedHistoryStore implements HistoryStore {
   /**
    * Cache first: puts one consumed batch of records into Redis only, so that they can be delivered at once, while
    * the inner store (MongoDB: seconds when loaded, as when a node died and the new owners of its partitions send
-   * its backlog there all at once) gets them afterwards, through `append`/`appendMany`. Returns how many records,
-   * from the first, Redis took: 0 when it is down, and fewer than all when a destination's cache is not trusted
-   * here (those are then written to the inner store first).
+   * its backlog there all at once) gets them afterwards, through `append`/`appendMany`. Returns an outcome for each
+   * record from the first on that Redis took (none when it is down; fewer than all when a destination's cache is
+   * not trusted here: those are then written to the inner store first): `staged`, or `stored` when the inner store
+   * has it already (see STAGE; a partition's new owner reading again what the old one stored).
    *
    * Each record goes to the destination's cache (so `x-history: N` and `x-resume-after` over recent messages are
    * answered from Redis as usual) and to its "ahead" set, which keeps it, untrimmed, until the inner store has it.
@@ -223,16 +256,16 @@ export class CachedHistoryStore implements HistoryStore {
    * owner reads them again from the last commit (which never passes a record not yet in the inner store), stages
    * them again and clears them once stored. What no one clears expires like the cache.
    */
-  async stageMany(records: readonly HistoryRecord[]): Promise<number> {
+  async stageMany(records: readonly HistoryRecord[]): Promise<Staged[]> {
     const client = this.#client;
-    if (records.length === 0 || client?.isReady !== true || this.#cacheDown) return 0;
+    if (records.length === 0 || client?.isReady !== true || this.#cacheDown) return [];
     let count = 0;
     while (count < records.length) {
       const r = records[count] as HistoryRecord;
       if (this.#untrusted.has(this.#key(r.vhost, r.destination))) break;
       count++;
     }
-    if (count === 0) return 0;
+    if (count === 0) return [];
     const byKey = this.#byKey(records.slice(0, count));
     // Owed before the writes are sent: an append of the same records finishing meanwhile clears them.
     for (const [key, list] of byKey) {
@@ -240,18 +273,25 @@ export class CachedHistoryStore implements HistoryStore {
       if (owed === undefined) this.#owed.set(key, (owed = new Set()));
       for (const r of list) owed.add(r.id);
     }
-    const failed = await Promise.all(
+    const outcome = new Map<HistoryRecord, Staged>();
+    const lost = new Set<string>();
+    await Promise.all(
       [...byKey].map(async ([key, list]) => {
-        const first = list[0] as HistoryRecord;
-        const [cached, ahead] = await Promise.all([this.#add(key, list, false), this.#stage(first.vhost, first.destination, list)]);
-        return cached && ahead ? undefined : key;
+        const flags = await this.#stage(key, list);
+        if (flags === undefined) lost.add(key);
+        else list.forEach((r, k) => outcome.set(r, flags[k] === 1 ? 'stored' : 'staged'));
       }),
     );
-    // A destination whose writes failed is not staged (the inner store gets it first): the batch stops before it.
-    const lost = new Set(failed.filter((k) => k !== undefined));
-    if (lost.size === 0) return count;
-    const first = records.findIndex((r) => lost.has(this.#key(r.vhost, r.destination)));
-    return first < 0 || first > count ? count : first;
+    const result: Staged[] = [];
+    for (const r of records.slice(0, count)) {
+      const o = outcome.get(r);
+      // A destination Redis did not take is not staged (the inner store gets it first): the batch stops before it.
+      if (o === undefined) break;
+      if (o === 'stored') this.#owed.get(this.#key(r.vhost, r.destination))?.delete(r.id);
+      result.push(o);
+    }
+    for (const [key, owed] of [...this.#owed]) if (owed.size === 0) this.#owed.delete(key);
+    return result;
   }
 
   /** Records this node staged and has not yet stored in the inner store. */
@@ -272,18 +312,29 @@ export class CachedHistoryStore implements HistoryStore {
     return byKey;
   }
 
-  /** Adds records to a destination's ahead set; false (never a rejection) when Redis did not take them. */
-  async #stage(vhost: string, destination: string, records: readonly HistoryRecord[]): Promise<boolean> {
+  /** Runs STAGE for one destination's records: a flag per record (1: stored already), or undefined when Redis failed. */
+  async #stage(key: string, records: readonly HistoryRecord[]): Promise<number[] | undefined> {
     const client = this.#client;
-    if (client?.isReady !== true) return false;
-    const args: (string | Buffer)[] = ['EVAL', STAGE, '1', this.#aheadKey(vhost, destination), String(this.#ttlMs)];
+    const first = records[0];
+    if (client?.isReady !== true || first === undefined) return undefined;
+    const args: (string | Buffer)[] = [
+      'EVAL',
+      STAGE,
+      '2',
+      key,
+      this.#aheadKey(first.vhost, first.destination),
+      String(this.#cap),
+      String(this.#ttlMs),
+      String(this.#retention.maxBytesPerDestination ?? 0),
+    ];
     for (const r of records) args.push(String(r.position), encodeEnvelope(r));
     try {
-      await this.#command(client, args);
-      return true;
+      const reply = await this.#command(client, args);
+      if (!Array.isArray(reply) || reply.length !== records.length) return undefined;
+      return reply.map((flag) => Number(flag));
     } catch (error) {
       this.#failed(error);
-      return false;
+      return undefined;
     }
   }
 

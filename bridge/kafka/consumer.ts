@@ -81,6 +81,8 @@ export class BusConsumer {
   #beat: NodeJS.Timeout | undefined;
   #beatWith: (() => Promise<void>) | undefined;
   #batchesIdle: (() => void) | undefined;
+  /** The store's bulk append, one function, so that the history writer can join queued batches. */
+  #appendMany = (records: readonly HistoryRecord[]): Promise<number> => this.#o.store.appendMany(records);
 
   constructor(options: BusConsumerOptions) {
     this.#o = options;
@@ -303,8 +305,10 @@ export class BusConsumer {
     const topics = work.filter((w) => w.kind === 'topic' && w.envelope !== undefined);
     if (topics.length === 0) return;
     const records = topics.map((w) => w.envelope as HistoryRecord);
-    const staged = canStage(store) ? await stageFirst(store, records) : 0;
-    for (let i = 0; i < staged; i++) (topics[i] as Work).staged = true;
+    const outcome = canStage(store) ? await stageFirst(store, records) : [];
+    // Found stored already: a partition's new owner reading again what the old one stored owes nothing for it.
+    outcome.forEach((o, i) => ((topics[i] as Work)[o] = true));
+    const staged = outcome.length;
     if (staged === topics.length || !store.healthy) return;
     const stored = await storeFirst(store, records.slice(staged));
     for (let i = 0; i < stored; i++) (topics[staged + i] as Work).stored = true;
@@ -348,7 +352,7 @@ export class BusConsumer {
       }
       const staged: HistoryJob[] = [];
       for (let i = from; i < failedAt; i++) this.#delivered(work[i] as Work, staged);
-      if (staged.length > 0) this.#o.history.enqueueMany(staged, (records) => this.#o.store.appendMany(records));
+      if (staged.length > 0) this.#o.history.enqueueMany(staged, this.#appendMany);
       if (failedAt === work.length) return work.length;
       from = failedAt;
       attempt++;
@@ -383,7 +387,7 @@ export class BusConsumer {
     const jobs: HistoryJob[] = [];
     for (const w of work)
       if (w.staged === true && w.delivered !== true && w.envelope !== undefined) jobs.push({ envelope: w.envelope, entry: w.entry });
-    if (jobs.length > 0) this.#o.history.enqueueMany(jobs, (records) => this.#o.store.appendMany(records));
+    if (jobs.length > 0) this.#o.history.enqueueMany(jobs, this.#appendMany);
   }
 
   #delivered(w: Work, staged: HistoryJob[]): void {

@@ -2,6 +2,7 @@ import type { Logger } from '../../broker/ports/logger.js';
 import { BridgeError, backoffMs } from '../../broker/ports/bus.js';
 import type { HistoryRecord, HistoryStore } from '../../broker/ports/history.js';
 import type { Entry } from './partition-progress.js';
+import type { Staged } from '../cached-history.js';
 
 /**
  * How long delivery waits for history before going ahead without it. Storing first is what makes `x-history`
@@ -39,11 +40,11 @@ export async function storeFirst(
 /**
  * A history store with a fast cache in front of it that can take records ahead of the store itself (the Redis cache
  * in front of MongoDB: `CachedHistoryStore.stageMany`), readable at once by every node. The consumer delivers a
- * batch once it is staged and appends it to the store in the background.
+ * batch once it is staged and appends what was staged to the store in the background.
  */
 export interface StagingStore extends HistoryStore {
-  /** Resolves with how many records, from the first, are staged (0: none; the store must then be written first). */
-  stageMany(records: readonly HistoryRecord[]): Promise<number>;
+  /** For each record from the first on that the cache took: staged, or found stored already (nothing owed). */
+  stageMany(records: readonly HistoryRecord[]): Promise<readonly Staged[]>;
 }
 
 export function canStage(store: HistoryStore): store is StagingStore {
@@ -51,27 +52,31 @@ export function canStage(store: HistoryStore): store is StagingStore {
 }
 
 /**
- * Stages a consumed batch's topic records (see StagingStore) within `waitMs`: how many, from the first, are staged.
- * A cache slower than that counts as none staged (the records may land there later: harmless, they are the same).
+ * Stages a consumed batch's topic records (see StagingStore) within `waitMs`: the outcome for each record from the
+ * first on that the cache took. A cache slower than that counts as none staged (the records may land there later:
+ * harmless, they are the same, and the store itself then gets them first).
  */
 export async function stageFirst(
   store: StagingStore,
   records: readonly HistoryRecord[],
   waitMs: number = HISTORY_FIRST_MS,
-): Promise<number> {
-  if (records.length === 0) return 0;
+): Promise<readonly Staged[]> {
+  if (records.length === 0) return [];
   const staged = store.stageMany(records).then(
-    (n) => n,
-    () => 0,
+    (outcome) => outcome,
+    () => [],
   );
   let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<number>((resolve) => {
-    timer = setTimeout(resolve, waitMs, 0);
+  const late = new Promise<readonly Staged[]>((resolve) => {
+    timer = setTimeout(resolve, waitMs, []);
   });
   const result = await Promise.race([staged, late]);
   clearTimeout(timer);
   return result;
 }
+
+/** Most records queued batches are joined into for one bulk append. */
+const MAX_BULK_RECORDS = 1_000;
 
 /** A store's ordered bulk append (HistoryStore.appendMany): resolves with how many, from the first, are stored. */
 export type AppendMany = (records: readonly HistoryRecord[]) => Promise<number>;
@@ -114,6 +119,8 @@ export class HistoryWriter {
   #batchRecords = 0;
   #storeName: string;
   #concurrency: number;
+  /** Bulk appends at a time: fewer than single ones, as each carries many records. */
+  #bulkConcurrency: number;
   #counters: HistoryCounters;
   #logger: Logger;
   #retry: HistoryWriterOptions['retry'];
@@ -134,6 +141,7 @@ export class HistoryWriter {
     this.#append = options.append;
     this.#storeName = options.storeName;
     this.#concurrency = options.concurrency;
+    this.#bulkConcurrency = Math.max(1, Math.ceil(options.concurrency / 8));
     this.#counters = options.counters;
     this.#logger = options.logger;
     this.#retry = options.retry;
@@ -152,8 +160,8 @@ export class HistoryWriter {
 
   /**
    * Records of one consumed batch, in order, appended with one bulk call of `appendMany` (the store's; at most
-   * `concurrency` such calls at a time); what that call does not store goes on one record at a time, retried as
-   * `enqueue`d records are.
+   * `concurrency / 8` such calls at a time, batches waiting for one joined together); what that call does not store
+   * goes on one record at a time, retried as `enqueue`d records are.
    */
   enqueueMany(jobs: readonly HistoryJob[], appendMany: AppendMany): void {
     if (jobs.length === 0 || this.#closed) return;
@@ -190,8 +198,14 @@ export class HistoryWriter {
   }
 
   #pump(): void {
-    while (this.#backoff === undefined && this.#batchesActive < this.#concurrency && this.#batches.length > 0) {
+    while (this.#backoff === undefined && this.#batchesActive < this.#bulkConcurrency && this.#batches.length > 0) {
       const { jobs, appendMany } = this.#batches.shift() as { jobs: HistoryJob[]; appendMany: AppendMany };
+      // While the store lags, batches queue up: they go together, in bigger and fewer bulk appends.
+      for (let next = this.#batches[0]; next?.appendMany === appendMany && jobs.length + next.jobs.length <= MAX_BULK_RECORDS;) {
+        jobs.push(...next.jobs);
+        this.#batches.shift();
+        next = this.#batches[0];
+      }
       this.#batchesActive++;
       attemptMany(appendMany, jobs).then(
         (stored) => this.#batchDone(jobs, stored),

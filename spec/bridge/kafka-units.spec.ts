@@ -4,6 +4,7 @@ import { silentLogger } from '../../broker/ports/logger.js';
 import { BridgeError } from '../../broker/ports/bus.js';
 import type { HistoryRecord } from '../../broker/ports/history.js';
 import { HistoryWriter, canStage, stageFirst, storeFirst, type HistoryCounters } from '../../bridge/kafka/history-writer.js';
+import type { Staged } from '../../bridge/cached-history.js';
 import { OffsetCommits, PartitionProgress, type CommitOffset, type Entry } from '../../bridge/kafka/partition-progress.js';
 import { ProducerBatcher, type Queued } from '../../bridge/kafka/producer-batcher.js';
 
@@ -494,7 +495,7 @@ describe('bridge › kafka › HistoryWriter', () => {
   });
 
   it('appends a staged batch with one bulk call, then what that call did not store one by one, with retries', async () => {
-    const h = harness(4);
+    const h = harness(16);
     const bulks: { ids: string[]; done: Deferred<number> }[] = [];
     const appendMany = (records: readonly HistoryRecord[]): Promise<number> => {
       const done = deferred<number>();
@@ -528,6 +529,25 @@ describe('bridge › kafka › HistoryWriter', () => {
     h.writer.close();
     h.writer.enqueueMany([{ envelope: record('late'), entry: h.progress.track(4, 1) }], appendMany);
     expect(bulks, 'nothing taken after close').to.have.length(2);
+  });
+
+  it('joins staged batches that wait for a bulk append (concurrency / 8 at a time) into one', async () => {
+    const h = harness(8);
+    const bulks: { ids: string[]; done: Deferred<number> }[] = [];
+    const appendMany = (records: readonly HistoryRecord[]): Promise<number> => {
+      const done = deferred<number>();
+      bulks.push({ ids: records.map((r) => r.id), done });
+      return done.promise;
+    };
+    for (let o = 0; o < 4; o++) h.writer.enqueueMany([{ envelope: record(`r${o}`), entry: h.progress.track(o, 1) }], appendMany);
+    expect(bulks.map((b) => b.ids)).to.deep.equal([['r0']]);
+    bulks[0]?.done.resolve(1);
+    await until(() => bulks.length === 2, 'the joined bulk append');
+    expect(bulks[1]?.ids).to.deep.equal(['r1', 'r2', 'r3']);
+    bulks[1]?.done.resolve(3);
+    await h.writer.drained(5_000);
+    expect(h.progress.committable).to.equal(4);
+    expect(h.appends).to.have.length(0);
   });
 
   it('throws TypeError without a positive concurrency', () => {
@@ -571,45 +591,47 @@ describe('bridge › kafka › stageFirst', () => {
     nextPosition: () => 0,
     close: () => Promise.resolve(),
   };
-  const staging = (stageMany: (r: readonly HistoryRecord[]) => Promise<number>): typeof plain & { stageMany: typeof stageMany } => ({
+  const staging = (
+    stageMany: (r: readonly HistoryRecord[]) => Promise<readonly Staged[]>,
+  ): typeof plain & { stageMany: typeof stageMany } => ({
     ...plain,
     stageMany,
   });
 
-  it('reports how many records, from the first, the cache took; none when it fails or is slower than the wait', async () => {
+  it('reports the outcome for each record, from the first, the cache took; none when it fails or is slow', async () => {
     expect(
       await stageFirst(
-        staging(async (r) => r.length - 1),
+        staging(async () => ['stored', 'staged']),
         records,
       ),
-    ).to.equal(2);
+    ).to.deep.equal(['stored', 'staged']);
     expect(
       await stageFirst(
         staging(() => Promise.reject(new Error('redis down'))),
         records,
       ),
-    ).to.equal(0);
+    ).to.deep.equal([]);
     const started = Date.now();
     expect(
       await stageFirst(
-        staging(() => new Promise<number>(() => {})),
+        staging(() => new Promise<readonly Staged[]>(() => {})),
         records,
         30,
       ),
-    ).to.equal(0);
+    ).to.deep.equal([]);
     expect(Date.now() - started).to.be.below(10_000);
     let calls = 0;
     expect(
       await stageFirst(
-        staging(async () => (calls++, 1)),
+        staging(async () => (calls++, ['staged'])),
         [],
       ),
-    ).to.equal(0);
+    ).to.deep.equal([]);
     expect(calls).to.equal(0);
   });
 
   it('tells a store with a cache to stage in from one without', () => {
-    expect(canStage(staging(async () => 0))).to.equal(true);
+    expect(canStage(staging(async () => []))).to.equal(true);
     expect(canStage(plain)).to.equal(false);
   });
 });
