@@ -62,20 +62,20 @@ return 1`;
 
 /**
  * Stages records (`stageMany`): each goes to the destination's ahead set (never trimmed) and to its cache (then trimmed
- * as by ADD), unless the cache holds its position while the ahead set does not: the record is stored in the inner
- * store already (the cache takes records only once stored, or staged into both at once, and a staged record leaves
- * the ahead set only once stored), which happens when a partition's new owner reads again what the old one stored.
+ * as by ADD), unless the cache holds that very record (same encoded bytes) while the ahead set does not: it is stored
+ * in the inner store already (the cache takes records only once stored, or staged into both at once, and a staged
+ * record leaves the ahead set only once stored), as when a partition's new owner reads again what the old one stored.
  * KEYS[1] the cache, KEYS[2] the ahead set; ARGV as for ADD. Returns one flag per record: 1 stored already, 0 staged.
  */
 const STAGE = `
 local flags = {}
 for i = 4, #ARGV, 2 do
-  local p = ARGV[i]
-  if redis.call('ZCOUNT', KEYS[2], p, p) == 0 and redis.call('ZCOUNT', KEYS[1], p, p) > 0 then
+  local m = ARGV[i + 1]
+  if not redis.call('ZSCORE', KEYS[2], m) and redis.call('ZSCORE', KEYS[1], m) then
     flags[#flags + 1] = 1
   else
-    redis.call('ZADD', KEYS[2], p, ARGV[i + 1])
-    redis.call('ZADD', KEYS[1], p, ARGV[i + 1])
+    redis.call('ZADD', KEYS[2], ARGV[i], m)
+    redis.call('ZADD', KEYS[1], ARGV[i], m)
     flags[#flags + 1] = 0
   end
 end
