@@ -34,6 +34,11 @@ export const CACHED_HISTORY_DEFAULTS = Object.freeze({
   idleTtlMs: 24 * 60 * 60 * 1000,
   /** Destinations remembered for repair after failed cache writes; past that, the oldest are forgotten. */
   maxUntrustedKeys: 100_000,
+  /**
+   * Fewest ids of stored records remembered per destination (at least 10 times the cache size), so that a partition's
+   * new owner, which reads again everything after the last commit, does not append those again.
+   */
+  minStoredMarks: 1_000,
 });
 
 /**
@@ -65,13 +70,15 @@ return 1`;
  * as by ADD), unless the cache holds that very record (same encoded bytes) while the ahead set does not: it is stored
  * in the inner store already (the cache takes records only once stored, or staged into both at once, and a staged
  * record leaves the ahead set only once stored), as when a partition's new owner reads again what the old one stored.
- * KEYS[1] the cache, KEYS[2] the ahead set; ARGV as for ADD. Returns one flag per record: 1 stored already, 0 staged.
+ * Its id marked in the stored set (SETTLE) says the same. KEYS[1] the cache, KEYS[2] the ahead set, KEYS[3] the
+ * stored set; ARGV as for ADD but with position/member/id triples. Returns one flag per record: 1 stored already, 0
+ * staged.
  */
 const STAGE = `
 local flags = {}
-for i = 4, #ARGV, 2 do
+for i = 4, #ARGV, 3 do
   local m = ARGV[i + 1]
-  if not redis.call('ZSCORE', KEYS[2], m) and redis.call('ZSCORE', KEYS[1], m) then
+  if redis.call('ZSCORE', KEYS[3], ARGV[i + 2]) or (not redis.call('ZSCORE', KEYS[2], m) and redis.call('ZSCORE', KEYS[1], m)) then
     flags[#flags + 1] = 1
   else
     redis.call('ZADD', KEYS[2], ARGV[i], m)
@@ -95,9 +102,22 @@ redis.call('PEXPIRE', KEYS[1], ARGV[2])
 if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
 return flags`;
 
-/** Removes the records at the given positions from an ahead set. KEYS[1] the set; ARGV: positions. */
+/**
+ * Records now stored in the inner store: removes them from the ahead set and marks their ids in the "stored" set
+ * (score: position; the newest ARGV[1] kept, 0: marks none), which STAGE consults, so a partition's new owner does
+ * not append again what the old one stored, also beyond what the cache holds. KEYS[1] the ahead set, KEYS[2] the
+ * stored set; ARGV: marks kept, ttl ms, then position/id pairs.
+ */
 const SETTLE = `
-for i = 1, #ARGV do redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[i], ARGV[i]) end
+local keep = tonumber(ARGV[1])
+for i = 3, #ARGV, 2 do
+  redis.call('ZREMRANGEBYSCORE', KEYS[1], ARGV[i], ARGV[i])
+  if keep > 0 then redis.call('ZADD', KEYS[2], ARGV[i], ARGV[i + 1]) end
+end
+if keep > 0 then
+  redis.call('ZREMRANGEBYRANK', KEYS[2], 0, -(keep + 1))
+  redis.call('PEXPIRE', KEYS[2], ARGV[2])
+end
 return 1`;
 
 const COMPLETE = Buffer.alloc(0);
@@ -132,6 +152,8 @@ export class CachedHistoryStore implements HistoryStore {
   /** Entries kept per destination: the cache size, or fewer if retention keeps fewer. */
   #cap: number;
   #ttlMs: number;
+  /** Ids kept per destination in its stored set (see SETTLE). */
+  #storedMarks: number;
   #timeoutMs: number;
   #client: RedisClient | undefined;
   #ownsClient: boolean;
@@ -159,6 +181,7 @@ export class CachedHistoryStore implements HistoryStore {
     this.#cap = max > 0 ? Math.min(max, options.cacheSize) : options.cacheSize;
     this.#ttlMs = this.#retention.maxAgeMs > 0 ? this.#retention.maxAgeMs : (options.idleTtlMs ?? CACHED_HISTORY_DEFAULTS.idleTtlMs);
     this.#timeoutMs = options.commandTimeoutMs ?? CACHED_HISTORY_DEFAULTS.commandTimeoutMs;
+    this.#storedMarks = Math.max(10 * this.#cap, CACHED_HISTORY_DEFAULTS.minStoredMarks);
     this.#ownsClient = options.client === undefined;
     if (options.client !== undefined) this.#client = options.client;
     else this.#connect(options.url as string, 0);
@@ -207,6 +230,11 @@ export class CachedHistoryStore implements HistoryStore {
     return `${this.#options.clusterName}:recent:${vhost}:${destination}`;
   }
 
+  /** The ids of the newest records the Kafka consumer stored (`appendMany`), for STAGE. */
+  #storedKey(vhost: string, destination: string): string {
+    return `${this.#options.clusterName}:stored:${vhost}:${destination}`;
+  }
+
   /** Where records staged ahead of the inner store wait for it (a sorted set by position, never trimmed). */
   #aheadKey(vhost: string, destination: string): string {
     return `${this.#options.clusterName}:ahead:${vhost}:${destination}`;
@@ -216,7 +244,7 @@ export class CachedHistoryStore implements HistoryStore {
     const stored = await this.inner.appendMany(records);
     const byKey = this.#byKey(records.slice(0, stored));
     await Promise.all([
-      this.#settle(byKey),
+      this.#settle(byKey, true),
       ...[...byKey].map(async ([key, list]) => {
         const first = list[0] as HistoryRecord;
         if (!(await this.#add(key, list, false))) this.#distrust(key, first.vhost, first.destination);
@@ -320,14 +348,15 @@ export class CachedHistoryStore implements HistoryStore {
     const args: (string | Buffer)[] = [
       'EVAL',
       STAGE,
-      '2',
+      '3',
       key,
       this.#aheadKey(first.vhost, first.destination),
+      this.#storedKey(first.vhost, first.destination),
       String(this.#cap),
       String(this.#ttlMs),
       String(this.#retention.maxBytesPerDestination ?? 0),
     ];
-    for (const r of records) args.push(String(r.position), encodeEnvelope(r));
+    for (const r of records) args.push(String(r.position), encodeEnvelope(r), r.id);
     try {
       const reply = await this.#command(client, args);
       if (!Array.isArray(reply) || reply.length !== records.length) return undefined;
@@ -339,20 +368,30 @@ export class CachedHistoryStore implements HistoryStore {
   }
 
   /**
-   * Records now in the inner store: cleared from their ahead sets, if this node staged them. A failure leaves them
-   * there, harmless (a read counts each id once) until the set expires.
+   * Records now in the inner store: cleared from their ahead sets, if this node staged them, and with `mark` (the
+   * Kafka consumer's bulk appends) marked stored for STAGE. A failure leaves them in the ahead set, harmless (a read
+   * counts each id once) until it expires, and unmarked (appended again after a rebalance: idempotent, only slower).
    */
-  async #settle(byKey: ReadonlyMap<string, readonly HistoryRecord[]>): Promise<void> {
+  async #settle(byKey: ReadonlyMap<string, readonly HistoryRecord[]>, mark = false): Promise<void> {
     const client = this.#client;
     await Promise.all(
       [...byKey].map(async ([key, list]) => {
         const owed = this.#owed.get(key);
-        if (owed === undefined) return;
-        const clear = list.filter((r) => owed.delete(r.id));
-        if (owed.size === 0) this.#owed.delete(key);
-        if (clear.length === 0 || client?.isReady !== true) return;
-        const first = clear[0] as HistoryRecord;
-        const args = ['EVAL', SETTLE, '1', this.#aheadKey(first.vhost, first.destination), ...clear.map((r) => String(r.position))];
+        const clear = owed === undefined ? [] : list.filter((r) => owed.delete(r.id));
+        if (owed?.size === 0) this.#owed.delete(key);
+        const done = mark ? list : clear;
+        const first = done[0];
+        if (first === undefined || client?.isReady !== true) return;
+        const args = [
+          'EVAL',
+          SETTLE,
+          '2',
+          this.#aheadKey(first.vhost, first.destination),
+          this.#storedKey(first.vhost, first.destination),
+          String(mark ? this.#storedMarks : 0),
+          String(this.#ttlMs),
+        ];
+        for (const r of done) args.push(String(r.position), r.id);
         await this.#command(client, args).catch((error: unknown) => this.#failed(error));
       }),
     );
