@@ -2,11 +2,11 @@ import { BridgeError, backoffMs } from '../broker/ports/bus.js';
 import { decodeEnvelope, encodeEnvelope } from './envelope-codec.js';
 import { recordPosition } from './kafka-codec.js';
 import type { HistoryQuery, HistoryRecord, HistoryRetention, HistoryStore } from '../broker/ports/history.js';
+import { BUFFERS, connectRedis, withTimeout, type RedisClient } from './redis-client.js';
+import { silentLogger, type Logger } from '../broker/ports/logger.js';
 
 /** What `stageMany` did with a record: staged ahead of the inner store, or found stored there already. */
 export type Staged = 'staged' | 'stored';
-import { BUFFERS, connectRedis, withTimeout, type RedisClient } from './redis-client.js';
-import { silentLogger, type Logger } from '../broker/ports/logger.js';
 
 export interface CachedHistoryOptions {
   /** The store of record; every append goes there first, every read the cache cannot answer goes there. */

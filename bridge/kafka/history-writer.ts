@@ -106,7 +106,10 @@ export interface HistoryWriterOptions {
 }
 
 /**
- * Background history appends, a bounded number at a time, in arrival order. A retriable failure puts the record
+ * Background history appends, a bounded number at a time, in arrival order. Jobs of a partition progress gone stale
+ * (the group rebalanced, or the partition is read again) are dropped unstarted: whoever reads those records again
+ * owes their appends, and appending them twice would only put MongoDB's slow duplicate path in front of the new
+ * generation's appends, which its commits wait for. A retriable failure puts the record
  * back at the head of the line and pauses every append for a backoff (the store is down for all of them, not for
  * one); the record's offset stays uncommitted until it is stored. A non-retriable failure drops the record (logged,
  * counted) and releases its offset: retrying cannot help and would stall the partition for good.
@@ -199,13 +202,19 @@ export class HistoryWriter {
 
   #pump(): void {
     while (this.#backoff === undefined && this.#batchesActive < this.#bulkConcurrency && this.#batches.length > 0) {
-      const { jobs, appendMany } = this.#batches.shift() as { jobs: HistoryJob[]; appendMany: AppendMany };
+      const { jobs: first, appendMany } = this.#batches.shift() as { jobs: HistoryJob[]; appendMany: AppendMany };
+      const taken = [first];
+      let count = first.length;
       // While the store lags, batches queue up: they go together, in bigger and fewer bulk appends.
-      for (let next = this.#batches[0]; next?.appendMany === appendMany && jobs.length + next.jobs.length <= MAX_BULK_RECORDS;) {
-        jobs.push(...next.jobs);
+      for (let next = this.#batches[0]; next?.appendMany === appendMany && count + next.jobs.length <= MAX_BULK_RECORDS;) {
+        taken.push(next.jobs);
+        count += next.jobs.length;
         this.#batches.shift();
         next = this.#batches[0];
       }
+      const jobs = taken.flat().filter((job) => !job.entry.progress.stale);
+      this.#batchRecords -= count - jobs.length;
+      if (jobs.length === 0) continue;
       this.#batchesActive++;
       attemptMany(appendMany, jobs).then(
         (stored) => this.#batchDone(jobs, stored),
@@ -215,6 +224,8 @@ export class HistoryWriter {
     while (this.#backoff === undefined && this.#active < this.#concurrency && this.#head < this.#queue.length) {
       const job = this.#queue[this.#head] as HistoryJob;
       this.#head++;
+      // Its records are read again (a new generation, a re-read), by this node or another: owed there, not here.
+      if (job.entry.progress.stale) continue;
       this.#active++;
       attempt(this.#append, job.envelope).then(
         () => this.#done(job),

@@ -550,6 +550,33 @@ describe('bridge › kafka › HistoryWriter', () => {
     expect(h.appends).to.have.length(0);
   });
 
+  it('drops the unstarted jobs of a stale partition progress (its records are read again, and owed, elsewhere)', async () => {
+    const h = harness(1);
+    const bulks: string[][] = [];
+    const appendMany = async (records: readonly HistoryRecord[]): Promise<number> => (bulks.push(records.map((r) => r.id)), records.length);
+    h.enqueue(0);
+    h.enqueue(1);
+    h.enqueue(2);
+    h.writer.enqueueMany([{ envelope: record('b0'), entry: h.progress.track(3, 1) }], appendMany);
+    h.writer.enqueueMany([{ envelope: record('b1'), entry: h.progress.track(4, 1) }], appendMany);
+    expect(bulks).to.deep.equal([['b0']]);
+    const commits = new OffsetCommits({ commit: () => Promise.resolve() });
+    const old = commits.partition('t', 0, 0);
+    old.track(0, 1);
+    commits.reset();
+    expect(old.stale, 'a new generation makes the old progress stale').to.equal(true);
+    h.progress.stale = true;
+    await settle();
+    expect(bulks, 'b1 waited for a bulk append: dropped').to.deep.equal([['b0']]);
+    h.appends[0]?.done.resolve();
+    await h.writer.drained(5_000);
+    expect(h.writer.pending).to.equal(0);
+    expect(
+      h.appends.map((a) => a.id),
+      'r1 and r2 had not started: dropped',
+    ).to.deep.equal(['r0']);
+  });
+
   it('throws TypeError without a positive concurrency', () => {
     const base = { append: () => Promise.resolve(), storeName: 'x', counters: { historyAppended: 0, dropped: 0 }, logger: silentLogger };
     expect(() => new HistoryWriter({ ...base, concurrency: 0 })).to.throw(TypeError, /concurrency/);
