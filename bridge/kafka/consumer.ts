@@ -5,8 +5,8 @@ import { backoffMs, type ClusterBus, type Deliver } from '../../broker/ports/bus
 import type { HistoryRecord, HistoryStore } from '../../broker/ports/history.js';
 import { decodeRecord } from '../kafka-codec.js';
 import type { SharedQueues } from '../../broker/ports/queues.js';
-import type { HistoryCounters, HistoryWriter } from './history-writer.js';
-import { storeFirst } from './history-writer.js';
+import type { HistoryCounters, HistoryJob, HistoryWriter } from './history-writer.js';
+import { canStage, stageFirst, storeFirst } from './history-writer.js';
 import { OffsetCommits, type CommitOffset, type Entry } from './partition-progress.js';
 
 /** Where a partition starts (a new per-node group starts at the end of the log as of start()). */
@@ -53,8 +53,11 @@ interface Work {
   readonly envelope: HistoryRecord | undefined;
   readonly entry: Entry;
   readonly kind: 'topic' | 'queue' | 'none';
-  /** Stored in history before delivery (the normal case), so no background append is owed. */
+  /** Stored in history before delivery, so no background append is owed. */
   stored?: boolean;
+  /** Staged in the history store's cache before delivery (the normal case with one): appended in the background. */
+  staged?: boolean;
+  delivered?: boolean;
 }
 
 const QUEUE_PREFIX = '/queue/';
@@ -79,6 +82,8 @@ export class BusConsumer {
   #beat: NodeJS.Timeout | undefined;
   #beatWith: (() => Promise<void>) | undefined;
   #batchesIdle: (() => void) | undefined;
+  /** The store's bulk append, one function, so that the history writer can join queued batches. */
+  #appendMany = (records: readonly HistoryRecord[]): Promise<number> => this.#o.store.appendMany(records);
 
   constructor(options: BusConsumerOptions) {
     this.#o = options;
@@ -235,10 +240,11 @@ export class BusConsumer {
     this.#activeBatches++;
     this.#beating(payload);
     const generation = this.#generation;
+    const work: Work[] = [];
+    let readable: Promise<void> | undefined;
     try {
       const progress = this.offsets.partition(batch.topic, batch.partition, Number(first.offset));
       if (!(await this.#waitForHistoryRoom(payload, generation))) return;
-      const work: Work[] = [];
       for (const message of batch.messages) {
         const envelope = (this.#o.decode ?? decodeRecord)(batch.topic, batch.partition, message);
         // Everything but a queue fans out like a topic: `/topic/`, `/kafka/<topic>`, `/redis/<channel>`.
@@ -246,8 +252,10 @@ export class BusConsumer {
         if (envelope === undefined) this.#o.counters.dropped++;
         work.push({ envelope, kind, entry: progress.track(Number(message.offset), kind === 'none' ? 0 : kind === 'topic' ? 2 : 1) });
       }
-      // The history store may take seconds (it is given up to HISTORY_FIRST_MS); a rebalance does not wait for it.
-      await this.#unlessRejoining(this.#storeFirst(work));
+      // Staging in the history cache takes milliseconds, but the store itself, when written first (no cache, or one
+      // that did not take the records), may take seconds (up to HISTORY_FIRST_MS); a rebalance does not wait for it.
+      readable = this.#storeFirst(work);
+      await this.#unlessRejoining(readable);
       // The group rebalances: this batch is abandoned, undelivered and uncommitted; the partition's next owner (this
       // node or another) reads it again from the committed offset, so nothing is lost, and the rejoin, which waits
       // for every batch in hand, is not held up by the delivery.
@@ -255,6 +263,9 @@ export class BusConsumer {
       const done = await this.#dispatch(work, payload, generation);
       if (done > 0) payload.resolveOffset(String((work[done - 1] as Work).entry.offset));
     } finally {
+      // Staged records this batch did not deliver (abandoned, or the bus closing) are in the cache, readable: the
+      // store gets them all the same, once staging is over (it may outlast an abandoned batch).
+      if (readable !== undefined) void readable.then(() => this.#appendUndelivered(work));
       if (--this.#activeBatches === 0) {
         clearInterval(this.#beat);
         this.#beat = undefined;
@@ -295,14 +306,24 @@ export class BusConsumer {
     });
   }
 
+  /**
+   * Makes a batch's topic records readable in history before they are delivered: staged in the store's cache when
+   * it has one (Redis, milliseconds; the store itself, MongoDB, gets them in the background), else, or for what the
+   * cache did not take, stored in the store itself, given up to HISTORY_FIRST_MS. So a failover, which sends the
+   * dead node's backlog through MongoDB all at once, does not hold up delivery on the surviving nodes.
+   */
   async #storeFirst(work: Work[]): Promise<void> {
-    if (!this.#o.store.healthy) return;
+    const store = this.#o.store;
     const topics = work.filter((w) => w.kind === 'topic' && w.envelope !== undefined);
-    const stored = await storeFirst(
-      this.#o.store,
-      topics.map((w) => w.envelope as HistoryRecord),
-    );
-    for (let i = 0; i < stored; i++) (topics[i] as Work).stored = true;
+    if (topics.length === 0) return;
+    const records = topics.map((w) => w.envelope as HistoryRecord);
+    const outcome = canStage(store) ? await stageFirst(store, records) : [];
+    // Found stored already: a partition's new owner reading again what the old one stored owes nothing for it.
+    outcome.forEach((o, i) => ((topics[i] as Work)[o] = true));
+    const staged = outcome.length;
+    if (staged === topics.length || !store.healthy) return;
+    const stored = await storeFirst(store, records.slice(staged));
+    for (let i = 0; i < stored; i++) (topics[staged + i] as Work).stored = true;
   }
 
   /**
@@ -341,7 +362,9 @@ export class BusConsumer {
           this.#o.logger.error(where, 'dropped a Kafka record the fanout refused for good');
         }
       }
-      for (let i = from; i < failedAt; i++) this.#delivered(work[i] as Work);
+      const staged: HistoryJob[] = [];
+      for (let i = from; i < failedAt; i++) this.#delivered(work[i] as Work, staged);
+      if (staged.length > 0) this.#o.history.enqueueMany(staged, this.#appendMany);
       if (failedAt === work.length) return work.length;
       from = failedAt;
       attempt++;
@@ -372,14 +395,24 @@ export class BusConsumer {
     return undefined;
   }
 
-  #delivered(w: Work): void {
+  #appendUndelivered(work: readonly Work[]): void {
+    const jobs: HistoryJob[] = [];
+    for (const w of work)
+      if (w.staged === true && w.delivered !== true && w.envelope !== undefined) jobs.push({ envelope: w.envelope, entry: w.entry });
+    if (jobs.length > 0) this.#o.history.enqueueMany(jobs, this.#appendMany);
+  }
+
+  #delivered(w: Work, staged: HistoryJob[]): void {
     if (w.envelope === undefined) return;
+    w.delivered = true;
     this.#o.counters.consumed++;
     w.entry.progress.step(w.entry);
     if (w.kind !== 'topic') return;
     if (w.stored === true) {
       this.#o.counters.historyAppended++;
       w.entry.progress.step(w.entry);
+    } else if (w.staged === true) {
+      staged.push({ envelope: w.envelope, entry: w.entry });
     } else {
       this.#o.history.enqueue({ envelope: w.envelope, entry: w.entry });
     }

@@ -20,6 +20,11 @@ export class PartitionProgress {
   committable: number;
   committed: number;
   lastTracked = -1;
+  /**
+   * Replaced: a new generation or a re-read reads these records again (on this node or the partition's new owner),
+   * so steps still owed here are owed there too; work queued for this one can be dropped.
+   */
+  stale = false;
   #entries: Entry[] = [];
   #head = 0;
 
@@ -101,6 +106,7 @@ export class OffsetCommits {
 
   /** A new group generation: every assigned partition is read again from its committed offset. */
   reset(): void {
+    for (const p of this.#progress.values()) p.stale = true;
     this.#progress = new Map();
     // A commit of the old generation still in flight (retried by kafkajs) must not hold back the new one's. If it
     // lands later it may set an offset back: those records are read again, never skipped (at least once).
@@ -116,6 +122,7 @@ export class OffsetCommits {
     const key = `${topic}\u0000${partition}`;
     let progress = this.#progress.get(key);
     if (progress === undefined || firstOffset <= progress.lastTracked) {
+      if (progress !== undefined) progress.stale = true;
       progress = new PartitionProgress(topic, partition, firstOffset);
       this.#progress.set(key, progress);
     }

@@ -11,6 +11,7 @@ import {
   type Deliver,
   type PublishInput,
 } from '../../broker/ports/bus.js';
+import { CachedHistoryStore } from '../../bridge/cached-history.js';
 import { InMemoryHistoryStore } from '../../bridge/memory-history.js';
 import type { HistoryQuery, HistoryRecord, HistoryStore } from '../../broker/ports/history.js';
 import { KafkaBus, KAFKA_ERRORS, type KafkaBusOptions } from '../../bridge/kafka-bus.js';
@@ -22,6 +23,7 @@ import { busConformance, closedPort, envelope, Recorder, uniqueDestination, unti
 import { waitQuiet } from '../support/timing.js';
 
 const BROKERS = process.env.STOMPEDE_TEST_KAFKA_BROKERS;
+const REDIS_URL = process.env.STOMPEDE_TEST_REDIS_URL;
 const brokers = (BROKERS ?? '').split(',').filter((b) => b !== '');
 const RUN = `${process.pid.toString(36)}${Date.now().toString(36)}`;
 /** Kafka's default group.min.session.timeout.ms: the fastest a crashed member is noticed. */
@@ -116,6 +118,50 @@ class ClusterNode implements ClusterBus {
 }
 
 /** A history store that can be switched off (MongoDB stopped), counting appends per id. */
+/** A history store whose appends wait while it is held (a MongoDB seconds behind, as under a failover's load). */
+class HeldHistory implements HistoryStore {
+  readonly name = 'held';
+  readonly inner = new InMemoryHistoryStore({ maxPerDestination: 0, maxAgeMs: 0 });
+  readonly appends = new Map<string, number>();
+  #gate: Promise<void> = Promise.resolve();
+  #release: (() => void) | undefined;
+
+  get healthy(): boolean {
+    return true;
+  }
+
+  hold(): void {
+    this.#gate = new Promise((resolve) => (this.#release = resolve));
+  }
+
+  release(): void {
+    this.#release?.();
+  }
+
+  async append(record: HistoryRecord): Promise<void> {
+    await this.#gate;
+    this.appends.set(record.id, (this.appends.get(record.id) ?? 0) + 1);
+    await this.inner.append(record);
+  }
+
+  async appendMany(records: readonly HistoryRecord[]): Promise<number> {
+    for (const r of records) await this.append(r);
+    return records.length;
+  }
+
+  read(vhost: string, destination: string, query: HistoryQuery, limit: number): Promise<HistoryRecord[]> {
+    return this.inner.read(vhost, destination, query, limit);
+  }
+
+  nextPosition(vhost: string, destination: string): number {
+    return this.inner.nextPosition(vhost, destination);
+  }
+
+  close(): Promise<void> {
+    return Promise.resolve();
+  }
+}
+
 class FlakyHistory implements HistoryStore {
   readonly name = 'flaky';
   readonly inner = new InMemoryHistoryStore({ maxPerDestination: 0, maxAgeMs: 0 });
@@ -557,6 +603,78 @@ describe('KafkaBus on Kafka', function () {
       await everyNodeHas(d, 40, 15_000);
       for (const r of recorders)
         expect(r.unique(d).map((e) => Number(e.body.toString()))).to.deep.equal(Array.from({ length: 40 }, (_, i) => i));
+    });
+  });
+
+  describe('the pipeline with the Redis history cache in front of a store that holds its appends back', function () {
+    const topics = testTopics('stage');
+    const held = new HeldHistory();
+    let store: CachedHistoryStore;
+    let cluster: TestCluster;
+    let recorders: Recorder[];
+
+    before(async function () {
+      requireService('redis');
+      store = new CachedHistoryStore({ url: REDIS_URL as string, clusterName: `stage${RUN}`, cacheSize: 8, inner: held });
+      await until(
+        () => store.cacheHealthy,
+        10_000,
+        () => 'the history cache to reach Redis',
+      );
+      cluster = await kafkaCluster({ fanout: true, topics, history: () => store });
+      recorders = cluster.nodes.map(() => new Recorder());
+      await Promise.all(cluster.nodes.map((n, i) => n.start((recorders[i] as Recorder).deliver)));
+    });
+
+    after(async function () {
+      held.release();
+      await cluster?.close();
+      await store?.close();
+    });
+
+    it('delivers without waiting for the store, each record readable in history as it arrives; commits once stored', async function () {
+      const d = uniqueDestination('topic', 'staged');
+      held.hold();
+      let ids: string[] = [];
+      try {
+        await Promise.all(Array.from({ length: 30 }, (_, i) => (cluster.nodes[0] as ClusterNode).publish(envelope(d, String(i)))));
+        await until(
+          () => recorders.every((r) => r.unique(d).length >= 30),
+          DELIVERY_MS,
+          () => `30 on ${d}`,
+        );
+        ids = (recorders[0] as Recorder).unique(d).map((e) => e.id);
+        expect(
+          ids.some((id) => held.appends.has(id)),
+          'the store has none of them yet',
+        ).to.equal(false);
+        // More than the cache keeps (8), read as any node reads: the store's answer completed from Redis.
+        expect((await store.read('/', d, { all: true }, 100)).map((r) => r.id)).to.deep.equal(ids);
+        expect((await store.read('/', d, { afterId: ids[0] as string }, 100)).map((r) => r.id)).to.deep.equal(ids.slice(1));
+        expect((await store.read('/', d, { last: 3 }, 100)).map((r) => r.id)).to.deep.equal(ids.slice(-3));
+        await waitQuiet(1_000); // several commit ticks
+        const { partition, offset: first } = coordinates(ids[0] as string);
+        const commits = await committed(cluster.clusterName, topics.topics);
+        expect(commits.get(partition) ?? -1, 'committed offset while the store holds back').to.be.at.most(first);
+      } finally {
+        held.release();
+      }
+      await until(
+        () => ids.every((id) => held.appends.get(id) === 1),
+        15_000,
+        () => `the store catching up (${ids.filter((id) => held.appends.has(id)).length}/30)`,
+      );
+      await until(
+        () => store.ahead === 0,
+        5_000,
+        () => `nothing owed to the store (${store.ahead})`,
+      );
+      const { partition, offset: last } = coordinates(ids[ids.length - 1] as string);
+      let commit: number;
+      const deadline = Date.now() + 10_000;
+      while ((commit = (await committed(cluster.clusterName, topics.topics)).get(partition) ?? -1) <= last && Date.now() < deadline)
+        await sleep(250);
+      expect(commit, 'committed offset once the store has them').to.be.above(last);
     });
   });
 

@@ -3,7 +3,8 @@ import { expect } from 'chai';
 import { silentLogger } from '../../broker/ports/logger.js';
 import { BridgeError } from '../../broker/ports/bus.js';
 import type { HistoryRecord } from '../../broker/ports/history.js';
-import { HistoryWriter, storeFirst, type HistoryCounters } from '../../bridge/kafka/history-writer.js';
+import { HistoryWriter, canStage, stageFirst, storeFirst, type HistoryCounters } from '../../bridge/kafka/history-writer.js';
+import type { Staged } from '../../bridge/cached-history.js';
 import { OffsetCommits, PartitionProgress, type CommitOffset, type Entry } from '../../bridge/kafka/partition-progress.js';
 import { ProducerBatcher, type Queued } from '../../bridge/kafka/producer-batcher.js';
 
@@ -493,6 +494,89 @@ describe('bridge › kafka › HistoryWriter', () => {
     expect(h.writer.pending).to.equal(0);
   });
 
+  it('appends a staged batch with one bulk call, then what that call did not store one by one, with retries', async () => {
+    const h = harness(16);
+    const bulks: { ids: string[]; done: Deferred<number> }[] = [];
+    const appendMany = (records: readonly HistoryRecord[]): Promise<number> => {
+      const done = deferred<number>();
+      bulks.push({ ids: records.map((r) => r.id), done });
+      return done.promise;
+    };
+    const jobs = [0, 1, 2, 3].map((o) => ({ envelope: record(`r${o}`), entry: h.progress.track(o, 1) }));
+    h.writer.enqueueMany(jobs.slice(0, 2), appendMany);
+    h.writer.enqueueMany(jobs.slice(2), appendMany);
+    expect(bulks.map((b) => b.ids)).to.deep.equal([
+      ['r0', 'r1'],
+      ['r2', 'r3'],
+    ]);
+    expect(h.appends, 'no single appends yet').to.have.length(0);
+    expect(h.writer.pending).to.equal(4);
+    // The second batch stores only its first record; the first batch fails outright.
+    bulks[1]?.done.resolve(1);
+    await until(() => h.appends.length === 1, 'r3 appended alone');
+    expect(h.progress.committable, 'r0 not stored yet').to.equal(0);
+    bulks[0]?.done.reject(new Error('store down'));
+    await until(() => h.appends.length === 3, 'r0 and r1 appended alone');
+    expect(h.appends.map((a) => a.id)).to.deep.equal(['r3', 'r0', 'r1']);
+    h.appends[1]?.done.reject(new Error('still down'));
+    await until(() => h.appends.length === 4, 'the retry of r0');
+    expect(h.appends[3]?.id).to.equal('r0');
+    for (const a of [h.appends[0], h.appends[2], h.appends[3]]) a?.done.resolve();
+    await h.writer.drained(5_000);
+    expect(h.writer.pending).to.equal(0);
+    expect(h.progress.committable).to.equal(4);
+    expect(h.counters).to.deep.equal({ historyAppended: 4, dropped: 0 });
+    h.writer.close();
+    h.writer.enqueueMany([{ envelope: record('late'), entry: h.progress.track(4, 1) }], appendMany);
+    expect(bulks, 'nothing taken after close').to.have.length(2);
+  });
+
+  it('joins staged batches that wait for a bulk append (concurrency / 8 at a time) into one', async () => {
+    const h = harness(8);
+    const bulks: { ids: string[]; done: Deferred<number> }[] = [];
+    const appendMany = (records: readonly HistoryRecord[]): Promise<number> => {
+      const done = deferred<number>();
+      bulks.push({ ids: records.map((r) => r.id), done });
+      return done.promise;
+    };
+    for (let o = 0; o < 4; o++) h.writer.enqueueMany([{ envelope: record(`r${o}`), entry: h.progress.track(o, 1) }], appendMany);
+    expect(bulks.map((b) => b.ids)).to.deep.equal([['r0']]);
+    bulks[0]?.done.resolve(1);
+    await until(() => bulks.length === 2, 'the joined bulk append');
+    expect(bulks[1]?.ids).to.deep.equal(['r1', 'r2', 'r3']);
+    bulks[1]?.done.resolve(3);
+    await h.writer.drained(5_000);
+    expect(h.progress.committable).to.equal(4);
+    expect(h.appends).to.have.length(0);
+  });
+
+  it('drops the unstarted jobs of a stale partition progress (its records are read again, and owed, elsewhere)', async () => {
+    const h = harness(1);
+    const bulks: string[][] = [];
+    const appendMany = async (records: readonly HistoryRecord[]): Promise<number> => (bulks.push(records.map((r) => r.id)), records.length);
+    h.enqueue(0);
+    h.enqueue(1);
+    h.enqueue(2);
+    h.writer.enqueueMany([{ envelope: record('b0'), entry: h.progress.track(3, 1) }], appendMany);
+    h.writer.enqueueMany([{ envelope: record('b1'), entry: h.progress.track(4, 1) }], appendMany);
+    expect(bulks).to.deep.equal([['b0']]);
+    const commits = new OffsetCommits({ commit: () => Promise.resolve() });
+    const old = commits.partition('t', 0, 0);
+    old.track(0, 1);
+    commits.reset();
+    expect(old.stale, 'a new generation makes the old progress stale').to.equal(true);
+    h.progress.stale = true;
+    await settle();
+    expect(bulks, 'b1 waited for a bulk append: dropped').to.deep.equal([['b0']]);
+    h.appends[0]?.done.resolve();
+    await h.writer.drained(5_000);
+    expect(h.writer.pending).to.equal(0);
+    expect(
+      h.appends.map((a) => a.id),
+      'r1 and r2 had not started: dropped',
+    ).to.deep.equal(['r0']);
+  });
+
   it('throws TypeError without a positive concurrency', () => {
     const base = { append: () => Promise.resolve(), storeName: 'x', counters: { historyAppended: 0, dropped: 0 }, logger: silentLogger };
     expect(() => new HistoryWriter({ ...base, concurrency: 0 })).to.throw(TypeError, /concurrency/);
@@ -520,5 +604,61 @@ describe('bridge › kafka › storeFirst', () => {
     expect(Date.now() - started).to.be.below(10_000);
     expect(await storeFirst({ healthy: true, appendMany: async () => (calls++, 0) }, [])).to.equal(0);
     expect(calls, 'nothing to store: the store is not asked').to.equal(0);
+  });
+});
+
+describe('bridge › kafka › stageFirst', () => {
+  const records = [record('a'), record('b'), record('c')];
+  const plain = {
+    name: 'fake',
+    healthy: true,
+    append: () => Promise.resolve(),
+    appendMany: () => Promise.resolve(0),
+    read: () => Promise.resolve([]),
+    nextPosition: () => 0,
+    close: () => Promise.resolve(),
+  };
+  const staging = (
+    stageMany: (r: readonly HistoryRecord[]) => Promise<readonly Staged[]>,
+  ): typeof plain & { stageMany: typeof stageMany } => ({
+    ...plain,
+    stageMany,
+  });
+
+  it('reports the outcome for each record, from the first, the cache took; none when it fails or is slow', async () => {
+    expect(
+      await stageFirst(
+        staging(async () => ['stored', 'staged']),
+        records,
+      ),
+    ).to.deep.equal(['stored', 'staged']);
+    expect(
+      await stageFirst(
+        staging(() => Promise.reject(new Error('redis down'))),
+        records,
+      ),
+    ).to.deep.equal([]);
+    const started = Date.now();
+    expect(
+      await stageFirst(
+        staging(() => new Promise<readonly Staged[]>(() => {})),
+        records,
+        30,
+      ),
+    ).to.deep.equal([]);
+    expect(Date.now() - started).to.be.below(10_000);
+    let calls = 0;
+    expect(
+      await stageFirst(
+        staging(async () => (calls++, ['staged'])),
+        [],
+      ),
+    ).to.deep.equal([]);
+    expect(calls).to.equal(0);
+  });
+
+  it('tells a store with a cache to stage in from one without', () => {
+    expect(canStage(staging(async () => []))).to.equal(true);
+    expect(canStage(plain)).to.equal(false);
   });
 });

@@ -481,6 +481,102 @@ describe('bridge › history › mongo', function () {
         }
       });
 
+      it('stages records in Redis ahead of the inner store: every read has them at once, on any node', async () => {
+        const inner = new CountingStore();
+        const store = await open(inner, 8);
+        const reader = await open(inner, 8);
+        const destination = `/topic/${uniqueName()}`;
+        const topic = uniqueName('kt');
+        const records = Array.from({ length: 14 }, (_, p) => record(destination, p, { id: `${topic}-0-${p}` }));
+        const idOf = (p: number): string => (records[p] as HistoryRecord).id;
+        for (const r of records.slice(0, 10)) await store.append(r);
+        expect(await store.stageMany(records.slice(10))).to.deep.equal(['staged', 'staged', 'staged', 'staged']);
+        expect(store.ahead, 'owed to the inner store').to.equal(4);
+        expect(await inner.inner.read('/', destination, { all: true }, 100), 'not in the inner store yet').to.have.length(10);
+        const positions = async (query: HistoryQuery, limit = 100): Promise<number[]> =>
+          (await reader.read('/', destination, query, limit)).map((r) => r.position);
+        const all = Array.from({ length: 14 }, (_, p) => p);
+        expect(await positions({ last: 4 })).to.deep.equal([10, 11, 12, 13]);
+        expect(await positions({ afterId: idOf(9) }), 'x-resume-after answered by the cache').to.deep.equal([10, 11, 12, 13]);
+        expect(inner.reads).to.equal(0);
+        // Read from the inner store (the cache no longer holds position 1, or holds too few), completed from the cache.
+        expect(await positions({ afterId: idOf(1) }), 'x-resume-after answered by the inner store').to.deep.equal(all.slice(2));
+        expect(await positions({ afterId: idOf(1) }, 3)).to.deep.equal([2, 3, 4]);
+        expect(await positions({ last: 12 })).to.deep.equal(all.slice(2));
+        expect(await positions({ last: 20 }, 5)).to.deep.equal([9, 10, 11, 12, 13]);
+        expect(await positions({ fromPosition: 11 })).to.deep.equal([11, 12, 13]);
+        expect(await positions({ all: true })).to.deep.equal(all);
+        expect(await positions({ all: true }, 5)).to.deep.equal([0, 1, 2, 3, 4]);
+        expect(await positions({ fromTime: 0 })).to.deep.equal(all);
+        expect(inner.reads, 'every read but the last N the cache holds').to.equal(7);
+        // The background append: stored, no longer owed.
+        expect(await store.appendMany(records.slice(10))).to.equal(4);
+        expect(store.ahead).to.equal(0);
+        expect(await positions({ all: true })).to.deep.equal(all);
+      });
+
+      it('keeps staged records readable however far the inner store falls behind; the next owner clears them', async () => {
+        const inner = new CountingStore();
+        const crashed = await open(inner, 4);
+        const next = await open(inner, 4);
+        const destination = `/topic/${uniqueName()}`;
+        const topic = uniqueName('kt');
+        const records = Array.from({ length: 10 }, (_, p) => record(destination, p, { id: `${topic}-0-${p}` }));
+        const idOf = (p: number): string => (records[p] as HistoryRecord).id;
+        // More than the cache keeps (4), none in the inner store yet.
+        expect(await crashed.stageMany(records)).to.deep.equal(Array(10).fill('staged'));
+        const positions = async (query: HistoryQuery, limit = 100): Promise<number[]> =>
+          (await next.read('/', destination, query, limit)).map((r) => r.position);
+        expect(await positions({ all: true })).to.deep.equal([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        expect(await positions({ afterId: idOf(1) })).to.deep.equal([2, 3, 4, 5, 6, 7, 8, 9]);
+        expect(await positions({ last: 8 })).to.deep.equal([2, 3, 4, 5, 6, 7, 8, 9]);
+        expect(await positions({ afterId: idOf(7) }), 'from the cache').to.deep.equal([8, 9]);
+        // The partition's next owner reads the records again, stages them again, stores them: the set is cleared.
+        expect(await next.stageMany(records), 'still owed: staged again').to.deep.equal(Array(10).fill('staged'));
+        expect(next.ahead).to.equal(10);
+        expect(await next.appendMany(records)).to.equal(10);
+        expect(next.ahead).to.equal(0);
+        const client = await connectRedis(REDIS_URL as string, silentLogger, 'spec');
+        try {
+          expect(await client.sendCommand(['ZCARD', `${CLUSTER}:ahead:/:${destination}`])).to.equal(0);
+        } finally {
+          await client.close();
+        }
+        expect(await positions({ all: true })).to.deep.equal([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        // Read once more (another rebalance): all stored already, also what the cache (4) no longer holds.
+        const third = await open(inner, 4);
+        expect(await third.stageMany(records)).to.deep.equal(Array(10).fill('stored'));
+        expect(third.ahead).to.equal(0);
+        // Stored by someone else than the stager (only the cache knows): the cache holds it, the ahead set does not.
+        const late = record(destination, 10, { id: `${topic}-0-10` });
+        await inner.append(late);
+        await third.append(late);
+        expect(await third.stageMany([late])).to.deep.equal(['stored']);
+      });
+
+      it('stages nothing while Redis fails (the consumer then writes the inner store first)', async () => {
+        const real = await connectRedis(REDIS_URL as string, silentLogger, 'spec');
+        const client = flaky(real);
+        try {
+          const store = new CachedHistoryStore({ client, clusterName: CLUSTER, cacheSize: 8, inner: new CountingStore() });
+          opened.push(store);
+          const destination = `/topic/${uniqueName()}`;
+          const topic = uniqueName('kt');
+          client.failing = true;
+          expect(await store.stageMany([record(destination, 0, { id: `${topic}-0-0` })])).to.deep.equal([]);
+          // Appended while the cache failed: the destination is repaired before it is staged into again.
+          await store.append(record(destination, 1, { id: `${topic}-0-1` }));
+          client.failing = false;
+          expect(await store.stageMany([record(destination, 2, { id: `${topic}-0-2` })]), 'until Redis answers again').to.deep.equal([]);
+          // The next command that reaches Redis (here a read, which repairs the destination) brings the cache back.
+          expect((await store.read('/', destination, { last: 2 }, 100)).map((r) => r.position)).to.deep.equal([1]);
+          await until(() => store.repairsPending === 0, 5_000, 'the cache to be repaired');
+          expect(await store.stageMany([record(destination, 2, { id: `${topic}-0-2` })])).to.deep.equal(['staged']);
+        } finally {
+          await real.close();
+        }
+      });
+
       it('keeps at most cacheSize records per destination in Redis', async () => {
         const store = await open(new CountingStore(), 5);
         const destination = `/topic/${uniqueName()}`;
