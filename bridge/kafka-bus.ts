@@ -474,8 +474,7 @@ export class KafkaBus implements ClusterBus {
       }
       if (missing.length > 0) {
         step = 'describing the cluster';
-        const replicationFactor =
-          this.#o.replicationFactor > 0 ? this.#o.replicationFactor : autoReplicationFactor((await admin.describeCluster()).brokers.length);
+        const replicationFactor = await this.#replicationFactor(admin);
         step = `creating the topics ${missing.join(', ')} (${this.#o.partitions} partitions, replication factor ${replicationFactor})`;
         await admin.createTopics({
           waitForLeaders: true,
@@ -559,6 +558,13 @@ export class KafkaBus implements ClusterBus {
     while (pending() && Date.now() < giveUpAt && this.#state === 'running') await sleep(50);
   }
 
+  /** Replicas of a topic this bus creates: the configured number, else min(3, brokers in the cluster). */
+  async #replicationFactor(admin: Admin): Promise<number> {
+    return this.#o.replicationFactor > 0
+      ? this.#o.replicationFactor
+      : autoReplicationFactor((await admin.describeCluster()).brokers.length);
+  }
+
   #addKnown(topic: string): void {
     this.#topics.push(topic);
     this.#topicSet.add(topic);
@@ -576,10 +582,17 @@ export class KafkaBus implements ClusterBus {
       let fresh: PartitionOffset[];
       try {
         await admin.connect();
-        await admin.createTopics({
-          waitForLeaders: true,
-          topics: [{ topic, numPartitions: this.#o.partitions, replicationFactor: this.#o.replicationFactor }],
-        });
+        if (!(await admin.listTopics()).includes(topic)) {
+          // A client naming a topic creates it only where the operator allows topic creation at all.
+          if (!this.#autoCreateTopics)
+            throw new BridgeError(
+              KAFKA_ERRORS.ERR_KAFKA_TOPIC,
+              `the Kafka topic "${topic}" does not exist and topic creation is off (kafkaAutoCreateTopics)`,
+              false,
+            );
+          const replicationFactor = await this.#replicationFactor(admin);
+          await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: this.#o.partitions, replicationFactor }] });
+        }
         // From its start, for history: what is older than now is stored, not delivered live (#historyOnly).
         fresh = await this.#freshPartitionEnds(admin, [topic], (t) => this.#mapping?.isPrivate(t) !== false);
       } finally {
