@@ -1,15 +1,33 @@
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { DEFAULT_CONFIG, flagName } from '../../broker/config.js';
 import { startBroker, type TestBroker } from '../support/broker.js';
 import { RawClient, stompFrame, type RawFrame } from '../support/raw.js';
 import { watchSessionErrors } from '../interop/harness.js';
 import { ensureVenv } from '../interop/python-venv.js';
 import { cliEnv } from '../ops/cli.js';
+import {
+  CLI,
+  README,
+  REPO,
+  TCP_PORT,
+  WS_PORT,
+  describeRun,
+  fencedBlocks,
+  freshNpmProject,
+  nonBlankLines,
+  runSnippet,
+  section,
+  shellLines,
+  shellWords,
+  stompedeCommands,
+  withPorts,
+  type Block,
+  type CliCommand,
+  type Run,
+} from './readme-text.js';
 
 /**
  * README.md's snippets, run as they are written. The fenced blocks of "## Connecting" run against a broker of
@@ -22,166 +40,15 @@ import { cliEnv } from '../ops/cli.js';
  * run for real in a temporary directory.
  */
 
-const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '../../..');
-const README = readFileSync(join(REPO, 'README.md'), 'utf8');
-const CLI = join(REPO, 'dist/bin/stompede.js');
 const SPRING_TEST = join(REPO, 'interop/spring/src/test/java/dev/stompede/interop/spring/ReadmeSnippetTest.java');
 const SPRING_SPEC = join(REPO, 'spec/interop/spring.spec.ts');
 /** Scratch files of the CLI checks (the js snippets run in fresh projects under the system's temporary directory). */
 const SCRATCH = join(REPO, '.cache', 'readme-spec');
 
-const TCP_PORT = '61613';
-const WS_PORT = '15674';
-/** How long a snippet has to print what it sent. */
-const SNIPPET_MS = 10_000;
-
-interface Block {
-  readonly lang: string;
-  readonly code: string;
-  /** The bold label before the block (`**stomp.js** (…)` → `stomp.js`). */
-  readonly label: string;
-  /** The text from that label to the block: what the README tells a reader to do with it. */
-  readonly intro: string;
-}
-
-/** The text of a `## ` section, up to the next `## ` heading. */
-function section(markdown: string, heading: string): string {
-  const start = markdown.indexOf(`\n## ${heading}\n`);
-  expect(start, `README.md has a "## ${heading}" section`).to.be.at.least(0);
-  const end = markdown.indexOf('\n## ', start + 1);
-  return markdown.slice(start, end < 0 ? undefined : end);
-}
-
-function fencedBlocks(markdown: string): Block[] {
-  const blocks: Block[] = [];
-  let previousEnd = 0;
-  for (const m of markdown.matchAll(/^```(\w*)\n([\s\S]*?)^```$/gm)) {
-    const before = markdown.slice(previousEnd, m.index);
-    const labels = [...before.matchAll(/\*\*([^*]+)\*\*/g)];
-    const last = labels.at(-1);
-    const intro = last === undefined ? '' : before.slice(last.index);
-    blocks.push({ lang: m[1] as string, code: m[2] as string, label: last?.[1] ?? '', intro });
-    previousEnd = m.index + m[0].length;
-  }
-  return blocks;
-}
-
-/** The README's ports replaced by the test broker's, in the snippet's text only. */
-function withPorts(code: string, tcp: string, ws: string): string {
-  return code.replaceAll(TCP_PORT, tcp).replaceAll(WS_PORT, ws);
-}
-
-function nonBlankLines(text: string): string[] {
-  return text
-    .split('\n')
-    .map((l) => l.trim())
-    .filter((l) => l !== '');
-}
-
-interface Run {
-  readonly code: number | null;
-  readonly lines: string[];
-  readonly stdout: string;
-  readonly stderr: string;
-  readonly timedOut: boolean;
-}
-
-/**
- * Runs a snippet until its stdout has the line `until` (then kills it: the Node snippets stay connected) or, with
- * `untilExit`, until it exits by itself; killed after SNIPPET_MS either way.
- */
-function runSnippet(
-  command: string,
-  args: readonly string[],
-  options: { cwd: string; until: string; untilExit?: boolean; env?: Record<string, string> },
-): Promise<Run> {
-  return new Promise((resolveRun, reject) => {
-    const child = spawn(command, args, { cwd: options.cwd, env: cliEnv(options.env), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stdout = '';
-    let stderr = '';
-    let timedOut = false;
-    const lines = (): string[] => stdout.split('\n').map((l) => l.replace(/\r$/, ''));
-    child.stdout.setEncoding('utf8').on('data', (s: string) => {
-      stdout += s;
-      if (options.untilExit !== true && lines().includes(options.until)) child.kill('SIGTERM');
-    });
-    child.stderr.setEncoding('utf8').on('data', (s: string) => (stderr += s));
-    const timer = setTimeout(() => {
-      timedOut = true;
-      child.kill('SIGKILL');
-    }, SNIPPET_MS);
-    child.on('error', (error) => {
-      clearTimeout(timer);
-      reject(error);
-    });
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolveRun({ code, lines: lines(), stdout, stderr, timedOut });
-    });
-  });
-}
-
-function describeRun(r: Run): string {
-  return `${r.timedOut ? `no result within ${SNIPPET_MS} ms` : `exit ${String(r.code)}`}; stdout:\n${r.stdout}\nstderr:\n${r.stderr}`;
-}
-
-// ---- shell commands -------------------------------------------------------------------------------------------
-
-/** Words of a shell line as the shell would pass them (quotes removed); `#` comments dropped; `|`, `;`, `&&` kept. */
-function shellWords(line: string): string[] {
-  const words: string[] = [];
-  let word: string | undefined;
-  for (let i = 0; i < line.length; i++) {
-    const c = line[i] as string;
-    if (c === "'" || c === '"') {
-      const close = line.indexOf(c, i + 1);
-      if (close < 0) throw new Error(`unbalanced ${c} in: ${line}`);
-      word = (word ?? '') + line.slice(i + 1, close);
-      i = close;
-    } else if (/\s/.test(c)) {
-      if (word !== undefined) words.push(word);
-      word = undefined;
-    } else if (c === '#' && word === undefined) {
-      break;
-    } else {
-      word = (word ?? '') + c;
-    }
-  }
-  if (word !== undefined) words.push(word);
-  return words;
-}
-
-interface CliCommand {
-  /** Where it was found (the README line or inline code). */
-  readonly source: string;
-  /** The arguments stompede gets. */
-  readonly args: string[];
-  /** From a ```sh block (runnable), or an inline code span. */
-  readonly inBlock: boolean;
-}
-
-/** `npx stompede ARGS…` and `make run ARGS="…"` in a shell line, per pipeline segment. */
-function stompedeCommands(line: string, inBlock: boolean): CliCommand[] {
-  const out: CliCommand[] = [];
-  const segments: string[][] = [[]];
-  for (const w of shellWords(line)) {
-    if (['|', ';', '&&', '||'].includes(w)) segments.push([]);
-    else (segments.at(-1) as string[]).push(w);
-  }
-  for (const s of segments) {
-    if (s[0] === 'npx' && s[1] === 'stompede') out.push({ source: line, args: s.slice(2), inBlock });
-    if (s[0] === 'make' && s[1] === 'run') {
-      const value = s.find((w) => w.startsWith('ARGS='))?.slice('ARGS='.length);
-      out.push({ source: line, args: value === undefined ? [] : shellWords(value), inBlock });
-    }
-  }
-  return out;
-}
-
 function readmeCommands(): CliCommand[] {
   const fromBlocks = fencedBlocks(README)
     .filter((b) => b.lang === 'sh')
-    .flatMap((b) => b.code.split('\n').flatMap((l) => stompedeCommands(l, true)));
+    .flatMap((b) => shellLines(b.code).flatMap((l) => stompedeCommands(l, true)));
   // Inline mentions: `npx stompede --help`, and lone flags such as `--ws-port` or `--routes '…'`.
   const inline = [...README.replace(/^```[\s\S]*?^```$/gm, '').matchAll(/`([^`\n]+)`/g)].map((m) => m[1] as string);
   const fromInline = inline.flatMap((span) =>
@@ -269,10 +136,7 @@ describe('docs › README.md', function () {
           const installed = /`npm install ([^`]+)`/.exec(block.intro)?.[1]?.split(/\s+/) ?? [];
           const imported = [...block.code.matchAll(/^import .* from '([^']+)';$/gm)].map((m) => m[1] as string);
           expect(installed, 'npm install names every package the snippet imports').to.include.members(imported);
-          cwd = mkdtempSync(join(tmpdir(), 'stompede-readme-'));
-          const init = await runSnippet('npm', ['init', '-y'], { cwd, until: '', untilExit: true });
-          expect(init.code, describeRun(init)).to.equal(0);
-          symlinkSync(join(REPO, 'node_modules'), join(cwd, 'node_modules'), 'dir');
+          cwd = await freshNpmProject();
         }
         // A broker of its own: no snippet can see another one's message (stomp.js asks for topic history).
         const t: TestBroker = await startBroker();
