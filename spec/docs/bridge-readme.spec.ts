@@ -203,7 +203,7 @@ describe(`docs › README.md › ## ${HEADING}`, function () {
         receivers = Number(r.stdout.trim());
         if (receivers === 0) await new Promise((done) => setTimeout(done, 100));
       }
-      expect(receivers, `${line}: subscribers that got it`).to.equal(1);
+      expect(receivers, `${line}: subscribers that got it (the node)`).to.be.at.least(1);
       await program.waitForLine(bridge.publish.message, LINE_MS);
       await waitQuiet();
       expect(program.lines, `stdout of ${bridge.file}`).to.deep.equal([fromKafka, bridge.publish.message]);
