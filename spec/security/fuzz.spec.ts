@@ -50,10 +50,13 @@ const CLOSE_AFTER_ERROR_MS = 4_000;
  *   OS does not run us (870 ms seen with seven test sessions on the 2 cores, issue #10); the freezes issue #8
  *   found (6.8 s from one SUBSCRIBE + SEND, > 5 s to close a connection) still fail it more than twice over.
  * - BUSY_BOUND_MS, the worst gap counted only as far as this process spent CPU in it: the loop held by work.
- *   Twice the issue's 50 ms per-attack bound, since here 16 fuzz clients and the broker share the loop.
+ *   process.cpuUsage() counts every thread (V8's parallel GC, libuv's pool), and 16 fuzz clients share the loop
+ *   with the broker, so one major GC under a CPU hog reads as ~110 ms of "work" (seen in a `make test` beside a
+ *   busy loop). The bound is above that and still far below what a frame that holds the loop costs (seconds, in
+ *   issue #8); the per-attack 50 ms bound is checked where one attack runs alone (spec/security/matching.spec.ts).
  */
 const STALL_BOUND_MS = 2_000;
-const BUSY_BOUND_MS = 100;
+const BUSY_BOUND_MS = 400;
 const CONTROL_INTERVAL_MS = 100;
 
 const baseSeed =
