@@ -168,6 +168,8 @@ export const KAFKA_ERRORS = Object.freeze({
   ERR_KAFKA_PUBLISH: 'ERR_KAFKA_PUBLISH',
   ERR_KAFKA_NOT_RUNNING: 'ERR_KAFKA_NOT_RUNNING',
   ERR_KAFKA_TOPIC: 'ERR_KAFKA_TOPIC',
+  /** Kafka refused the SASL login, or its TLS certificate was not trusted: retrying cannot help. */
+  ERR_KAFKA_AUTH: 'ERR_KAFKA_AUTH',
 } as const);
 
 /** Per-batch and per-failure instrumentation (never per message), kafkajs-style. */
@@ -452,6 +454,7 @@ export class KafkaBus implements ClusterBus {
           break;
         } catch (error) {
           lastError = error;
+          if (refusalOf(error) !== undefined) throw error;
           const delayMs = backoffMs(attempt);
           if (Date.now() + delayMs >= giveUpAt || this.#state !== 'starting') throw error;
           await sleep(delayMs);
@@ -497,6 +500,9 @@ export class KafkaBus implements ClusterBus {
       return await Promise.race([work, deadline]);
     } catch (error) {
       work.catch(() => {});
+      const refusal = refusalOf(error);
+      if (refusal !== undefined)
+        throw new BridgeError(KAFKA_ERRORS.ERR_KAFKA_AUTH, this.#refusalMessage(refusal, error), false, { cause: error });
       const unreachable = step === 'connecting';
       throw new BridgeError(
         unreachable ? KAFKA_ERRORS.ERR_KAFKA_UNREACHABLE : KAFKA_ERRORS.ERR_KAFKA_START,
@@ -510,6 +516,20 @@ export class KafkaBus implements ClusterBus {
       clearTimeout(timer);
       await admin.disconnect().catch(() => {});
     }
+  }
+
+  /** Says what Kafka refused and which settings to check; never the password (kafkajs's messages hold none). */
+  #refusalMessage(refusal: 'sasl' | 'tls', error: unknown): string {
+    const at = this.#brokers.join(',');
+    if (refusal === 'tls') {
+      const advice = 'give the CA that signed it with kafkaSslCaFile, and name the host it was issued for in --kafka';
+      return `the TLS certificate of Kafka at ${at} was not accepted (${messageOf(error)}): ${advice}`;
+    }
+    const sasl = this.#client?.sasl;
+    const user = sasl !== undefined && 'username' in sasl ? ` of user "${sasl.username}"` : '';
+    const mechanism = sasl === undefined ? '' : ` (mechanism ${sasl.mechanism})`;
+    const advice = 'Check kafkaSaslMechanism, kafkaSaslUsername and kafkaSaslPassword.';
+    return `Kafka at ${at} refused the SASL login${user}${mechanism}: ${messageOf(error)}. ${advice}`;
   }
 
   /**
@@ -834,6 +854,30 @@ class PublishTimeout extends Error {
     super(`no acknowledgement within ${ms} ms; the message may or may not have been stored`);
     this.name = 'PublishTimeout';
   }
+}
+
+/** Node's TLS codes for a server certificate the client does not accept. */
+const CERTIFICATE_REFUSED = new Set([
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+
+/**
+ * `sasl` when Kafka refused the login, `tls` when its certificate was refused, anywhere down the cause chain
+ * (kafkajs wraps the connection error in KafkaJSNumberOfRetriesExceeded); undefined for anything worth retrying.
+ */
+function refusalOf(error: unknown): 'sasl' | 'tls' | undefined {
+  for (let e: unknown = error, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
+    if (e.name === 'KafkaJSSASLAuthenticationError') return 'sasl';
+    const code: unknown = (e as { code?: unknown }).code;
+    if (typeof code === 'string' && CERTIFICATE_REFUSED.has(code)) return 'tls';
+  }
+  return undefined;
 }
 
 function messageOf(error: unknown): string {

@@ -16,6 +16,12 @@
 # NAME.pid, NAME.log, port and data/. Ports: 16379 (redis), 19092 + 19093 (kafka broker + controller),
 # 27018 (mongo) when free, else any free port; a port once used is reused by later starts.
 #
+# Kafka also listens with SASL_PLAINTEXT (19094) and SASL_SSL (19095), each taking PLAIN, SCRAM-SHA-256 and
+# SCRAM-SHA-512 for one test user; the TLS files (a test CA and a server certificate for 127.0.0.1, made with
+# openssl) live in .services/kafka/tls/. Their addresses, the user and the CA file are in .services/env
+# (STOMPEDE_TEST_KAFKA_SASL, STOMPEDE_TEST_KAFKA_SASL_SSL, STOMPEDE_TEST_KAFKA_SASL_USER / _PASSWORD,
+# STOMPEDE_TEST_KAFKA_TLS_CA). PLAINTEXT stays the listener every other spec uses.
+#
 # redis-cluster: three `redis-server --cluster-enabled yes` masters on 17000-17002 (the next free block of three
 # otherwise), joined by `redis-cli --cluster create`, each with its own redis.conf under
 # .services/redis-cluster/<port>/ (so a spec can SIGKILL one master and start it again from that file: it keeps
@@ -39,7 +45,8 @@ REDIS_CLUSTER_SIZE=3
 READY_TIMEOUT=${STOMPEDE_SERVICES_TIMEOUT:-90}
 STOP_TIMEOUT=20
 
-declare -A DEFAULT_PORT=([redis]=16379 [kafka]=19092 [kafka-controller]=19093 [mongo]=27018
+declare -A DEFAULT_PORT=([redis]=16379 [kafka]=19092 [kafka-controller]=19093 [kafka-sasl]=19094
+  [kafka-sasl-ssl]=19095 [mongo]=27018
   [redis-cluster]=${STOMPEDE_REDIS_CLUSTER_PORT:-17000})
 
 # ---------------------------------------------------------------------------------------------- helpers
@@ -131,7 +138,7 @@ is_running() {
 choose_port() {
   local key=$1 must_keep=$2 file remembered=
   case $key in
-    kafka-controller) file=$RUN/kafka/port-controller ;;
+    kafka-controller | kafka-sasl | kafka-sasl-ssl) file=$RUN/kafka/port-${key#kafka-} ;;
     *) file=$RUN/$key/port ;;
   esac
   [[ -s $file ]] && remembered=$(cat "$file")
@@ -310,6 +317,14 @@ stop_redis_cluster() {
 # ------------------------------------------------------------------------------------------------ kafka
 
 KLIBS=$CACHE/kafka-libs
+# The one SASL user of the test Kafka (a test secret, not a real one): PLAIN reads it from server.properties,
+# SCRAM from the metadata log that `format --add-scram` writes.
+KAFKA_SASL_USER=stompede-test
+KAFKA_SASL_PASSWORD=stompede-test-secret
+KAFKA_SCRAM_USERS=(
+  "SCRAM-SHA-256=[name=$KAFKA_SASL_USER,password=$KAFKA_SASL_PASSWORD]"
+  "SCRAM-SHA-512=[name=$KAFKA_SASL_USER,password=$KAFKA_SASL_PASSWORD]"
+)
 
 java_major() { java -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -n 1; }
 
@@ -357,6 +372,24 @@ kafka_cds_archive() {
   echo "$CACHE/kafka-cds/kafka-$key.jsa"
 }
 
+# A test CA and a server certificate for 127.0.0.1 signed by it, made once per .services/ (never committed).
+# Kafka reads server.pem: the unencrypted PKCS#8 key, then the certificate. Clients trust ca.pem.
+kafka_tls() {
+  local tls=$1 log=$2
+  [[ -s $tls/server.pem && -s $tls/ca.pem ]] && return
+  rm -rf "$tls" && mkdir -p "$tls"
+  {
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj '/CN=stompede test CA' \
+      -keyout "$tls/ca.key" -out "$tls/ca.pem" \
+      && openssl req -newkey rsa:2048 -nodes -subj '/CN=127.0.0.1' -keyout "$tls/server.key" -out "$tls/server.csr" \
+      && printf 'subjectAltName=IP:127.0.0.1,DNS:localhost\n' >"$tls/san.ext" \
+      && openssl x509 -req -in "$tls/server.csr" -CA "$tls/ca.pem" -CAkey "$tls/ca.key" -CAcreateserial \
+        -days 3650 -extfile "$tls/san.ext" -out "$tls/server.crt" \
+      && openssl pkcs8 -topk8 -nocrypt -in "$tls/server.key" -out "$tls/server.pk8" \
+      && cat "$tls/server.pk8" "$tls/server.crt" >"$tls/server.pem"
+  } >>"$log" 2>&1 9>&- || fail_with_log kafka "$log" "openssl could not make the test certificates"
+}
+
 # Ready = this start's "Kafka Server started" line (the log may hold earlier runs' lines after a restart),
 # then a Metadata answer naming the broker and an active controller.
 kafka_ready() {
@@ -364,19 +397,38 @@ kafka_ready() {
 }
 
 start_kafka() {
-  local keep=$1 dir=$RUN/kafka port cport t0 t1 props jvm cds offset reason
+  local keep=$1 dir=$RUN/kafka port cport sport tport t0 t1 props jvm cds offset reason
   t0=$(now)
   ensure_kafka
   port=$(choose_port kafka "$keep")
+  # Nothing listens yet, so two choices can name the same free port: choose again until all differ.
   cport=$(choose_port kafka-controller "$keep")
   while [[ $cport == "$port" ]]; do cport=$(probe free-port); done
-  [[ -f $dir/data/meta.properties ]] || keep=0   # nothing to keep: format a fresh log dir
+  sport=$(choose_port kafka-sasl "$keep")
+  while [[ $sport == "$port" || $sport == "$cport" ]]; do sport=$(probe free-port); done
+  tport=$(choose_port kafka-sasl-ssl "$keep")
+  while [[ $tport == "$port" || $tport == "$cport" || $tport == "$sport" ]]; do tport=$(probe free-port); done
+
+  # A freshly formatted log dir holds no port or path (static voters are not recorded), only the cluster id,
+  # a directory id, the bootstrap metadata version and the SCRAM users: format once per config, users and jar
+  # set, then copy it. Saves a JVM start (0.5-2 s) on every fresh start. Data formatted for other users or
+  # another config is not kept.
+  local formatted key
+  key=$( { cat "$INFRA/kafka/server.properties"; printf '%s\n' "${KAFKA_SCRAM_USERS[@]}"; ls -l "$KLIBS"; } \
+    | sha256sum | cut -c1-16)
+  formatted=$CACHE/kafka-formatted/$key
+  [[ -f $dir/data/meta.properties && $(cat "$dir/format-key" 2>/dev/null) == "$key" ]] || keep=0
   prepare_dirs kafka "$keep"
   echo "$port" >"$dir/port"
   echo "$cport" >"$dir/port-controller"
+  echo "$sport" >"$dir/port-sasl"
+  echo "$tport" >"$dir/port-sasl-ssl"
+  kafka_tls "$dir/tls" "$dir/kafka.log"
 
   props=$dir/server.properties
   sed -e "s#@PORT@#$port#g" -e "s#@CONTROLLER_PORT@#$cport#g" -e "s#@DATA_DIR@#$dir/data#g" \
+    -e "s#@SASL_PORT@#$sport#g" -e "s#@SASL_SSL_PORT@#$tport#g" -e "s#@TLS_DIR@#$dir/tls#g" \
+    -e "s#@SASL_USER@#$KAFKA_SASL_USER#g" -e "s#@SASL_PASSWORD@#$KAFKA_SASL_PASSWORD#g" \
     "$INFRA/kafka/server.properties" >"$props"
 
   cds=$(kafka_cds_archive)
@@ -386,23 +438,21 @@ start_kafka() {
   local share=()
   [[ -s $cds ]] && share=(-XX:SharedArchiveFile="$cds")
 
-  # A freshly formatted log dir holds no port or path (static voters are not recorded), only the cluster id,
-  # a directory id and the bootstrap metadata version: format once per config and jar set, then copy it.
-  # Saves a JVM start (0.5-2 s) on every fresh start.
-  local formatted
-  formatted=$CACHE/kafka-formatted/$( { cat "$INFRA/kafka/server.properties"; ls -l "$KLIBS"; } | sha256sum | cut -c1-16)
+  local scram=() user
+  for user in "${KAFKA_SCRAM_USERS[@]}"; do scram+=(--add-scram "$user"); done
   if [[ $keep == 0 && -s $formatted/meta.properties ]]; then
     cp -a "$formatted/." "$dir/data/"
   elif [[ $keep == 0 ]]; then
     t1=$(now)
     # Any base64url UUID works as cluster id; a fixed one keeps logs comparable between runs.
     java "${jvm[@]}" -Xms64m -Xmx256m "${share[@]}" -cp "$KLIBS/*" kafka.tools.StorageTool format \
-      -t MkU3OEVBNTcwNTJENDM2Qg -c "$props" -g >>"$dir/kafka.log" 2>&1 9>&- \
+      -t MkU3OEVBNTcwNTJENDM2Qg -c "$props" -g "${scram[@]}" >>"$dir/kafka.log" 2>&1 9>&- \
       || fail_with_log kafka "$dir/kafka.log" "storage format failed"
     rm -rf "$formatted.tmp" && mkdir -p "$formatted.tmp" && cp -a "$dir/data/." "$formatted.tmp/" \
       && rm -rf "$formatted" && mv "$formatted.tmp" "$formatted"
     log "kafka    storage formatted in $(since "$t1")s"
   fi
+  echo "$key" >"$dir/format-key"
 
   if [[ -s $cds ]]; then
     rm -f "$dir/cds-pending"
@@ -575,6 +625,13 @@ write_env() {
         # Each node's own directory holds its redis.conf, pid file and log.
         kv STOMPEDE_TEST_REDIS_CLUSTER_DIR "$RUN/$name"
         continue
+      fi
+      if [[ $name == kafka ]]; then
+        kv STOMPEDE_TEST_KAFKA_SASL "127.0.0.1:$(cat "$RUN/kafka/port-sasl")"
+        kv STOMPEDE_TEST_KAFKA_SASL_SSL "127.0.0.1:$(cat "$RUN/kafka/port-sasl-ssl")"
+        kv STOMPEDE_TEST_KAFKA_SASL_USER "$KAFKA_SASL_USER"
+        kv STOMPEDE_TEST_KAFKA_SASL_PASSWORD "$KAFKA_SASL_PASSWORD"
+        kv STOMPEDE_TEST_KAFKA_TLS_CA "$RUN/kafka/tls/ca.pem"
       fi
       upper=${name^^}
       kv "STOMPEDE_TEST_${upper}_PID_FILE" "$RUN/$name/$name.pid"

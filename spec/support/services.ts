@@ -24,8 +24,9 @@ export function serviceUrl(name: ServiceName): string | undefined {
 /** Thrown (from a `before` hook, so the whole block fails) when a service the spec needs is not configured. */
 export class MissingServiceError extends Error {
   readonly missing: readonly ServiceName[];
-  constructor(missing: readonly ServiceName[]) {
-    const list = missing.map((n) => `${n} (${SERVICE_VARIABLES[n]})`).join(', ');
+  /** `detail`: what exactly is missing when a service needs more than its URL (default: its URL variable). */
+  constructor(missing: readonly ServiceName[], detail?: string) {
+    const list = detail ?? missing.map((n) => `${n} (${SERVICE_VARIABLES[n]})`).join(', ');
     super(`required test service(s) not configured: ${list}; run the specs through \`make test\` or infra/with-services.sh`);
     this.name = 'MissingServiceError';
     this.missing = missing;
@@ -43,4 +44,38 @@ export function requireService(name: ServiceName): string {
 export function requireServices(names: readonly ServiceName[]): void {
   const missing = names.filter((n) => serviceUrl(n) === undefined);
   if (missing.length > 0) throw new MissingServiceError(missing);
+}
+
+/** The SASL login the test Kafka's SASL listeners accept (PLAIN, SCRAM-SHA-256 and SCRAM-SHA-512), and its TLS CA. */
+export interface KafkaSaslService {
+  /** host:port of the SASL_PLAINTEXT listener. */
+  readonly sasl: string;
+  /** host:port of the SASL_SSL listener, whose certificate the CA in `caFile` signed. */
+  readonly saslSsl: string;
+  readonly username: string;
+  readonly password: string;
+  readonly caFile: string;
+}
+
+const KAFKA_SASL_VARIABLES = Object.freeze({
+  sasl: 'STOMPEDE_TEST_KAFKA_SASL',
+  saslSsl: 'STOMPEDE_TEST_KAFKA_SASL_SSL',
+  username: 'STOMPEDE_TEST_KAFKA_SASL_USER',
+  password: 'STOMPEDE_TEST_KAFKA_SASL_PASSWORD',
+  caFile: 'STOMPEDE_TEST_KAFKA_TLS_CA',
+} as const satisfies Record<keyof KafkaSaslService, string>);
+
+/** The test Kafka's SASL listeners and login; throws MissingServiceError naming every unset variable. */
+export function requireKafkaSasl(): KafkaSaslService {
+  const read = (variable: string): string => process.env[variable] ?? '';
+  const missing = Object.values(KAFKA_SASL_VARIABLES).filter((v) => read(v) === '');
+  if (missing.length > 0) throw new MissingServiceError(['kafka'], `kafka SASL listeners (${missing.join(', ')})`);
+  const v = KAFKA_SASL_VARIABLES;
+  return {
+    sasl: read(v.sasl),
+    saslSsl: read(v.saslSsl),
+    username: read(v.username),
+    password: read(v.password),
+    caFile: read(v.caFile),
+  };
 }
