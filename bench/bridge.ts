@@ -1,8 +1,9 @@
 // What the native Kafka record format costs against the private one (issue #7): one Stompede node per measurement,
 // the two formats alternating, several rounds, medians and the ratio native / private.
 //
-//   node dist/bench/bridge.js [--rounds 5] [--records 50000] [--subscribers 4] [--partitions 8]
+//   node dist/bench/bridge.js [--rounds 5] [--records 50000] [--subscribers 2] [--partitions 8]
 //        [--duration-s 8] [--warmup-s 2] [--publishers 4] [--window 100] [--size 100] [--port 62413] [--json out.json]
+//        [--formats private,native] [--cpu-prof-dir DIR]   (one format only, and `node --cpu-prof` of each node)
 //
 // Needs Kafka: --kafka BROKERS, else STOMPEDE_TEST_KAFKA_BROKERS (as infra/services.sh writes it to .services/env).
 // No Redis, no MongoDB: one node, history in memory.
@@ -49,6 +50,9 @@ interface Options {
   readonly sizeBytes: number;
   readonly port: number;
   readonly json: string | undefined;
+  readonly formats: readonly Format[];
+  /** Profile each node (`node --cpu-prof`) into this folder. */
+  readonly cpuProfDir: string | undefined;
 }
 
 interface InwardResult {
@@ -83,9 +87,15 @@ const BATCHES_IN_FLIGHT = 8;
 const PROBE_TIMEOUT_MS = 60_000;
 const INWARD_TIMEOUT_MS = 120_000;
 const BODY_MARK = 'b';
+/**
+ * The nodes' slow-consumer limit (256 MiB, not 16): the subscribers share this one process with the producer, and
+ * a burst the node delivers faster than they read must not disconnect them (this bench measures the node).
+ */
+const MAX_OUTBOUND_BYTES = 256 * 1024 * 1024;
 
 const USAGE = `usage: node dist/bench/bridge.js [--kafka BROKERS] [--rounds N] [--records N] [--subscribers N]
-  [--partitions N] [--duration-s N] [--warmup-s N] [--publishers N] [--window N] [--size N] [--port N] [--json FILE]`;
+  [--partitions N] [--duration-s N] [--warmup-s N] [--publishers N] [--window N] [--size N] [--port N] [--json FILE]
+  [--formats private,native] [--cpu-prof-dir DIR]`;
 
 function parse(argv: string[]): Options {
   const { values } = parseArgs({
@@ -104,6 +114,8 @@ function parse(argv: string[]): Options {
       size: { type: 'string' },
       port: { type: 'string' },
       json: { type: 'string' },
+      formats: { type: 'string' },
+      'cpu-prof-dir': { type: 'string' },
       help: { type: 'boolean' },
     },
   });
@@ -120,11 +132,14 @@ function parse(argv: string[]): Options {
   };
   const kafka = values.kafka ?? process.env['STOMPEDE_TEST_KAFKA_BROKERS'] ?? '';
   if (kafka === '') problems.push('no Kafka: give --kafka BROKERS or set STOMPEDE_TEST_KAFKA_BROKERS (. .services/env)');
+  const formats = (values.formats ?? FORMATS.join(',')).split(',').filter((f) => f !== '');
+  const known = (f: string): f is Format => (FORMATS as readonly string[]).includes(f);
+  if (formats.length === 0 || !formats.every(known)) problems.push(`--formats takes ${FORMATS.join(', ')} (comma-separated)`);
   const options: Options = {
     kafka,
     rounds: int('rounds', values.rounds, 5, 1),
     records: int('records', values.records, 50_000, 1000),
-    subscribers: int('subscribers', values.subscribers, 4, 1),
+    subscribers: int('subscribers', values.subscribers, 2, 1),
     partitions: int('partitions', values.partitions, 8, 1),
     durationS: int('duration-s', values['duration-s'], 8, 1),
     warmupS: int('warmup-s', values['warmup-s'], 2, 0),
@@ -133,6 +148,8 @@ function parse(argv: string[]): Options {
     sizeBytes: int('size', values.size, 100, 16),
     port: int('port', values.port, 62413, 1),
     json: values.json,
+    formats: formats.filter(known),
+    cpuProfDir: values['cpu-prof-dir'],
   };
   if (problems.length > 0) {
     process.stderr.write(`${problems.map((p) => `error: ${p}`).join('\n')}\n\n${USAGE}\n`);
@@ -193,15 +210,37 @@ class Node {
     child.stderr?.on('data', keep);
   }
 
+  /** The end of what the node wrote (warnings and errors: it runs with --log-level warn). */
+  get output(): string {
+    return this.#output;
+  }
+
   get pid(): number {
     return this.#child.pid ?? -1;
   }
 
-  static async start(port: number, args: readonly string[]): Promise<Node> {
+  static async start(port: number, args: readonly string[], cpuProfDir: string | undefined): Promise<Node> {
     const script = fileURLToPath(new URL('../bin/stompede.js', import.meta.url));
+    const profile = cpuProfDir === undefined ? [] : ['--cpu-prof', '--cpu-prof-dir', cpuProfDir];
     const child = spawn(
       process.execPath,
-      [script, '--host', '127.0.0.1', '--port', String(port), '--ws-port', '-1', '--ops-port', '-1', '--log-level', 'warn', ...args],
+      [
+        ...profile,
+        script,
+        '--host',
+        '127.0.0.1',
+        '--port',
+        String(port),
+        '--ws-port',
+        '-1',
+        '--ops-port',
+        '-1',
+        '--log-level',
+        'warn',
+        '--max-outbound-bytes',
+        String(MAX_OUTBOUND_BYTES),
+        ...args,
+      ],
       {
         stdio: ['ignore', 'pipe', 'pipe'],
       },
@@ -300,6 +339,15 @@ async function inward(o: Options, format: Format, node: Node, producer: Producer
   const url = `tcp://127.0.0.1:${o.port}`;
   const clients = await Promise.all(Array.from({ length: o.subscribers }, () => StompClient.connect({ url })));
   const counts = new Array<number>(o.subscribers).fill(0);
+  let closed = 0;
+  clients.forEach((client, s) => {
+    client.onError = (err) => log(`inward ${format}: subscriber ${s}: ${err.message}`);
+    client.onClose = (info) => {
+      if (info.reason === 'local') return;
+      log(`inward ${format}: subscriber ${s} closed (${info.reason}) after ${counts[s] ?? 0} records`);
+      if (++closed === o.subscribers) done();
+    };
+  });
   let complete = 0;
   let probes = 0;
   let lastDelivery = 0;
@@ -356,6 +404,7 @@ async function inward(o: Options, format: Format, node: Node, producer: Producer
     const after = sampleProcess(node.pid);
     const end = outcome === 'done' ? lastDelivery : performance.now();
     const lost = counts.reduce((sum, n) => sum + (o.records - n), 0);
+    if (lost > 0) log(`inward ${format}: received per subscriber ${counts.join(', ')} of ${o.records}; node output: ${node.output}`);
     const delivered = Math.min(...counts);
     return {
       recordsPerS: (delivered * 1000) / (end - start),
@@ -421,14 +470,11 @@ async function measure(o: Options, kafka: Kafka, producer: Producer, round: numb
   } finally {
     await admin.disconnect();
   }
-  const node = await Node.start(o.port, [
-    '--kafka',
-    o.kafka,
-    '--cluster-name',
-    `bench-bridge-${run}-${round}-${format}`,
-    '--routes',
-    routesFor(format, inTopic, outTopic),
-  ]);
+  const node = await Node.start(
+    o.port,
+    ['--kafka', o.kafka, '--cluster-name', `bench-bridge-${run}-${round}-${format}`, '--routes', routesFor(format, inTopic, outTopic)],
+    o.cpuProfDir,
+  );
   try {
     const inResult = await inward(o, format, node, producer, inTopic);
     log(
@@ -508,13 +554,13 @@ async function main(): Promise<void> {
   const results: Measurement[] = [];
   try {
     for (let round = 0; round < o.rounds; round++) {
-      const order: readonly Format[] = round % 2 === 0 ? FORMATS : [...FORMATS].reverse();
+      const order: readonly Format[] = round % 2 === 0 ? o.formats : [...o.formats].reverse();
       for (const format of order) results.push(await measure(o, kafka, producer, round, format, run));
     }
   } finally {
     await producer.disconnect();
   }
-  const table = report(o, results);
+  const table = o.formats.length === FORMATS.length ? report(o, results) : 'one format measured: no ratio (see the lines above)';
   process.stdout.write(`${table}\n`);
   if (o.json !== undefined) writeFileSync(o.json, `${JSON.stringify({ options: o, results }, null, 2)}\n`);
 }
