@@ -222,15 +222,31 @@ export function chatScenarios(ctx: ClusterContext, options: { wildcards?: boolea
       await star.inbox.count(3, 20_000, '* subscriber');
       await exact.inbox.count(2, 20_000, 'exact subscriber');
       await waitQuiet(300);
-      const seen = (s: Subscription) => s.inbox.messages.map((m) => `${m.headers.destination} ${m.body}`);
-      expect(seen(star)).to.deep.equal([`/topic/${base}.a to a`, `/topic/${base}.b to b`, `/topic/${base}.a to a again`]);
-      expect(seen(hash)).to.deep.equal([
-        `/topic/${base}.a to a`,
-        `/topic/${base}.b.c to b.c`,
-        `/topic/${base} to the base`,
-        `/topic/${base}.b to b`,
-        `/topic/${base}.a to a again`,
-      ]);
+      // Order is kept per destination (docs/ARCHITECTURE.md), not across them: on the kafka route each destination
+      // has its own partition, and partitions are fanned out by their owners independently. So each subscriber's
+      // messages are compared grouped by destination, in arrival order within each.
+      const seen = (s: Subscription) => {
+        const byDestination = new Map<string, string[]>();
+        for (const m of s.inbox.messages) {
+          const d = m.headers.destination ?? '';
+          byDestination.set(d, [...(byDestination.get(d) ?? []), `${d} ${m.body}`]);
+        }
+        return [...byDestination.keys()].sort().flatMap((d) => byDestination.get(d) ?? []);
+      };
+      const grouped = (lines: string[]) => {
+        const order = [...new Set(lines.map((l) => l.slice(0, l.indexOf(' '))))].sort();
+        return order.flatMap((d) => lines.filter((l) => l.startsWith(`${d} `)));
+      };
+      expect(seen(star)).to.deep.equal(grouped([`/topic/${base}.a to a`, `/topic/${base}.b to b`, `/topic/${base}.a to a again`]));
+      expect(seen(hash)).to.deep.equal(
+        grouped([
+          `/topic/${base}.a to a`,
+          `/topic/${base}.b.c to b.c`,
+          `/topic/${base} to the base`,
+          `/topic/${base}.b to b`,
+          `/topic/${base}.a to a again`,
+        ]),
+      );
       expect(seen(exact)).to.deep.equal([`/topic/${base}.a to a`, `/topic/${base}.a to a again`]);
       // One node, two subscriptions to the same messages: each gets its own copy, under its own id.
       expect(star.inbox.messages.every((m) => m.headers.subscription === star.id)).to.equal(true);
