@@ -45,14 +45,10 @@ export const CACHED_HISTORY_DEFAULTS = Object.freeze({
 });
 
 /**
- * Adds records to a destination's sorted set (score: position), keeps the newest `cap` entries (and, with a
- * byte cap, the newest that fit in it) and refreshes the expiry, atomically. KEYS[1] the set; ARGV: cap, ttl ms,
- * byte cap (0: none), then score/member pairs. The empty member at -inf marks a set holding every retained
- * record of its destination; it is the first to go when the set is full. The byte walk reads at most `cap`
- * members, the cache's own small bound.
+ * The cache's bounds, applied after an add (Lua, shared by ADD and STAGE): keeps the newest ARGV[1] members of KEYS[1]
+ * and, with a byte cap ARGV[3] (0: none), the newest that fit in it; refreshes its expiry (ARGV[2] ms).
  */
-const ADD = `
-for i = 4, #ARGV, 2 do redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1]) end
+const TRIM = `
 redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[1]) + 1))
 local maxBytes = tonumber(ARGV[3])
 if maxBytes > 0 then
@@ -66,7 +62,18 @@ if maxBytes > 0 then
   end
 end
 redis.call('PEXPIRE', KEYS[1], ARGV[2])
-return 1`;
+`;
+
+/**
+ * Adds records to a destination's sorted set (score: position), keeps the newest `cap` entries (and, with a
+ * byte cap, the newest that fit in it) and refreshes the expiry, atomically. KEYS[1] the set; ARGV: cap, ttl ms,
+ * byte cap (0: none), then score/member pairs. The empty member at -inf marks a set holding every retained
+ * record of its destination; it is the first to go when the set is full. The byte walk reads at most `cap`
+ * members, the cache's own small bound.
+ */
+const ADD = `
+for i = 4, #ARGV, 2 do redis.call('ZADD', KEYS[1], ARGV[i], ARGV[i + 1]) end
+${TRIM}return 1`;
 
 /**
  * Stages records (`stageMany`): each goes to the destination's ahead set (never trimmed) and to its cache (then trimmed
@@ -89,20 +96,7 @@ for i = 4, #ARGV, 3 do
     flags[#flags + 1] = 0
   end
 end
-redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -(tonumber(ARGV[1]) + 1))
-local maxBytes = tonumber(ARGV[3])
-if maxBytes > 0 then
-  local total = 0
-  for i, member in ipairs(redis.call('ZREVRANGE', KEYS[1], 0, -1)) do
-    total = total + #member
-    if total > maxBytes then
-      redis.call('ZREMRANGEBYRANK', KEYS[1], 0, -i)
-      break
-    end
-  end
-end
-redis.call('PEXPIRE', KEYS[1], ARGV[2])
-if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+${TRIM}if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
 return flags`;
 
 /**

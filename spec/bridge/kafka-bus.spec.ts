@@ -117,29 +117,17 @@ class ClusterNode implements ClusterBus {
   }
 }
 
-/** A history store that can be switched off (MongoDB stopped), counting appends per id. */
-/** A history store whose appends wait while it is held (a MongoDB seconds behind, as under a failover's load). */
-class HeldHistory implements HistoryStore {
-  readonly name = 'held';
+/** An in-memory history store counting appends per id; the stores below add a fault to its appends. */
+class CountingHistory implements HistoryStore {
+  readonly name: string = 'counting';
   readonly inner = new InMemoryHistoryStore({ maxPerDestination: 0, maxAgeMs: 0 });
   readonly appends = new Map<string, number>();
-  #gate: Promise<void> = Promise.resolve();
-  #release: (() => void) | undefined;
 
   get healthy(): boolean {
     return true;
   }
 
-  hold(): void {
-    this.#gate = new Promise((resolve) => (this.#release = resolve));
-  }
-
-  release(): void {
-    this.#release?.();
-  }
-
   async append(record: HistoryRecord): Promise<void> {
-    await this.#gate;
     this.appends.set(record.id, (this.appends.get(record.id) ?? 0) + 1);
     await this.inner.append(record);
   }
@@ -162,37 +150,38 @@ class HeldHistory implements HistoryStore {
   }
 }
 
-class FlakyHistory implements HistoryStore {
-  readonly name = 'flaky';
-  readonly inner = new InMemoryHistoryStore({ maxPerDestination: 0, maxAgeMs: 0 });
-  readonly appends = new Map<string, number>();
+/** A history store whose appends wait while it is held (a MongoDB seconds behind, as under a failover's load). */
+class HeldHistory extends CountingHistory {
+  override readonly name = 'held';
+  #gate: Promise<void> = Promise.resolve();
+  #release: (() => void) | undefined;
+
+  hold(): void {
+    this.#gate = new Promise((resolve) => (this.#release = resolve));
+  }
+
+  release(): void {
+    this.#release?.();
+  }
+
+  override async append(record: HistoryRecord): Promise<void> {
+    await this.#gate;
+    await super.append(record);
+  }
+}
+
+/** A history store that can be switched off (MongoDB stopped), counting appends per id. */
+class FlakyHistory extends CountingHistory {
+  override readonly name = 'flaky';
   failing = false;
 
-  get healthy(): boolean {
+  override get healthy(): boolean {
     return !this.failing;
   }
 
-  async append(record: HistoryRecord): Promise<void> {
+  override async append(record: HistoryRecord): Promise<void> {
     if (this.failing) throw new Error('history store unreachable (test)');
-    this.appends.set(record.id, (this.appends.get(record.id) ?? 0) + 1);
-    await this.inner.append(record);
-  }
-
-  async appendMany(records: readonly HistoryRecord[]): Promise<number> {
-    for (const r of records) await this.append(r);
-    return records.length;
-  }
-
-  read(vhost: string, destination: string, query: HistoryQuery, limit: number): Promise<HistoryRecord[]> {
-    return this.inner.read(vhost, destination, query, limit);
-  }
-
-  nextPosition(vhost: string, destination: string): number {
-    return this.inner.nextPosition(vhost, destination);
-  }
-
-  close(): Promise<void> {
-    return Promise.resolve();
+    await super.append(record);
   }
 }
 
