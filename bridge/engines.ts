@@ -45,6 +45,8 @@ export interface EngineSettings {
   readonly kafkaTopicPartitions?: number | undefined;
   /** 0: min(3, brokers). */
   readonly kafkaReplicationFactor?: number | undefined;
+  /** How often a running node looks for topics none of its clients named (0: never). */
+  readonly kafkaTopicDiscoveryMs?: number | undefined;
 }
 
 /**
@@ -127,6 +129,7 @@ export async function createEngines(
       autoCreateTopics: settings.kafkaAutoCreateTopics,
       partitions: settings.kafkaTopicPartitions,
       replicationFactor: settings.kafkaReplicationFactor,
+      topicDiscoveryMs: settings.kafkaTopicDiscoveryMs,
       logger: logger.child({ engine: 'kafka' }),
     });
   }

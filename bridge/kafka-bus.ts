@@ -1,6 +1,7 @@
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
+  AssignerProtocol,
   Kafka,
   Partitioners,
   logLevel,
@@ -82,6 +83,12 @@ export interface KafkaBusOptions {
   replicationFactor?: number | undefined;
   /** Create missing topics at start (default); false: a missing topic fails the start, named. */
   autoCreateTopics?: boolean | undefined;
+  /**
+   * How often a running bus looks for topics to consume that no client of this node named (see #discover): new
+   * topics that fit a template route, and, with a fanout, the topics the other members of the group consume.
+   * 0: never.
+   */
+  topicDiscoveryMs?: number | undefined;
   /** The kafkajs client id (default `stompede-<nodeId>`). */
   clientId?: string | undefined;
   /** Cross-node pub/sub for topic records (a RedisBus). Without it every node consumes every record itself. */
@@ -155,6 +162,8 @@ export const KAFKA_BUS_DEFAULTS = Object.freeze({
   maxPendingHistory: 100_000,
   historyConcurrency: 32,
   closeTimeoutMs: 5_000,
+  /** A topic an outside producer creates for a template route is consumed within this, plus one rebalance. */
+  topicDiscoveryMs: 5_000,
   /** Fetch long-poll; short so that heartbeats, and with them rebalances, are prompt. */
   fetchMaxWaitMs: 250,
   /** Per-connection attempt; the whole start-up is bounded by connectTimeoutMs. */
@@ -238,6 +247,7 @@ export class KafkaBus implements ClusterBus {
     maxPendingHistory: number;
     historyConcurrency: number;
     closeTimeoutMs: number;
+    topicDiscoveryMs: number;
   };
 
   #state: State = 'new';
@@ -253,6 +263,15 @@ export class KafkaBus implements ClusterBus {
   /** `<topic>-<partition>` → the end of its log when this node began reading it from the start (#historyOnly). */
   #catchUp = new Map<string, number>();
   #closing: Promise<void> | undefined;
+  /**
+   * When #discover last listed the topics (at first, when start() began): a topic it finds had not appeared by then,
+   * so its records at least this recent are delivered live (see #freshPartitionEnds).
+   */
+  #lookedAt = 0;
+  #discoveryTimer: NodeJS.Timeout | undefined;
+  /** The discovery's own admin client, kept connected between looks (a TLS/SASL handshake every few seconds is waste). */
+  #admin: Admin | undefined;
+  #discovering = false;
 
   #logged = new Map<string, { at: number; repeats: number }>();
   #stats = { published: 0, batches: 0, produceRequests: 0, consumed: 0, historyAppended: 0, dropped: 0 };
@@ -288,6 +307,7 @@ export class KafkaBus implements ClusterBus {
       maxPendingHistory: positive('maxPendingHistory', options.maxPendingHistory),
       historyConcurrency: positive('historyConcurrency', options.historyConcurrency),
       closeTimeoutMs: positive('closeTimeoutMs', options.closeTimeoutMs, 0),
+      topicDiscoveryMs: positive('topicDiscoveryMs', options.topicDiscoveryMs, 0),
     };
     // A member that beats as seldom as its session lasts is expired between two beats (Kafka advises a third at most).
     if (this.#o.heartbeatIntervalMs >= this.#o.sessionTimeoutMs)
@@ -345,6 +365,11 @@ export class KafkaBus implements ClusterBus {
       committed: (offsets) => {
         if (this.events.listenerCount('commit') > 0) this.events.emit('commit', offsets);
       },
+      unsubscribed: (topics) => {
+        if (this.#mapping === undefined) return;
+        this.#logger.info({ topics }, 'the group gave this node partitions of topics it does not consume; consuming them too');
+        this.#addTopics(topics.filter(validKafkaTopic), false, this.#lookedAt).catch((error: unknown) => this.#logDiscovery(error));
+      },
       decode:
         options.mapping !== undefined
           ? (topic, partition, record) => (options.mapping as KafkaRecordMapping).decode(topic, partition, record)
@@ -396,6 +421,7 @@ export class KafkaBus implements ClusterBus {
     if (this.#state !== 'new')
       throw new BridgeError(KAFKA_ERRORS.ERR_KAFKA_START, `the Kafka bus was already started (${this.#state})`, false);
     this.#state = 'starting';
+    this.#lookedAt = Date.now();
     const kafka = new Kafka({
       clientId: this.#clientId,
       brokers: [...this.#brokers],
@@ -434,6 +460,10 @@ export class KafkaBus implements ClusterBus {
     this.#state = 'running';
     this.#commitTimer = setInterval(() => void this.#consumer.offsets.commit(), this.#o.commitIntervalMs);
     this.#commitTimer.unref();
+    if (this.#mapping !== undefined && this.#o.topicDiscoveryMs > 0) {
+      this.#discoveryTimer = setInterval(() => void this.#discover(), this.#o.topicDiscoveryMs);
+      this.#discoveryTimer.unref();
+    }
   }
 
   /**
@@ -535,18 +565,30 @@ export class KafkaBus implements ClusterBus {
   /**
    * Where the group starts on partitions it never committed: the end of the log as of now for `fromEnd` topics,
    * else the oldest retained record (a native topic: its history is then in the store, records written before
-   * Stompede ran included).
+   * Stompede ran included). Records before the end are history only (the subscriber that named the topic did not
+   * ask for its past); with `liveSince` (a topic found by #discover), only those written before then: a topic found
+   * some seconds after an outside producer created it still delivers its records to the subscribers that were
+   * waiting for them (a wildcard subscription).
    */
-  async #freshPartitionEnds(admin: Admin, topics: readonly string[], fromEnd: (topic: string) => boolean): Promise<PartitionOffset[]> {
+  async #freshPartitionEnds(
+    admin: Admin,
+    topics: readonly string[],
+    fromEnd: (topic: string) => boolean,
+    liveSince?: number,
+  ): Promise<PartitionOffset[]> {
     const fresh: PartitionOffset[] = [];
     for (const { topic, partitions } of await admin.fetchOffsets({ groupId: this.groupId, topics: [...topics] })) {
       const never = new Set(partitions.filter((p) => p.offset === '-1').map((p) => p.partition));
       if (never.size === 0) continue;
+      const live = new Map<number, string>();
+      if (liveSince !== undefined && !fromEnd(topic))
+        for (const at of await settled(() => admin.fetchTopicOffsetsByTimestamp(topic, liveSince))) live.set(at.partition, at.offset);
       for (const end of await settled(() => admin.fetchTopicOffsets(topic)))
         if (never.has(end.partition)) {
           const start = fromEnd(topic) ? end.high : end.low;
+          const liveFrom = Number(live.get(end.partition) ?? end.high);
           fresh.push({ topic, partition: end.partition, offset: start });
-          if (Number(end.high) > Number(start)) this.#catchUp.set(`${topic}-${end.partition}`, Number(end.high));
+          if (liveFrom > Number(start)) this.#catchUp.set(`${topic}-${end.partition}`, liveFrom);
         }
     }
     return fresh;
@@ -590,43 +632,9 @@ export class KafkaBus implements ClusterBus {
     this.#topicSet.add(topic);
   }
 
-  /**
-   * Starts consuming a topic while running (creating it when missing): one at a time, each a re-subscription. A
-   * topic added so starts where its log ends now, on partitions the group never committed.
-   */
+  /** Starts consuming a topic a client named (creating it when missing and allowed) before its frame goes on. */
   #addTopic(topic: string): Promise<void> {
-    const next = this.#adding.then(async () => {
-      if (this.#topicSet.has(topic) || this.#kafka === undefined || this.#state !== 'running') return;
-      const kafka = this.#kafka;
-      const admin = kafka.admin({ retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 1_000 } });
-      let fresh: PartitionOffset[];
-      try {
-        await admin.connect();
-        if (!(await admin.listTopics()).includes(topic)) {
-          // A client naming a topic creates it only where the operator allows topic creation at all.
-          if (!this.#autoCreateTopics)
-            throw new BridgeError(
-              KAFKA_ERRORS.ERR_KAFKA_TOPIC,
-              `the Kafka topic "${topic}" does not exist and topic creation is off (kafkaAutoCreateTopics)`,
-              false,
-            );
-          const replicationFactor = await this.#replicationFactor(admin);
-          await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: this.#o.partitions, replicationFactor }] });
-        }
-        // From its start, for history: what is older than now is stored, not delivered live (#historyOnly).
-        fresh = await this.#freshPartitionEnds(admin, [topic], (t) => this.#mapping?.isPrivate(t) !== false);
-      } finally {
-        await admin.disconnect().catch(() => {});
-      }
-      this.#addKnown(topic);
-      this.#logger.info({ topic }, 'consuming a further Kafka topic (re-subscribing)');
-      if (this.#topics.length === 1) await this.#consumer.start(kafka, fresh, this.#deliver ?? (() => {}));
-      else await this.#consumer.resubscribe(kafka, fresh);
-      // A SUBSCRIBE asking for history reads it once this returns: let the store have the topic's past first.
-      await this.#caughtUp(topic, CATCH_UP_WAIT_MS);
-    });
-    this.#adding = next.catch(() => {});
-    return next.catch((error: unknown) => {
+    return this.#addTopics([topic], true).catch((error: unknown) => {
       throw new BridgeError(
         KAFKA_ERRORS.ERR_KAFKA_TOPIC,
         `could not start consuming Kafka topic "${topic}": ${messageOf(error)}`,
@@ -636,6 +644,90 @@ export class KafkaBus implements ClusterBus {
         },
       );
     });
+  }
+
+  /**
+   * Starts consuming topics while running: one change at a time, each a re-subscription (one rebalance for all of
+   * `wanted`). `named`: a client's frame waits on it, so a missing topic is created (where allowed) and its past is
+   * let into the store first; otherwise (found by #discover or handed over by the group) missing topics are left out.
+   * A topic added so starts, on partitions the group never committed, at its oldest record (native) or its end.
+   */
+  #addTopics(wanted: readonly string[], named: boolean, liveSince?: number): Promise<void> {
+    const next = this.#adding.then(async () => {
+      let topics = wanted.filter((t) => !this.#topicSet.has(t));
+      if (topics.length === 0 || this.#kafka === undefined || this.#state !== 'running') return;
+      const kafka = this.#kafka;
+      const admin = kafka.admin({ retry: { retries: 3, initialRetryTime: 100, maxRetryTime: 1_000 } });
+      let fresh: PartitionOffset[];
+      try {
+        await admin.connect();
+        const existing = new Set(await admin.listTopics());
+        const missing = topics.filter((t) => !existing.has(t));
+        if (missing.length > 0 && !named) topics = topics.filter((t) => existing.has(t));
+        else if (missing.length > 0) {
+          // A client naming a topic creates it only where the operator allows topic creation at all.
+          if (!this.#autoCreateTopics)
+            throw new BridgeError(
+              KAFKA_ERRORS.ERR_KAFKA_TOPIC,
+              `the Kafka topic "${missing.join('", "')}" does not exist and topic creation is off (kafkaAutoCreateTopics)`,
+              false,
+            );
+          const replicationFactor = await this.#replicationFactor(admin);
+          await admin.createTopics({
+            waitForLeaders: true,
+            topics: missing.map((topic) => ({ topic, numPartitions: this.#o.partitions, replicationFactor })),
+          });
+        }
+        if (topics.length === 0) return;
+        // From its start, for history: what is older is stored, not delivered live (#historyOnly).
+        fresh = await this.#freshPartitionEnds(admin, topics, (t) => this.#mapping?.isPrivate(t) !== false, liveSince);
+      } finally {
+        await admin.disconnect().catch(() => {});
+      }
+      for (const topic of topics) this.#addKnown(topic);
+      this.#logger.info({ topics, named }, 'consuming further Kafka topics (re-subscribing)');
+      if (this.#topics.length === topics.length) await this.#consumer.start(kafka, fresh, this.#deliver ?? (() => {}));
+      else await this.#consumer.resubscribe(kafka, fresh);
+      // A SUBSCRIBE asking for history reads it once this returns: let the store have the topic's past first.
+      if (named) for (const topic of topics) await this.#caughtUp(topic, CATCH_UP_WAIT_MS);
+    });
+    this.#adding = next.catch(() => {});
+    return next;
+  }
+
+  /**
+   * Looks for topics this node should consume though none of its clients named them: topics created since the start
+   * that fit a template route (an outside producer's new topic: wildcard subscribers wait for it on every node), and,
+   * with a fanout, the topics other members of the group consume (one added on another node for a destination a
+   * client named there), so that any node can take over their partitions when that node dies.
+   */
+  async #discover(): Promise<void> {
+    if (this.#discovering || this.#state !== 'running' || this.#kafka === undefined) return;
+    this.#discovering = true;
+    try {
+      const admin = (this.#admin ??= this.#kafka.admin({ retry: { retries: 1, initialRetryTime: 100, maxRetryTime: 1_000 } }));
+      await admin.connect();
+      const lookingAt = Date.now();
+      const found = new Set<string>();
+      const templates = this.#mapping?.templateTopics ?? [];
+      if (templates.length > 0)
+        for (const topic of await admin.listTopics())
+          if (!this.#topicSet.has(topic) && !topic.startsWith('__') && templates.some((t) => t.test(topic))) found.add(topic);
+      if (this.#fanout !== undefined)
+        for (const member of (await admin.describeGroups([this.groupId])).groups[0]?.members ?? [])
+          for (const topic of memberTopics(member.memberMetadata))
+            if (!this.#topicSet.has(topic) && validKafkaTopic(topic)) found.add(topic);
+      if (found.size > 0 && this.#state === 'running') await this.#addTopics([...found], false, this.#lookedAt);
+      this.#lookedAt = lookingAt;
+    } catch (error) {
+      this.#logDiscovery(error);
+    } finally {
+      this.#discovering = false;
+    }
+  }
+
+  #logDiscovery(error: unknown): void {
+    if (this.#state === 'running') this.#logger.warn({ err: error }, `could not look for further Kafka topics: ${messageOf(error)}`);
   }
 
   #createProducer(kafka: Kafka): Producer {
@@ -795,6 +887,7 @@ export class KafkaBus implements ClusterBus {
       await Promise.race([committed, sleep(Math.max(0, giveUpAt - Date.now()), undefined, { ref: false })]);
     }
     clearInterval(this.#commitTimer);
+    clearInterval(this.#discoveryTimer);
     this.#state = 'closed';
     this.#historyWriter.close();
     this.#batcher.rejectQueued(new BridgeError(KAFKA_ERRORS.ERR_KAFKA_NOT_RUNNING, 'the Kafka bus closed', false));
@@ -802,7 +895,12 @@ export class KafkaBus implements ClusterBus {
   }
 
   async #disconnectAll(): Promise<void> {
-    const left = Promise.all([this.#consumer.disconnect(), this.#producer?.disconnect().catch(() => {})]);
+    clearInterval(this.#discoveryTimer);
+    const left = Promise.all([
+      this.#consumer.disconnect(),
+      this.#producer?.disconnect().catch(() => {}),
+      this.#admin?.disconnect().catch(() => {}),
+    ]);
     // Leaving a group that is rebalancing waits for the rebalance (up to its 30 s timeout) when every member stops
     // at once, as a whole cluster does on SIGTERM; the group coordinator expires us after the session timeout anyway.
     await Promise.race([left, sleep(this.#o.closeTimeoutMs, undefined, { ref: false })]);
@@ -830,6 +928,15 @@ export class KafkaBus implements ClusterBus {
     this.#logged.set(key, { at: now, repeats: 0 });
     const repeats = last?.repeats ?? 0;
     this.#logger.warn({ kafka: entry.namespace, ...extra, ...(repeats > 0 ? { repeatedSinceLast: repeats } : {}) }, `kafkajs: ${message}`);
+  }
+}
+
+/** The topics a member of a consumer group subscribes to, from its join metadata (none when unreadable). */
+function memberTopics(metadata: Buffer): readonly string[] {
+  try {
+    return AssignerProtocol.MemberMetadata.decode(metadata)?.topics ?? [];
+  } catch {
+    return [];
   }
 }
 

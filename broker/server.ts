@@ -95,6 +95,7 @@ export function engineSettings(config: Readonly<BrokerConfig>, routes: RouteTabl
     kafkaAutoCreateTopics: config.kafkaAutoCreateTopics,
     kafkaTopicPartitions: config.kafkaTopicPartitions,
     kafkaReplicationFactor: config.kafkaReplicationFactor,
+    kafkaTopicDiscoveryMs: config.kafkaTopicDiscoveryMs,
   };
 }
 

@@ -788,6 +788,15 @@ export const SETTINGS = {
     help: 'How often (ms) a node tells the Kafka group coordinator it is alive; below `kafkaSessionTimeoutMs` (a third of it at most is advised).',
     example: '500',
   }),
+  kafkaTopicDiscoveryMs: setting({
+    ...ms(),
+    default: 5_000,
+    section: 'cluster',
+    help: 'How often (ms) a node looks for Kafka topics to consume that none of its clients named (`0`: never).',
+    details:
+      'It finds topics created since the start that fit a template route (an outside producer may create them at any time: wildcard subscribers on every node get their records), and the topics other nodes of the cluster consume, so any node can take over their partitions. Each topic found costs one consumer-group rebalance.',
+    example: '10000',
+  }),
   historyMaxPerDestination: setting({
     ...whole(0, '<count>'),
     default: 1000,

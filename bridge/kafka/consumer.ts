@@ -1,5 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Consumer, EachBatchPayload, Kafka, KafkaMessage } from 'kafkajs';
+import { PartitionAssigners, type Consumer, type EachBatchPayload, type Kafka, type KafkaMessage } from 'kafkajs';
 import type { Logger } from '../../broker/ports/logger.js';
 import { backoffMs, type ClusterBus, type Deliver } from '../../broker/ports/bus.js';
 import type { HistoryRecord, HistoryStore } from '../../broker/ports/history.js';
@@ -8,6 +8,7 @@ import type { SharedQueues } from '../../broker/ports/queues.js';
 import type { HistoryCounters, HistoryJob, HistoryWriter } from './history-writer.js';
 import { canStage, stageFirst, storeFirst } from './history-writer.js';
 import { OffsetCommits, type CommitOffset, type Entry } from './partition-progress.js';
+import { subscribedAssigner } from './assigner.js';
 
 /** Where a partition starts (a new per-node group starts at the end of the log as of start()). */
 export interface PartitionOffset {
@@ -45,6 +46,11 @@ export interface BusConsumerOptions {
   isRunning(): boolean;
   retry?: ((stage: DeliveryStage, attempt: number, delayMs: number, error: unknown) => void) | undefined;
   committed?: ((offsets: readonly CommitOffset[]) => void) | undefined;
+  /**
+   * The group gave this node partitions of topics it does not consume (a leader that does not assign by
+   * subscription: a node of an older version): consuming them too lets the next generation read them.
+   */
+  unsubscribed?: ((topics: readonly string[]) => void) | undefined;
   /** A consumed record as the message it stands for; undefined: not deliverable (the decoder counts it). */
   decode?: ((topic: string, partition: number, record: KafkaMessage) => HistoryRecord | undefined) | undefined;
 }
@@ -118,8 +124,14 @@ export class BusConsumer {
       heartbeatInterval: o.heartbeatIntervalMs,
       maxWaitTimeInMs: o.fetchMaxWaitMs,
       allowAutoTopicCreation: false,
+      // Nodes may consume different topics for a while (one added a topic a client named): only members that read
+      // a topic get its partitions. Round-robin stays offered for groups with nodes that do not know ours.
+      partitionAssigners: [subscribedAssigner, PartitionAssigners.roundRobin],
     });
     this.#consumer = consumer;
+    consumer.on(consumer.events.RECEIVED_UNSUBSCRIBED_TOPICS, (event) => {
+      o.unsubscribed?.(event.payload.topicsNotSubscribed);
+    });
     consumer.on(consumer.events.REBALANCING, () => {
       this.#rebalancingSince = Date.now();
     });

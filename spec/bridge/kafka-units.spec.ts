@@ -7,6 +7,8 @@ import { HistoryWriter, canStage, stageFirst, storeFirst, type HistoryCounters }
 import type { Staged } from '../../bridge/cached-history.js';
 import { OffsetCommits, PartitionProgress, type CommitOffset, type Entry } from '../../bridge/kafka/partition-progress.js';
 import { ProducerBatcher, type Queued } from '../../bridge/kafka/producer-batcher.js';
+import { AssignerProtocol } from 'kafkajs';
+import { planAssignment, subscribersByTopic } from '../../bridge/kafka/assigner.js';
 
 // The Kafka bus's pure parts, without Kafka: sends, commits and appends are fakes the tests settle by hand.
 
@@ -660,5 +662,58 @@ describe('bridge › kafka › stageFirst', () => {
   it('tells a store with a cache to stage in from one without', () => {
     expect(canStage(staging(async () => []))).to.equal(true);
     expect(canStage(plain)).to.equal(false);
+  });
+});
+
+describe('bridge › kafka › StompedeSubscribed assignment', () => {
+  const member = (memberId: string, topics: string[]) => ({
+    memberId,
+    memberMetadata: AssignerProtocol.MemberMetadata.encode({ version: 0, topics, userData: Buffer.alloc(0) }),
+  });
+  const partitions = (n: number) => Array.from({ length: n }, (_, i) => i);
+
+  it("reads each member's topics from its join metadata, members and topics in a fixed order", () => {
+    const byTopic = subscribersByTopic([member('m-b', ['chat', 'orders.eu']), member('m-a', ['chat']), member('m-c', ['chat'])]);
+    expect([...byTopic]).to.deep.equal([
+      ['chat', ['m-a', 'm-b', 'm-c']],
+      ['orders.eu', ['m-b']],
+    ]);
+  });
+
+  it('gives a topic only to the members that read it, every partition once', () => {
+    const subscribers = new Map([
+      ['chat', ['m-a', 'm-b', 'm-c']],
+      ['orders.eu', ['m-b']],
+    ]);
+    const plan = planAssignment(
+      subscribers,
+      new Map([
+        ['chat', partitions(6)],
+        ['orders.eu', partitions(4)],
+      ]),
+    );
+    expect(plan.get('m-b')?.['orders.eu']).to.deep.equal([0, 1, 2, 3]);
+    expect(plan.get('m-a')?.['orders.eu']).to.equal(undefined);
+    expect(plan.get('m-c')?.['orders.eu']).to.equal(undefined);
+    const chat = ['m-a', 'm-b', 'm-c'].flatMap((m) => plan.get(m)?.chat ?? []);
+    expect(chat.sort()).to.deep.equal(partitions(6));
+    for (const m of ['m-a', 'm-b', 'm-c']) expect(plan.get(m)?.chat, m).to.have.length(2);
+  });
+
+  it('spreads the load over the members when every one reads every topic', () => {
+    const all = ['m-a', 'm-b', 'm-c'];
+    const plan = planAssignment(
+      new Map([
+        ['t1', all],
+        ['t2', all],
+      ]),
+      new Map([
+        ['t1', partitions(8)],
+        ['t2', partitions(8)],
+      ]),
+    );
+    const counts = all.map((m) => Object.values(plan.get(m) ?? {}).reduce((sum, list) => sum + list.length, 0));
+    expect(counts.reduce((a, b) => a + b)).to.equal(16);
+    expect(Math.max(...counts) - Math.min(...counts)).to.be.at.most(1);
   });
 });
