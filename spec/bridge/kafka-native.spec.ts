@@ -157,6 +157,18 @@ describe('bridge › native Kafka records (outside producers and consumers)', fu
     expect((await messages(replay, 1)).map((m) => m.body.toString())).to.deep.equal(['new']);
   });
 
+  it('a topic an outside producer creates while the node runs reaches a wildcard subscriber (topic discovery, own group)', async () => {
+    const c = await stomp();
+    await subscribe(c, `/topic/${run}.orders.*`);
+    const topic = `${run}-orders.apac`;
+    await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: 2 }] });
+    // Written before the node can have found the topic (it looks every 5 s): newer than its last look, so live.
+    await producer.send({ topic, messages: [{ value: 'apac 1' }, { key: 'order-9', value: 'apac 2' }] });
+    const got = await messages(c, 2);
+    expect(got.map((m) => m.body.toString()).sort()).to.deep.equal(['apac 1', 'apac 2']);
+    for (const m of got) expect(m.headers.get('destination')).to.equal(`/topic/${run}.orders.apac`);
+  });
+
   it('delivers live records from any producer (no key, business key); one keyed with another destination does not jump', async () => {
     const c = await stomp();
     const secret = await stomp();
