@@ -1,7 +1,6 @@
 import { EventEmitter } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import {
-  AssignerProtocol,
   Kafka,
   Partitioners,
   logLevel,
@@ -83,11 +82,7 @@ export interface KafkaBusOptions {
   replicationFactor?: number | undefined;
   /** Create missing topics at start (default); false: a missing topic fails the start, named. */
   autoCreateTopics?: boolean | undefined;
-  /**
-   * How often a running bus looks for topics to consume that no client of this node named (see #discover): new
-   * topics that fit a template route, and, with a fanout, the topics the other members of the group consume.
-   * 0: never.
-   */
+  /** How often a running bus looks for new topics that fit a template route (see #discover); 0: never. */
   topicDiscoveryMs?: number | undefined;
   /** The kafkajs client id (default `stompede-<nodeId>`). */
   clientId?: string | undefined;
@@ -366,9 +361,10 @@ export class KafkaBus implements ClusterBus {
         if (this.events.listenerCount('commit') > 0) this.events.emit('commit', offsets);
       },
       unsubscribed: (topics) => {
-        if (this.#mapping === undefined) return;
-        this.#logger.info({ topics }, 'the group gave this node partitions of topics it does not consume; consuming them too');
-        this.#addTopics(topics.filter(validKafkaTopic), false, this.#lookedAt).catch((error: unknown) => this.#logDiscovery(error));
+        const mine = topics.filter((t) => this.#fitsTemplate(t));
+        if (mine.length === 0) return;
+        this.#logger.info({ topics: mine }, 'the group gave this node partitions of topics it does not consume; consuming them too');
+        this.#addTopics(mine, false, this.#lookedAt).catch((error: unknown) => this.#logDiscovery(error));
       },
       decode:
         options.mapping !== undefined
@@ -460,7 +456,7 @@ export class KafkaBus implements ClusterBus {
     this.#state = 'running';
     this.#commitTimer = setInterval(() => void this.#consumer.offsets.commit(), this.#o.commitIntervalMs);
     this.#commitTimer.unref();
-    if (this.#mapping !== undefined && this.#o.topicDiscoveryMs > 0) {
+    if ((this.#mapping?.templateTopics.length ?? 0) > 0 && this.#o.topicDiscoveryMs > 0) {
       this.#discoveryTimer = setInterval(() => void this.#discover(), this.#o.topicDiscoveryMs);
       this.#discoveryTimer.unref();
     }
@@ -490,13 +486,10 @@ export class KafkaBus implements ClusterBus {
           await sleep(delayMs);
         }
       }
-      const templates = this.#mapping?.templateTopics ?? [];
       step = 'listing the topics';
       const existing = new Set(await admin.listTopics());
       // Existing topics that fit a template route are consumed from the start, like the literal ones.
-      if (templates.length > 0)
-        for (const topic of existing)
-          if (!this.#topicSet.has(topic) && !topic.startsWith('__') && templates.some((t) => t.test(topic))) this.#addKnown(topic);
+      for (const topic of existing) if (!this.#topicSet.has(topic) && this.#fitsTemplate(topic)) this.#addKnown(topic);
       const missing = this.#topics.filter((t) => !existing.has(t));
       if (missing.length > 0 && !this.#autoCreateTopics) {
         throw new BridgeError(
@@ -696,10 +689,11 @@ export class KafkaBus implements ClusterBus {
   }
 
   /**
-   * Looks for topics this node should consume though none of its clients named them: topics created since the start
-   * that fit a template route (an outside producer's new topic: wildcard subscribers wait for it on every node), and,
-   * with a fanout, the topics other members of the group consume (one added on another node for a destination a
-   * client named there), so that any node can take over their partitions when that node dies.
+   * Looks for topics created since the last look that fit a template route: an outside producer may create one at
+   * any time, and wildcard subscribers on every node wait for its records. Only topics this node's own routes map
+   * are taken: a topic another node reads under a route this node lacks (its config changed first, in a rolling
+   * change) would be read here under the wrong destination. A `/kafka/<name>` topic is read by every node where a
+   * client names it, which is every node that has a subscriber for it.
    */
   async #discover(): Promise<void> {
     if (this.#discovering || this.#state !== 'running' || this.#kafka === undefined) return;
@@ -708,22 +702,18 @@ export class KafkaBus implements ClusterBus {
       const admin = (this.#admin ??= this.#kafka.admin({ retry: { retries: 1, initialRetryTime: 100, maxRetryTime: 1_000 } }));
       await admin.connect();
       const lookingAt = Date.now();
-      const found = new Set<string>();
-      const templates = this.#mapping?.templateTopics ?? [];
-      if (templates.length > 0)
-        for (const topic of await admin.listTopics())
-          if (!this.#topicSet.has(topic) && !topic.startsWith('__') && templates.some((t) => t.test(topic))) found.add(topic);
-      if (this.#fanout !== undefined)
-        for (const member of (await admin.describeGroups([this.groupId])).groups[0]?.members ?? [])
-          for (const topic of memberTopics(member.memberMetadata))
-            if (!this.#topicSet.has(topic) && validKafkaTopic(topic)) found.add(topic);
-      if (found.size > 0 && this.#state === 'running') await this.#addTopics([...found], false, this.#lookedAt);
+      const found = (await admin.listTopics()).filter((t) => !this.#topicSet.has(t) && this.#fitsTemplate(t));
+      if (found.length > 0 && this.#state === 'running') await this.#addTopics(found, false, this.#lookedAt);
       this.#lookedAt = lookingAt;
     } catch (error) {
       this.#logDiscovery(error);
     } finally {
       this.#discovering = false;
     }
+  }
+
+  #fitsTemplate(topic: string): boolean {
+    return !topic.startsWith('__') && validKafkaTopic(topic) && (this.#mapping?.templateTopics ?? []).some((t) => t.test(topic));
   }
 
   #logDiscovery(error: unknown): void {
@@ -928,15 +918,6 @@ export class KafkaBus implements ClusterBus {
     this.#logged.set(key, { at: now, repeats: 0 });
     const repeats = last?.repeats ?? 0;
     this.#logger.warn({ kafka: entry.namespace, ...extra, ...(repeats > 0 ? { repeatedSinceLast: repeats } : {}) }, `kafkajs: ${message}`);
-  }
-}
-
-/** The topics a member of a consumer group subscribes to, from its join metadata (none when unreadable). */
-function memberTopics(metadata: Buffer): readonly string[] {
-  try {
-    return AssignerProtocol.MemberMetadata.decode(metadata)?.topics ?? [];
-  } catch {
-    return [];
   }
 }
 

@@ -792,9 +792,9 @@ export const SETTINGS = {
     ...ms(),
     default: 5_000,
     section: 'cluster',
-    help: 'How often (ms) a node looks for Kafka topics to consume that none of its clients named (`0`: never).',
+    help: 'How often (ms) a node looks for new Kafka topics that fit a template route, to read them too (`0`: never).',
     details:
-      'It finds topics created since the start that fit a template route (an outside producer may create them at any time: wildcard subscribers on every node get their records), and the topics other nodes of the cluster consume, so any node can take over their partitions. Each topic found costs one consumer-group rebalance.',
+      'An outside producer may create such a topic at any time: wildcard subscribers on every node get its records, those written before the node found it included. What one look finds costs one consumer-group rebalance.',
     example: '10000',
   }),
   historyMaxPerDestination: setting({
