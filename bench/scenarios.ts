@@ -139,8 +139,11 @@ const DEFAULT_HEARTBEAT: Readonly<Record<ScenarioName, readonly [number, number]
   receipts: [0, 0],
 });
 
-/** fanout's subscriber worker threads when --workers is not given (bench/README.md has the 0 / 1 / 2 figures). */
-export const DEFAULT_FANOUT_WORKERS = 1;
+/**
+ * fanout's subscriber worker threads when --workers is not given. 0 on this 2-core machine: worker threads only
+ * compete with the broker for the two cores, and lowered both brokers' figures (bench/README.md, 0 / 1 / 2 workers).
+ */
+export const DEFAULT_FANOUT_WORKERS = 0;
 
 /** A publisher that has waited this long with a full window skips its oldest message (counted as a stall). */
 const STALL_MS = 5000;
