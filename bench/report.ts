@@ -156,7 +156,10 @@ function main(): void {
       const unit = sa?.unit ?? sb?.unit ?? '';
       const lossDup = (s: Summary | undefined): string => (s ? `${num(s.lost)}+${num(s.dup)}` : '–');
       const cpu = (s: Summary | undefined): string => (s === undefined || s.cpu === null ? '–' : `${Math.round(s.cpu)}%`);
-      const clientCpu = (s: Summary | undefined): string => (s === undefined || s.clientCpu === null ? '–' : `${Math.round(s.clientCpu)}%`);
+      const clientCpu = (s: Summary | undefined): string => {
+        const v = s?.clientCpu ?? null;
+        return v === null ? '–' : `${Math.round(v)}%`;
+      };
       const notes: string[] = [];
       if (scenario === 'conns') {
         notes.push(`KiB/conn ${num(sa?.rssPerConn ?? null, 1)}${both ? ` / ${num(sb?.rssPerConn ?? null, 1)}` : ''}`);
