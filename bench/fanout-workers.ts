@@ -72,6 +72,37 @@ export interface SubscriberWorkersOptions {
   readonly onError: (message: string) => void;
 }
 
+/**
+ * Counts first deliveries per message among one worker's receivers: a message is complete for the worker once each
+ * of its `needed` receivers got it. Messages never completed (lost somewhere) stay counted; there are as many as
+ * the run loses.
+ */
+export class CompletionCounter {
+  readonly #needed: number;
+  readonly #counts = new Map<number, number>();
+
+  constructor(needed: number) {
+    if (!Number.isInteger(needed) || needed < 1) throw new TypeError(`needed must be a positive integer, got ${needed}`);
+    this.#needed = needed;
+  }
+
+  /** One more receiver got `seq` for the first time; true when that makes all of them. */
+  add(seq: number): boolean {
+    const count = (this.#counts.get(seq) ?? 0) + 1;
+    if (count < this.#needed) {
+      this.#counts.set(seq, count);
+      return false;
+    }
+    this.#counts.delete(seq);
+    return true;
+  }
+
+  /** Messages some but not all receivers have. */
+  get incomplete(): number {
+    return this.#counts.size;
+  }
+}
+
 /** The main thread's side: starts the workers, relays completions and errors, collects the figures. */
 export class SubscriberWorkers {
   readonly #workers: Worker[];
@@ -216,8 +247,7 @@ async function runWorker(init: WorkerInit, port: NonNullable<typeof parentPort>)
   const stamp: Stamp = { publisher: 0, seq: 0, sentUs: 0 };
   const clients: StompClient[] = [];
   const trackers = init.urls.map(() => new SeqTracker());
-  /** First deliveries so far of each incomplete message among this worker's subscribers. */
-  const counts = new Map<number, number>();
+  const completion = new CompletionCounter(trackers.length);
   let completed: number[] = [];
   let flushScheduled = false;
   let deliveredInWindow = 0;
@@ -245,12 +275,7 @@ async function runWorker(init: WorkerInit, port: NonNullable<typeof parentPort>)
       deliveredInWindow++;
       latency.record(nowUs() - stamp.sentUs);
     }
-    const count = (counts.get(seq) ?? 0) + 1;
-    if (count < trackers.length) {
-      counts.set(seq, count);
-      return;
-    }
-    counts.delete(seq);
+    if (!completion.add(seq)) return;
     completed.push(seq);
     // One message to the main thread per turn of the event loop, however many sockets were read in it.
     if (!flushScheduled) {
