@@ -436,6 +436,7 @@ async function outward(o: Options, node: Node): Promise<OutwardResult> {
     brokerPids: [node.pid],
     trace: false,
     subscribers: 0,
+    workers: undefined,
     pairs: 1,
     rooms: 1,
     roomSize: 1,

@@ -18,6 +18,8 @@ interface Summary {
   readonly lost: number | null;
   readonly dup: number | null;
   readonly cpu: number | null;
+  /** The load generator's own CPU (all its threads), % of one core. */
+  readonly clientCpu: number | null;
   readonly rssPerConn: number | null;
   readonly errors: number | null;
 }
@@ -67,6 +69,7 @@ function summarize(results: readonly BenchResult[]): Summary {
     lost: median(results.map((r) => r.lost)),
     dup: median(results.map((r) => r.duplicates)),
     cpu: median(results.map((r) => r.brokerCpuPercent)),
+    clientCpu: median(results.map((r) => r.clientCpuPercent)),
     rssPerConn: median(results.map((r) => r.rssPerConnKiB)),
     errors: median(results.map((r) => r.errors)),
   };
@@ -118,6 +121,7 @@ function main(): void {
         `p99.9 ms ${a} / ${b}`,
         `loss+dup ${a} / ${b}`,
         `broker CPU ${a} / ${b}`,
+        `client CPU ${a} / ${b}`,
         `notes`,
         `runs`,
       ]
@@ -132,6 +136,7 @@ function main(): void {
         `p99.9 ms`,
         `loss+dup`,
         `broker CPU`,
+        `client CPU`,
         `notes`,
         `runs`,
       ];
@@ -151,6 +156,10 @@ function main(): void {
       const unit = sa?.unit ?? sb?.unit ?? '';
       const lossDup = (s: Summary | undefined): string => (s ? `${num(s.lost)}+${num(s.dup)}` : '–');
       const cpu = (s: Summary | undefined): string => (s === undefined || s.cpu === null ? '–' : `${Math.round(s.cpu)}%`);
+      const clientCpu = (s: Summary | undefined): string => {
+        const v = s?.clientCpu ?? null;
+        return v === null ? '–' : `${Math.round(v)}%`;
+      };
       const notes: string[] = [];
       if (scenario === 'conns') {
         notes.push(`KiB/conn ${num(sa?.rssPerConn ?? null, 1)}${both ? ` / ${num(sb?.rssPerConn ?? null, 1)}` : ''}`);
@@ -174,6 +183,7 @@ function main(): void {
             `${num(sa?.p999 ?? null, 2)} / ${num(sb?.p999 ?? null, 2)}`,
             `${lossDup(sa)} / ${lossDup(sb)}`,
             `${cpu(sa)} / ${cpu(sb)}`,
+            `${clientCpu(sa)} / ${clientCpu(sb)}`,
             notes.join('; '),
             runs,
           ]
@@ -188,6 +198,7 @@ function main(): void {
             num(sa?.p999 ?? null, 2),
             lossDup(sa),
             cpu(sa),
+            clientCpu(sa),
             notes.join('; '),
             runs,
           ];

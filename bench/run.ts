@@ -10,7 +10,7 @@
 
 import { writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
-import { SCENARIOS, runScenario, type BenchConfig, type BenchResult, type ScenarioName } from './scenarios.js';
+import { DEFAULT_FANOUT_WORKERS, SCENARIOS, runScenario, type BenchConfig, type BenchResult, type ScenarioName } from './scenarios.js';
 
 const USAGE = `usage: node dist/bench/run.js --scenario <${SCENARIOS.join('|')}> --target <tcp://127.0.0.1:PORT | ws://127.0.0.1:PORT/ws>
   --target A,B,C        several nodes of one cluster (or --target repeated): publishers and producers connect
@@ -30,6 +30,8 @@ const USAGE = `usage: node dist/bench/run.js --scenario <${SCENARIOS.join('|')}>
   --size N              body bytes (default 100)
   --heartbeat CX,CY     CONNECT heart-beat (default 0,0; chat and conns 10000,10000)
   --subscribers N       fanout subscribers (default 100)
+  --workers N           fanout: worker threads holding the subscribers (default ${DEFAULT_FANOUT_WORKERS}; 0 = all in the
+                        main thread with the publisher)
   --pairs N             pairs (default 8)
   --rooms N --room-size N --chat-interval-ms N   chat (default 100 rooms of 10, every 2000 ms)
   --producers N --consumers N --prefetch N       queue (default 4, 4, prefetch-count 100)
@@ -69,6 +71,7 @@ function parse(argv: string[]): Parsed {
       size: { type: 'string' },
       heartbeat: { type: 'string' },
       subscribers: { type: 'string' },
+      workers: { type: 'string' },
       pairs: { type: 'string' },
       rooms: { type: 'string' },
       'room-size': { type: 'string' },
@@ -127,6 +130,8 @@ function parse(argv: string[]): Parsed {
       problems.push(`--target is not a URL: ${JSON.stringify(t)}`);
     }
   }
+  if (values.workers !== undefined && scenario !== undefined && scenario !== 'fanout')
+    problems.push('--workers applies to the fanout scenario only');
   if (protocols.size > 1) problems.push('every --target must use the same transport (all tcp:// or all ws://)');
   if (new Set(targets).size !== targets.length) problems.push('--target lists the same URL twice');
 
@@ -161,6 +166,7 @@ function parse(argv: string[]): Parsed {
     brokerPids,
     trace: values.trace ?? false,
     subscribers: int('subscribers', values.subscribers, 100, 1),
+    workers: values.workers === undefined ? undefined : int('workers', values.workers, 0, 0),
     pairs: int('pairs', values.pairs, 8, 1),
     rooms: int('rooms', values.rooms, 100, 1),
     roomSize: int('room-size', values['room-size'], 10, 1),

@@ -6,6 +6,7 @@
 import { performance } from 'node:perf_hooks';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { StompClient, type AckMode, type ClientOptions, type CloseInfo, type StompFrame } from './client.js';
+import { SubscriberWorkers } from './fanout-workers.js';
 import {
   LatencyHistogram,
   SeqTracker,
@@ -50,6 +51,11 @@ export interface BenchConfig {
   readonly brokerPids: readonly number[];
   readonly trace: boolean;
   readonly subscribers: number;
+  /**
+   * fanout: worker threads that hold the subscriber connections (0: all in the main thread, with the publisher);
+   * undefined = DEFAULT_FANOUT_WORKERS.
+   */
+  readonly workers: number | undefined;
   readonly pairs: number;
   readonly rooms: number;
   readonly roomSize: number;
@@ -133,6 +139,12 @@ const DEFAULT_HEARTBEAT: Readonly<Record<ScenarioName, readonly [number, number]
   receipts: [0, 0],
 });
 
+/**
+ * fanout's subscriber worker threads when --workers is not given. 0 on this 2-core machine: worker threads only
+ * compete with the broker for the two cores, and lowered both brokers' figures (bench/README.md, 0 / 1 / 2 workers).
+ */
+export const DEFAULT_FANOUT_WORKERS = 0;
+
 /** A publisher that has waited this long with a full window skips its oldest message (counted as a stall). */
 const STALL_MS = 5000;
 const MAX_ERROR_SAMPLES = 8;
@@ -201,6 +213,8 @@ class Run {
   selfCpuMicros = 0;
   readonly #stamp: Stamp = { publisher: 0, seq: 0, sentUs: 0 };
   #traced = 0;
+  /** [0] is 1 while the measurement window is open; shared with the subscriber worker threads, which read it. */
+  readonly measuring = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
 
   constructor(cfg: BenchConfig) {
     this.cfg = cfg;
@@ -340,12 +354,14 @@ class Run {
 
   startMeasure(): void {
     this.phase = 'measure';
+    Atomics.store(this.measuring, 0, 1);
     this.measureStartMs = performance.now();
     this.#selfCpuAtStart = process.cpuUsage();
     this.brokerAtStart = this.sampleBrokers();
   }
 
   endMeasure(): void {
+    Atomics.store(this.measuring, 0, 0);
     this.measureEndMs = performance.now();
     const cpu = process.cpuUsage(this.#selfCpuAtStart);
     this.selfCpuMicros = cpu.user + cpu.system;
@@ -558,6 +574,7 @@ function tally(pairs: ReadonlyArray<readonly [SeqTracker, number]>): {
 // fanout: one publisher, many subscribers on one topic.
 async function fanout(run: Run): Promise<BenchResult> {
   const cfg = run.cfg;
+  if ((cfg.workers ?? DEFAULT_FANOUT_WORKERS) > 0) return fanoutInWorkers(run);
   const destination = `/topic/bench.fanout.${run.uniq}`;
   const subs = await run.openMany(cfg.subscribers, (i) => run.subUrl(i));
   const pubClient = await run.open(run.pubUrl());
@@ -579,7 +596,62 @@ async function fanout(run: Run): Promise<BenchResult> {
   cfg.log(`fanout: 1 publisher, ${subs.length} subscribers on ${destination}, window ${run.window}`);
   await run.measureClosedLoop([publisher], allDelivered);
   const t = tally(trackers.map((tr) => [tr, publisher.sent] as const));
-  return run.result({ sent: publisher.sent, ...t, notes: [`${subs.length} subs`] });
+  return run.result({ sent: publisher.sent, ...t, notes: [`${subs.length} subs`, 'subscribers in the main thread'] });
+}
+
+// fanout with the subscribers in worker threads (see fanout-workers.ts): same load, same checks.
+async function fanoutInWorkers(run: Run): Promise<BenchResult> {
+  const cfg = run.cfg;
+  const destination = `/topic/bench.fanout.${run.uniq}`;
+  let publisher: Publisher | undefined;
+  const client = { host: cfg.host, heartbeat: run.heartbeat, login: cfg.login, passcode: cfg.passcode };
+  const pool = await SubscriberWorkers.start({
+    workers: cfg.workers ?? DEFAULT_FANOUT_WORKERS,
+    subscribers: cfg.subscribers,
+    urlOf: (i) => run.subUrl(i),
+    client,
+    destination,
+    publisher: run.publishers.length,
+    concurrency: cfg.concurrency,
+    measuring: run.measuring,
+    onComplete: (seq) => publisher?.delivered(seq),
+    onError: (message) => run.error(message),
+  });
+  try {
+    const pubClient = await run.open(run.pubUrl());
+    publisher = new Publisher(run, pubClient, destination, pool.size);
+    cfg.log(`fanout: 1 publisher, ${cfg.subscribers} subscribers in ${pool.size} worker threads on ${destination}, window ${run.window}`);
+    await run.measureClosedLoop([publisher], allDelivered);
+    const reports = await pool.report();
+    const sent = publisher.sent;
+    let expected = 0;
+    let delivered = 0;
+    let duplicates = 0;
+    let outOfOrder = 0;
+    for (const report of reports) {
+      run.deliveredInWindow += report.deliveredInWindow;
+      run.latency.merge(report.latency);
+      run.badBodies += report.badBodies;
+      for (const t of report.trackers) {
+        expected += sent;
+        delivered += t.unique;
+        duplicates += t.duplicates;
+        outOfOrder += t.outOfOrder;
+      }
+    }
+    return run.result({
+      sent,
+      expected,
+      delivered,
+      lost: Math.max(0, expected - delivered),
+      duplicates,
+      outOfOrder,
+      connections: cfg.subscribers + 1,
+      notes: [`${cfg.subscribers} subs`, `${pool.size} subscriber threads`],
+    });
+  } finally {
+    await pool.close();
+  }
 }
 
 // pairs: independent publisher/subscriber pairs, each on its own topic.

@@ -9,6 +9,14 @@ import { performance } from 'node:perf_hooks';
  * Percentiles report the upper edge of the bucket.
  */
 const BUCKET_RATIO = 1.01;
+
+export interface HistogramSnapshot {
+  readonly counts: Float64Array;
+  readonly total: number;
+  readonly max: number;
+  readonly sum: number;
+}
+
 const LOG_BUCKET_RATIO = Math.log(BUCKET_RATIO);
 
 export class LatencyHistogram {
@@ -30,6 +38,20 @@ export class LatencyHistogram {
 
   get count(): number {
     return this.#total;
+  }
+
+  /** The whole histogram as plain data, to send from a worker thread to the thread that reports. */
+  snapshot(): HistogramSnapshot {
+    return { counts: Float64Array.from(this.#counts), total: this.#total, max: this.#max, sum: this.#sum };
+  }
+
+  /** Adds every value of another histogram (a worker thread's snapshot). */
+  merge(other: HistogramSnapshot): void {
+    if (other.counts.length !== this.#counts.length) throw new TypeError('histogram snapshot of another bucket layout');
+    for (let i = 0; i < other.counts.length; i++) this.#counts[i] = (this.#counts[i] ?? 0) + (other.counts[i] ?? 0);
+    this.#total += other.total;
+    this.#sum += other.sum;
+    if (other.max > this.#max) this.#max = other.max;
   }
 
   get maxUs(): number {
@@ -109,8 +131,16 @@ export interface Stamp {
   sentUs: number;
 }
 
+/**
+ * performance.now() counts from the start of the calling thread, so two threads (or processes) disagree on it.
+ * Shifted by where this thread started on the machine's monotonic clock (the one process.hrtime reads), the stamp
+ * a publisher writes in one thread and the receive time read in another share one clock.
+ */
+const THREAD_ORIGIN_US = Number(process.hrtime.bigint() / 1000n) - performance.now() * 1000;
+
+/** Microseconds on the machine's monotonic clock: comparable across the worker threads of the load generator. */
 export function nowUs(): number {
-  return Math.round(performance.now() * 1000);
+  return Math.round(THREAD_ORIGIN_US + performance.now() * 1000);
 }
 
 const padding = new Map<number, string>();
