@@ -19,8 +19,13 @@ const BACKSLASH = 0x5c;
 
 export interface StompFrame {
   readonly command: string;
-  /** First occurrence wins (STOMP 1.2 §Repeated Header Entries). Values are unescaped. */
+  /**
+   * First occurrence wins (STOMP 1.2 §Repeated Header Entries). Values are unescaped. A MESSAGE's headers are
+   * decoded on first use (a malformed header line of a MESSAGE then throws here).
+   */
   readonly headers: ReadonlyMap<string, string>;
+  /** One header, without decoding the others (a MESSAGE's receiver needs `subscription` only). */
+  header(name: string): string | undefined;
   /** A view into the receive buffer: valid only during the callback, copy it to keep it. */
   readonly body: Buffer;
 }
@@ -112,32 +117,20 @@ export class FrameReader {
         this.#needBytes = len - start + 1;
         return start;
       }
-      // Then decode the command and header lines with one toString and split them as a string: one native call
-      // per frame instead of two per header.
+      // A MESSAGE (nearly every frame of a run) keeps its header lines as bytes until asked: the receiver reads
+      // `subscription` and the body only, and a load generator that decodes every header of every delivery is the
+      // bottleneck of a fan-out before the broker is. Other frames are decoded and checked at once.
+      let frame: ReceivedFrame;
       const head = buf.toString('utf8', start, headEnd);
-      let p = head.indexOf('\n');
-      const command = head.slice(0, p > 0 && head.charCodeAt(p - 1) === CR ? p - 1 : p);
-      const headers = new Map<string, string>();
-      const escaped = command !== 'CONNECTED'; // STOMP 1.2 §Value Encoding: never for CONNECT/CONNECTED
-      p++;
-      while (p < head.length) {
-        const nl = head.indexOf('\n', p);
-        const end = nl > p && head.charCodeAt(nl - 1) === CR ? nl - 1 : nl;
-        const colon = head.indexOf(':', p);
-        if (colon < 0 || colon >= end) return this.#fail(`header line without ':' in ${command}`);
-        let name: string | undefined = head.slice(p, colon);
-        if (escaped && name.includes('\\')) name = unescape(name);
-        if (name === undefined) return this.#fail(`undefined escape in a header name of ${command}`);
-        if (!headers.has(name)) {
-          let value: string | undefined = head.slice(colon + 1, end);
-          if (escaped && value.includes('\\')) value = unescape(value);
-          if (value === undefined) return this.#fail(`undefined escape in header ${name} of ${command}`);
-          headers.set(name, value);
-        }
-        p = nl + 1;
+      if (head.startsWith('MESSAGE\n') || head.startsWith('MESSAGE\r\n')) frame = new ReceivedFrame('MESSAGE', head, undefined);
+      else {
+        const decoded = decodeHead(head);
+        if (typeof decoded === 'string') return this.#fail(decoded);
+        frame = new ReceivedFrame(decoded.command, head, decoded.headers);
       }
+      const command = frame.command;
       const bodyStart = lineStart;
-      const contentLength = headers.get('content-length');
+      const contentLength = frame.header('content-length');
       let bodyEnd: number;
       if (contentLength !== undefined) {
         const n = Number(contentLength);
@@ -161,7 +154,8 @@ export class FrameReader {
       this.#nulScanFrom = 0;
       pos = bodyEnd + 1;
       afterFrame = true;
-      this.#sink.frame({ command, headers, body: buf.subarray(bodyStart, bodyEnd) });
+      frame.body = buf.subarray(bodyStart, bodyEnd);
+      this.#sink.frame(frame);
       if (this.#failed) return pos;
     }
     this.#needBytes = 0;
@@ -176,6 +170,82 @@ export class FrameReader {
       this.#sink.error(new Error(`STOMP parse error: ${message}`));
     }
     return 0;
+  }
+}
+
+/**
+ * The command and header lines of a frame, decoded with one toString and split as a string (one native call per
+ * frame instead of two per header); a string says what is malformed.
+ */
+function decodeHead(head: string): { command: string; headers: Map<string, string> } | string {
+  let p = head.indexOf('\n');
+  const command = head.slice(0, p > 0 && head.charCodeAt(p - 1) === CR ? p - 1 : p);
+  const headers = new Map<string, string>();
+  const escaped = command !== 'CONNECTED'; // STOMP 1.2 §Value Encoding: never for CONNECT/CONNECTED
+  p++;
+  while (p < head.length) {
+    const nl = head.indexOf('\n', p);
+    const end = nl > p && head.charCodeAt(nl - 1) === CR ? nl - 1 : nl;
+    const colon = head.indexOf(':', p);
+    if (colon < 0 || colon >= end) return `header line without ':' in ${command}`;
+    let name: string | undefined = head.slice(p, colon);
+    if (escaped && name.includes('\\')) name = unescape(name);
+    if (name === undefined) return `undefined escape in a header name of ${command}`;
+    if (!headers.has(name)) {
+      let value: string | undefined = head.slice(colon + 1, end);
+      if (escaped && value.includes('\\')) value = unescape(value);
+      if (value === undefined) return `undefined escape in header ${name} of ${command}`;
+      headers.set(name, value);
+    }
+    p = nl + 1;
+  }
+  return { command, headers };
+}
+
+const EMPTY = Buffer.alloc(0);
+
+/** `\n<name>:`, per header name asked for (a handful in a run). */
+const NEEDLES = new Map<string, string>();
+
+class ReceivedFrame implements StompFrame {
+  readonly command: string;
+  body: Buffer = EMPTY;
+  /** The command and header lines, decoded (one toString per frame). */
+  readonly #head: string;
+  #headers: Map<string, string> | undefined;
+
+  constructor(command: string, head: string, headers: Map<string, string> | undefined) {
+    this.command = command;
+    this.#head = head;
+    this.#headers = headers;
+  }
+
+  get headers(): ReadonlyMap<string, string> {
+    if (this.#headers === undefined) {
+      const decoded = decodeHead(this.#head);
+      if (typeof decoded === 'string') throw new Error(`STOMP parse error: ${decoded}`);
+      this.#headers = decoded.headers;
+    }
+    return this.#headers;
+  }
+
+  header(name: string): string | undefined {
+    if (this.#headers !== undefined) return this.#headers.get(name);
+    let needle = NEEDLES.get(name);
+    if (needle === undefined) NEEDLES.set(name, (needle = `\n${name}:`));
+    // The first line that starts with the name: the first occurrence wins. A value never holds a raw LF.
+    const head = this.#head;
+    const at = head.indexOf(needle);
+    if (at < 0) return undefined;
+    const from = at + needle.length;
+    let end = head.indexOf('\n', from);
+    if (end < 0) end = head.length;
+    if (end > from && head.charCodeAt(end - 1) === CR) end--;
+    const raw = head.slice(from, end);
+    if (!raw.includes('\\')) return raw;
+    const value = unescape(raw);
+    if (value === undefined) throw new Error(`STOMP parse error: undefined escape in header ${name} of ${this.command}`);
+    return value;
   }
 }
 
@@ -439,14 +509,14 @@ export class StompClient {
   #onFrame(frame: StompFrame): void {
     switch (frame.command) {
       case 'MESSAGE': {
-        const sub = frame.headers.get('subscription');
+        const sub = frame.header('subscription');
         const handler = sub === undefined ? undefined : this.#handlers.get(sub);
         if (handler) handler(frame);
         else this.onUnroutedMessage(frame);
         return;
       }
       case 'RECEIPT': {
-        const id = frame.headers.get('receipt-id');
+        const id = frame.header('receipt-id');
         const pending = id === undefined ? undefined : this.#receipts.get(id);
         if (id !== undefined && pending) {
           this.#receipts.delete(id);
