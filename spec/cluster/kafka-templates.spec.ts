@@ -32,6 +32,35 @@ async function expectAll(subs: readonly { label: string; sub: Subscription }[], 
   }
 }
 
+/** Registers the hooks of one cluster for a describe block: its nodes' logs printed for a failed test. */
+function templatesCluster(name: string, size: number, discoveryMs: number): { cluster(): StompedeCluster } {
+  let cluster: StompedeCluster | undefined;
+  const get = (): StompedeCluster => {
+    if (cluster === undefined) throw new Error('the cluster did not start');
+    return cluster;
+  };
+  before(async function () {
+    this.timeout(120_000);
+    cluster = await StompedeCluster.start({
+      name,
+      size,
+      engines: ['redis', 'kafka'],
+      routes,
+      args: ['--kafka-topic-discovery-ms', String(discoveryMs)],
+    });
+  });
+  beforeEach(() => cluster?.markLogs());
+  afterEach(async function () {
+    if (this.currentTest?.state === 'failed') await waitQuiet(300);
+    cluster?.printLogsOnFailure(this.currentTest);
+  });
+  after(async function () {
+    this.timeout(60_000);
+    await cluster?.close();
+  });
+  return { cluster: get };
+}
+
 describe('cluster › template-route topics that appear while the cluster runs', function () {
   this.timeout(90_000);
   const brokers = requireService('kafka').split(',');
@@ -59,31 +88,12 @@ describe('cluster › template-route topics that appear while the cluster runs',
   afterEach(() => pool.closeAll());
 
   describe('no discovery (kafkaTopicDiscoveryMs 0), 3 nodes', () => {
-    let cluster: StompedeCluster;
-
-    before(async function () {
-      this.timeout(120_000);
-      cluster = await StompedeCluster.start({
-        name: 'spec-ktpl',
-        engines: ['redis', 'kafka'],
-        routes,
-        args: ['--kafka-topic-discovery-ms', '0'],
-      });
-    });
-
-    beforeEach(() => cluster.markLogs());
-    afterEach(async function () {
-      if (this.currentTest?.state === 'failed') await waitQuiet(300);
-      cluster.printLogsOnFailure(this.currentTest);
-    });
-    after(async function () {
-      this.timeout(60_000);
-      await cluster?.close();
-    });
+    const ctx = templatesCluster('spec-ktpl', 3, 0);
 
     it('a topic a client names on one node is read whole, by that node alone, whichever node leads the group', async () => {
       // kafkajs's own assignment gave the new topic's partitions to every member (those without it never read
       // them), or to none when the leader lacked it: most or all of these records never arrived.
+      const cluster = ctx.cluster();
       const topic = `${cluster.name}-orders.eu`;
       const subs: { label: string; sub: Subscription }[] = [];
       const namer = await pool.stompit(cluster.node(0));
@@ -104,30 +114,10 @@ describe('cluster › template-route topics that appear while the cluster runs',
   });
 
   describe('discovery every second, 2 nodes', () => {
-    let cluster: StompedeCluster;
-
-    before(async function () {
-      this.timeout(120_000);
-      cluster = await StompedeCluster.start({
-        name: 'spec-ktpl-disc',
-        size: 2,
-        engines: ['redis', 'kafka'],
-        routes,
-        args: ['--kafka-topic-discovery-ms', '1000'],
-      });
-    });
-
-    beforeEach(() => cluster.markLogs());
-    afterEach(async function () {
-      if (this.currentTest?.state === 'failed') await waitQuiet(300);
-      cluster.printLogsOnFailure(this.currentTest);
-    });
-    after(async function () {
-      this.timeout(60_000);
-      await cluster?.close();
-    });
+    const ctx = templatesCluster('spec-ktpl-disc', 2, 1_000);
 
     it('a topic an outside producer creates reaches wildcard subscribers on every node, records written before it was found included', async () => {
+      const cluster = ctx.cluster();
       const topic = `${cluster.name}-orders.us`;
       const subs: { label: string; sub: Subscription }[] = [];
       for (const node of cluster.nodes) {
