@@ -713,7 +713,8 @@ export class KafkaBus implements ClusterBus {
   }
 
   #fitsTemplate(topic: string): boolean {
-    return !topic.startsWith('__') && validKafkaTopic(topic) && (this.#mapping?.templateTopics ?? []).some((t) => t.test(topic));
+    // Every caller has the topic from Kafka (a listing, an assignment): its name is valid; `__*` are Kafka's own.
+    return !topic.startsWith('__') && (this.#mapping?.templateTopics ?? []).some((t) => t.test(topic));
   }
 
   #logDiscovery(error: unknown): void {
@@ -877,7 +878,6 @@ export class KafkaBus implements ClusterBus {
       await Promise.race([committed, sleep(Math.max(0, giveUpAt - Date.now()), undefined, { ref: false })]);
     }
     clearInterval(this.#commitTimer);
-    clearInterval(this.#discoveryTimer);
     this.#state = 'closed';
     this.#historyWriter.close();
     this.#batcher.rejectQueued(new BridgeError(KAFKA_ERRORS.ERR_KAFKA_NOT_RUNNING, 'the Kafka bus closed', false));
