@@ -9,9 +9,9 @@
 import { expect } from 'chai';
 import { Kafka, logLevel, type Admin, type Producer } from 'kafkajs';
 import { requireService } from '../support/services.js';
-import { StompedeCluster } from '../support/cluster.js';
 import { waitQuiet } from '../support/timing.js';
-import { ClientPool, type Subscription } from './clients.js';
+import { type Subscription } from './clients.js';
+import { useCluster } from './scenarios.js';
 
 /** The routes of both clusters: a literal topic every node reads (so each is a group member), a template. */
 function routes(name: string): string {
@@ -32,45 +32,14 @@ async function expectAll(subs: readonly { label: string; sub: Subscription }[], 
   }
 }
 
-/** Registers the hooks of one cluster for a describe block: its nodes' logs printed for a failed test. */
-function templatesCluster(name: string, size: number, discoveryMs: number): { cluster(): StompedeCluster } {
-  let cluster: StompedeCluster | undefined;
-  const get = (): StompedeCluster => {
-    if (cluster === undefined) throw new Error('the cluster did not start');
-    return cluster;
-  };
-  before(async function () {
-    this.timeout(120_000);
-    cluster = await StompedeCluster.start({
-      name,
-      size,
-      engines: ['redis', 'kafka'],
-      routes,
-      args: ['--kafka-topic-discovery-ms', String(discoveryMs)],
-    });
-  });
-  beforeEach(() => cluster?.markLogs());
-  afterEach(async function () {
-    if (this.currentTest?.state === 'failed') await waitQuiet(300);
-    cluster?.printLogsOnFailure(this.currentTest);
-  });
-  after(async function () {
-    this.timeout(60_000);
-    await cluster?.close();
-  });
-  return { cluster: get };
-}
-
 describe('cluster › template-route topics that appear while the cluster runs', function () {
   this.timeout(90_000);
   const brokers = requireService('kafka').split(',');
   const kafka = new Kafka({ clientId: 'outside-templates', brokers, logLevel: logLevel.NOTHING });
-  const pool = new ClientPool();
   let admin: Admin;
   let producer: Producer;
 
   before(async function () {
-    requireService('redis');
     admin = kafka.admin();
     await admin.connect();
     // Idempotent, as a producer that must not write a record twice is: kafkajs resends a whole request when one
@@ -85,10 +54,8 @@ describe('cluster › template-route topics that appear while the cluster runs',
     await admin?.disconnect();
   });
 
-  afterEach(() => pool.closeAll());
-
   describe('no discovery (kafkaTopicDiscoveryMs 0), 3 nodes', () => {
-    const ctx = templatesCluster('spec-ktpl', 3, 0);
+    const ctx = useCluster(routes, ['redis', 'kafka'], { name: 'spec-ktpl', args: ['--kafka-topic-discovery-ms', '0'] });
 
     it('a topic a client names on one node is read whole, by that node alone, whichever node leads the group', async () => {
       // kafkajs's own assignment gave the new topic's partitions to every member (those without it never read
@@ -96,11 +63,11 @@ describe('cluster › template-route topics that appear while the cluster runs',
       const cluster = ctx.cluster();
       const topic = `${cluster.name}-orders.eu`;
       const subs: { label: string; sub: Subscription }[] = [];
-      const namer = await pool.stompit(cluster.node(0));
+      const namer = await ctx.pool.stompit(cluster.node(0));
       subs.push({ label: `${namer.label} (names the topic)`, sub: await namer.subscribe('/topic/orders.eu') });
       for (const i of [1, 2]) {
         // A wildcard subscription names no topic: these nodes do not read it.
-        const client = await pool.stompjs(cluster.node(i));
+        const client = await ctx.pool.stompjs(cluster.node(i));
         subs.push({ label: `${client.label} (wildcard)`, sub: await client.subscribe('/topic/orders.*') });
       }
       const sent = records('eu', 40);
@@ -114,14 +81,14 @@ describe('cluster › template-route topics that appear while the cluster runs',
   });
 
   describe('discovery every second, 2 nodes', () => {
-    const ctx = templatesCluster('spec-ktpl-disc', 2, 1_000);
+    const ctx = useCluster(routes, ['redis', 'kafka'], { name: 'spec-ktpl-disc', size: 2, args: ['--kafka-topic-discovery-ms', '1000'] });
 
-    it('a topic an outside producer creates reaches wildcard subscribers on every node, records written before it was found included', async () => {
+    it('a topic an outside producer creates reaches wildcard subscribers on every node, its first records included', async () => {
       const cluster = ctx.cluster();
       const topic = `${cluster.name}-orders.us`;
       const subs: { label: string; sub: Subscription }[] = [];
       for (const node of cluster.nodes) {
-        const client = await pool.stompit(node);
+        const client = await ctx.pool.stompit(node);
         subs.push({ label: client.label, sub: await client.subscribe('/topic/orders.*') });
       }
       await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: 4 }] });

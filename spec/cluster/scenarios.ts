@@ -5,12 +5,20 @@
  */
 import { expect } from 'chai';
 import { requireServices } from '../support/services.js';
-import { sleep, StompedeCluster, until, type RoutePreset, type ServiceName, type StompedeNode } from '../support/cluster.js';
+import {
+  sleep,
+  StompedeCluster,
+  until,
+  type ClusterOptions,
+  type RoutePreset,
+  type ServiceName,
+  type StompedeNode,
+} from '../support/cluster.js';
 import { ClientPool, sequenceProblems, type Received, type StompClient, type Subscription } from './clients.js';
 import { waitQuiet } from '../support/timing.js';
 
 export interface ClusterContext {
-  readonly route: RoutePreset;
+  readonly route: ClusterOptions['routes'];
   /** The cluster of this spec file (started in `before`). */
   readonly cluster: () => StompedeCluster;
   readonly node: (index: number) => StompedeNode;
@@ -35,9 +43,9 @@ export function dest(kind: 'topic' | 'queue', name: string): string {
  * closed after each test, and nodes restarted after a test that left one down.
  */
 export function useCluster(
-  route: RoutePreset,
+  route: RoutePreset | ((clusterName: string) => string),
   engines: readonly ServiceName[],
-  options: { args?: readonly string[]; name?: string; exactProbes?: boolean } = {},
+  options: { args?: readonly string[]; name?: string; size?: number; exactProbes?: boolean } = {},
 ): ClusterContext {
   let cluster: StompedeCluster | undefined;
   let retired = false;
@@ -68,9 +76,10 @@ export function useCluster(
     this.timeout(120_000);
     const started = Date.now();
     cluster = await StompedeCluster.start({
-      name: options.name ?? `spec-${route}`,
+      name: options.name ?? `spec-${typeof route === 'string' ? route : 'routes'}`,
       engines,
       routes: route,
+      ...(options.size !== undefined ? { size: options.size } : {}),
       ...(options.args !== undefined ? { args: options.args } : {}),
     });
     await waitForFlow(ctx);
