@@ -15,12 +15,7 @@ import { RedisSharedQueues } from '../../bridge/redis-queues.js';
 import type { RedisTarget } from '../../bridge/redis-client.js';
 import { freePort } from '../ops/cli.js';
 import { until } from '../support/cluster.js';
-
-async function redisServer(args: string[]): Promise<void> {
-  const child = spawn('redis-server', args, { stdio: 'ignore' });
-  const code = await new Promise<number | null>((done) => child.once('exit', done));
-  if (code !== 0) throw new Error(`redis-server ${args.join(' ')} exited with ${code}`);
-}
+import { startRedisDaemon } from '../support/redis-daemon.js';
 
 async function cli(port: number, ...args: string[]): Promise<string> {
   const child = spawn('redis-cli', ['-h', '127.0.0.1', '-p', String(port), ...args]);
@@ -45,26 +40,8 @@ describe('bridge › redis engines through Redis Sentinel', function () {
     ports.primary = await freePort();
     ports.replica = await freePort();
     ports.sentinel = await freePort();
-    const common = (name: string, port: number) => [
-      '--bind',
-      '127.0.0.1',
-      '--port',
-      String(port),
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-      '--daemonize',
-      'yes',
-      '--dir',
-      dir,
-      '--pidfile',
-      join(dir, `${name}.pid`),
-      '--logfile',
-      join(dir, `${name}.log`),
-    ];
-    await redisServer(common('primary', ports.primary));
-    await redisServer([...common('replica', ports.replica), '--replicaof', '127.0.0.1', String(ports.primary)]);
+    await startRedisDaemon(dir, 'primary', ['--port', String(ports.primary)]);
+    await startRedisDaemon(dir, 'replica', ['--port', String(ports.replica), '--replicaof', '127.0.0.1', String(ports.primary)]);
     const conf = join(dir, 'sentinel.conf');
     writeFileSync(
       conf,
@@ -74,7 +51,7 @@ describe('bridge › redis engines through Redis Sentinel', function () {
         'sentinel failover-timeout spec 5000',
       ].join('\n') + '\n',
     );
-    await redisServer([conf, '--sentinel', ...common('sentinel', ports.sentinel)]);
+    await startRedisDaemon(dir, 'sentinel', ['--port', String(ports.sentinel)], [conf, '--sentinel']);
     await until(
       async () => (await cli(ports.replica, 'INFO', 'replication')).includes('master_link_status:up'),
       10_000,

@@ -3,7 +3,7 @@
  * its own TLS-only redis-server (the binary the test services use) with a throw-away CA made by openssl, an ACL
  * user and a password, on a free loopback port. The shared services are never touched.
  */
-import { execFile, spawn } from 'node:child_process';
+import { execFile } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -15,6 +15,7 @@ import { RedisBus } from '../../bridge/redis-bus.js';
 import { connectRedis } from '../../bridge/redis-client.js';
 import { freePort } from '../ops/cli.js';
 import { until } from '../support/cluster.js';
+import { startRedisDaemon } from '../support/redis-daemon.js';
 
 const run = promisify(execFile);
 
@@ -64,48 +65,29 @@ describe('bridge › redis over TLS with a login', function () {
     );
     ca = f('ca.pem');
     port = await freePort();
-    const child = spawn(
-      'redis-server',
-      [
-        '--bind',
-        '127.0.0.1',
-        '--port',
-        '0',
-        '--tls-port',
-        String(port),
-        '--tls-cert-file',
-        f('server.pem'),
-        '--tls-key-file',
-        f('server.key'),
-        '--tls-ca-cert-file',
-        ca,
-        '--tls-auth-clients',
-        'no',
-        '--save',
-        '',
-        '--appendonly',
-        'no',
-        '--daemonize',
-        'yes',
-        '--dir',
-        dir,
-        '--pidfile',
-        f('redis.pid'),
-        '--logfile',
-        f('redis.log'),
-        '--requirepass',
-        'default-pw',
-        '--user',
-        'app',
-        'on',
-        '>app/pw:x',
-        '~*',
-        '&*',
-        '+@all',
-      ],
-      { stdio: 'ignore' },
-    );
-    await new Promise((done) => child.once('exit', done));
+    await startRedisDaemon(dir, 'redis', [
+      '--port',
+      '0',
+      '--tls-port',
+      String(port),
+      '--tls-cert-file',
+      f('server.pem'),
+      '--tls-key-file',
+      f('server.key'),
+      '--tls-ca-cert-file',
+      ca,
+      '--tls-auth-clients',
+      'no',
+      '--requirepass',
+      'default-pw',
+      '--user',
+      'app',
+      'on',
+      '>app/pw:x',
+      '~*',
+      '&*',
+      '+@all',
+    ]);
   });
 
   after(async () => {
